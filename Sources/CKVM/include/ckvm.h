@@ -1,0 +1,44 @@
+/* The parts of the Linux API Swift cannot import: KVM ioctl request numbers are built
+ * with _IO/_IOW macros, so they are exposed here as constants; memfd_create needs
+ * _GNU_SOURCE. Nothing else lives here. */
+#ifndef CKVM_H
+#define CKVM_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <sys/mman.h>
+#include <linux/kvm.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+static const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long CKVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long CKVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
+static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long CKVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long CKVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long CKVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+static const unsigned long CKVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
+static const unsigned long CKVM_GET_DIRTY_LOG = KVM_GET_DIRTY_LOG;
+static const unsigned long CKVM_RUN = KVM_RUN;
+static const unsigned long CKVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
+static const unsigned long CKVM_INTERRUPT = KVM_INTERRUPT;
+static const unsigned long CKVM_NMI = KVM_NMI;
+static const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
+
+/* KVM_GET_SUPPORTED_CPUID / KVM_SET_CPUID2 take a header followed by entries. */
+#define CKVM_MAX_CPUID_ENTRIES 128
+struct ckvm_cpuid {
+    struct kvm_cpuid2 header;
+    struct kvm_cpuid_entry2 entries[CKVM_MAX_CPUID_ENTRIES];
+};
+static inline int ckvm_memfd_create(const char *name, unsigned int flags) {
+    return memfd_create(name, flags);
+}
+static const unsigned int CKVM_MFD_CLOEXEC = MFD_CLOEXEC;
+#endif

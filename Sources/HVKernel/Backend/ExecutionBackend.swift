@@ -1,0 +1,49 @@
+/// What a vCPU's exit loop asks of the devices while the backend runs guest code.
+/// Port I/O and MMIO exits are answered inside `run`, so the backend's exit records
+/// (and their raw pointers) never leave it.
+public protocol VCPUExitHandler: AnyObject {
+    func portRead(port: UInt16, size: Int) -> UInt32
+    func portWrite(port: UInt16, size: Int, value: UInt32)
+    func mmioRead(address: UInt64, size: Int) -> UInt64
+    func mmioWrite(address: UInt64, size: Int, value: UInt64)
+}
+
+/// Why `run` returned to the VMkernel.
+public enum VCPUExit: Equatable, Sendable {
+    /// The guest executed HLT with nothing to do.
+    case halt
+    /// `kick()` (or a signal) interrupted the run; check for work and run again.
+    case interrupted
+    /// The guest can take an interrupt now (requested with `requestInterruptWindow`).
+    case interruptWindow
+    /// Triple fault or another reason the CPU shut down.
+    case shutdown
+    /// The backend could not continue the guest (emulation failure, bad entry state).
+    case failure(String)
+}
+
+/// A virtual CPU on an execution backend. Only `kick` may be called from a thread
+/// other than the vCPU's own.
+public protocol VirtualCPU: AnyObject {
+    var index: Int { get }
+    func setBootState(_ state: BootCPUState) throws
+    /// Runs the guest until an exit the VMkernel must see.
+    func run(handler: VCPUExitHandler) throws -> VCPUExit
+    /// True when an external interrupt can be injected right now (IF=1, no shadow).
+    var canInjectInterrupt: Bool { get }
+    func requestInterruptWindow(_ enabled: Bool)
+    func injectInterrupt(vector: UInt8) throws
+    func injectNMI() throws
+    /// Makes a concurrent or upcoming `run` return `.interrupted` promptly.
+    func kick()
+    /// Prepares the calling thread to receive kicks (call once on the vCPU thread).
+    func bindToCurrentThread()
+    /// General-purpose registers, for diagnostics.
+    func registerSummary() -> String
+}
+
+/// A VM on an execution backend: guest memory mapped in, vCPUs created on demand.
+public protocol VirtualMachineBackend: AnyObject {
+    func map(memory: GuestMemory) throws
+    func makeVCPU(index: Int, cpuid: CPUIDPolicy) throws -> VirtualCPU
+}

@@ -1,0 +1,217 @@
+import CKVM
+import Glibc
+import Synchronization
+
+/// One KVM vCPU: its fd and the shared `kvm_run` page. All calls except `kick` are made
+/// on the vCPU's own thread.
+final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
+    let fd: Int32
+    let index: Int
+    private let run: UnsafeMutablePointer<kvm_run>
+    private let runMapSize: Int
+    private let thread = Mutex<pthread_t?>(nil)
+
+    init(fd: Int32, index: Int, runMapSize: Int) throws {
+        let p = mmap(nil, runMapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let p, p != MAP_FAILED else {
+            let e = errno; close(fd)
+            throw KVMError(call: "mmap(kvm_run)", errno: e)
+        }
+        self.fd = fd
+        self.index = index
+        self.runMapSize = runMapSize
+        self.run = p.bindMemory(to: kvm_run.self, capacity: 1)
+        KVMVirtualCPU.installKickHandler()
+    }
+
+    deinit {
+        munmap(run, runMapSize)
+        close(fd)
+    }
+
+    /// SIGUSR1 with a no-op handler and no SA_RESTART: delivering it to a thread inside
+    /// KVM_RUN makes the ioctl return EINTR.
+    private static let kickHandlerInstalled: Bool = {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0
+        sigaction(SIGUSR1, &action, nil)
+        return true
+    }()
+
+    private static func installKickHandler() { _ = kickHandlerInstalled }
+
+    func bindToCurrentThread() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGUSR1)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        thread.withLock { $0 = pthread_self() }
+    }
+
+    func kick() {
+        run.pointee.immediate_exit = 1
+        if let t = thread.withLock({ $0 }) { pthread_kill(t, SIGUSR1) }
+    }
+
+    func setCPUID(_ entries: [kvm_cpuid_entry2]) throws {
+        var cpuid = ckvm_cpuid()
+        let count = min(entries.count, Int(CKVM_MAX_CPUID_ENTRIES))
+        cpuid.header.nent = UInt32(count)
+        withUnsafeMutableBytes(of: &cpuid.entries) { raw in
+            let dst = raw.bindMemory(to: kvm_cpuid_entry2.self)
+            for i in 0..<count { dst[i] = entries[i] }
+        }
+        guard ioctl(fd, CKVM_SET_CPUID2, &cpuid) == 0 else {
+            throw KVMError(call: "KVM_SET_CPUID2", errno: errno)
+        }
+    }
+
+    func setBootState(_ state: BootCPUState) throws {
+        var sregs = kvm_sregs()
+        guard ioctl(fd, CKVM_GET_SREGS, &sregs) == 0 else { throw KVMError(call: "KVM_GET_SREGS", errno: errno) }
+        sregs.cs = Self.segment(state.cs)
+        sregs.ds = Self.segment(state.ds)
+        sregs.es = Self.segment(state.es)
+        sregs.fs = Self.segment(state.fs)
+        sregs.gs = Self.segment(state.gs)
+        sregs.ss = Self.segment(state.ss)
+        sregs.tr = Self.segment(state.tr)
+        sregs.ldt = Self.segment(state.ldtr)
+        sregs.gdt.base = state.gdt.base
+        sregs.gdt.limit = state.gdt.limit
+        sregs.idt.base = state.idt.base
+        sregs.idt.limit = state.idt.limit
+        sregs.cr0 = state.cr0
+        sregs.cr3 = state.cr3
+        sregs.cr4 = state.cr4
+        sregs.efer = state.efer
+        sregs.apic_base = 0xFEE0_0000 | (1 << 11) | (index == 0 ? 1 << 8 : 0)
+        guard ioctl(fd, CKVM_SET_SREGS, &sregs) == 0 else { throw KVMError(call: "KVM_SET_SREGS", errno: errno) }
+        var regs = kvm_regs()
+        regs.rip = state.rip
+        regs.rsp = state.rsp
+        regs.rbx = state.rbx
+        regs.rsi = state.rsi
+        regs.rflags = state.rflags | 0x2
+        guard ioctl(fd, CKVM_SET_REGS, &regs) == 0 else { throw KVMError(call: "KVM_SET_REGS", errno: errno) }
+    }
+
+    private static func segment(_ s: BootCPUState.SegmentState) -> kvm_segment {
+        kvm_segment(base: s.base, limit: s.limit, selector: s.selector, type: s.type,
+                    present: s.present ? 1 : 0, dpl: s.dpl, db: s.db ? 1 : 0, s: s.s ? 1 : 0,
+                    l: s.l ? 1 : 0, g: s.g ? 1 : 0, avl: s.avl ? 1 : 0,
+                    unusable: s.unusable ? 1 : 0, padding: 0)
+    }
+
+    var canInjectInterrupt: Bool {
+        run.pointee.ready_for_interrupt_injection != 0 && run.pointee.if_flag != 0
+    }
+
+    func requestInterruptWindow(_ enabled: Bool) {
+        run.pointee.request_interrupt_window = enabled ? 1 : 0
+    }
+
+    /// KVM_INTERRUPT (userspace interrupt controller mode).
+    func injectInterrupt(vector: UInt8) throws {
+        var irq = kvm_interrupt(irq: UInt32(vector))
+        guard ioctl(fd, CKVM_INTERRUPT, &irq) == 0 else { throw KVMError(call: "KVM_INTERRUPT", errno: errno) }
+    }
+
+    /// KVM_NMI.
+    func injectNMI() throws {
+        guard ioctl(fd, CKVM_NMI) == 0 else { throw KVMError(call: "KVM_NMI", errno: errno) }
+    }
+
+    /// KVM_RUN until an exit the VMkernel must handle; port I/O and MMIO are answered here.
+    func run(handler: VCPUExitHandler) throws -> VCPUExit {
+        while true {
+            if ioctl(fd, CKVM_RUN) != 0 {
+                let e = errno
+                if e == EINTR || e == EAGAIN {
+                    run.pointee.immediate_exit = 0
+                    return .interrupted
+                }
+                throw KVMError(call: "KVM_RUN", errno: e)
+            }
+            switch Int32(run.pointee.exit_reason) {
+            case KVM_EXIT_IO:
+                handlePortIO(handler)
+            case KVM_EXIT_MMIO:
+                handleMMIO(handler)
+            case KVM_EXIT_HLT:
+                return .halt
+            case KVM_EXIT_IRQ_WINDOW_OPEN:
+                return .interruptWindow
+            case KVM_EXIT_INTR:
+                return .interrupted
+            case KVM_EXIT_SHUTDOWN:
+                return .shutdown
+            case KVM_EXIT_SYSTEM_EVENT:
+                return .shutdown
+            case KVM_EXIT_FAIL_ENTRY:
+                let reason = run.pointee.fail_entry.hardware_entry_failure_reason
+                return .failure("VM entry failed (hardware reason 0x\(String(reason, radix: 16)))")
+            case KVM_EXIT_INTERNAL_ERROR:
+                let sub = run.pointee.internal.suberror
+                let what = sub == 1 ? "emulation failure: the host's instruction emulator cannot run the guest's instruction"
+                    : "internal error"
+                return .failure("KVM \(what) (suberror \(sub)); \(registerSummary())")
+            default:
+                return .failure("unexpected KVM exit reason \(run.pointee.exit_reason); \(registerSummary())")
+            }
+        }
+    }
+
+    private func handlePortIO(_ handler: VCPUExitHandler) {
+        let io = run.pointee.io
+        let size = Int(io.size)
+        let data = UnsafeMutableRawPointer(run) + Int(io.data_offset)
+        for i in 0..<Int(io.count) {
+            let p = data + i * size
+            if io.direction == UInt8(KVM_EXIT_IO_OUT) {
+                let value: UInt32
+                switch size {
+                case 1: value = UInt32(p.load(as: UInt8.self))
+                case 2: value = UInt32(p.loadUnaligned(as: UInt16.self))
+                default: value = p.loadUnaligned(as: UInt32.self)
+                }
+                handler.portWrite(port: io.port, size: size, value: value)
+            } else {
+                let value = handler.portRead(port: io.port, size: size)
+                switch size {
+                case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+                case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
+                default: p.storeBytes(of: value, toByteOffset: 0, as: UInt32.self)
+                }
+            }
+        }
+    }
+
+    private func handleMMIO(_ handler: VCPUExitHandler) {
+        let address = run.pointee.mmio.phys_addr
+        let length = Int(min(run.pointee.mmio.len, 8))
+        withUnsafeMutableBytes(of: &run.pointee.mmio.data) { bytes in
+            if run.pointee.mmio.is_write != 0 {
+                var value: UInt64 = 0
+                for i in 0..<length { value |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+                handler.mmioWrite(address: address, size: length, value: value)
+            } else {
+                let value = handler.mmioRead(address: address, size: length)
+                for i in 0..<length { bytes[i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) }
+            }
+        }
+    }
+
+    func registerSummary() -> String {
+        var regs = kvm_regs()
+        var sregs = kvm_sregs()
+        guard ioctl(fd, CKVM_GET_REGS, &regs) == 0, ioctl(fd, CKVM_GET_SREGS, &sregs) == 0 else {
+            return "registers unavailable"
+        }
+        func h(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+        return "rip=\(h(regs.rip)) rsp=\(h(regs.rsp)) rflags=\(h(regs.rflags)) rax=\(h(regs.rax)) " +
+            "cr0=\(h(sregs.cr0)) cr3=\(h(sregs.cr3)) cr4=\(h(sregs.cr4)) efer=\(h(sregs.efer)) cs=\(h(UInt64(sregs.cs.selector)))"
+    }
+}

@@ -1,0 +1,295 @@
+import Glibc
+
+/// A validated ELF64 x86-64 executable: its loadable segments, entry point and the
+/// Xen PVH entry note, parsed from bytes that are kept for loading.
+///
+/// Parsing checks the whole structure (magic, class, byte order, type, machine,
+/// header sizes, every program header and the file range of every PT_LOAD and PT_NOTE
+/// segment, p_filesz <= p_memsz, address arithmetic without overflow, no two PT_LOAD
+/// segments overlapping). Where the image may go in a particular guest is checked
+/// separately by `checkPlacement(memorySize:)`, because it depends on the VM's memory size.
+public struct ELFImage: Sendable {
+    /// One PT_LOAD program header.
+    public struct Segment: Equatable, Sendable {
+        /// Index of the program header in the file (for messages).
+        public var index: Int
+        public var fileOffset: UInt64
+        public var fileSize: UInt64
+        public var memorySize: UInt64
+        /// p_paddr: where the loader puts the segment in guest-physical memory.
+        public var physicalAddress: UInt64
+        /// p_vaddr: where the image is linked to run.
+        public var virtualAddress: UInt64
+        /// p_flags (PF_X 1, PF_W 2, PF_R 4).
+        public var flags: UInt32
+
+        /// Guest-physical bytes the segment occupies (file part plus zeroed bss).
+        public var physicalRange: Range<UInt64> { physicalAddress..<(physicalAddress + memorySize) }
+        public var virtualRange: Range<UInt64> { virtualAddress..<(virtualAddress + memorySize) }
+    }
+
+    /// ELF constants this parser uses.
+    public enum Constants {
+        public static let headerSize = 64
+        public static let programHeaderSize = 56
+        public static let typeExecutable: UInt16 = 2
+        public static let machineX86_64: UInt16 = 62
+        public static let ptLoad: UInt32 = 1
+        public static let ptNote: UInt32 = 4
+        /// XEN_ELFNOTE_PHYS32_ENTRY, in a note named "Xen".
+        public static let xenPhys32EntryNote: UInt32 = 18
+    }
+
+    /// The path the image was read from, or the name given with the bytes.
+    public let path: String
+    /// The whole file.
+    public let bytes: [UInt8]
+    /// e_entry (a virtual address).
+    public let entry: UInt64
+    /// PT_LOAD segments with p_memsz > 0, in file order.
+    public let segments: [Segment]
+    /// The 32-bit physical entry from the XEN_ELFNOTE_PHYS32_ENTRY note, if present.
+    public let pvhEntry: UInt32?
+
+    /// Reads and parses the file at `path`.
+    public init(contentsOf path: String) throws(BootError) {
+        let bytes: [UInt8]
+        do {
+            bytes = try Self.readFile(path)
+        } catch {
+            throw BootError(file: path, reason: .unreadable(String(cString: strerror(error.errno))))
+        }
+        try self.init(bytes: bytes, path: path)
+    }
+
+    /// Parses `bytes` as the contents of the file named `path` (used in messages).
+    public init(bytes: [UInt8], path: String) throws(BootError) {
+        func fail(_ r: BootError.Reason) -> BootError { BootError(file: path, reason: r) }
+        let size = UInt64(bytes.count)
+        let reader = ELFByteReader(bytes: bytes)
+
+        let magic: [UInt8] = [0x7F, 0x45, 0x4C, 0x46]
+        guard bytes.count >= 4 else {
+            // An empty file, or one cut off inside the magic, is truncated; anything else is not ELF.
+            guard bytes.elementsEqual(magic.prefix(bytes.count)) else { throw fail(.badMagic) }
+            throw fail(.truncated(what: "the ELF header", needed: UInt64(Constants.headerSize), size: size))
+        }
+        guard bytes[0] == 0x7F, bytes[1] == 0x45, bytes[2] == 0x4C, bytes[3] == 0x46 else { throw fail(.badMagic) }
+        guard bytes.count >= Constants.headerSize else {
+            throw fail(.truncated(what: "the ELF header", needed: UInt64(Constants.headerSize), size: size))
+        }
+        guard bytes[4] == 2 else { throw fail(.notELF64(elfClass: bytes[4])) }
+        guard bytes[5] == 1 else { throw fail(.notLittleEndian(encoding: bytes[5])) }
+        guard bytes[6] == 1 else { throw fail(.badELFVersion(UInt32(bytes[6]))) }
+
+        let type = reader.u16(16)
+        let machine = reader.u16(18)
+        let version = reader.u32(20)
+        let entry = reader.u64(24)
+        let phoff = reader.u64(32)
+        let ehsize = reader.u16(52)
+        let phentsize = reader.u16(54)
+        let phnum = reader.u16(56)
+
+        guard type == Constants.typeExecutable else { throw fail(.notExecutable(type: type)) }
+        guard machine == Constants.machineX86_64 else { throw fail(.wrongMachine(machine)) }
+        guard version == 1 else { throw fail(.badELFVersion(version)) }
+        guard ehsize == UInt16(Constants.headerSize) else {
+            throw fail(.badHeaderField(field: "e_ehsize", value: UInt64(ehsize), expected: UInt64(Constants.headerSize)))
+        }
+        guard phnum > 0 else { throw fail(.noProgramHeaders) }
+        guard phnum != 0xFFFF else {
+            throw fail(.badHeaderField(field: "e_phnum", value: 0xFFFF, expected: 0xFFFE))  // PN_XNUM: not for kernels
+        }
+        guard phentsize == UInt16(Constants.programHeaderSize) else {
+            throw fail(.badHeaderField(field: "e_phentsize", value: UInt64(phentsize),
+                                       expected: UInt64(Constants.programHeaderSize)))
+        }
+        let tableSize = UInt64(phnum) * UInt64(Constants.programHeaderSize)
+        let (tableEnd, tableOverflow) = phoff.addingReportingOverflow(tableSize)
+        guard !tableOverflow, tableEnd <= size else {
+            throw fail(.truncated(what: "the program header table (\(phnum) entries at \(bootHex(phoff)))",
+                                  needed: tableOverflow ? UInt64.max : tableEnd, size: size))
+        }
+
+        var segments: [Segment] = []
+        var pvhEntry: UInt32?
+        for i in 0..<Int(phnum) {
+            let at = Int(phoff) + i * Constants.programHeaderSize
+            let pType = reader.u32(at)
+            let pFlags = reader.u32(at + 4)
+            let pOffset = reader.u64(at + 8)
+            let pVaddr = reader.u64(at + 16)
+            let pPaddr = reader.u64(at + 24)
+            let pFilesz = reader.u64(at + 32)
+            let pMemsz = reader.u64(at + 40)
+            let pAlign = reader.u64(at + 48)
+            guard pType == Constants.ptLoad || pType == Constants.ptNote else { continue }
+
+            let (fileEnd, fileOverflow) = pOffset.addingReportingOverflow(pFilesz)
+            guard !fileOverflow, fileEnd <= size else {
+                throw fail(.segmentOutsideFile(index: i, offset: pOffset, size: pFilesz, fileSize: size))
+            }
+            if pType == Constants.ptNote {
+                if let note = try Self.pvhNote(in: bytes, offset: Int(pOffset), size: Int(pFilesz),
+                                               align: pAlign, index: i, path: path), pvhEntry == nil {
+                    pvhEntry = note
+                }
+                continue
+            }
+            guard pFilesz <= pMemsz else {
+                throw fail(.fileSizeExceedsMemorySize(index: i, fileSize: pFilesz, memorySize: pMemsz))
+            }
+            guard pMemsz > 0 else { continue }
+            guard !pPaddr.addingReportingOverflow(pMemsz).overflow,
+                  !pVaddr.addingReportingOverflow(pMemsz).overflow
+            else { throw fail(.segmentAddressOverflow(index: i)) }
+            segments.append(Segment(index: i, fileOffset: pOffset, fileSize: pFilesz, memorySize: pMemsz,
+                                    physicalAddress: pPaddr, virtualAddress: pVaddr, flags: pFlags))
+        }
+        guard !segments.isEmpty else { throw fail(.noLoadableSegments) }
+
+        let sorted = segments.sorted { $0.physicalAddress < $1.physicalAddress }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where a.physicalRange.overlaps(b.physicalRange) {
+            throw fail(.segmentsOverlap(first: min(a.index, b.index), second: max(a.index, b.index)))
+        }
+
+        self.path = path
+        self.bytes = bytes
+        self.entry = entry
+        self.segments = segments
+        self.pvhEntry = pvhEntry
+    }
+
+    /// The mode used when the configuration does not ask for one: PVH when the image
+    /// carries the note, else 64-bit entry.
+    public var defaultMode: BootMode { pvhEntry != nil ? .pvh : .elf64 }
+
+    /// The first instruction's address for `mode` (guest-physical for PVH; virtual,
+    /// equal to physical under the identity map, for 64-bit entry), after checking
+    /// that the mode is possible and the entry lies inside a loaded segment.
+    public func entryAddress(for mode: BootMode) throws(BootError) -> UInt64 {
+        func fail(_ r: BootError.Reason) -> BootError { BootError(file: path, reason: r) }
+        switch mode {
+        case .pvh:
+            guard let pvh = pvhEntry else { throw fail(.pvhNoteMissing) }
+            let e = UInt64(pvh)
+            guard segments.contains(where: { $0.physicalRange.contains(e) }) else {
+                throw fail(.entryOutsideSegments(entry: e, mode: .pvh))
+            }
+            return e
+        case .elf64:
+            for s in segments where s.virtualAddress != s.physicalAddress {
+                throw fail(.notIdentityMapped(index: s.index, virtualAddress: s.virtualAddress,
+                                              physicalAddress: s.physicalAddress))
+            }
+            guard segments.contains(where: { $0.virtualRange.contains(entry) }) else {
+                throw fail(.entryOutsideSegments(entry: entry, mode: .elf64))
+            }
+            guard entry < 0x1_0000_0000 else { throw fail(.entryNotMapped(entry: entry)) }
+            return entry
+        }
+    }
+
+    /// Checks that every segment lies in guest RAM of `memorySize` bytes and does not
+    /// overlap the boot area or the reserved EBDA/BIOS area (see `BootLayout`).
+    public func checkPlacement(memorySize: UInt64) throws(BootError) {
+        func fail(_ r: BootError.Reason) -> BootError { BootError(file: path, reason: r) }
+        guard memorySize >= BootLayout.minimumMemorySize else {
+            throw fail(.memoryTooSmall(size: memorySize, minimum: BootLayout.minimumMemorySize))
+        }
+        let ram = BootLayout.ramRanges(memorySize: memorySize)
+        for s in segments {
+            let r = s.physicalRange
+            guard ram.contains(where: { $0.lowerBound <= r.lowerBound && r.upperBound <= $0.upperBound }) else {
+                throw fail(.segmentBeyondRAM(index: s.index, start: r.lowerBound, end: r.upperBound,
+                                             memorySize: memorySize))
+            }
+            for area in BootLayout.forbiddenAreas where area.range.overlaps(r) {
+                throw fail(.segmentOverlapsReserved(index: s.index, start: r.lowerBound, end: r.upperBound,
+                                                    area: area.name, areaStart: area.range.lowerBound,
+                                                    areaEnd: area.range.upperBound))
+            }
+        }
+    }
+
+    // MARK: - Notes
+
+    /// Walks the notes of one PT_NOTE segment; returns the PHYS32_ENTRY value if found.
+    private static func pvhNote(in bytes: [UInt8], offset: Int, size: Int, align: UInt64,
+                                index: Int, path: String) throws(BootError) -> UInt32? {
+        func fail(_ detail: String) -> BootError {
+            BootError(file: path, reason: .malformedNote(index: index, detail: detail))
+        }
+        let reader = ELFByteReader(bytes: bytes)
+        // Notes are 4-byte aligned; GNU tools also emit 8-byte aligned note segments.
+        let pad = align == 8 ? 8 : 4
+        func roundUp(_ v: Int) -> Int { (v + pad - 1) / pad * pad }
+        var at = offset
+        let end = offset + size
+        var found: UInt32?
+        while at < end {
+            guard end - at >= 12 else { throw fail("note header at file offset \(bootHex(at)) is cut off") }
+            let namesz = Int(reader.u32(at))
+            let descsz = Int(reader.u32(at + 4))
+            let type = reader.u32(at + 8)
+            let nameAt = at + 12
+            guard namesz <= end - nameAt else { throw fail("note name (\(namesz) bytes) runs past the segment") }
+            let descAt = nameAt + roundUp(namesz)
+            guard descAt <= end, descsz <= end - descAt else {
+                throw fail("note descriptor (\(descsz) bytes) runs past the segment")
+            }
+            var name = Array(bytes[nameAt..<(nameAt + namesz)])
+            if name.last == 0 { name.removeLast() }
+            if type == Constants.xenPhys32EntryNote, name == Array("Xen".utf8), found == nil {
+                let value: UInt64
+                switch descsz {
+                case 4: value = UInt64(reader.u32(descAt))
+                case 8: value = reader.u64(descAt)
+                default:
+                    throw BootError(file: path, reason: .badPVHNote(detail: "descriptor is \(descsz) bytes, expected 4 or 8"))
+                }
+                guard value <= UInt64(UInt32.max) else {
+                    throw BootError(file: path, reason: .badPVHNote(detail: "entry \(bootHex(value)) is above 4 GiB; PVH enters in 32-bit mode"))
+                }
+                found = UInt32(value)
+            }
+            at = descAt + roundUp(descsz)
+        }
+        return found
+    }
+
+    // MARK: - File reading
+
+    struct ReadError: Error { var errno: Int32 }
+
+    static func readFile(_ path: String) throws(ReadError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ReadError(errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ReadError(errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ReadError(errno: (st.st_mode & S_IFMT) == S_IFDIR ? EISDIR : EINVAL) }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var filled = 0
+        while filled < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ReadError(errno: errno)
+            }
+            if n == 0 { break }
+            filled += n
+        }
+        if filled < bytes.count { bytes.removeLast(bytes.count - filled) }
+        return bytes
+    }
+}
+
+/// Little-endian field reads at offsets the caller has bounds-checked.
+struct ELFByteReader {
+    let bytes: [UInt8]
+    func u16(_ at: Int) -> UInt16 { UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8 }
+    func u32(_ at: Int) -> UInt32 { UInt32(u16(at)) | UInt32(u16(at + 2)) << 16 }
+    func u64(_ at: Int) -> UInt64 { UInt64(u32(at)) | UInt64(u32(at + 4)) << 32 }
+}

@@ -1,0 +1,45 @@
+/// A problem in a `.vmx` file, located precisely enough to fix it.
+///
+/// `description` reads
+/// `<file>:<line>: <key> = "<value>": <problem>, expected <expected>`;
+/// the key/value part is absent for syntax errors (there is no key yet) and the
+/// line is absent for a required key that is missing from the file.
+public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The configuration file's path as it was given.
+    public var path: String
+    /// 1-based line number, or nil when the problem is an absent key.
+    public var line: Int?
+    /// The key in its original spelling, when the problem is about one key.
+    public var key: String?
+    /// The offending value, when there is one.
+    public var value: String?
+    /// What is wrong.
+    public var problem: String
+    /// What would have been accepted.
+    public var expected: String
+
+    public init(path: String, line: Int?, key: String? = nil, value: String? = nil,
+                problem: String, expected: String) {
+        self.path = path
+        self.line = line
+        self.key = key
+        self.value = value
+        self.problem = problem
+        self.expected = expected
+    }
+
+    public var description: String {
+        var s = path
+        if let line { s += ":\(line)" }
+        s += ": "
+        if let key {
+            s += key
+            if let value { s += " = \"\(value)\"" }
+            s += ": "
+        }
+        s += problem
+        s += ", expected "
+        s += expected
+        return s
+    }
+}

@@ -1,0 +1,303 @@
+import Glibc
+
+/// A parsed VMware `.vmx` file: `key = "value"` lines in file order.
+///
+/// Syntax accepted:
+/// - `key = "value"`; the quotes may be omitted (`memsize = 256`), in which case the
+///   value ends at a `#` or at the end of the line and is trimmed;
+/// - `#` starts a comment on a line of its own or after the closing quote;
+/// - blank lines, CRLF or LF line ends, a leading UTF-8 byte order mark;
+/// - inside quotes, VMware's `|XX` escape (two hex digits) stands for the byte 0xXX,
+///   e.g. `|22` for `"` and `|7C` for `|`; a `|` not followed by two hex digits is kept.
+///
+/// Keys are case-insensitive: they are stored lowercased for lookup and keep their
+/// original spelling for messages. Key characters are ASCII letters, digits and
+/// `. : _ -`. A key set twice is an error naming both lines.
+public struct VMXFile: Equatable, Sendable {
+    /// One `key = "value"` line.
+    public struct Entry: Equatable, Sendable {
+        /// The key as written in the file (for messages).
+        public var key: String
+        /// The key lowercased (for lookup).
+        public var normalizedKey: String
+        /// The value, quotes removed and escapes decoded.
+        public var value: String
+        /// The file the entry came from.
+        public var path: String
+        /// 1-based line number.
+        public var line: Int
+
+        public init(key: String, value: String, path: String, line: Int) {
+            self.key = key
+            self.normalizedKey = key.lowercased()
+            self.value = value
+            self.path = path
+            self.line = line
+        }
+
+        /// `file:line`, for messages.
+        public var location: String { "\(path):\(line)" }
+    }
+
+    /// The path the file was read from (or the name given to `init(parsing:path:)`).
+    public let path: String
+    /// Every entry, in file order.
+    public private(set) var entries: [Entry]
+    private var indexByKey: [String: Int]
+
+    /// Reads and parses the file at `path`.
+    public init(contentsOf path: String) throws(ConfigError) {
+        let text: String
+        do {
+            text = try ConfigFiles.readText(path)
+        } catch {
+            throw ConfigError(path: path, line: nil, problem: "cannot read the file (\(error.description))",
+                              expected: "a readable .vmx file")
+        }
+        try self.init(parsing: text, path: path)
+    }
+
+    /// Parses `text` as the contents of a file named `path` (used in messages and to
+    /// resolve relative paths; the file need not exist).
+    public init(parsing text: String, path: String) throws(ConfigError) {
+        self.path = path
+        self.entries = []
+        self.indexByKey = [:]
+
+        var lineNumber = 0
+        var rest = Substring(text)
+        if rest.hasPrefix("\u{FEFF}") { rest = rest.dropFirst() }
+        // Split on "\n" by scalar: Swift treats "\r\n" as one Character, so splitting
+        // Characters on "\n" would miss CRLF line ends.
+        let scalars = rest.unicodeScalars
+        var start = scalars.startIndex
+        while start < scalars.endIndex || lineNumber == 0 {
+            lineNumber += 1
+            let end = scalars[start...].firstIndex(of: "\n") ?? scalars.endIndex
+            var lineScalars = scalars[start..<end]
+            if lineScalars.last == "\r" { lineScalars = lineScalars.dropLast() }
+            if let entry = try Self.parseLine(Substring(lineScalars), path: path, line: lineNumber) {
+                try add(entry)
+            }
+            if end == scalars.endIndex { break }
+            start = scalars.index(after: end)
+        }
+    }
+
+    /// Builds a file from entries (for tools and tests). Duplicate keys are an error.
+    public init(path: String, entries: [Entry]) throws(ConfigError) {
+        self.path = path
+        self.entries = []
+        self.indexByKey = [:]
+        for entry in entries { try add(entry) }
+    }
+
+    private mutating func add(_ entry: Entry) throws(ConfigError) {
+        if let first = indexByKey[entry.normalizedKey] {
+            let previous = entries[first]
+            throw ConfigError(
+                path: path, line: entry.line, key: entry.key, value: entry.value,
+                problem: "duplicate key, already set on line \(previous.line) (\(previous.key) = \"\(previous.value)\")",
+                expected: "each key at most once")
+        }
+        indexByKey[entry.normalizedKey] = entries.count
+        entries.append(entry)
+    }
+
+    // MARK: Lookup
+
+    /// The entry for `key` (case-insensitive), if present.
+    public func entry(forKey key: String) -> Entry? {
+        indexByKey[key.lowercased()].map { entries[$0] }
+    }
+
+    /// The value for `key` (case-insensitive), if present.
+    public func value(forKey key: String) -> String? {
+        entry(forKey: key)?.value
+    }
+
+    public subscript(key: String) -> String? { value(forKey: key) }
+
+    /// Entries whose key starts with `prefix` (case-insensitive), in file order.
+    public func entries(withPrefix prefix: String) -> [Entry] {
+        let p = prefix.lowercased()
+        return entries.filter { $0.normalizedKey.hasPrefix(p) }
+    }
+
+    public static func == (a: VMXFile, b: VMXFile) -> Bool {
+        a.path == b.path && a.entries == b.entries
+    }
+
+    // MARK: Line syntax
+
+    static func isKeyCharacter(_ c: Unicode.Scalar) -> Bool {
+        switch c {
+        case "a"..."z", "A"..."Z", "0"..."9", ".", ":", "_", "-": return true
+        default: return false
+        }
+    }
+
+    private static func describe(_ c: Unicode.Scalar) -> String {
+        switch c {
+        case " ": return "a space"
+        case "\t": return "a tab"
+        default:
+            if c.value < 0x20 || c.value == 0x7f {
+                return "control character U+\(String(c.value, radix: 16, uppercase: true))"
+            }
+            return "'\(Character(c))'"
+        }
+    }
+
+    private static func trim(_ s: Substring.UnicodeScalarView) -> Substring.UnicodeScalarView {
+        var s = s
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return s
+    }
+
+    static func parseLine(_ raw: Substring, path: String, line: Int) throws(ConfigError) -> Entry? {
+        let text = trim(raw.unicodeScalars)
+        if text.isEmpty || text.first == "#" { return nil }
+
+        func error(_ problem: String, expected: String) -> ConfigError {
+            ConfigError(path: path, line: line, problem: problem, expected: expected)
+        }
+
+        guard let eq = text.firstIndex(of: "=") else {
+            let shown = String(String.UnicodeScalarView(text.prefix(40)))
+            throw error("missing \"=\" in line \"\(shown)\"", expected: "key = \"value\"")
+        }
+        let keyScalars = trim(text[..<eq])
+        if keyScalars.isEmpty {
+            throw error("empty key before \"=\"", expected: "a key such as memsize = \"256\"")
+        }
+        let key = String(String.UnicodeScalarView(keyScalars))
+        if let bad = keyScalars.first(where: { !isKeyCharacter($0) }) {
+            throw error("bad character \(describe(bad)) in key \"\(key)\"",
+                        expected: "a key of letters, digits, '.', ':', '_' and '-'")
+        }
+
+        let valueText = trim(text[text.index(after: eq)...])
+        let value: String
+        if valueText.first == "\"" {
+            let inner = valueText.dropFirst()
+            guard let close = inner.firstIndex(of: "\"") else {
+                throw error("unterminated quote in the value of \"\(key)\"", expected: "a closing '\"'")
+            }
+            let after = trim(inner[inner.index(after: close)...])
+            if let first = after.first, first != "#" {
+                throw error("unexpected \(describe(first)) after the closing quote of \"\(key)\"",
+                            expected: "end of line or a '#' comment")
+            }
+            value = decodeEscapes(inner[..<close])
+        } else {
+            let end = valueText.firstIndex(of: "#") ?? valueText.endIndex
+            let unquoted = trim(valueText[..<end])
+            if unquoted.contains("\"") {
+                throw error("stray '\"' in the unquoted value of \"\(key)\"",
+                            expected: "a value in double quotes, key = \"value\"")
+            }
+            value = String(String.UnicodeScalarView(unquoted))
+        }
+        return Entry(key: key, value: value, path: path, line: line)
+    }
+
+    /// Decodes VMware's `|XX` escapes (as bytes, so multi-byte UTF-8 survives).
+    private static func decodeEscapes(_ s: Substring.UnicodeScalarView) -> String {
+        guard s.contains("|") else { return String(String.UnicodeScalarView(s)) }
+        var bytes: [UInt8] = []
+        let utf8 = Array(String(String.UnicodeScalarView(s)).utf8)
+        var i = 0
+        func hex(_ b: UInt8) -> UInt8? {
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+        }
+        while i < utf8.count {
+            if utf8[i] == UInt8(ascii: "|"), i + 2 < utf8.count,
+               let h = hex(utf8[i + 1]), let l = hex(utf8[i + 2]) {
+                bytes.append(h << 4 | l)
+                i += 3
+            } else {
+                bytes.append(utf8[i])
+                i += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Small file-system helpers for configuration (Glibc; configuration is not a hot path).
+enum ConfigFiles {
+    struct IOError: Error, CustomStringConvertible {
+        var errno: Int32
+        var description: String { String(cString: strerror(errno)) }
+    }
+
+    static func readText(_ path: String) throws(IOError) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw IOError(errno: errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw IOError(errno: errno)
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// True when `path` names an existing regular file (following symlinks).
+    static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        return (st.st_mode & S_IFMT) == S_IFREG
+    }
+
+    static func currentDirectory() -> String {
+        guard let p = getcwd(nil, 0) else { return "." }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    /// The directory part of `path`, made absolute against the current directory.
+    static func absoluteDirectory(of path: String) -> String {
+        let dir: String
+        if let slash = path.lastIndex(of: "/") {
+            dir = slash == path.startIndex ? "/" : String(path[..<slash])
+        } else {
+            dir = "."
+        }
+        return normalize(dir.hasPrefix("/") ? dir : currentDirectory() + "/" + dir)
+    }
+
+    /// `path` if absolute, else `path` relative to `directory`; "." components and
+    /// repeated slashes removed (".." is kept: it is not lexically safe with symlinks).
+    static func resolve(_ path: String, relativeTo directory: String) -> String {
+        normalize(path.hasPrefix("/") ? path : directory + "/" + path)
+    }
+
+    static func normalize(_ path: String) -> String {
+        let absolute = path.hasPrefix("/")
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
+        let joined = parts.joined(separator: "/")
+        if absolute { return "/" + joined }
+        return joined.isEmpty ? "." : joined
+    }
+
+    /// The last path component without its extension: "/a/b/vm.vmx" → "vm".
+    static func baseName(_ path: String) -> String {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        if let dot = name.lastIndex(of: "."), dot != name.startIndex { return String(name[..<dot]) }
+        return name
+    }
+}

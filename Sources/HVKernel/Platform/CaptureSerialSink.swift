@@ -1,0 +1,46 @@
+import Glibc
+
+/// Keeps guest output in memory (up to `capacity` bytes; later bytes are dropped) and
+/// lets a test type into the guest. For tests and tools, not for operators.
+public final class CaptureSerialSink: SerialSink, Sendable {
+    private struct State {
+        var output: [UInt8] = []
+        var receiver: (@Sendable ([UInt8]) -> Int)?
+    }
+    private let state = PlatformLocked(State())
+    public let capacity: Int
+
+    public init(capacity: Int = 1 << 20) { self.capacity = capacity }
+
+    public func transmit(_ byte: UInt8) {
+        state.withLock { s in if s.output.count < capacity { s.output.append(byte) } }
+    }
+
+    public func startInput(_ receiver: @escaping @Sendable ([UInt8]) -> Int) {
+        state.withLock { $0.receiver = receiver }
+    }
+
+    public func close() {}
+
+    /// Everything the guest sent so far.
+    public var output: [UInt8] { state.withLock { $0.output } }
+    /// The output decoded as UTF-8 (invalid sequences replaced).
+    public var text: String { String(decoding: output, as: UTF8.self) }
+
+    /// Offers `bytes` to the guest; returns how many it accepted (0 before a UART is attached).
+    @discardableResult
+    public func feed(_ bytes: [UInt8]) -> Int {
+        guard let r = state.withLock({ $0.receiver }) else { return 0 }
+        return r(bytes)
+    }
+
+    /// Polls until the output contains `needle` or `seconds` pass.
+    public func wait(for needle: String, timeout seconds: Double) -> Bool {
+        let deadline = VMClock.hostNanoseconds() &+ UInt64(max(0, seconds) * 1e9)
+        while true {
+            if text.contains(needle) { return true }
+            if VMClock.hostNanoseconds() >= deadline { return false }
+            usleep(1000)
+        }
+    }
+}

@@ -1,0 +1,20 @@
+/// QEMU `isa-debug-exit` compatible result port (iobase 0x501, iosize 2): a write of
+/// value `v` asks the VMM to stop the VM with exit status `(v << 1) | 1`. Reads return 0.
+public final class DebugExit {
+    public static let defaultBase: UInt16 = 0x501
+    public static let size: UInt16 = 2
+
+    /// Receives the value written (low byte: exit statuses are 8 bits wide).
+    var exit: (UInt8) -> Void = { _ in }
+
+    public init() {}
+
+    public func read(offset: UInt16, size: Int) -> UInt32 { 0 }
+
+    public func write(offset: UInt16, size: Int, value: UInt32) {
+        exit(UInt8(truncatingIfNeeded: value))
+    }
+
+    /// The process exit status QEMU reports for a written value.
+    public static func exitStatus(for value: UInt8) -> Int32 { (Int32(value) << 1) | 1 }
+}

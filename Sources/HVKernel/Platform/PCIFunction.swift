@@ -1,0 +1,195 @@
+/// Accesses to a BAR region of a PCI function; `offset` is relative to the BAR base.
+public protocol PCIBARHandler: AnyObject {
+    func barRead(bar: Int, offset: UInt64, size: Int) -> UInt64
+    func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64)
+}
+
+/// A BAR as a device declares it.
+public struct PCIBARDescription: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable { case io, memory32, memory64 }
+    public let index: Int
+    public let kind: Kind
+    public let size: UInt64
+    public let prefetchable: Bool
+
+    public init(index: Int, kind: Kind, size: UInt64, prefetchable: Bool = false) {
+        self.index = index
+        self.kind = kind
+        self.size = size
+        self.prefetchable = prefetchable
+    }
+}
+
+public enum PCIError: Error, CustomStringConvertible, Equatable {
+    case badBAR(function: String, index: Int, reason: String)
+    case busFull(function: String)
+    case resourcesExhausted(function: String, bar: Int)
+
+    public var description: String {
+        switch self {
+        case let .badBAR(f, i, reason): return "\(f): BAR\(i): \(reason)"
+        case let .busFull(f): return "\(f): no free PCI slot on bus 0"
+        case let .resourcesExhausted(f, bar): return "\(f): BAR\(bar) does not fit the remaining address window"
+        }
+    }
+}
+
+/// The identity a function presents in configuration space.
+public struct PCIIdentity: Sendable, Equatable {
+    public var vendorID: UInt16
+    public var deviceID: UInt16
+    public var classCode: UInt32
+    public var revision: UInt8 = 0
+    public var subsystemVendorID: UInt16 = 0
+    public var subsystemID: UInt16 = 0
+    public var interruptPin: UInt8 = 0
+    public var headerType: UInt8 = 0
+
+    public init(vendorID: UInt16, deviceID: UInt16, classCode: UInt32, revision: UInt8 = 0,
+                subsystemVendorID: UInt16 = 0, subsystemID: UInt16 = 0, interruptPin: UInt8 = 0,
+                headerType: UInt8 = 0) {
+        self.vendorID = vendorID
+        self.deviceID = deviceID
+        self.classCode = classCode
+        self.revision = revision
+        self.subsystemVendorID = subsystemVendorID
+        self.subsystemID = subsystemID
+        self.interruptPin = interruptPin
+        self.headerType = headerType
+    }
+}
+
+/// One PCI function: a 256-byte type-0 configuration space with BARs, INTx and an
+/// optional MSI capability. Guest accesses arrive through `PCIHostBridge`, which holds
+/// its lock around every call here.
+public final class PCIFunction: @unchecked Sendable {
+    public let name: String
+    public internal(set) var slot: Int = -1
+    public let identity: PCIIdentity
+    public private(set) var bars: [PCIBARDescription] = []
+    weak var handler: PCIBARHandler?
+
+    var config = [UInt8](repeating: 0, count: 256)
+    private var writeMask = [UInt8](repeating: 0, count: 256)
+    /// Address each BAR currently decodes at on its bus, nil when not decoding.
+    var mapped: [Int: UInt64] = [:]
+    /// The device's own INTx output, before Interrupt Disable is applied.
+    var intxAsserted = false
+    var msi: MSICapability?
+
+    static let commandIO: UInt16 = 1 << 0
+    static let commandMemory: UInt16 = 1 << 1
+    static let commandBusMaster: UInt16 = 1 << 2
+    static let commandInterruptDisable: UInt16 = 1 << 10
+
+    public init(name: String, identity: PCIIdentity, handler: PCIBARHandler? = nil) {
+        self.name = name
+        self.identity = identity
+        self.handler = handler
+        put16(0x00, identity.vendorID)
+        put16(0x02, identity.deviceID)
+        config[0x08] = identity.revision
+        put32(0x08, UInt32(identity.revision) | identity.classCode << 8)
+        config[0x0E] = identity.headerType
+        put16(0x2C, identity.subsystemVendorID)
+        put16(0x2E, identity.subsystemID)
+        config[0x3D] = identity.interruptPin
+        writeMask[0x04] = 0x07                      // IO, memory, bus master
+        writeMask[0x05] = 0x04                      // interrupt disable
+        writeMask[0x0C] = 0xFF                      // cache line size
+        writeMask[0x0D] = 0xFF                      // latency timer
+        writeMask[0x3C] = 0xFF                      // interrupt line
+    }
+
+    public func addBAR(_ bar: PCIBARDescription) throws {
+        func fail(_ why: String) -> PCIError { .badBAR(function: name, index: bar.index, reason: why) }
+        guard (0..<6).contains(bar.index) else { throw fail("index must be 0...5") }
+        guard bar.size > 0, bar.size & (bar.size - 1) == 0 else { throw fail("size \(bar.size) is not a power of two") }
+        let used = Set(bars.flatMap { $0.kind == .memory64 ? [$0.index, $0.index + 1] : [$0.index] })
+        let wanted = bar.kind == .memory64 ? [bar.index, bar.index + 1] : [bar.index]
+        guard wanted.allSatisfy({ $0 < 6 && !used.contains($0) }) else { throw fail("index already used") }
+        switch bar.kind {
+        case .io: guard (4...256).contains(bar.size) else { throw fail("I/O BAR size must be 4...256 bytes") }
+        case .memory32: guard bar.size >= 16, bar.size <= 0x1000_0000 else { throw fail("MMIO BAR size must be 16 B...256 MiB") }
+        case .memory64: guard bar.size >= 16, bar.size <= 0x1_0000_0000 else { throw fail("MMIO BAR size must be 16 B...4 GiB") }
+        }
+        bars.append(bar)
+        let offset = 0x10 + 4 * bar.index
+        put32(offset, barFlags(bar))
+        let mask = ~UInt32(truncatingIfNeeded: bar.size - 1) & (bar.kind == .io ? 0xFFFF_FFFC : 0xFFFF_FFF0)
+        putMask32(offset, mask)
+        if bar.kind == .memory64 { putMask32(offset + 4, ~UInt32(truncatingIfNeeded: (bar.size - 1) >> 32)) }
+    }
+
+    /// Adds an MSI capability (64-bit, per-vector masking) at 0x40.
+    public func addMSI(vectors: Int) throws {
+        guard [1, 2, 4, 8, 16, 32].contains(vectors), msi == nil else {
+            throw PCIError.badBAR(function: name, index: -1, reason: "MSI vector count \(vectors) must be 1, 2, 4, 8, 16 or 32")
+        }
+        msi = MSICapability(offset: 0x40, vectors: vectors)
+        config[0x06] |= 0x10                        // capability list
+        config[0x34] = 0x40
+        msi!.install(into: &config, mask: &writeMask)
+    }
+
+    func barFlags(_ bar: PCIBARDescription) -> UInt32 {
+        switch bar.kind {
+        case .io: return 0x1
+        case .memory32: return bar.prefetchable ? 0x8 : 0
+        case .memory64: return 0x4 | (bar.prefetchable ? 0x8 : 0)
+        }
+    }
+
+    var command: UInt16 { get16(0x04) }
+
+    /// The address the guest programmed for `bar` (flag bits stripped).
+    func programmedAddress(_ bar: PCIBARDescription) -> UInt64 {
+        let offset = 0x10 + 4 * bar.index
+        switch bar.kind {
+        case .io: return UInt64(get32(offset) & 0xFFFF_FFFC)
+        case .memory32: return UInt64(get32(offset) & 0xFFFF_FFF0)
+        case .memory64: return UInt64(get32(offset) & 0xFFFF_FFF0) | UInt64(get32(offset + 4)) << 32
+        }
+    }
+
+    func setProgrammedAddress(_ bar: PCIBARDescription, _ address: UInt64) {
+        let offset = 0x10 + 4 * bar.index
+        put32(offset, UInt32(truncatingIfNeeded: address) | barFlags(bar))
+        if bar.kind == .memory64 { put32(offset + 4, UInt32(truncatingIfNeeded: address >> 32)) }
+    }
+
+    // MARK: configuration space access
+
+    func readConfig(offset: Int, size: Int) -> UInt32 {
+        var v: UInt32 = 0
+        for i in 0..<size where offset + i < 256 { v |= UInt32(config[offset + i]) << (8 * UInt32(i)) }
+        return v
+    }
+
+    /// Applies a guest write. Returns true when decoding (command or a BAR) may have changed.
+    func writeConfig(offset: Int, size: Int, value: UInt32) -> Bool {
+        for i in 0..<size where offset + i < 256 {
+            let o = offset + i
+            let byte = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i)))
+            if o == 0x06 || o == 0x07 {
+                // Status: error bits are write-1-to-clear.
+                let w1c: UInt8 = o == 0x07 ? 0xF9 : 0x00
+                config[o] &= ~(byte & w1c)
+                continue
+            }
+            config[o] = (config[o] & ~writeMask[o]) | (byte & writeMask[o])
+        }
+        msi?.normalize(config: &config)
+        return offset < 0x28 && offset + size > 0x04
+    }
+
+    // MARK: little-endian helpers
+
+    func get16(_ o: Int) -> UInt16 { UInt16(config[o]) | UInt16(config[o + 1]) << 8 }
+    func get32(_ o: Int) -> UInt32 { UInt32(get16(o)) | UInt32(get16(o + 2)) << 16 }
+    func put16(_ o: Int, _ v: UInt16) { config[o] = UInt8(v & 0xFF); config[o + 1] = UInt8(v >> 8) }
+    func put32(_ o: Int, _ v: UInt32) { put16(o, UInt16(v & 0xFFFF)); put16(o + 2, UInt16(v >> 16)) }
+    private func putMask32(_ o: Int, _ v: UInt32) {
+        for i in 0..<4 { writeMask[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
+    }
+}

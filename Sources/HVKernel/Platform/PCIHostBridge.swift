@@ -1,0 +1,249 @@
+import Glibc
+
+/// Where PCI interrupts go: the chipset's GSIs (PIC + I/O APIC) and the local APICs.
+public protocol PCIInterruptSink: AnyObject {
+    func setGSI(_ gsi: Int, level: Bool)
+    func deliverMSI(address: UInt64, data: UInt32)
+}
+
+/// The i440BX host bridge with its PIIX4 ISA bridge: configuration mechanism #1 at
+/// 0xCF8/0xCFC, bus 0 with up to 32 single-function slots, firmware-style BAR and IRQ
+/// assignment, BAR decoding onto the port and MMIO buses, shared level-triggered INTx
+/// through the PIIX4 PIRQ routing, and MSI. One lock serialises all of it.
+public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
+    /// PIRQA..D as the firmware routes them (SeaBIOS does the same on PIIX).
+    public static let pirqToGSI = [10, 10, 11, 11]
+    public static let ioWindow: ClosedRange<UInt64> = 0xC000...0xFFFF
+    public static let mmioWindow: ClosedRange<UInt64> = 0xE000_0000...0xFEBF_FFFF
+
+    private var lock = pthread_mutex_t()
+    private var address: UInt32 = 0
+    private var slots = [PCIFunction?](repeating: nil, count: 32)
+    private let portBus: PortIOBus
+    private let mmioBus: MMIOBus
+    private weak var interrupts: PCIInterruptSink?
+    private var gsiLevels: [Int: Bool] = [:]
+    private var adapters: [ObjectIdentifier: [Int: BARRegion]] = [:]
+    /// Conflicts seen while mapping guest-programmed BARs (for diagnostics).
+    public private(set) var mappingConflicts: [String] = []
+
+    public init(portBus: PortIOBus, mmioBus: MMIOBus, interrupts: PCIInterruptSink) throws {
+        self.portBus = portBus
+        self.mmioBus = mmioBus
+        self.interrupts = interrupts
+        pthread_mutex_init(&lock, nil)
+        let host = PCIFunction(name: "i440BX host bridge",
+                               identity: PCIIdentity(vendorID: 0x8086, deviceID: 0x7190, classCode: 0x06_00_00, revision: 0x03))
+        let isa = PCIFunction(name: "PIIX4 ISA bridge",
+                              identity: PCIIdentity(vendorID: 0x8086, deviceID: 0x7110, classCode: 0x06_01_00,
+                                                    revision: 0x02, headerType: 0x80))
+        for (i, gsi) in PCIHostBridge.pirqToGSI.enumerated() { isa.config[0x60 + i] = UInt8(gsi) }
+        try attach(host, slot: 0)
+        try attach(isa, slot: 1)
+        try portBus.register(base: 0xCF8, size: 8, name: "PCI configuration mechanism #1", handler: self)
+    }
+
+    deinit { pthread_mutex_destroy(&lock) }
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return try body()
+    }
+
+    /// Plugs `function` into `slot`, or the first free slot from 2.
+    public func attach(_ function: PCIFunction, slot: Int? = nil) throws {
+        try locked {
+            guard let s = slot ?? (2..<32).first(where: { slots[$0] == nil }), slots[s] == nil else {
+                throw PCIError.busFull(function: function.name)
+            }
+            function.slot = s
+            slots[s] = function
+        }
+    }
+
+    public var functions: [PCIFunction] { locked { slots.compactMap { $0 } } }
+
+    /// The firmware's job: assign BAR addresses (largest first, naturally aligned),
+    /// route INTx to a GSI in INTERRUPT_LINE, and enable decoding.
+    public func assignResources() throws {
+        try locked {
+            var nextIO = PCIHostBridge.ioWindow.lowerBound
+            var nextMMIO = PCIHostBridge.mmioWindow.lowerBound
+            for case let f? in slots {
+                var command = f.command
+                for bar in f.bars.sorted(by: { $0.size > $1.size }) {
+                    let window = bar.kind == .io ? PCIHostBridge.ioWindow : PCIHostBridge.mmioWindow
+                    let start = bar.kind == .io ? nextIO : nextMMIO
+                    let aligned = (start + bar.size - 1) & ~(bar.size - 1)
+                    guard aligned + bar.size - 1 <= window.upperBound else {
+                        throw PCIError.resourcesExhausted(function: f.name, bar: bar.index)
+                    }
+                    f.setProgrammedAddress(bar, aligned)
+                    if bar.kind == .io { nextIO = aligned + bar.size; command |= PCIFunction.commandIO }
+                    else { nextMMIO = aligned + bar.size; command |= PCIFunction.commandMemory }
+                }
+                if f.identity.interruptPin != 0 {
+                    f.config[0x3C] = UInt8(gsi(for: f))
+                }
+                f.put16(0x04, command)
+                remap(f)
+            }
+        }
+    }
+
+    private func gsi(for f: PCIFunction) -> Int {
+        let pin = Int(f.identity.interruptPin)
+        return PCIHostBridge.pirqToGSI[(pin - 1 + f.slot - 1) & 3]
+    }
+
+    // MARK: configuration mechanism #1
+
+    public func ioRead(offset: UInt16, size: Int) -> UInt32 {
+        locked {
+            if offset < 4 {
+                // Only a dword access at 0xCF8 reads the address register.
+                return offset == 0 && size == 4 ? address : 0xFFFF_FFFF
+            }
+            guard let (f, reg) = selected(offset: offset) else { return 0xFFFF_FFFF >> (32 - 8 * UInt32(size)) }
+            return f.readConfig(offset: reg, size: size)
+        }
+    }
+
+    public func ioWrite(offset: UInt16, size: Int, value: UInt32) {
+        locked {
+            if offset < 4 {
+                if offset == 0 && size == 4 { address = value & 0x80FF_FFFC }
+                return
+            }
+            guard let (f, reg) = selected(offset: offset) else { return }
+            let before = f.command
+            if f.writeConfig(offset: reg, size: size, value: value) { remap(f) }
+            if (before ^ f.command) & PCIFunction.commandInterruptDisable != 0 { updateINTx() }
+            if let msi = f.msi, reg + size > msi.offset + 16, reg < msi.offset + 20 { flushPendingMSI(f) }
+        }
+    }
+
+    private func selected(offset: UInt16) -> (PCIFunction, Int)? {
+        guard address & 0x8000_0000 != 0 else { return nil }
+        let bus = (address >> 16) & 0xFF, device = Int((address >> 11) & 0x1F), function = (address >> 8) & 0x7
+        guard bus == 0, function == 0, let f = slots[device] else { return nil }
+        return (f, Int(address & 0xFC) + Int(offset - 4))
+    }
+
+    // MARK: BAR decoding
+
+    private final class BARRegion: PortIOHandler, MMIOHandler {
+        unowned let function: PCIFunction
+        let bar: Int
+        var base: UInt64 = 0
+        init(function: PCIFunction, bar: Int) { self.function = function; self.bar = bar }
+        func ioRead(offset: UInt16, size: Int) -> UInt32 {
+            UInt32(truncatingIfNeeded: function.handler?.barRead(bar: bar, offset: UInt64(offset), size: size) ?? ~0)
+        }
+        func ioWrite(offset: UInt16, size: Int, value: UInt32) {
+            function.handler?.barWrite(bar: bar, offset: UInt64(offset), size: size, value: UInt64(value))
+        }
+        func mmioRead(offset: UInt64, size: Int) -> UInt64 {
+            function.handler?.barRead(bar: bar, offset: offset, size: size) ?? ~0
+        }
+        func mmioWrite(offset: UInt64, size: Int, value: UInt64) {
+            function.handler?.barWrite(bar: bar, offset: offset, size: size, value: value)
+        }
+    }
+
+    /// Brings the buses in line with the function's command register and BARs.
+    private func remap(_ f: PCIFunction) {
+        var regions = adapters[ObjectIdentifier(f)] ?? [:]
+        for bar in f.bars {
+            let decode = bar.kind == .io ? f.command & PCIFunction.commandIO != 0 : f.command & PCIFunction.commandMemory != 0
+            let programmed = f.programmedAddress(bar)
+            let limit: UInt64 = bar.kind == .io ? 0x1_0000 : UInt64.max
+            let valid = decode && programmed != 0 && programmed <= limit - bar.size
+            let want: UInt64? = valid ? programmed : nil
+            if f.mapped[bar.index] == want { continue }
+            let region = regions[bar.index] ?? BARRegion(function: f, bar: bar.index)
+            regions[bar.index] = region
+            if let old = f.mapped[bar.index] {
+                if bar.kind == .io { portBus.unregister(base: old, handler: region) }
+                else { mmioBus.unregister(base: old, handler: region) }
+                f.mapped[bar.index] = nil
+            }
+            guard let base = want else { continue }
+            do {
+                let name = "\(f.name) BAR\(bar.index)"
+                if bar.kind == .io { try portBus.register(base: base, size: bar.size, name: name, handler: region) }
+                else { try mmioBus.register(base: base, size: bar.size, name: name, handler: region) }
+                region.base = base
+                f.mapped[bar.index] = base
+            } catch {
+                // Real hardware would decode both and collide; we leave this BAR dark.
+                mappingConflicts.append("\(error)")
+            }
+        }
+        adapters[ObjectIdentifier(f)] = regions
+    }
+
+    /// The address a BAR decodes at now (0 when not decoding).
+    public func mappedAddress(of f: PCIFunction, bar: Int) -> UInt64 { locked { f.mapped[bar] ?? 0 } }
+
+    // MARK: interrupts
+
+    /// Sets the function's INTx output. Lines are shared: a GSI is asserted while any
+    /// function routed to it asserts and has not set Interrupt Disable.
+    public func setINTx(_ f: PCIFunction, asserted: Bool) {
+        locked {
+            guard f.intxAsserted != asserted else { return }
+            f.intxAsserted = asserted
+            updateINTx()
+        }
+    }
+
+    private func updateINTx() {
+        var levels: [Int: Bool] = [:]
+        for case let f? in slots where f.identity.interruptPin != 0 {
+            let active = f.intxAsserted && f.command & PCIFunction.commandInterruptDisable == 0
+            if active { f.config[0x06] |= 0x08 } else { f.config[0x06] &= ~0x08 }
+            levels[gsi(for: f), default: false] = levels[gsi(for: f), default: false] || active
+            if f.intxAsserted && !active { f.config[0x06] |= 0x08 }   // status shows the pending INTx
+        }
+        for (gsi, level) in levels where gsiLevels[gsi] != level {
+            gsiLevels[gsi] = level
+            interrupts?.setGSI(gsi, level: level)
+        }
+    }
+
+    public enum MSIResult: Equatable { case sent, notEnabled, masked, outOfRange }
+
+    /// Sends MSI `vector` of `f` (the message data's low bits carry the vector number).
+    public func sendMSI(_ f: PCIFunction, vector: Int) -> MSIResult {
+        locked {
+            guard let msi = f.msi, msi.enabled(f.config) else { return .notEnabled }
+            guard vector >= 0, vector < msi.enabledVectors(f.config) else { return .outOfRange }
+            if msi.masked(f.config, vector: vector) {
+                f.msi!.pending |= 1 << UInt32(vector)
+                f.msi!.normalize(config: &f.config)
+                return .masked
+            }
+            deliver(f, msi, vector: vector)
+            return .sent
+        }
+    }
+
+    private func deliver(_ f: PCIFunction, _ msi: MSICapability, vector: Int) {
+        guard f.command & PCIFunction.commandBusMaster != 0 else { return }
+        let n = UInt32(msi.enabledVectors(f.config))
+        let data = (msi.data(f.config) & ~(n - 1)) | UInt32(vector)
+        interrupts?.deliverMSI(address: msi.address(f.config), data: data)
+    }
+
+    private func flushPendingMSI(_ f: PCIFunction) {
+        guard var msi = f.msi, msi.enabled(f.config) else { return }
+        for v in 0..<msi.vectors where msi.pending & (1 << UInt32(v)) != 0 && !msi.masked(f.config, vector: v) {
+            msi.pending &= ~(1 << UInt32(v))
+            deliver(f, msi, vector: v)
+        }
+        f.msi = msi
+        f.msi!.normalize(config: &f.config)
+    }
+}

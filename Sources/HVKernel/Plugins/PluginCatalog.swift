@@ -1,0 +1,264 @@
+import Logging
+import PluginABI
+
+/// Two plugins offering the same device-model or policy name: the first in search
+/// order is used, the other is reported.
+public struct PluginConflict: Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case deviceModel = "device model"
+        case schedPolicy = "scheduler policy"
+        case teamingPolicy = "teaming policy"
+    }
+
+    public var kind: Kind
+    public var name: String
+    /// The library whose offering is used.
+    public var winner: String
+    /// The library whose offering is ignored.
+    public var loser: String
+
+    public var description: String {
+        "\(loser): \(kind.rawValue) '\(name)' is also provided by \(winner), which comes first in the search path; this one is ignored"
+    }
+}
+
+/// A name the catalog could not resolve, or a model of the wrong kind for the device
+/// that names it. `description` lists where it looked and what failed, e.g.
+/// `vm.vmx:7: ethernet0.virtualDev = "vlanse": no plugin provides device model 'vlanse';
+/// searched: /a, /b; did you mean 'vlance'?; known device models: vlance, vmxnet;
+/// 1 plugin failed to load: /a/libx.so: ...`.
+public struct PluginCatalogError: Error, CustomStringConvertible, Sendable {
+    public enum Reason: Sendable {
+        /// No loaded plugin provides the name.
+        case notFound(known: [String], searchPath: PluginSearchPath, failures: [PluginLoadError])
+        /// The model exists but is for another kind of device (a SCSI model named by ethernetN).
+        case wrongKind(pluginPath: String, modelKind: String, expectedKind: String)
+    }
+
+    public var kind: PluginConflict.Kind
+    public var name: String
+    public var reason: Reason
+    /// Where the name came from, e.g. `vm.vmx:7: ethernet0.virtualDev = "vlanse"`; nil when
+    /// looked up directly.
+    public var context: String?
+
+    public var description: String {
+        var s = context.map { $0 + ": " } ?? ""
+        switch reason {
+        case let .wrongKind(pluginPath, modelKind, expectedKind):
+            s += "\(kind.rawValue) '\(name)' (from \(pluginPath)) is a \(modelKind) device, expected a \(expectedKind) device"
+        case let .notFound(known, searchPath, failures):
+            s += "no plugin provides \(kind.rawValue) '\(name)'; searched: "
+            s += searchPath.directories.isEmpty ? "(no directories)" : searchPath.directories.joined(separator: ", ")
+            if let close = known.min(by: { pluginEditDistance($0, name) < pluginEditDistance($1, name) }),
+               pluginEditDistance(close, name) <= 2 {
+                s += "; did you mean '\(close)'?"
+            }
+            s += known.isEmpty ? "; no \(kind.rawValue)s are available" : "; known \(kind.rawValue)s: " + known.joined(separator: ", ")
+            if !failures.isEmpty {
+                s += "; \(failures.count) plugin\(failures.count == 1 ? "" : "s") failed to load: "
+                s += failures.map(\.description).joined(separator: "; ")
+            }
+        }
+        return s
+    }
+}
+
+/// The model a configured device resolves to.
+public struct DeviceModelMatch: @unchecked Sendable {
+    public let plugin: LoadedPlugin
+    public let info: LoadedPlugin.DeviceModel
+    /// The plugin's human-readable name (for logs and `hv_host` tagging).
+    public var pluginName: String { plugin.name }
+    public var model: UnsafePointer<hv_device_model> { info.pointer }
+}
+
+/// Every plugin on a search path, loaded once: the successes indexed by what they
+/// provide, and the failures and conflicts kept for reporting. A bad plugin never stops
+/// the others from loading.
+public final class PluginCatalog: @unchecked Sendable {
+    public let searchPath: PluginSearchPath
+    /// Plugins that loaded, in search order.
+    public let plugins: [LoadedPlugin]
+    /// Libraries that were refused, in search order.
+    public let failures: [PluginLoadError]
+    /// Names offered twice; the first plugin in search order wins.
+    public let conflicts: [PluginConflict]
+    /// Libraries in a quiet directory (the hvhost binary's own) that are not plugins.
+    public let skipped: [String]
+
+    private let modelsByName: [String: (plugin: LoadedPlugin, model: LoadedPlugin.DeviceModel)]
+    private let schedByName: [String: (plugin: LoadedPlugin, policy: LoadedPlugin.SchedPolicy)]
+    private let teamingByName: [String: (plugin: LoadedPlugin, policy: LoadedPlugin.TeamingPolicy)]
+
+    /// Loads every candidate of `searchPath` with `loader`.
+    public convenience init(searchPath: PluginSearchPath, loader: PluginLoader = PluginLoader()) {
+        self.init(searchPath: searchPath, candidates: searchPath.candidateList(), loader: loader)
+    }
+
+    /// Loads `candidates` (library paths, in priority order); `searchPath` is kept for messages.
+    public convenience init(searchPath: PluginSearchPath, candidates: [String], loader: PluginLoader = PluginLoader()) {
+        self.init(searchPath: searchPath,
+                  candidates: candidates.map { PluginSearchPath.Candidate(path: $0, quiet: false) }, loader: loader)
+    }
+
+    /// Loads `candidates` in order; a quiet candidate that is not a plugin goes to `skipped`.
+    public init(searchPath: PluginSearchPath, candidates: [PluginSearchPath.Candidate],
+                loader: PluginLoader = PluginLoader()) {
+        var plugins: [LoadedPlugin] = []
+        var failures: [PluginLoadError] = []
+        var conflicts: [PluginConflict] = []
+        var byID: [String: LoadedPlugin] = [:]
+        var models: [String: (plugin: LoadedPlugin, model: LoadedPlugin.DeviceModel)] = [:]
+        var sched: [String: (plugin: LoadedPlugin, policy: LoadedPlugin.SchedPolicy)] = [:]
+        var teaming: [String: (plugin: LoadedPlugin, policy: LoadedPlugin.TeamingPolicy)] = [:]
+
+        var skipped: [String] = []
+        for candidate in candidates {
+            let path = candidate.path
+            let plugin: LoadedPlugin
+            do {
+                plugin = try loader.load(path: path) { id in
+                    byID[id].map { .duplicateID(id: id, firstPath: $0.path) }
+                }
+            } catch {
+                if candidate.quiet, error.reason == .noEntrySymbol {
+                    skipped.append(path)
+                } else {
+                    failures.append(error)
+                }
+                continue
+            }
+            byID[plugin.id] = plugin
+            plugins.append(plugin)
+            for m in plugin.deviceModels {
+                if let first = models[m.name] {
+                    conflicts.append(PluginConflict(kind: .deviceModel, name: m.name, winner: first.plugin.path, loser: path))
+                } else {
+                    models[m.name] = (plugin, m)
+                }
+            }
+            if let p = plugin.schedPolicy {
+                if let first = sched[p.name] {
+                    conflicts.append(PluginConflict(kind: .schedPolicy, name: p.name, winner: first.plugin.path, loser: path))
+                } else {
+                    sched[p.name] = (plugin, p)
+                }
+            }
+            if let p = plugin.teamingPolicy {
+                if let first = teaming[p.name] {
+                    conflicts.append(PluginConflict(kind: .teamingPolicy, name: p.name, winner: first.plugin.path, loser: path))
+                } else {
+                    teaming[p.name] = (plugin, p)
+                }
+            }
+        }
+        self.searchPath = searchPath
+        self.plugins = plugins
+        self.failures = failures
+        self.conflicts = conflicts
+        self.skipped = skipped
+        self.modelsByName = models
+        self.schedByName = sched
+        self.teamingByName = teaming
+    }
+
+    /// Loads every plugin on `searchPath` (the same as `init(searchPath:loader:)`).
+    public static func load(searchPath: PluginSearchPath, loader: PluginLoader = PluginLoader()) -> PluginCatalog {
+        PluginCatalog(searchPath: searchPath, loader: loader)
+    }
+
+    private func notFound(_ kind: PluginConflict.Kind, _ name: String, known: [String]) -> PluginCatalogError {
+        PluginCatalogError(kind: kind, name: name,
+                           reason: .notFound(known: known, searchPath: searchPath, failures: failures))
+    }
+
+    /// Device-model names available, sorted.
+    public var deviceModelNames: [String] { modelsByName.keys.sorted() }
+    public var schedPolicyNames: [String] { schedByName.keys.sorted() }
+    public var teamingPolicyNames: [String] { teamingByName.keys.sorted() }
+
+    /// The plugin and model for a `.vmx` device name (matched case-insensitively).
+    public func deviceModel(named name: String) throws(PluginCatalogError)
+        -> (plugin: LoadedPlugin, model: UnsafePointer<hv_device_model>)
+    {
+        guard let hit = modelsByName[name.lowercased()] else {
+            throw notFound(.deviceModel, name, known: deviceModelNames)
+        }
+        return (hit.plugin, hit.model.pointer)
+    }
+
+    /// The model's metadata (kind, flags, description) as well as its pointer.
+    public func deviceModelInfo(named name: String) throws(PluginCatalogError)
+        -> (plugin: LoadedPlugin, model: LoadedPlugin.DeviceModel)
+    {
+        guard let hit = modelsByName[name.lowercased()] else {
+            throw notFound(.deviceModel, name, known: deviceModelNames)
+        }
+        return hit
+    }
+
+    /// The model for a device of a VM's configuration: found by the device's model name
+    /// and checked to be of the device's kind (a NIC model for ethernetN, ...). Errors
+    /// name the `.vmx` line and key that chose the model.
+    public func deviceModel(named name: String, for device: DeviceConfiguration) throws(PluginCatalogError)
+        -> DeviceModelMatch
+    {
+        let context: String
+        if let e = device.entry(forDeviceKey: "virtualDev") ?? device.entry(forDeviceKey: "model") {
+            context = "\(e.location): \(e.key) = \"\(e.value)\""
+        } else {
+            context = "\(device.location): \(device.prefix) (default model \"\(device.modelName)\")"
+        }
+        guard let hit = modelsByName[name.lowercased()] else {
+            var e = notFound(.deviceModel, name, known: deviceModelNames)
+            e.context = context
+            throw e
+        }
+        guard hit.model.kind == device.kind.rawValue else {
+            throw PluginCatalogError(
+                kind: .deviceModel, name: hit.model.name,
+                reason: .wrongKind(pluginPath: hit.plugin.path, modelKind: hit.model.kindName,
+                                   expectedKind: device.kind.description),
+                context: context)
+        }
+        return DeviceModelMatch(plugin: hit.plugin, info: hit.model)
+    }
+
+    /// The plugin and factory of a scheduler policy.
+    public func schedPolicy(named name: String) throws(PluginCatalogError)
+        -> (plugin: LoadedPlugin, factory: UnsafePointer<hv_sched_factory>)
+    {
+        guard let hit = schedByName[name.lowercased()] else {
+            throw notFound(.schedPolicy, name, known: schedPolicyNames)
+        }
+        return (hit.plugin, hit.policy.factory)
+    }
+
+    /// The plugin and factory of a NIC-teaming policy.
+    public func teamingPolicy(named name: String) throws(PluginCatalogError)
+        -> (plugin: LoadedPlugin, factory: UnsafePointer<hv_teaming_factory>)
+    {
+        guard let hit = teamingByName[name.lowercased()] else {
+            throw notFound(.teamingPolicy, name, known: teamingPolicyNames)
+        }
+        return (hit.plugin, hit.policy.factory)
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on short names.
+func pluginEditDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.utf8), b = Array(b.utf8)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var prev = Array(0...b.count)
+    var cur = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        cur[0] = i
+        for j in 1...b.count {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&prev, &cur)
+    }
+    return prev[b.count]
+}

@@ -1,0 +1,188 @@
+import Glibc
+
+/// Worker thread(s) that run disk work and call completions, so a device plugin's
+/// `disk_submit` returns at once and its `complete` callback arrives on a host I/O
+/// thread (never on the submitter's thread, never under the device lock).
+///
+/// Jobs start in submission (FIFO) order. With one thread (the default) they also
+/// finish in that order; with more, up to `threads` run at the same time.
+///
+/// Thread contract: `submit` may be called from any thread, including from inside a
+/// job. `drain` and `shutdown` may be called from any thread except the queue's own
+/// workers (they would wait for themselves); doing so is a programming error. Dropping
+/// the last reference shuts the queue down (running what is queued), even on a worker.
+public final class DiskIOQueue: Sendable {
+    public let name: String
+    private let core: Core
+
+    /// Starts `threads` (at least 1) worker threads named after `name`.
+    public init(name: String, threads: Int = 1) {
+        self.name = name
+        self.core = Core(threadCount: max(1, threads))
+        for index in 0..<max(1, threads) {
+            core.startWorker(name: threads > 1 ? "\(name)-\(index)" : name)
+        }
+    }
+
+    deinit {
+        // May run on a worker (a job held the last reference): then that worker is
+        // detached instead of joined, and exits after finishing the queued work.
+        core.shutdown(fromDeinit: true)
+    }
+
+    /// Queues `work`. Returns false (and drops the work, which never runs) once the
+    /// queue has been shut down; callers that owe a completion must report failure
+    /// themselves then.
+    @discardableResult
+    public func submit(_ work: @escaping @Sendable () -> Void) -> Bool {
+        core.submit(work)
+    }
+
+    /// Waits until the queue is idle: every job submitted before this call, and any
+    /// submitted while it waits (including by the jobs themselves), has finished.
+    public func drain() {
+        core.drain()
+    }
+
+    /// Stops accepting work, runs what is already queued, and joins the workers.
+    /// Idempotent.
+    public func shutdown() {
+        core.shutdown()
+    }
+
+    /// The shared state; the worker threads hold it, not the queue, so dropping the
+    /// last reference to the `DiskIOQueue` shuts the workers down.
+    private final class Core: @unchecked Sendable {
+        // Heap-allocated so their addresses never move (pthread objects must not).
+        private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        private let workReady = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+        private let idle = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+        // Guarded by `mutex`.
+        private var jobs: [(@Sendable () -> Void)?] = []   // ring: head index + count
+        private var head = 0
+        private var queued = 0
+        private var running = 0
+        private var stopping = false
+        private var workers: [pthread_t] = []
+        private let threadCount: Int
+
+        init(threadCount: Int) {
+            self.threadCount = threadCount
+            pthread_mutex_init(mutex, nil)
+            pthread_cond_init(workReady, nil)
+            pthread_cond_init(idle, nil)
+            jobs = Array(repeating: nil, count: 64)
+        }
+
+        deinit {
+            pthread_cond_destroy(idle)
+            pthread_cond_destroy(workReady)
+            pthread_mutex_destroy(mutex)
+            idle.deallocate()
+            workReady.deallocate()
+            mutex.deallocate()
+        }
+
+        func startWorker(name: String) {
+            let context = Unmanaged.passRetained(WorkerContext(core: self, name: name)).toOpaque()
+            var thread = pthread_t()
+            let rc = pthread_create(&thread, nil, { raw in
+                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
+                // Linux limits thread names to 15 bytes.
+                _ = hvSetThreadName(pthread_self(), String(decoding: context.name.utf8.prefix(15), as: UTF8.self))
+                context.core.workerLoop()
+                return nil
+            }, context)
+            precondition(rc == 0, "DiskIOQueue: pthread_create failed: \(errnoText(rc))")
+            pthread_mutex_lock(mutex)
+            workers.append(thread)
+            pthread_mutex_unlock(mutex)
+        }
+
+        func submit(_ work: @escaping @Sendable () -> Void) -> Bool {
+            pthread_mutex_lock(mutex)
+            defer { pthread_mutex_unlock(mutex) }
+            guard !stopping else { return false }
+            if queued == jobs.count { grow() }
+            jobs[(head + queued) % jobs.count] = work
+            queued += 1
+            pthread_cond_signal(workReady)
+            return true
+        }
+
+        func drain() {
+            pthread_mutex_lock(mutex)
+            precondition(!isWorkerLocked(), "DiskIOQueue.drain() called from the queue's own worker thread")
+            while queued > 0 || running > 0 {
+                pthread_cond_wait(idle, mutex)
+            }
+            pthread_mutex_unlock(mutex)
+        }
+
+        func shutdown(fromDeinit: Bool = false) {
+            pthread_mutex_lock(mutex)
+            let onWorker = isWorkerLocked()
+            precondition(fromDeinit || !onWorker, "DiskIOQueue.shutdown() called from the queue's own worker thread")
+            stopping = true
+            let toJoin = workers
+            workers = []
+            pthread_cond_broadcast(workReady)
+            pthread_mutex_unlock(mutex)
+            for thread in toJoin {
+                if pthread_equal(thread, pthread_self()) != 0 {
+                    pthread_detach(thread)
+                } else {
+                    pthread_join(thread, nil)
+                }
+            }
+        }
+
+        private func isWorkerLocked() -> Bool {
+            let me = pthread_self()
+            return workers.contains { pthread_equal($0, me) != 0 }
+        }
+
+        private func grow() {
+            var bigger: [(@Sendable () -> Void)?] = Array(repeating: nil, count: jobs.count * 2)
+            for i in 0..<queued { bigger[i] = jobs[(head + i) % jobs.count] }
+            jobs = bigger
+            head = 0
+        }
+
+        fileprivate func workerLoop() {
+            pthread_mutex_lock(mutex)
+            while true {
+                while queued == 0 && !stopping {
+                    pthread_cond_wait(workReady, mutex)
+                }
+                if queued == 0 { break }   // stopping, and everything queued has run
+                let work = jobs[head]!
+                jobs[head] = nil
+                head = (head + 1) % jobs.count
+                queued -= 1
+                running += 1
+                pthread_mutex_unlock(mutex)
+                work()
+                pthread_mutex_lock(mutex)
+                running -= 1
+                if queued == 0 && running == 0 { pthread_cond_broadcast(idle) }
+            }
+            pthread_mutex_unlock(mutex)
+        }
+    }
+
+    private final class WorkerContext {
+        let core: Core
+        let name: String
+        init(core: Core, name: String) {
+            self.core = core
+            self.name = name
+        }
+    }
+}
+
+/// glibc's pthread_setname_np is not visible through the Glibc module (it needs
+/// _GNU_SOURCE); its C signature is stable, so bind it directly.
+@_silgen_name("pthread_setname_np")
+private func hvSetThreadName(_ thread: pthread_t, _ name: UnsafePointer<CChar>) -> Int32

@@ -1,0 +1,175 @@
+import Glibc
+import Logging
+import PluginABI
+import Synchronization
+
+/// A device model found for a device in the VM's configuration.
+public struct ResolvedDeviceModel {
+    public let pluginName: String
+    public let model: UnsafePointer<hv_device_model>
+    public init(pluginName: String, model: UnsafePointer<hv_device_model>) {
+        self.pluginName = pluginName
+        self.model = model
+    }
+}
+
+/// Host-wide services shared by every VM in one hvhost.
+public struct HostServices {
+    public let kvm: KVMSystem
+    public let switches: SwitchRegistry
+    public let diskQueue: DiskIOQueue
+    /// Finds the plugin model for a configured device (throws a message naming the
+    /// .vmx key and the search path when none provides it).
+    public let resolveModel: (DeviceConfiguration) throws -> ResolvedDeviceModel
+
+    public init(kvm: KVMSystem, switches: SwitchRegistry, diskQueue: DiskIOQueue,
+                resolveModel: @escaping (DeviceConfiguration) throws -> ResolvedDeviceModel) {
+        self.kvm = kvm
+        self.switches = switches
+        self.diskQueue = diskQueue
+        self.resolveModel = resolveModel
+    }
+}
+
+/// One virtual machine: guest RAM, the KVM VM and its vCPU threads, the chipset, the
+/// PCI bus with the plugin devices the configuration names, and the VM's clock.
+public final class VirtualMachine: @unchecked Sendable {
+    public let name: String
+    public let configuration: VMConfiguration
+    public let memory: GuestMemory
+    public let clock = VMClock()
+    let timers: TimerQueue
+    let portBus = PortIOBus()
+    let mmioBus = MMIOBus()
+    let chipset: Chipset
+    public let pci: PCIHostBridge
+    public private(set) var devices: [PluginDevice] = []
+    private let backend: KVMVirtualMachine
+    private var runners: [VCPURunner] = []
+    private let logger: Logger
+    public let bootPlan: BootPlan
+
+    private let state = HostLock()
+    private var stopReason: VMStopReason?
+    private let stopping = Atomic<Bool>(false)
+    private var onStop: [(VMStopReason) -> Void] = []
+
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    public init(configuration: VMConfiguration, host: HostServices, logger: Logger) throws {
+        self.configuration = configuration
+        self.name = configuration.displayName
+        self.logger = logger
+        let image = try ELFImage(contentsOf: configuration.kernelPath)
+        memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
+        bootPlan = try BootLoader.load(image: image, into: memory, commandLine: configuration.commandLine,
+                                       mode: BootMode(rawValue: configuration.boot.bootProtocol.rawValue))
+        timers = TimerQueue(clock: clock, name: "\(configuration.displayName)-timers")
+        chipset = try Chipset(
+            configuration: ChipsetConfiguration(memorySize: configuration.memoryBytes,
+                                                vcpuCount: configuration.vcpuCount,
+                                                serial: try VirtualMachine.serialSink(for: configuration.serial)),
+            clock: clock, timers: timers)
+        try chipset.register(portBus: portBus, mmioBus: mmioBus)
+        pci = try PCIHostBridge(portBus: portBus, mmioBus: mmioBus, interrupts: chipset)
+        backend = try host.kvm.makeVirtualMachine()
+        try backend.map(memory: memory)
+
+        try createDevices(host: host)
+        try pci.assignResources()
+        for d in devices { try d.realize() }
+
+        let cpuid = CPUIDPolicy(vmwareSignature: configuration.advertisesVMwareHypervisor,
+                                vcpuCount: configuration.vcpuCount)
+        let bsp = try backend.makeVCPU(index: 0, cpuid: cpuid)
+        try bsp.setBootState(bootPlan.cpu)
+        runners = [VCPURunner(vcpu: bsp, vm: self, interrupts: chipset)]
+
+        chipset.onInterruptPending = { [weak self] vcpu in self?.runner(vcpu)?.notify() }
+        chipset.onDebugExit = { [weak self] value in self?.stop(.debugExit(value)) }
+        chipset.onResetRequest = { [weak self] in self?.stop(.guestReset) }
+    }
+
+    deinit {
+        for d in devices { d.destroy() }
+    }
+
+    private func runner(_ index: Int) -> VCPURunner? { index < runners.count ? runners[index] : nil }
+
+    private static func serialSink(for setting: SerialSetting) throws -> SerialSink? {
+        switch setting {
+        case .stdout: return TerminalSerialSink()
+        case .file(let path): return try FileSerialSink(path: path)
+        case .unix(let path): return try UnixSocketSerialSink(path: path)
+        case .none: return nil
+        }
+    }
+
+    private func createDevices(host: HostServices) throws {
+        for device in configuration.devices {
+            let resolved = try host.resolveModel(device)
+            let backends = PluginBackends(switches: host.switches, diskQueue: host.diskQueue) { unit in
+                guard let disk = device.disks.first(where: { $0.unit == unit }) else { return nil }
+                guard disk.mode == .persistent else {
+                    throw PluginDeviceError(message: "\(disk.location): \(device.prefix):\(unit).mode = \"\(disk.mode.rawValue)\" needs redo logs, which this host does not support yet; use \"persistent\"")
+                }
+                return try FlatDisk(path: disk.path, readOnly: false)
+            }
+            let context = PluginDeviceContext(
+                vmName: name, prefix: device.prefix, memory: memory, clock: clock, timers: timers, pci: pci,
+                configValue: { device.value(forDeviceKey: $0) },
+                logger: logger, backends: backends)
+            let instance = PluginDevice(model: resolved.model, pluginName: resolved.pluginName, context: context)
+            try instance.create()
+            devices.append(instance)
+        }
+    }
+
+    /// Powers on: starts the timers and the vCPU threads.
+    public func start() {
+        timers.start()
+        for d in devices { d.reset() }
+        logger.info("\(name): powered on (\(configuration.memoryMiB) MiB, \(configuration.vcpuCount) vCPU, \(bootPlan.mode) boot)")
+        for r in runners { r.start() }
+    }
+
+    /// Stops the VM for `reason`; the first reason wins. Callable from any thread.
+    public func stop(_ reason: VMStopReason) {
+        let callbacks: [(VMStopReason) -> Void]? = state.withLock {
+            guard stopReason == nil else { return nil }
+            stopReason = reason
+            stopping.store(true, ordering: .releasing)
+            state.broadcast()
+            return onStop
+        }
+        guard let callbacks else { return }
+        for r in runners { r.notify() }
+        switch reason {
+        case .tripleFault, .failure: logger.error("\(name): \(reason)")
+        default: logger.info("\(name): \(reason)")
+        }
+        for c in callbacks { c(reason) }
+    }
+
+    /// Registers a callback for the stop (runs on the stopping thread).
+    public func whenStopped(_ body: @escaping (VMStopReason) -> Void) {
+        let already: VMStopReason? = state.withLock {
+            if stopReason == nil { onStop.append(body) }
+            return stopReason
+        }
+        if let already { body(already) }
+    }
+
+    /// Blocks until the VM stops, joins its threads and returns why it stopped.
+    @discardableResult
+    public func waitUntilStopped() -> VMStopReason {
+        let reason: VMStopReason = state.withLock {
+            while stopReason == nil { state.wait() }
+            return stopReason!
+        }
+        for r in runners { r.join() }
+        timers.stop()
+        for d in devices { d.destroy() }
+        return reason
+    }
+}

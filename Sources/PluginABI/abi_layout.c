@@ -1,0 +1,15 @@
+/* Compile-time guards on the v1 layout (LP64). If one fires, a change broke the ABI:
+ * fields may only be appended, never inserted, resized or reordered. */
+#include "hvplugin.h"
+
+#if defined(__x86_64__) || defined(__aarch64__)
+_Static_assert(offsetof(hv_plugin_entry, get_factory) == 56, "hv_plugin_entry layout changed");
+_Static_assert(sizeof(hv_plugin_entry) == 72, "hv_plugin_entry layout changed");
+_Static_assert(sizeof(hv_pci_identity) == 20, "hv_pci_identity layout changed");
+_Static_assert(sizeof(hv_bar_desc) == 40, "hv_bar_desc layout changed");
+_Static_assert(offsetof(hv_host_services, log) == 8, "hv_host_services layout changed");
+_Static_assert(offsetof(hv_host_services, disk_submit) == 8 + 22 * 8, "hv_host_services layout changed");
+_Static_assert(sizeof(hv_device_model) == 48, "hv_device_model layout changed");
+_Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
+_Static_assert(sizeof(hv_sched_ops) == 96, "hv_sched_ops layout changed");
+#endif

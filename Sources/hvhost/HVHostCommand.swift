@@ -1,0 +1,57 @@
+import ArgumentParser
+import Glibc
+import HVKernel
+
+/// `hvhost`: the host program and service console.
+@main
+struct HVHostCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hvhost",
+        abstract: "Run virtual machines on KVM with devices, NIC-teaming and scheduler policies loaded as plugins.",
+        discussion: """
+            Plugins (*.so) are searched in --plugin-path directories, then $\(PluginSearchPath.environmentVariable) \
+            (colon-separated), then the directory of the hvhost binary and its plugins/ subdirectory.
+            """,
+        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self]
+    )
+}
+
+/// `--plugin-path`, shared by every subcommand that loads plugins.
+struct PluginPathOptions: ParsableArguments {
+    @Option(
+        name: .customLong("plugin-path"),
+        help: ArgumentHelp(
+            "A plugin directory (or colon-separated list); may be repeated. Searched before $\(PluginSearchPath.environmentVariable) and the hvhost binary's directory.",
+            valueName: "dir"))
+    var pluginPath: [String] = []
+
+    /// The search path these options select (flags, then environment, then the binary's directory).
+    var searchPath: PluginSearchPath { PluginSearchPath.standard(flagValues: pluginPath) }
+
+    /// Loads every plugin on the search path.
+    func loadCatalog() -> PluginCatalog { PluginCatalog(searchPath: searchPath) }
+}
+
+/// Output helpers shared by the subcommands.
+enum HostConsole {
+    /// Writes `line` and a newline to standard error.
+    static func printError(_ line: String) {
+        var stream = StandardError()
+        print(line, to: &stream)
+    }
+
+    struct StandardError: TextOutputStream {
+        mutating func write(_ string: String) {
+            var s = string
+            s.withUTF8 { buf in
+                var offset = 0
+                while offset < buf.count {
+                    let n = Glibc.write(2, buf.baseAddress! + offset, buf.count - offset)
+                    if n < 0, errno == EINTR { continue }
+                    if n <= 0 { break }
+                    offset += n
+                }
+            }
+        }
+    }
+}

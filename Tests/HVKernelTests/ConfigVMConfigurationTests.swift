@@ -1,0 +1,609 @@
+import Foundation
+import Testing
+@testable import HVKernel
+
+/// A scratch directory holding a fake guest kernel, shared by the Config tests and
+/// removed when the test process exits.
+fileprivate enum ConfigFixture {
+    static let directory: String = {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("hv-config-tests-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try! FileManager.default.createDirectory(atPath: dir + "/guests", withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: dir + "/kernel.elf", contents: Data([0x7f, 0x45, 0x4c, 0x46]))
+        _ = FileManager.default.createFile(atPath: dir + "/guests/web.elf", contents: Data([0x7f, 0x45, 0x4c, 0x46]))
+        atexit { try? FileManager.default.removeItem(atPath: ConfigFixture.directory) }
+        return dir
+    }()
+
+    static var vmxPath: String { directory + "/vm.vmx" }
+
+    /// Lines every valid file needs; append them after the lines under test.
+    static let required = "memsize = \"64\"\nhv.kernel = \"kernel.elf\""
+
+    static func file(_ text: String) throws(ConfigError) -> VMXFile {
+        try VMXFile(parsing: text, path: vmxPath)
+    }
+
+    static func configuration(_ text: String) throws(ConfigError) -> VMConfiguration {
+        try VMConfiguration(file: file(text))
+    }
+
+    /// `text` plus the required lines.
+    static func vm(_ text: String) throws(ConfigError) -> VMConfiguration {
+        try configuration(text + "\n" + required)
+    }
+
+    /// The error validating `text` (no required lines added), or nil.
+    static func error(_ text: String) -> ConfigError? {
+        do {
+            _ = try configuration(text)
+            return nil
+        } catch {
+            return error
+        }
+    }
+}
+
+@Suite struct ConfigVMConfigurationTests {
+    private typealias F = ConfigFixture
+
+    static let realistic = """
+        #!/usr/bin/vmware
+        config.version = "6"
+        virtualHW.version = "3"
+        displayName = "web01"
+        guestOS = "linux"
+        memsize = "256"
+        numvcpus = "2"
+        uuid.bios = "56 4d 12 34 56 78 9a bc-de f0 12 34 56 78 9a bc"
+
+        ethernet0.present = "TRUE"
+        ethernet0.virtualDev = "vmxnet"
+        ethernet0.networkName = "Production"
+        ethernet0.addressType = "static"
+        ethernet0.address = "00:50:56:01:02:03"
+        ethernet1.present = "TRUE"
+        ethernet1.addressType = "generated"
+        ethernet1.generatedAddress = "00:0c:29:aa:bb:cc"
+        ethernet2.present = "FALSE"
+
+        scsi0.present = "TRUE"
+        scsi0.virtualDev = "lsilogic"
+        scsi0:0.present = "TRUE"
+        scsi0:0.fileName = "web01.vmdk"
+        scsi0:0.mode = "undoable"
+        scsi0:1.present = "TRUE"
+        scsi0:1.fileName = "/vmfs/vmhba0:0:0:5/data.vmdk"
+        scsi0:1.deviceType = "scsi-hardDisk"
+        floppy0.present = "FALSE"
+        Ethernet0.FooBar = "plugin-specific"
+
+        sched.cpu.shares = "high"
+        sched.cpu.min = "10%"
+        sched.cpu.max = "80"
+        sched.cpu.affinity = "0,2-3"
+        sched.cpu.htsharing = "internal"
+        sched.mem.min = "128"
+        sched.mem.shares = "low"
+
+        hv.kernel = "guests/web.elf"   # the test guest
+        hv.cmdline = "console=ttyS0 quiet"
+        hv.serial = "file:logs/serial.txt"
+        hv.cpuid.vmware = "TRUE"
+        hv.device0.present = "TRUE"
+        hv.device0.model = "edu"
+        hv.device0.dmaMask = "0xfffffff"
+        """
+
+    @Test func realisticESXFile() throws {
+        let c = try F.configuration(Self.realistic)
+        let dir = F.directory
+        #expect(c.path == F.vmxPath)
+        #expect(c.directory == dir)
+        #expect(c.displayName == "web01")
+        #expect(c.guestOS == "linux")
+        #expect(c.configVersion == "6")
+        #expect(c.virtualHardwareVersion == "3")
+        #expect(c.memoryMiB == 256)
+        #expect(c.memoryBytes == 256 << 20)
+        #expect(c.vcpuCount == 2)
+
+        #expect(c.networkAdapters.count == 2)
+        let nic0 = c.networkAdapters[0]
+        #expect(nic0.index == 0 && nic0.prefix == "ethernet0")
+        #expect(nic0.model == "vmxnet")
+        #expect(nic0.networkName == "Production")
+        #expect(nic0.addressType == .static)
+        #expect(nic0.address == MACAddress(0x00, 0x50, 0x56, 0x01, 0x02, 0x03))
+        let nic1 = c.networkAdapters[1]
+        #expect(nic1.model == "vlance")
+        #expect(nic1.networkName == "VM Network")
+        #expect(nic1.addressType == .generated)
+        #expect(nic1.address == nil)
+        #expect(nic1.effectiveAddress?.description == "00:0C:29:AA:BB:CC")
+        #expect(c.networks == ["Production", "VM Network"])
+
+        #expect(c.scsiAdapters.count == 1)
+        let scsi = c.scsiAdapters[0]
+        #expect(scsi.model == "lsilogic")
+        #expect(scsi.disks.map(\.unit) == [0, 1])
+        #expect(scsi.disks[0].path == dir + "/web01.vmdk")
+        #expect(scsi.disks[0].mode == .undoable)
+        #expect(scsi.disks[0].location == F.vmxPath + ":23")
+        #expect(scsi.disks[1].path == "/vmfs/vmhba0:0:0:5/data.vmdk")
+        #expect(scsi.disks[1].mode == .persistent)
+        #expect(scsi.disks[1].deviceType == "scsi-hardDisk")
+        #expect(c.display == nil)
+
+        #expect(c.cpuScheduling.shares == .high)
+        #expect(c.cpuScheduling.totalShares(vcpus: c.vcpuCount) == 4000)
+        #expect(c.perVCPUShares == 2000)
+        #expect(c.cpuScheduling.minPercent == 10)
+        #expect(c.cpuScheduling.maxPercent == 80)
+        #expect(c.cpuScheduling.affinity == .cpus([0, 2, 3]))
+        #expect(c.cpuScheduling.affinity.mask == 0b1101)
+        #expect(c.cpuScheduling.htSharing == .internal)
+        #expect(c.memoryScheduling.minMiB == 128)
+        #expect(c.memoryScheduling.maxMiB == 256)
+        #expect(c.memoryScheduling.shares == .low)
+        #expect(c.memoryScheduling.totalShares(memoryMiB: 256) == 1280)
+
+        #expect(c.kernelPath == dir + "/guests/web.elf")
+        #expect(c.commandLine == "console=ttyS0 quiet")
+        #expect(c.boot.bootProtocol == .pvh)
+        #expect(c.serial == .file(dir + "/logs/serial.txt"))
+        #expect(c.schedulerPool == "default")
+        #expect(c.advertisesVMwareHypervisor)
+
+        #expect(c.devices.map(\.prefix) == ["ethernet0", "ethernet1", "scsi0", "hv.device0"])
+        #expect(c.devices.map(\.kind) == [.nic, .nic, .scsi, .other])
+        #expect(c.devices.map(\.modelName) == ["vmxnet", "vlance", "lsilogic", "edu"])
+        let eth0 = try #require(c.device(prefix: "ETHERNET0"))
+        #expect(eth0.value(forDeviceKey: "foobar") == "plugin-specific")
+        #expect(eth0.value(forDeviceKey: "ADDRESS") == "00:50:56:01:02:03")
+        #expect(eth0.networkName == "Production")
+        #expect(eth0.location == F.vmxPath + ":11")
+        let scsiDev = try #require(c.device(prefix: "scsi0"))
+        #expect(scsiDev.value(forDeviceKey: ":0.FileName") == "web01.vmdk")
+        #expect(scsiDev.value(forDeviceKey: "virtualDev") == "lsilogic")
+        #expect(scsiDev.disks.count == 2)
+        #expect(scsiDev.fullKey(forDeviceKey: ":1.mode") == "scsi0:1.mode")
+        let edu = try #require(c.device(prefix: "hv.device0"))
+        #expect(edu.value(forDeviceKey: "dmamask") == "0xfffffff")
+        #expect(edu.entry(forDeviceKey: "dmaMask")?.line == 45)
+        #expect(edu.fullKey(forDeviceKey: "dmaMask") == "hv.device0.dmaMask")
+
+        // Unknown keys are kept.
+        #expect(c.value(forKey: "UUID.BIOS") == "56 4d 12 34 56 78 9a bc-de f0 12 34 56 78 9a bc")
+        #expect(c.value(forKey: "floppy0.present") == "FALSE")
+    }
+
+    @Test func readsFromDisk() throws {
+        let path = F.directory + "/ondisk.vmx"
+        try (F.required + "\r\nnumvcpus = 2\r\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let c = try VMConfiguration(contentsOf: path)
+        #expect(c.displayName == "ondisk")
+        #expect(c.vcpuCount == 2)
+    }
+
+    @Test func defaults() throws {
+        let c = try F.vm("")
+        #expect(c.displayName == "vm")
+        #expect(c.vcpuCount == 1)
+        #expect(c.memoryMiB == 64)
+        #expect(c.guestOS == nil)
+        #expect(c.devices.isEmpty)
+        #expect(c.networks.isEmpty)
+        #expect(c.cpuScheduling == CPUSchedulingParameters(shares: .normal, minPercent: 0, maxPercent: 100,
+                                                           affinity: .all, htSharing: .any))
+        #expect(c.memoryScheduling == MemorySchedulingParameters(shares: .normal, minMiB: 0, maxMiB: 64))
+        #expect(c.perVCPUShares == 1000)
+        #expect(c.boot == BootConfiguration(kernelPath: F.directory + "/kernel.elf", commandLine: "", bootProtocol: .pvh))
+        #expect(c.serial == .stdout)
+        #expect(c.schedulerPool == "default")
+        #expect(!c.advertisesVMwareHypervisor)
+    }
+
+    // MARK: memsize / numvcpus
+
+    @Test(arguments: [("4", 4), ("65536", 65536), ("  1024 ", 1024)])
+    func memsizeAccepted(value: String, mib: Int) throws {
+        let c = try F.configuration("memsize = \"\(value)\"\nhv.kernel = \"kernel.elf\"")
+        #expect(c.memoryMiB == mib)
+    }
+
+    @Test(arguments: [
+        ("0", "out of range"), ("65540", "out of range"), ("130", "not a multiple of 4"),
+        ("256MB", "not a whole number"), ("-4", "not a whole number"), ("", "not a whole number"),
+    ])
+    func memsizeRejected(value: String, problem: String) throws {
+        let e = try #require(F.error("hv.kernel = \"kernel.elf\"\nmemsize = \"\(value)\""))
+        #expect(e.description.hasPrefix("\(F.vmxPath):2: memsize = \"\(value)\": "))
+        #expect(e.description.contains(problem))
+        #expect(e.description.contains(", expected a multiple of 4 from 4 to 65536 (MiB)"))
+    }
+
+    @Test func memsizeMissing() throws {
+        let e = try #require(F.error("hv.kernel = \"kernel.elf\""))
+        #expect(e.line == nil)
+        #expect(e.description.hasPrefix("\(F.vmxPath): memsize: missing, expected"))
+    }
+
+    @Test func numvcpus() throws {
+        #expect(try F.vm("numvcpus = 2").vcpuCount == 2)
+        let e = try #require(F.error("numvcpus = \"4\"\n" + F.required))
+        #expect(e.description == "\(F.vmxPath):1: numvcpus = \"4\": unsupported number of vCPUs, expected 1 or 2")
+    }
+
+    // MARK: Booleans
+
+    @Test(arguments: [("TRUE", true), ("true", true), ("True", true), ("1", true),
+                      ("FALSE", false), ("false", false), ("fAlSe", false), ("0", false), (" TRUE ", true)])
+    func booleanSpellings(value: String, expected: Bool) throws {
+        let c = try F.vm("ethernet0.present = \"\(value)\"\nhv.cpuid.vmware = \"\(value)\"")
+        #expect(c.networkAdapters.isEmpty == !expected)
+        #expect(c.advertisesVMwareHypervisor == expected)
+    }
+
+    @Test(arguments: ["yes", "on", "2", ""])
+    func booleanRejected(value: String) throws {
+        let e = try #require(F.error("ethernet0.present = \"\(value)\"\n" + F.required))
+        #expect(e.description == "\(F.vmxPath):1: ethernet0.present = \"\(value)\": not a boolean, expected TRUE or FALSE (also \"1\" or \"0\")")
+    }
+
+    // MARK: SCSI
+
+    @Test func scsiUnit7Rejected() throws {
+        let text = """
+            scsi0.present = "TRUE"
+            scsi0:7.present = "TRUE"
+            scsi0:7.fileName = "disk.vmdk"
+            """ + "\n" + F.required
+        let e = try #require(F.error(text))
+        #expect(e.description.hasPrefix("\(F.vmxPath):2: scsi0:7.present = \"TRUE\": unit 7 is reserved for the SCSI adapter itself"))
+        #expect(e.description.contains("expected a unit from 0 to 15 other than 7"))
+        let all = VMConfiguration.problems(in: try F.file(text))
+        #expect(all.map(\.line) == [2, 3])
+        // Declaring unit 7 absent is harmless.
+        #expect(try F.vm("scsi0.present = TRUE\nscsi0:7.present = FALSE").scsiAdapters.count == 1)
+    }
+
+    @Test func scsiUnitOutOfRange() throws {
+        let e = try #require(F.error("scsi1.present = 1\nscsi1:16.present = 1\nscsi1:16.fileName = x.vmdk\n" + F.required))
+        #expect(e.line == 2)
+        #expect(e.description.contains("unit 16 does not exist"))
+    }
+
+    @Test func scsiUnitsAroundSeven() throws {
+        let c = try F.vm("""
+            scsi0.present = TRUE
+            scsi0:15.present = TRUE
+            scsi0:15.fileName = "d15.vmdk"
+            scsi0:6.present = TRUE
+            scsi0:6.fileName = "d6.vmdk"
+            scsi0:8.present = TRUE
+            scsi0:8.fileName = "d8.vmdk"
+            scsi0:9.fileName = "absent.vmdk"
+            """)
+        #expect(c.scsiAdapters[0].disks.map(\.unit) == [6, 8, 15])
+        #expect(c.scsiAdapters[0].model == "buslogic")
+    }
+
+    @Test(arguments: DiskMode.allCases)
+    func diskModes(mode: DiskMode) throws {
+        let c = try F.vm("scsi0.present = TRUE\nscsi0:0.present = TRUE\nscsi0:0.fileName = a.vmdk\nscsi0:0.mode = \"\(mode.rawValue.uppercased())\"")
+        #expect(c.scsiAdapters[0].disks[0].mode == mode)
+    }
+
+    @Test func diskModeRejected() throws {
+        let e = try #require(F.error("scsi0:0.mode = \"independent\"\n" + F.required))
+        #expect(e.description == "\(F.vmxPath):1: scsi0:0.mode = \"independent\": unknown value, expected persistent, nonpersistent, undoable or append")
+    }
+
+    @Test func diskNeedsAdapterAndFileName() throws {
+        let e = try #require(F.error("scsi2:0.present = TRUE\nscsi2:0.fileName = a.vmdk\n" + F.required))
+        #expect(e.description.hasPrefix("\(F.vmxPath):1: scsi2:0.present = \"TRUE\": the disk is present but scsi2 is not"))
+        let e2 = try #require(F.error("scsi0.present = TRUE\nscsi0:3.present = TRUE\n" + F.required))
+        #expect(e2.description.hasPrefix("\(F.vmxPath):2: scsi0:3.present = \"TRUE\": the disk has no scsi0:3.fileName"))
+    }
+
+    // MARK: Shares
+
+    @Test(arguments: [("low", 500), ("normal", 1000), ("HIGH", 2000), ("1500", 1500)])
+    func cpuShares(value: String, perVCPU: UInt32) throws {
+        let one = try F.vm("sched.cpu.shares = \"\(value)\"")
+        let two = try F.vm("numvcpus = 2\nsched.cpu.shares = \"\(value)\"")
+        if UInt32(value) == nil {
+            #expect(one.cpuScheduling.totalShares(vcpus: 1) == perVCPU)
+            #expect(two.cpuScheduling.totalShares(vcpus: 2) == 2 * perVCPU)
+            #expect(two.perVCPUShares == perVCPU)
+        } else {
+            // An explicit number is the VM's total, divided among its vCPUs.
+            #expect(one.cpuScheduling.shares == .custom(perVCPU))
+            #expect(two.cpuScheduling.totalShares(vcpus: 2) == perVCPU)
+            #expect(two.perVCPUShares == perVCPU / 2)
+        }
+    }
+
+    @Test(arguments: [("low", 5), ("normal", 10), ("high", 20)])
+    func memoryShares(level: String, perMiB: UInt32) throws {
+        let c = try F.configuration("memsize = 512\nhv.kernel = kernel.elf\nsched.mem.shares = \(level)")
+        #expect(c.memoryScheduling.totalShares(memoryMiB: c.memoryMiB) == perMiB * 512)
+        let custom = try F.vm("sched.mem.shares = 7777")
+        #expect(custom.memoryScheduling.totalShares(memoryMiB: 64) == 7777)
+    }
+
+    @Test(arguments: ["medium", "0", "-5", "1000001", "10.5"])
+    func sharesRejected(value: String) throws {
+        for key in ["sched.cpu.shares", "sched.mem.shares"] {
+            let e = try #require(F.error("\(key) = \"\(value)\"\n" + F.required))
+            #expect(e.description.hasPrefix("\(F.vmxPath):1: \(key) = \"\(value)\": "))
+            #expect(e.description.contains("expected low, normal, high or a whole number of shares"))
+        }
+    }
+
+    // MARK: CPU min/max/affinity/htsharing
+
+    @Test func cpuMinMax() throws {
+        let c = try F.vm("sched.cpu.min = \"25 %\"\nsched.cpu.max = \"100%\"")
+        #expect(c.cpuScheduling.minPercent == 25)
+        #expect(c.cpuScheduling.maxPercent == 100)
+        let e = try #require(F.error("sched.cpu.max = 40\nsched.cpu.min = 50%\n" + F.required))
+        #expect(e.description == "\(F.vmxPath):2: sched.cpu.min = \"50%\": the reservation 50% is above sched.cpu.max (40%), expected sched.cpu.min <= sched.cpu.max")
+        let e2 = try #require(F.error("sched.cpu.max = 101\n" + F.required))
+        #expect(e2.description.hasPrefix("\(F.vmxPath):1: sched.cpu.max = \"101\": 101% is out of range"))
+        let e3 = try #require(F.error("sched.cpu.max = 0\n" + F.required))
+        #expect(e3.description.contains("never run"))
+        let e4 = try #require(F.error("sched.cpu.min = half\n" + F.required))
+        #expect(e4.description.contains("not a percentage"))
+    }
+
+    @Test func affinity() throws {
+        #expect(try F.vm("sched.cpu.affinity = ALL").cpuScheduling.affinity == .all)
+        #expect(try F.vm("sched.cpu.affinity = \"3, 1,1\"").cpuScheduling.affinity == .cpus([1, 3]))
+        #expect(try F.vm("sched.cpu.affinity = 63").cpuScheduling.affinity.mask == 1 << 63)
+        for bad in ["1,,2", "x", "64", "3-1", "-1"] {
+            let e = try #require(F.error("sched.cpu.affinity = \"\(bad)\"\n" + F.required), "\(bad)")
+            #expect(e.description.hasPrefix("\(F.vmxPath):1: sched.cpu.affinity = \"\(bad)\": "))
+            #expect(e.description.contains("expected \"all\" or a comma-separated list"))
+        }
+    }
+
+    @Test func htSharing() throws {
+        #expect(try F.vm("sched.cpu.htsharing = NONE").cpuScheduling.htSharing == .none)
+        #expect(try F.vm("sched.cpu.htsharing = any").cpuScheduling.htSharing.rawValue == 0)
+        let e = try #require(F.error("sched.cpu.htsharing = \"all\"\n" + F.required))
+        #expect(e.description.hasSuffix("expected any, internal or none"))
+    }
+
+    // MARK: Memory min/max
+
+    @Test func memoryMinMax() throws {
+        let c = try F.vm("sched.mem.min = 16\nsched.mem.max = 48")
+        #expect(c.memoryScheduling.minMiB == 16 && c.memoryScheduling.maxMiB == 48)
+        let e = try #require(F.error("sched.mem.max = \"128\"\n" + F.required))
+        #expect(e.description == "\(F.vmxPath):1: sched.mem.max = \"128\": 128 MiB is out of range, expected a size in MiB from 1 to memsize (64)")
+        let e2 = try #require(F.error("sched.mem.max = 32\nsched.mem.min = 40\n" + F.required))
+        #expect(e2.line == 2)
+        #expect(e2.description.contains("above sched.mem.max"))
+    }
+
+    // MARK: Networking
+
+    @Test func staticMACRange() throws {
+        let low = try F.vm("ethernet0.present = TRUE\nethernet0.addressType = static\nethernet0.address = 00:50:56:00:00:00")
+        #expect(low.networkAdapters[0].address?.isVMwareStatic == true)
+        let high = try F.vm("ethernet0.present = TRUE\nethernet0.addressType = \"Static\"\nethernet0.address = \"00:50:56:3f:ff:ff\"")
+        #expect(high.networkAdapters[0].address?.description == "00:50:56:3F:FF:FF")
+
+        let e = try #require(F.error("ethernet0.addressType = static\nethernet0.address = \"00:50:56:40:00:00\"\n" + F.required))
+        #expect(e.description == "\(F.vmxPath):2: ethernet0.address = \"00:50:56:40:00:00\": 00:50:56:40:00:00 is outside VMware's static address range, expected an address from 00:50:56:00:00:00 to 00:50:56:3F:FF:FF")
+        let e2 = try #require(F.error("ethernet1.addressType = static\nethernet1.address = \"00:0C:29:01:02:03\"\n" + F.required))
+        #expect(e2.description.contains("outside VMware's static address range"))
+
+        // A generated address outside the static range is fine.
+        let gen = try F.vm("ethernet0.present = TRUE\nethernet0.address = 00:0C:29:01:02:03")
+        #expect(gen.networkAdapters[0].address?.description == "00:0C:29:01:02:03")
+
+        let missing = try #require(F.error("ethernet0.present = TRUE\nethernet0.addressType = static\n" + F.required))
+        #expect(missing.description.hasPrefix("\(F.vmxPath):2: ethernet0.addressType = \"static\": a static address type needs ethernet0.address"))
+    }
+
+    @Test(arguments: ["00:50:56:01:02", "00:50:56:01:02:03:04", "00-50-56-01-02-03", "0:50:56:01:02:03", "00:50:56:01:02:zz", ""])
+    func macFormatRejected(value: String) throws {
+        let e = try #require(F.error("ethernet0.address = \"\(value)\"\n" + F.required))
+        #expect(e.description == "\(F.vmxPath):1: ethernet0.address = \"\(value)\": not a MAC address, expected six two-digit hex octets separated by ':', e.g. 00:50:56:01:02:03")
+    }
+
+    @Test func nicModelAndAddressType() throws {
+        let e = try #require(F.error("ethernet3.virtualDev = \"e 1000\"\n" + F.required))
+        #expect(e.description.hasPrefix("\(F.vmxPath):1: ethernet3.virtualDev = \"e 1000\": not a valid model name"))
+        let e2 = try #require(F.error("ethernet0.addressType = \"dhcp\"\n" + F.required))
+        #expect(e2.description.hasSuffix("expected generated, static or vpx"))
+        let e3 = try #require(F.error("ethernet0.networkName = \"\"\n" + F.required))
+        #expect(e3.description.contains("empty value"))
+        let vpx = try F.vm("ethernet2.present = TRUE\nethernet2.addressType = VPX\nethernet2.networkName = \"Lab\"")
+        #expect(vpx.networkAdapters[0].addressType == .vpx)
+        #expect(vpx.networks == ["Lab"])
+    }
+
+    @Test func outOfRangeAdapters() throws {
+        let e = try #require(F.error("ethernet4.present = TRUE\n" + F.required))
+        #expect(e.description == "\(F.vmxPath):1: ethernet4.present = \"TRUE\": ethernet4 is not supported, expected ethernet0...ethernet3")
+        let e2 = try #require(F.error("scsi4.present = TRUE\n" + F.required))
+        #expect(e2.description.contains("scsi4 is not supported"))
+        let e3 = try #require(F.error("hv.device8.present = TRUE\n" + F.required))
+        #expect(e3.description.contains("expected hv.device0...hv.device7"))
+        // Absent ones are harmless, and their other keys are kept.
+        let c = try F.vm("ethernet7.present = FALSE\nethernet7.virtualDev = x")
+        #expect(c.value(forKey: "ethernet7.virtualdev") == "x")
+    }
+
+    // MARK: Paths
+
+    @Test func relativePathResolution() throws {
+        let dir = F.directory
+        let c = try F.configuration("""
+            memsize = 64
+            hv.kernel = "./guests/../kernel.elf"
+            scsi0.present = TRUE
+            scsi0:0.present = TRUE
+            scsi0:0.fileName = "disks//a.vmdk"
+            scsi0:1.present = TRUE
+            scsi0:1.fileName = "/abs/b.vmdk"
+            hv.serial = "unix:run/console.sock"
+            """)
+        #expect(c.kernelPath == dir + "/guests/../kernel.elf")
+        #expect(c.scsiAdapters[0].disks.map(\.path) == [dir + "/disks/a.vmdk", "/abs/b.vmdk"])
+        #expect(c.serial == .unix(dir + "/run/console.sock"))
+        let abs = try F.configuration("memsize = 64\nhv.kernel = \"\(dir)/guests/web.elf\"")
+        #expect(abs.kernelPath == dir + "/guests/web.elf")
+    }
+
+    @Test func relativeVMXPathIsMadeAbsolute() throws {
+        let c = try VMConfiguration(file: VMXFile(parsing: "memsize = 64\nhv.kernel = \"\(F.directory)/kernel.elf\"\nscsi0.present = 1\nscsi0:0.present = 1\nscsi0:0.fileName = d.vmdk", path: "sub/x.vmx"))
+        #expect(c.directory.hasPrefix("/"))
+        #expect(c.directory.hasSuffix("/sub"))
+        #expect(c.scsiAdapters[0].disks[0].path == c.directory + "/d.vmdk")
+        #expect(c.displayName == "x")
+    }
+
+    @Test func kernelMustExist() throws {
+        let e = try #require(F.error("memsize = 64\nhv.kernel = \"missing.elf\""))
+        #expect(e.description.hasPrefix("\(F.vmxPath):2: hv.kernel = \"missing.elf\": no such file: \(F.directory)/missing.elf, expected"))
+        let e2 = try #require(F.error("memsize = 64\nhv.kernel = \"guests\""))
+        #expect(e2.description.contains("no such file"))
+        let e3 = try #require(F.error("memsize = 64"))
+        #expect(e3.description.hasPrefix("\(F.vmxPath): hv.kernel: missing, expected the guest ELF to boot"))
+    }
+
+    // MARK: hv.*
+
+    @Test func serialSinks() throws {
+        #expect(try F.vm("hv.serial = NONE").serial == .none)
+        #expect(try F.vm("hv.serial = stdout").serial == .stdout)
+        #expect(try F.vm("hv.serial = \"file:/var/log/vm.log\"").serial == .file("/var/log/vm.log"))
+        for bad in ["tcp:1234", "file:", "unix:  "] {
+            let e = try #require(F.error("hv.serial = \"\(bad)\"\n" + F.required), "\(bad)")
+            #expect(e.description.hasPrefix("\(F.vmxPath):1: hv.serial = \"\(bad)\": "))
+            #expect(e.description.hasSuffix("expected stdout, none, file:<path> or unix:<path>"))
+        }
+        let long = String(repeating: "s", count: 120)
+        let e = try #require(F.error("hv.serial = \"unix:/\(long)\"\n" + F.required))
+        #expect(e.description.contains("at most 107 bytes"))
+    }
+
+    @Test func bootProtocolAndPool() throws {
+        let c = try F.vm("hv.boot = ELF64\nhv.sched.pool = \"research\"\nhv.cmdline = \"a=b\"")
+        #expect(c.boot.bootProtocol == .elf64)
+        #expect(c.schedulerPool == "research")
+        #expect(c.commandLine == "a=b")
+        let e = try #require(F.error("hv.boot = \"bios\"\n" + F.required))
+        #expect(e.description == "\(F.vmxPath):1: hv.boot = \"bios\": unknown value, expected pvh or elf64")
+    }
+
+    @Test func genericDevices() throws {
+        let e = try #require(F.error("hv.device3.present = TRUE\n" + F.required))
+        #expect(e.description.hasPrefix("\(F.vmxPath):1: hv.device3.present = \"TRUE\": the device has no hv.device3.model"))
+        let e2 = try #require(F.error("hv.device1.model = \"../evil\"\n" + F.required))
+        #expect(e2.description.contains("not a valid model name"))
+        let c = try F.vm("hv.device5.model = edu\nhv.device5.present = TRUE\nhv.device5.Latency = 10")
+        let d = try #require(c.devices.first)
+        #expect(d.kind == .other && d.kind.rawValue == 4 && d.index == 5 && d.modelName == "edu")
+        #expect(d.value(forDeviceKey: "LATENCY") == "10")
+        #expect(d.value(forDeviceKey: "model") == "edu")
+        #expect(d.location == F.vmxPath + ":1")
+    }
+
+    @Test func display() throws {
+        let c = try F.vm("svga.present = TRUE\nsvga.vramSize = \"16777216\"")
+        #expect(c.display == DisplayConfiguration(model: "svga", vramSize: 16 << 20))
+        #expect(c.devices.map(\.kind) == [.display])
+        let e = try #require(F.error("svga.vramSize = \"1000\"\n" + F.required))
+        #expect(e.description.hasPrefix("\(F.vmxPath):1: svga.vramSize = \"1000\": 1000 bytes is out of range"))
+        let e2 = try #require(F.error("svga.vramSize = \"5000\"\n" + F.required))
+        #expect(e2.description.contains("not a multiple of 4096"))
+    }
+
+    // MARK: Devices
+
+    @Test func deviceListOrdering() throws {
+        // Written in scrambled order; created in ESX order.
+        let c = try F.vm("""
+            hv.device7.present = TRUE
+            hv.device7.model = "last"
+            hv.device0.model = "first-generic"
+            hv.device0.present = TRUE
+            svga.present = TRUE
+            scsi3.present = TRUE
+            scsi0.present = TRUE
+            scsi0.virtualDev = lsilogic
+            ethernet3.present = TRUE
+            ethernet3.virtualDev = vmxnet
+            ethernet0.present = TRUE
+            ethernet1.present = FALSE
+            hv.device2.present = FALSE
+            hv.device2.model = skipped
+            """)
+        #expect(c.devices.map(\.prefix) == ["ethernet0", "ethernet3", "scsi0", "scsi3", "svga", "hv.device0", "hv.device7"])
+        #expect(c.devices.map(\.kind) == [.nic, .nic, .scsi, .scsi, .display, .other, .other])
+        #expect(c.devices.map(\.modelName) == ["vlance", "vmxnet", "lsilogic", "buslogic", "svga", "first-generic", "last"])
+        #expect(c.devices.map(\.kind.rawValue) == [1, 1, 2, 2, 3, 4, 4])
+        #expect(c.devices.map(\.index) == [0, 3, 0, 3, 0, 0, 7])
+    }
+
+    @Test func devicePrefixDoesNotMatchLongerIndex() throws {
+        let f = try F.file("ethernet1.present = TRUE\nethernet10.foo = x\nethernet1.foo = y\n" + F.required)
+        let c = try VMConfiguration(file: f)
+        let d = try #require(c.device(prefix: "ethernet1"))
+        #expect(d.value(forDeviceKey: "foo") == "y")
+        #expect(d.entries.count == 2)
+    }
+
+    // MARK: Error messages
+
+    /// Every validation error names file:line, the key as written, the bad value and
+    /// what was expected.
+    @Test(arguments: [
+        ("memSize", "\"7\""), ("NumVCPUs", "0"), ("ethernet0.Present", "maybe"),
+        ("ethernet1.virtualDev", "\"\""), ("ethernet2.addressType", "fixed"),
+        ("ethernet0.address", "zz"), ("ethernet0.generatedAddress", "zz"),
+        ("scsi0.present", "2"), ("scsi1.virtualDev", "\"a b\""), ("scsi0:7.fileName", "a.vmdk"),
+        ("scsi0:1.mode", "readonly"), ("svga.present", "x"), ("svga.vramSize", "big"),
+        ("sched.cpu.shares", "lots"), ("sched.cpu.min", "200"), ("sched.cpu.max", "-1"),
+        ("sched.cpu.affinity", "a"), ("sched.cpu.htsharing", "some"), ("sched.mem.min", "99999"),
+        ("sched.mem.max", "0"), ("sched.mem.shares", "0"), ("hv.kernel", "nope.elf"),
+        ("hv.boot", "uefi"), ("hv.serial", "pipe"), ("hv.sched.pool", "\"\""),
+        ("hv.cpuid.vmware", "sure"), ("hv.device0.present", "yes"), ("hv.device0.model", "\"\""),
+        ("displayName", "\"\""),
+    ])
+    func errorNamesFileLineKeyValue(key: String, value: String) throws {
+        let text = "memsize = 64\n\(key) = \(value)\nhv.kernel = kernel.elf\n"
+            .replacingOccurrences(of: "memsize = 64\nmemSize", with: "memSize")
+        let line = key == "memSize" ? 1 : 2
+        let f = try F.file(key == "hv.kernel" ? "memsize = 64\nhv.kernel = \(value)" : text)
+        let problems = VMConfiguration.problems(in: f)
+        let e = try #require(problems.first, "\(key) = \(value) was accepted")
+        let shownValue = value.hasPrefix("\"") ? String(value.dropFirst().dropLast()) : value
+        #expect(e.description.hasPrefix("\(F.vmxPath):\(line): \(key) = \"\(shownValue)\": "), "\(e)")
+        #expect(e.description.contains(", expected "), "\(e)")
+        #expect(e.line == line && e.key == key)
+    }
+
+    @Test func problemsAreListedInFileOrder() throws {
+        let f = try F.file("""
+            numvcpus = 8
+            ethernet0.address = "bad"
+            sched.cpu.shares = "lots"
+            """)
+        let p = VMConfiguration.problems(in: f)
+        #expect(p.map(\.line) == [1, 2, 3, nil, nil])
+        #expect(p.compactMap(\.key).suffix(2) == ["memsize", "hv.kernel"])
+        do {
+            _ = try VMConfiguration(file: f)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error == p[0])
+        }
+    }
+}
