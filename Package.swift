@@ -35,7 +35,8 @@ let package = Package(
             path: "Sources/hvhost"
         ),
         .testTarget(name: "HVKernelTests", dependencies: ["HVKernel", "PluginABI"], path: "Tests/HVKernelTests"),
-        .testTarget(name: "IntegrationTests", dependencies: ["HVKernel"], path: "Tests/IntegrationTests"),
+        .testTarget(name: "IntegrationTests", dependencies: ["HVKernel"], path: "Tests/IntegrationTests",
+                    exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the VMkernel shares state across pthreads under its own locks,
     // which strict Sendable checking cannot see.

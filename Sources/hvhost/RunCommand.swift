@@ -21,6 +21,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("plugin-path"), help: "A directory to search for plugins (repeatable, or colon-separated).")
     var pluginPath: [String] = []
 
+    @Option(name: .customLong("kvm-device"), help: "The KVM device node.")
+    var kvmDevice = "/dev/kvm"
+
     @Flag(name: .shortAndLong, help: "Log debug messages.")
     var verbose = false
 
@@ -37,7 +40,11 @@ struct RunCommand: ParsableCommand {
 
         let catalog = PluginCatalog.load(searchPath: .standard(flagValues: pluginPath))
         for failure in catalog.failures { logger.warning("plugin not loaded: \(failure)") }
-        let kvm = try KVMSystem()
+        let kvm: KVMSystem
+        do { kvm = try KVMSystem(path: kvmDevice) } catch {
+            logger.error("cannot start VMs: \(error)")
+            throw ExitCode(2)
+        }
         let host = HostServices(
             kvm: kvm, switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "disk-io"),
             resolveModel: { device in

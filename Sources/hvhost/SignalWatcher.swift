@@ -1,19 +1,32 @@
 import Glibc
 
-/// Turns SIGINT/SIGTERM into a callback on a dedicated thread (sigwait), so VMs can be
-/// powered off cleanly from ordinary code rather than from a signal handler.
+/// The write end of the self-pipe, for the async-signal-safe handler.
+nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
+
+/// Turns SIGINT/SIGTERM into a callback on a dedicated thread: the handler only
+/// writes the signal number to a pipe (async-signal-safe, whichever thread the kernel
+/// picks), and the watcher thread reads it and runs ordinary code.
 final class SignalWatcher: @unchecked Sendable {
     var onSignal: ((Int32) -> Void)?
     private var thread = pthread_t()
-    private var set = sigset_t()
-    private var stopped = false
+    private let readEnd: Int32
 
-    /// Blocks `signals` in this and every thread created after it.
     init(signals: [Int32]) {
-        sigemptyset(&set)
-        for s in signals { sigaddset(&set, s) }
-        sigaddset(&set, SIGUSR2)                        // wakes the watcher for stop()
-        pthread_sigmask(SIG_BLOCK, &set, nil)
+        var fds: [Int32] = [0, 0]
+        pipe(&fds)
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        readEnd = fds[0]
+        signalPipeWrite = fds[1]
+        for s in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { sig in
+                var byte = UInt8(truncatingIfNeeded: sig)
+                _ = write(signalPipeWrite, &byte, 1)
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            sigaction(s, &action, nil)
+        }
         let me = Unmanaged.passRetained(self).toOpaque()
         pthread_create(&thread, nil, { arg in
             let watcher = Unmanaged<SignalWatcher>.fromOpaque(arg!).takeRetainedValue()
@@ -23,17 +36,19 @@ final class SignalWatcher: @unchecked Sendable {
     }
 
     private func loop() {
+        var byte: UInt8 = 0
         while true {
-            var sig: Int32 = 0
-            guard sigwait(&set, &sig) == 0 else { continue }
-            if sig == SIGUSR2 && stopped { return }
-            if sig != SIGUSR2 { onSignal?(sig) }
+            let n = read(readEnd, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            guard n == 1, byte != 0 else { return }
+            onSignal?(Int32(byte))
         }
     }
 
+    /// Ends the watcher thread (a zero byte is the stop marker).
     func stop() {
-        stopped = true
-        pthread_kill(thread, SIGUSR2)
+        var zero: UInt8 = 0
+        _ = write(signalPipeWrite, &zero, 1)
         pthread_join(thread, nil)
     }
 }

@@ -64,7 +64,7 @@ final class PluginDisk {
         }
         let op = req.op, sector = req.sector, tag = req.tag
         let byteCount = total, ranges = segments
-        device.context.backends.diskQueue.submit { [device, disk] in
+        let queued = device.context.backends.diskQueue.submit { [device, disk] in
             var result = Int64(byteCount)
             do {
                 var buffer = [UInt8](repeating: 0, count: byteCount)
@@ -89,11 +89,12 @@ final class PluginDisk {
                 }
             } catch {
                 device.context.logger.warning("\(device.context.prefix): disk I/O failed: \(error)")
-                result = Int64(HV_EIO)
+                result = Int64(-((error as? DiskError)?.errnoValue ?? -HV_EIO))
             }
             if let instance = device.instance, !device.destroyed { complete(instance, tag, result) }
         }
-        return HV_OK
+        // The queue refuses work once the host is shutting down; no completion will come.
+        return queued ? HV_OK : HV_EIO
     }
 }
 

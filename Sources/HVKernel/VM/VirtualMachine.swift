@@ -62,13 +62,13 @@ public final class VirtualMachine: @unchecked Sendable {
         self.logger = logger
         let image = try ELFImage(contentsOf: configuration.kernelPath)
         memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
-        bootPlan = try BootLoader.load(image: image, into: memory, commandLine: configuration.commandLine,
-                                       mode: BootMode(rawValue: configuration.boot.bootProtocol.rawValue))
+        // Without hv.boot the image decides: PVH when it has the note, else 64-bit entry.
+        let mode = configuration.entry(forKey: "hv.boot") == nil
+            ? nil : BootMode(rawValue: configuration.boot.bootProtocol.rawValue)
+        bootPlan = try BootLoader.load(image: image, into: memory, commandLine: configuration.commandLine, mode: mode)
         timers = TimerQueue(clock: clock, name: "\(configuration.displayName)-timers")
         chipset = try Chipset(
-            configuration: ChipsetConfiguration(memorySize: configuration.memoryBytes,
-                                                vcpuCount: configuration.vcpuCount,
-                                                serial: try VirtualMachine.serialSink(for: configuration.serial)),
+            configuration: VirtualMachine.chipsetConfiguration(for: configuration),
             clock: clock, timers: timers)
         try chipset.register(portBus: portBus, mmioBus: mmioBus)
         pci = try PCIHostBridge(portBus: portBus, mmioBus: mmioBus, interrupts: chipset)
@@ -95,6 +95,13 @@ public final class VirtualMachine: @unchecked Sendable {
     }
 
     private func runner(_ index: Int) -> VCPURunner? { index < runners.count ? runners[index] : nil }
+
+    private static func chipsetConfiguration(for configuration: VMConfiguration) throws -> ChipsetConfiguration {
+        var c = ChipsetConfiguration(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
+                                     serial: try serialSink(for: configuration.serial))
+        c.lowMemoryTop = GuestMemory.lowMemoryLimit   // CMOS must describe the memslots we map
+        return c
+    }
 
     private static func serialSink(for setting: SerialSetting) throws -> SerialSink? {
         switch setting {

@@ -1,0 +1,84 @@
+import Foundation
+import XCTest
+
+/// Bad configs, plugins and hosts get a clear error and harm nothing else.
+final class BadInputTests: XCTestCase {
+    func testMalformedVMXNamesFileAndLine() throws {
+        try HostHarness.requireHost()
+        let path = HostHarness.workDir + "/broken.vmx"
+        try "displayName = \"broken\"\nmemsize = \"64\"\nnumvcpus \"2\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let r = HostHarness.hvhostRun(["run", path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("\(path):3:"), r.stderr)
+        let v = HostHarness.hvhostRun(["validate", path])
+        XCTAssertNotEqual(v.status, 0)
+        XCTAssertTrue((v.stdout + v.stderr).contains("\(path):3:"), v.stdout + v.stderr)
+    }
+
+    func testBadValueNamesTheKey() throws {
+        try HostHarness.requireHost()
+        let vmx = HostHarness.vmx("badmem", guest: "hello", extra: ["memsize": "lots"])
+        let r = HostHarness.hvhostRun(["run", vmx])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("memsize"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("lots"), r.stderr)
+    }
+
+    func testUnknownPluginNamesModelAndSearchPath() throws {
+        try HostHarness.requireHost()
+        let vmx = HostHarness.vmx("unknown", guest: "hello", extra: ["hv.device0.present": "TRUE", "hv.device0.model": "fluxcapacitor"])
+        let r = HostHarness.hvhostRun(["run", "--plugin-path", HostHarness.pluginDir, vmx])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("fluxcapacitor"), r.stderr)
+        XCTAssertTrue(r.stderr.contains(HostHarness.pluginDir), r.stderr)
+    }
+
+    func testBadPluginsAreReportedAndTheGoodOneStillLoads() throws {
+        try HostHarness.requireHost()
+        let dir = HostHarness.workDir + "/mixed-plugins"
+        let future = try HostHarness.buildFixturePlugin("abi_major2.c", into: dir)
+        let notPlugin = try HostHarness.buildFixturePlugin("no_entry.c", into: dir)
+        let edu = HostHarness.pluginDir + "/libedu.so"
+        try? FileManager.default.removeItem(atPath: dir + "/libedu.so")
+        try FileManager.default.copyItem(atPath: edu, toPath: dir + "/libedu.so")
+        let list = HostHarness.hvhostRun(["plugins", "--plugin-path", dir])
+        let text = list.stdout + list.stderr
+        XCTAssertEqual(list.status, 0)
+        XCTAssertTrue(text.contains("\(future): ABI major version 2, this host speaks 1"), text)
+        XCTAssertTrue(text.contains("\(notPlugin): no symbol hv_plugin_entry_v1"), text)
+        XCTAssertTrue(text.contains("org.hvproject.example.edu"), text)
+        // The VM that needs the good plugin still runs.
+        let vmx = HostHarness.vmx("mixed", guest: "edu", extra: ["hv.device0.present": "TRUE", "hv.device0.model": "edu"])
+        let r = HostHarness.hvhostRun(["run", "--plugin-path", dir, vmx])
+        XCTAssertEqual(r.status, 1, r.stderr)
+    }
+
+    func testOverlappingBARsKeepThatVMOffAndTheOtherRunning() throws {
+        try HostHarness.requireHost()
+        let dir = HostHarness.workDir + "/overlap-plugins"
+        _ = try HostHarness.buildFixturePlugin("overlapping_bars.c", into: dir)
+        let bad = HostHarness.vmx("overlap", guest: "pci-scan", extra: ["hv.device0.present": "TRUE", "hv.device0.model": "overlap"])
+        let good = HostHarness.vmx("bystander", guest: "hello", extra: ["hv.serial": "file:\(HostHarness.workDir)/bystander.log"])
+        let r = HostHarness.hvhostRun(["run", "--plugin-path", dir, bad, good])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("BAR1: index already used"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("cannot power on overlap"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("bystander: guest exit code 0"), r.stderr)
+    }
+
+    func testMissingKernelNamesTheFile() throws {
+        try HostHarness.requireHost()
+        let vmx = HostHarness.writeVMX("nokernel", ["displayName": "nokernel", "memsize": "64", "hv.kernel": "/nonexistent/guest.elf"])
+        let r = HostHarness.hvhostRun(["run", vmx])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("/nonexistent/guest.elf"), r.stderr)
+    }
+
+    func testMissingKVMDeviceIsExplained() throws {
+        try HostHarness.requireHost()
+        let vmx = HostHarness.vmx("nokvm", guest: "hello")
+        let r = HostHarness.hvhostRun(["run", "--kvm-device", "/nonexistent/kvm", vmx])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("/nonexistent/kvm does not exist"), r.stderr)
+    }
+}

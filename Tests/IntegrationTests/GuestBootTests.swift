@@ -1,0 +1,74 @@
+import XCTest
+
+/// Boots each test guest under hvhost and checks its serial output and exit status.
+final class GuestBootTests: XCTestCase {
+    func testHelloPrintsFromKernelAndRing3() throws {
+        try HostHarness.requireHost()
+        let vmx = HostHarness.vmx("hello", guest: "hello", extra: ["hv.cmdline": "quiet test=1"])
+        let r = HostHarness.hvhostRun(["run", vmx])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Hello from the hvhost test guest"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("hello from ring 3"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("memory: 64 MiB"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("cmdline: quiet test=1"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("rt: entry=pvh32"), r.stdout)
+    }
+
+    func testSixtyFourBitEntry() throws {
+        try HostHarness.requireHost()
+        let vmx = HostHarness.vmx("hello64", guest: "hello", extra: ["hv.boot": "elf64", "memsize": "128"])
+        let r = HostHarness.hvhostRun(["run", vmx])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stdout.contains("rt: entry=long64"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("memory: 128 MiB"), r.stdout)
+    }
+
+    func testPCIScanSeesHostBridgeISABridgeAndPluginDevice() throws {
+        try HostHarness.requireHost()
+        let vmx = HostHarness.vmx("pciscan", guest: "pci-scan",
+                                  extra: ["hv.device0.present": "TRUE", "hv.device0.model": "edu"])
+        let r = HostHarness.hvhostRun(["run", "--plugin-path", HostHarness.pluginDir, vmx])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stdout.contains("pci 00:00.0 8086:7190 class 0600"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("pci 00:01.0 8086:7110 class 0601"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("pci 00:02.0 1234:11e8 class 00ff bar0=0xe0000000 (mem32, size 0x100000) irq 10 pin 1"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("pci: 3 functions"), r.stdout)
+    }
+
+    func testTimerInterruptsMatchTheRTC() throws {
+        try HostHarness.requireHost()
+        let r = HostHarness.hvhostRun(["run", HostHarness.vmx("timer", guest: "timer")])
+        XCTAssertEqual(r.status, 1, "guest judged the tick counts wrong:\n\(r.stdout)\n\(r.stderr)")
+        let counts = r.stdout.split(separator: "\n").compactMap { line -> Int? in
+            guard line.hasPrefix("pit: ") || line.hasPrefix("lapic: ") else { return nil }
+            return Int(line.split(separator: " ")[1])
+        }
+        XCTAssertEqual(counts.count, 2, r.stdout)
+        for c in counts { XCTAssertTrue((180...220).contains(c), "\(c) ticks in 2 s at 100 Hz") }
+    }
+
+    func testTripleFaultStopsTheVMWithAMessage() throws {
+        try HostHarness.requireHost()
+        let r = HostHarness.hvhostRun(["run", HostHarness.vmx("tf", guest: "triple-fault")])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stdout.contains("about to triple fault"), r.stdout)
+        XCTAssertTrue(r.stderr.contains("tf: triple fault"), r.stderr)
+    }
+
+    func testCOnlyExamplePluginDrivenByGuest() throws {
+        try HostHarness.requireHost()
+        let vmx = HostHarness.vmx("edu", guest: "edu", extra: ["hv.device0.present": "TRUE", "hv.device0.model": "edu"])
+        let r = HostHarness.hvhostRun(["run", "--plugin-path", HostHarness.pluginDir, vmx])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("edu: id 0x010000ed"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("edu: factorial(10) = 3628800"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("raise 0x9abc -> status 0x9abc, acked, calls 3"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("edu: ok"), r.stdout)
+    }
+
+    func testEduGuestFailsWithoutTheDevice() throws {
+        try HostHarness.requireHost()
+        let r = HostHarness.hvhostRun(["run", HostHarness.vmx("nodev", guest: "edu")])
+        XCTAssertEqual(r.status, (3 << 1) | 1, r.stdout)
+    }
+}

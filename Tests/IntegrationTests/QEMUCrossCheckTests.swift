@@ -1,0 +1,47 @@
+import XCTest
+
+/// The same guest binaries under QEMU: a guest driver that passes against an
+/// implementation nobody here wrote checks the guest, and so our devices.
+final class QEMUCrossCheckTests: XCTestCase {
+    private func qemu(_ guest: String, extra: [String] = [], append: String? = nil) throws -> HostHarness.Result {
+        let qemu = try HostHarness.requireQEMU()
+        var args = ["-enable-kvm", "-M", "pc", "-m", "64", "-cpu", "max,arch-capabilities=off",
+                    "-display", "none", "-no-reboot", "-nodefaults", "-serial", "stdio",
+                    "-device", "isa-debug-exit,iobase=0x501,iosize=2", "-kernel", HostHarness.guest(guest)]
+        if let append { args += ["-append", append] }
+        return HostHarness.run(qemu, args + extra, timeout: 90)
+    }
+
+    func testHelloUnderQEMU() throws {
+        let r = try qemu("hello", append: "from-qemu")
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("hello from ring 3"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("cmdline: from-qemu"), r.stdout)
+    }
+
+    func testPCIScanUnderQEMU() throws {
+        let r = try qemu("pci-scan", extra: ["-device", "edu"])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("1234:11e8 class 00ff bar0="), r.stdout)
+    }
+
+    func testTimerUnderQEMU() throws {
+        let r = try qemu("timer")
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("lapic: "), r.stdout)
+    }
+
+    func testTripleFaultUnderQEMU() throws {
+        let r = try qemu("triple-fault")
+        XCTAssertFalse(r.timedOut)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("about to triple fault"), r.stdout)
+    }
+
+    /// QEMU's own edu device passes the same driver our C example plugin passes.
+    func testEduDriverAgainstQEMUsEdu() throws {
+        let r = try qemu("edu", extra: ["-device", "edu"])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("edu: ok"), r.stdout)
+    }
+}
