@@ -12,4 +12,13 @@ _Static_assert(offsetof(hv_host_services, disk_submit) == 8 + 22 * 8, "hv_host_s
 _Static_assert(sizeof(hv_device_model) == 48, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
 _Static_assert(sizeof(hv_sched_ops) == 96, "hv_sched_ops layout changed");
+_Static_assert(sizeof(hv_sched_policy_desc) == 32, "hv_sched_policy_desc layout changed");
+_Static_assert(offsetof(hv_sched_policy_desc, ops) == 24, "hv_sched_policy_desc layout changed");
+_Static_assert(sizeof(hv_sched_factory) == 24, "hv_sched_factory layout changed");
+_Static_assert(offsetof(hv_sched_factory, policies) == 16, "hv_sched_factory layout changed");
+_Static_assert(sizeof(hv_teaming_ops) == 64, "hv_teaming_ops layout changed");
+_Static_assert(sizeof(hv_teaming_policy_desc) == 32, "hv_teaming_policy_desc layout changed");
+_Static_assert(offsetof(hv_teaming_policy_desc, ops) == 24, "hv_teaming_policy_desc layout changed");
+_Static_assert(sizeof(hv_teaming_factory) == 24, "hv_teaming_factory layout changed");
+_Static_assert(offsetof(hv_teaming_factory, policies) == 16, "hv_teaming_factory layout changed");
 #endif

@@ -42,15 +42,15 @@ struct PluginsCommand: ParsableCommand {
         return out
     }
 
-    /// "hv.device/1: vlance (nic), vmxnet (nic)".
+    /// "hv.device/1: vlance (nic), vmxnet (nic)", "hv.sched-policy/1: credit, rr".
     static func factoryDescription(_ id: String, of p: LoadedPlugin) -> String {
         switch id {
         case "hv.device/1":
             return id + ": " + p.deviceModels.map { "\($0.name) (\($0.kindName))" }.joined(separator: ", ")
         case "hv.sched-policy/1":
-            return id + ": " + (p.schedPolicy?.name ?? "?")
+            return id + ": " + p.schedPolicies.map(\.name).joined(separator: ", ")
         case "hv.teaming-policy/1":
-            return id + ": " + (p.teamingPolicy?.name ?? "?")
+            return id + ": " + p.teamingPolicies.map(\.name).joined(separator: ", ")
         default:
             return id + " (not used by this host)"
         }

@@ -55,7 +55,8 @@ import Testing
         #expect(try catalog.deviceModel(named: "OtherNIC").plugin.id == "org.test.good2")
         #expect(try catalog.deviceModelInfo(named: "testnic").model.kind == HV_DEVICE_KIND_NIC)
         #expect(try catalog.schedPolicy(named: "test-rr").plugin.id == "org.test.good")
-        #expect(try catalog.teamingPolicy(named: "test-failover").factory.pointee.ops != nil)
+        #expect(try catalog.teamingPolicy(named: "test-failover").desc.pointee.ops != nil)
+        #expect(String(cString: try catalog.schedPolicy(named: "TEST-RR").desc.pointee.name) == "test-rr")
 
         let e = #expect(throws: PluginCatalogError.self) { try catalog.deviceModel(named: "testnik") }
         let text = e?.description ?? ""
@@ -64,6 +65,33 @@ import Testing
         #expect(text.contains("\(a)/40_nodestroy.so: model 'x' has no destroy op"))
         let s = #expect(throws: PluginCatalogError.self) { try catalog.schedPolicy(named: "credit") }
         #expect(s?.description.hasPrefix("no plugin provides scheduler policy 'credit'; searched: ") == true)
+    }
+
+    @Test func everyPolicyOfAPluginIsIndexedAndConflictsArePerName() throws {
+        let dir = try PluginFixtures.directory("catalog-policies", files: [("10_good.so", "good"), ("20_two.so", "twopolicies")])
+        let catalog = PluginCatalog(searchPath: PluginSearchPath(directories: [dir]))
+        defer { catalog.plugins.forEach { $0.unload() } }
+        #expect(catalog.failures.isEmpty)
+        #expect(catalog.schedPolicyNames == ["test-fair", "test-rr"])
+        #expect(catalog.teamingPolicyNames == ["test-failover", "test-lb"])
+        // Names both plugins offer go to the first in search order; the others are indexed.
+        #expect(catalog.conflicts == [
+            PluginConflict(kind: .schedPolicy, name: "test-rr", winner: dir + "/10_good.so", loser: dir + "/20_two.so"),
+            PluginConflict(kind: .teamingPolicy, name: "test-failover", winner: dir + "/10_good.so", loser: dir + "/20_two.so"),
+        ])
+        #expect(catalog.conflicts[0].description.contains("scheduler policy 'test-rr' is also provided by \(dir)/10_good.so"))
+        #expect(try catalog.schedPolicy(named: "test-rr").plugin.id == "org.test.good")
+        let fair = try catalog.schedPolicy(named: "test-fair")
+        #expect(fair.plugin.id == "org.test.twopolicies")
+        #expect(String(cString: fair.desc.pointee.name) == "test-fair")
+        #expect(fair.desc.pointee.ops.pointee.pick_next != nil)
+        #expect(try catalog.schedPolicyInfo(named: "test-rr").policy.description == "round robin for tests")
+        let lb = try catalog.teamingPolicy(named: "test-lb")
+        #expect(lb.plugin.id == "org.test.twopolicies")
+        #expect(String(cString: lb.desc.pointee.name) == "test-lb")
+        #expect(try catalog.teamingPolicyInfo(named: "test-failover").plugin.path == dir + "/10_good.so")
+        let e = #expect(throws: PluginCatalogError.self) { try catalog.teamingPolicy(named: "test-l") }
+        #expect(e?.description.contains("did you mean 'test-lb'?; known teaming policys: test-failover, test-lb") == true)
     }
 
     @Test func lookupForAConfiguredDeviceChecksKindAndNamesTheKey() throws {

@@ -36,6 +36,19 @@ enum PluginFixtures {
         #ifndef MODEL_COUNT
         #define MODEL_COUNT 1
         #endif
+        #ifndef SCHED_COUNT
+        #ifdef SECOND_SCHED
+        #define SCHED_COUNT 2
+        #else
+        #define SCHED_COUNT 1
+        #endif
+        #endif
+        #ifndef SECOND_SCHED_NAME
+        #define SECOND_SCHED_NAME "test-fair"
+        #endif
+        #ifndef TEAMING_COUNT
+        #define TEAMING_COUNT 1
+        #endif
 
         static void mark(const char *what) {
         #ifdef MARKER
@@ -86,7 +99,38 @@ enum PluginFixtures {
         #endif
             .account = s_account, .set_params = s_params,
         };
-        static const hv_sched_factory sched_factory = { sizeof(hv_sched_factory), HV_ABI_VERSION, "test-rr", &sched_ops };
+        static const hv_sched_ops sched_ops_nopick = {
+            .struct_size = sizeof(hv_sched_ops), .init = s_init, .deinit = s_deinit, .vcpu_add = s_add,
+            .vcpu_remove = s_remove, .wake = s_wake, .block = s_wake, .account = s_account, .set_params = s_params,
+        };
+        static const hv_sched_policy_desc sched_rr = {
+        #ifdef SMALL_SCHED_DESC
+            .struct_size = 16,
+        #else
+            .struct_size = sizeof(hv_sched_policy_desc),
+        #endif
+            .name = "test-rr", .description = "round robin for tests", .ops = &sched_ops,
+        };
+        /* Second policy: used when SCHED_COUNT >= 2 (SECOND_SCHED). */
+        static const hv_sched_policy_desc sched_fair = {
+            .struct_size = sizeof(hv_sched_policy_desc), .name = SECOND_SCHED_NAME, .description = NULL,
+        #ifdef NO_PICK_NEXT_SECOND
+            .ops = &sched_ops_nopick,
+        #else
+            .ops = &sched_ops,
+        #endif
+        };
+        static const hv_sched_policy_desc *const sched_policies[] = {
+            &sched_rr,
+        #ifdef NULL_SECOND_SCHED
+            NULL,
+        #else
+            &sched_fair,
+        #endif
+        };
+        static const hv_sched_factory sched_factory = {
+            sizeof(hv_sched_factory), HV_ABI_VERSION, SCHED_COUNT, 0, sched_policies
+        };
 
         static int t_init(hv_teaming_policy **out) { *out = 0; return 0; }
         static void t_deinit(hv_teaming_policy *p) { (void)p; }
@@ -98,7 +142,17 @@ enum PluginFixtures {
             .struct_size = sizeof(hv_teaming_ops), .init = t_init, .deinit = t_deinit, .uplink_add = t_add,
             .uplink_remove = t_remove, .link_changed = t_link, .select_uplink = t_select,
         };
-        static const hv_teaming_factory teaming_factory = { sizeof(hv_teaming_factory), HV_ABI_VERSION, "test-failover", &teaming_ops };
+        static const hv_teaming_policy_desc teaming_failover = {
+            sizeof(hv_teaming_policy_desc), 0, "test-failover", "explicit failover order", &teaming_ops
+        };
+        /* Second policy: used when TEAMING_COUNT >= 2. */
+        static const hv_teaming_policy_desc teaming_lb = {
+            sizeof(hv_teaming_policy_desc), 0, "test-lb", NULL, &teaming_ops
+        };
+        static const hv_teaming_policy_desc *const teaming_policies[] = { &teaming_failover, &teaming_lb };
+        static const hv_teaming_factory teaming_factory = {
+            sizeof(hv_teaming_factory), HV_ABI_VERSION, TEAMING_COUNT, 0, teaming_policies
+        };
 
         static const void *get_factory(const char *id) {
             if (strcmp(id, HV_FACTORY_DEVICE) == 0) return &device_factory;
@@ -176,6 +230,15 @@ enum PluginFixtures {
         "dupid": ["-DMODEL_NAME=\"dupidnic\""],
         "badname": ["-DPLUGIN_ID=\"org.test.badname\"", "-DMODEL_NAME=\"Bad Name\""],
         "nopick": ["-DWITH_POLICIES", "-DNO_PICK_NEXT"],
+        "twopolicies": ["-DWITH_POLICIES", "-DSECOND_SCHED", "-DTEAMING_COUNT=2",
+                        "-DPLUGIN_ID=\"org.test.twopolicies\"", "-DMODEL_NAME=\"twonic\""],
+        "nopicksecond": ["-DWITH_POLICIES", "-DSECOND_SCHED", "-DNO_PICK_NEXT_SECOND"],
+        "zerosched": ["-DWITH_POLICIES", "-DSCHED_COUNT=0"],
+        "manysched": ["-DWITH_POLICIES", "-DSCHED_COUNT=65"],
+        "nullsched": ["-DWITH_POLICIES", "-DSECOND_SCHED", "-DNULL_SECOND_SCHED"],
+        "smallscheddesc": ["-DWITH_POLICIES", "-DSMALL_SCHED_DESC"],
+        "dupsched": ["-DWITH_POLICIES", "-DSECOND_SCHED", "-DSECOND_SCHED_NAME=\"test-rr\""],
+        "zeroteaming": ["-DWITH_POLICIES", "-DTEAMING_COUNT=0"],
         "teamingnull": ["-DWITH_POLICIES", "-DTEAMING_NULL"],
         "nullentry": ["-DNULL_ENTRY"],
         "noids": ["-DNO_IDS"],

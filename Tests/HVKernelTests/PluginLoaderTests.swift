@@ -25,8 +25,10 @@ import Testing
         #expect(MemoryLayout<hv_device_model>.stride == PluginLoader.MinimumSize.deviceModel)
         #expect(MemoryLayout<hv_device_ops>.stride == PluginLoader.MinimumSize.deviceOps)
         #expect(MemoryLayout<hv_sched_factory>.stride == PluginLoader.MinimumSize.schedFactory)
+        #expect(MemoryLayout<hv_sched_policy_desc>.stride == PluginLoader.MinimumSize.schedPolicyDesc)
         #expect(MemoryLayout<hv_sched_ops>.stride == PluginLoader.MinimumSize.schedOps)
         #expect(MemoryLayout<hv_teaming_factory>.stride == PluginLoader.MinimumSize.teamingFactory)
+        #expect(MemoryLayout<hv_teaming_policy_desc>.stride == PluginLoader.MinimumSize.teamingPolicyDesc)
         #expect(MemoryLayout<hv_teaming_ops>.stride == PluginLoader.MinimumSize.teamingOps)
     }
 
@@ -46,12 +48,29 @@ import Testing
         #expect(p.deviceModels.first?.kindName == "nic")
         #expect(p.deviceModels.first?.description == "a test NIC")
         #expect(p.deviceModels.first?.pointer.pointee.ops.pointee.destroy != nil)
-        #expect(p.schedPolicy?.name == "test-rr")
-        #expect(p.teamingPolicy?.name == "test-failover")
+        #expect(p.schedPolicies.map(\.name) == ["test-rr"])
+        #expect(p.schedPolicies.first?.description == "round robin for tests")
+        #expect(p.schedPolicies.first?.ops.pointee.pick_next != nil)
+        #expect(p.teamingPolicies.map(\.name) == ["test-failover"])
+        #expect(p.teamingPolicies.first?.description == "explicit failover order")
+        #expect(p.teamingPolicies.first?.ops.pointee.select_uplink != nil)
         // The model's create works through the pointer the loader hands out.
         var dev: OpaquePointer?
         let rc = p.deviceModels[0].pointer.pointee.create(nil, nil, &dev)
         #expect(rc == 0 && dev != nil)
+    }
+
+    @Test func aPluginWithTwoSchedPoliciesListsBoth() throws {
+        let p = try PluginLoader().load(path: try lib("twopolicies"))
+        defer { p.unload() }
+        #expect(p.schedPolicies.map(\.name) == ["test-rr", "test-fair"])
+        #expect(p.schedPolicies.map(\.description) == ["round robin for tests", nil])
+        #expect(String(cString: p.schedPolicies[1].pointer.pointee.name) == "test-fair")
+        #expect(p.schedPolicies.allSatisfy { $0.ops.pointee.pick_next != nil })
+        #expect(p.teamingPolicies.map(\.name) == ["test-failover", "test-lb"])
+        // The ops work through the pointers the loader hands out.
+        var policy: OpaquePointer?
+        #expect(p.schedPolicies[1].ops.pointee.`init`(&policy, 4) == 0)
     }
 
     @Test func newerMinorWithLargerStructsIsAccepted() throws {
@@ -125,6 +144,13 @@ import Testing
             ("zeromodels", "factory \"hv.device/1\": model_count is 0 (at least one model is required)"),
             ("badname", "model 'Bad Name' has an invalid name (use lowercase letters, digits, '_' and '-')"),
             ("nopick", "factory \"hv.sched-policy/1\": policy 'test-rr' has no pick_next op (mandatory)"),
+            ("nopicksecond", "factory \"hv.sched-policy/1\": policy 'test-fair' has no pick_next op (mandatory)"),
+            ("zerosched", "factory \"hv.sched-policy/1\": policy_count is 0 (at least one policy is required)"),
+            ("manysched", "factory \"hv.sched-policy/1\": policy_count is 65, more than the 64 a factory may declare"),
+            ("nullsched", "factory \"hv.sched-policy/1\": policies[1] is NULL (policy_count is 2)"),
+            ("smallscheddesc", "factory \"hv.sched-policy/1\": policy #0 has struct_size 16, smaller than the 32 bytes of hv_sched_policy_desc"),
+            ("dupsched", "factory \"hv.sched-policy/1\": policy 'test-rr' is declared twice by the same factory"),
+            ("zeroteaming", "factory \"hv.teaming-policy/1\": policy_count is 0 (at least one policy is required)"),
         ]
         for (variant, message) in cases {
             let path = try lib(variant)

@@ -138,14 +138,14 @@ public final class PluginCatalog: @unchecked Sendable {
                     models[m.name] = (plugin, m)
                 }
             }
-            if let p = plugin.schedPolicy {
+            for p in plugin.schedPolicies {
                 if let first = sched[p.name] {
                     conflicts.append(PluginConflict(kind: .schedPolicy, name: p.name, winner: first.plugin.path, loser: path))
                 } else {
                     sched[p.name] = (plugin, p)
                 }
             }
-            if let p = plugin.teamingPolicy {
+            for p in plugin.teamingPolicies {
                 if let first = teaming[p.name] {
                     conflicts.append(PluginConflict(kind: .teamingPolicy, name: p.name, winner: first.plugin.path, loser: path))
                 } else {
@@ -225,24 +225,42 @@ public final class PluginCatalog: @unchecked Sendable {
         return DeviceModelMatch(plugin: hit.plugin, info: hit.model)
     }
 
-    /// The plugin and factory of a scheduler policy.
+    /// The plugin and descriptor of the scheduler policy a pool config names (matched
+    /// case-insensitively).
     public func schedPolicy(named name: String) throws(PluginCatalogError)
-        -> (plugin: LoadedPlugin, factory: UnsafePointer<hv_sched_factory>)
+        -> (plugin: LoadedPlugin, desc: UnsafePointer<hv_sched_policy_desc>)
+    {
+        let hit = try schedPolicyInfo(named: name)
+        return (hit.plugin, hit.policy.pointer)
+    }
+
+    /// The scheduler policy's metadata (name, description) as well as its pointer.
+    public func schedPolicyInfo(named name: String) throws(PluginCatalogError)
+        -> (plugin: LoadedPlugin, policy: LoadedPlugin.SchedPolicy)
     {
         guard let hit = schedByName[name.lowercased()] else {
             throw notFound(.schedPolicy, name, known: schedPolicyNames)
         }
-        return (hit.plugin, hit.policy.factory)
+        return hit
     }
 
-    /// The plugin and factory of a NIC-teaming policy.
+    /// The plugin and descriptor of the NIC-teaming policy a switch config names
+    /// (matched case-insensitively).
     public func teamingPolicy(named name: String) throws(PluginCatalogError)
-        -> (plugin: LoadedPlugin, factory: UnsafePointer<hv_teaming_factory>)
+        -> (plugin: LoadedPlugin, desc: UnsafePointer<hv_teaming_policy_desc>)
+    {
+        let hit = try teamingPolicyInfo(named: name)
+        return (hit.plugin, hit.policy.pointer)
+    }
+
+    /// The teaming policy's metadata (name, description) as well as its pointer.
+    public func teamingPolicyInfo(named name: String) throws(PluginCatalogError)
+        -> (plugin: LoadedPlugin, policy: LoadedPlugin.TeamingPolicy)
     {
         guard let hit = teamingByName[name.lowercased()] else {
             throw notFound(.teamingPolicy, name, known: teamingPolicyNames)
         }
-        return (hit.plugin, hit.policy.factory)
+        return hit
     }
 }
 

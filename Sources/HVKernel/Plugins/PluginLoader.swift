@@ -22,16 +22,26 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         public var kindName: String { LoadedPlugin.kindName(kind) }
     }
 
-    /// The plugin's `hv.sched-policy/1` factory.
+    /// A scheduler policy from the plugin's `hv.sched-policy/1` factory.
     public struct SchedPolicy: @unchecked Sendable {
+        /// The name a pool config selects.
         public let name: String
-        public let factory: UnsafePointer<hv_sched_factory>
+        public let description: String?
+        public let pointer: UnsafePointer<hv_sched_policy_desc>
+
+        /// The policy's ops (validated non-NULL, with every mandatory op present).
+        public var ops: UnsafePointer<hv_sched_ops> { pointer.pointee.ops }
     }
 
-    /// The plugin's `hv.teaming-policy/1` factory.
+    /// A NIC-teaming policy from the plugin's `hv.teaming-policy/1` factory.
     public struct TeamingPolicy: @unchecked Sendable {
+        /// The name a switch config selects.
         public let name: String
-        public let factory: UnsafePointer<hv_teaming_factory>
+        public let description: String?
+        public let pointer: UnsafePointer<hv_teaming_policy_desc>
+
+        /// The policy's ops (validated non-NULL, with every mandatory op present).
+        public var ops: UnsafePointer<hv_teaming_ops> { pointer.pointee.ops }
     }
 
     /// The library path as found on the search path.
@@ -47,8 +57,10 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     /// Every id in `factory_ids`, in the plugin's order.
     public let factoryIDs: [String]
     public let deviceModels: [DeviceModel]
-    public let schedPolicy: SchedPolicy?
-    public let teamingPolicy: TeamingPolicy?
+    /// Every policy of the plugin's `hv.sched-policy/1` factory, in the plugin's order.
+    public let schedPolicies: [SchedPolicy]
+    /// Every policy of the plugin's `hv.teaming-policy/1` factory, in the plugin's order.
+    public let teamingPolicies: [TeamingPolicy]
     public let entry: UnsafePointer<hv_plugin_entry>
 
     private let handle: UnsafeMutableRawPointer
@@ -67,7 +79,7 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
 
     init(path: String, realPath: String, handle: UnsafeMutableRawPointer, entry: UnsafePointer<hv_plugin_entry>,
          id: String, name: String, version: String, vendor: String?, factoryIDs: [String],
-         deviceModels: [DeviceModel], schedPolicy: SchedPolicy?, teamingPolicy: TeamingPolicy?) {
+         deviceModels: [DeviceModel], schedPolicies: [SchedPolicy], teamingPolicies: [TeamingPolicy]) {
         self.path = path
         self.realPath = realPath
         self.handle = handle
@@ -79,8 +91,8 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         self.abiVersion = entry.pointee.abi_version
         self.factoryIDs = factoryIDs
         self.deviceModels = deviceModels
-        self.schedPolicy = schedPolicy
-        self.teamingPolicy = teamingPolicy
+        self.schedPolicies = schedPolicies
+        self.teamingPolicies = teamingPolicies
     }
 
     /// Calls the plugin's `deinit()` (if any) and `dlclose`s the library. The caller
@@ -131,13 +143,17 @@ public struct PluginLoader: Sendable {
         public static let deviceModel = 48
         public static let deviceOps = 64
         public static let schedFactory = 24
+        public static let schedPolicyDesc = 32
         public static let schedOps = 96
         public static let teamingFactory = 24
+        public static let teamingPolicyDesc = 32
         public static let teamingOps = 64
     }
 
     /// Most device models one factory may declare.
     public static let maximumModels = 64
+    /// Most policies one scheduler or teaming factory may declare.
+    public static let maximumPolicies = 64
     /// Longest id/name/version string accepted (bytes).
     static let maximumStringLength = 256
     /// Most ids `factory_ids` may list before its NULL.
@@ -184,8 +200,8 @@ public struct PluginLoader: Sendable {
 
             let getFactory = entry.pointee.get_factory!
             var models: [LoadedPlugin.DeviceModel] = []
-            var sched: LoadedPlugin.SchedPolicy?
-            var teaming: LoadedPlugin.TeamingPolicy?
+            var sched: [LoadedPlugin.SchedPolicy] = []
+            var teaming: [LoadedPlugin.TeamingPolicy] = []
             for id in info.factoryIDs {
                 guard let factory = id.withCString({ getFactory($0) }) else { throw fail(.factoryMissing(id: id)) }
                 switch id {
@@ -198,7 +214,7 @@ public struct PluginLoader: Sendable {
             let plugin = LoadedPlugin(
                 path: path, realPath: PluginSearchPath.realPath(path) ?? path, handle: handle, entry: entry,
                 id: info.id, name: info.name, version: info.version, vendor: info.vendor,
-                factoryIDs: info.factoryIDs, deviceModels: models, schedPolicy: sched, teamingPolicy: teaming)
+                factoryIDs: info.factoryIDs, deviceModels: models, schedPolicies: sched, teamingPolicies: teaming)
             logger.debug("loaded plugin \(plugin)")
             return plugin
         } catch {
@@ -347,7 +363,7 @@ public struct PluginLoader: Sendable {
     }
 
     private func validateSchedFactory(_ raw: UnsafeRawPointer, path: String) throws(PluginLoadError)
-        -> LoadedPlugin.SchedPolicy
+        -> [LoadedPlugin.SchedPolicy]
     {
         let id = HV_FACTORY_SCHED_POLICY
         func fail(_ problem: String) -> PluginLoadError {
@@ -356,28 +372,38 @@ public struct PluginLoader: Sendable {
         try checkVersion(structName: "hv_sched_factory", size: raw.load(as: UInt32.self),
                          abi: raw.load(fromByteOffset: 4, as: UInt32.self), minimum: MinimumSize.schedFactory,
                          current: MemoryLayout<hv_sched_factory>.stride, context: "scheduler factory", path: path)
-        let factory = raw.assumingMemoryBound(to: hv_sched_factory.self)
-        let f = factory.pointee
-        let name = try policyName(f.name, id: id, path: path)
-        guard let ops = f.ops else { throw fail("policy '\(name)' has no ops table") }
-        let opsSize = UnsafeRawPointer(ops).load(as: UInt32.self)
-        guard Int(opsSize) >= MinimumSize.schedOps else {
-            throw fail("policy '\(name)' has ops struct_size \(opsSize), smaller than the \(MinimumSize.schedOps) bytes of hv_sched_ops")
+        let f = raw.assumingMemoryBound(to: hv_sched_factory.self).pointee
+        let descs = try policyList(f.policies, count: f.policy_count, id: id, path: path)
+        var policies: [LoadedPlugin.SchedPolicy] = []
+        for (i, d) in descs.enumerated() {
+            try checkPolicySize(UnsafeRawPointer(d), index: i, structName: "hv_sched_policy_desc",
+                                minimum: MinimumSize.schedPolicyDesc, id: id, path: path)
+            let v = d.pointee
+            let (name, description) = try policyStrings(v.name, v.description, index: i, id: id, path: path)
+            guard let ops = v.ops else { throw fail("policy '\(name)' has no ops table") }
+            let opsSize = UnsafeRawPointer(ops).load(as: UInt32.self)
+            guard Int(opsSize) >= MinimumSize.schedOps else {
+                throw fail("policy '\(name)' has ops struct_size \(opsSize), smaller than the \(MinimumSize.schedOps) bytes of hv_sched_ops")
+            }
+            let o = ops.pointee
+            let mandatory: [(String, Bool)] = [
+                ("init", o.`init` != nil), ("deinit", o.deinit != nil), ("vcpu_add", o.vcpu_add != nil),
+                ("vcpu_remove", o.vcpu_remove != nil), ("wake", o.wake != nil), ("block", o.block != nil),
+                ("pick_next", o.pick_next != nil), ("account", o.account != nil), ("set_params", o.set_params != nil),
+            ]
+            if let missing = mandatory.first(where: { !$0.1 }) {
+                throw fail("policy '\(name)' has no \(missing.0) op (mandatory)")
+            }
+            guard !policies.contains(where: { $0.name == name }) else {
+                throw fail("policy '\(name)' is declared twice by the same factory")
+            }
+            policies.append(LoadedPlugin.SchedPolicy(name: name, description: description, pointer: d))
         }
-        let o = ops.pointee
-        let mandatory: [(String, Bool)] = [
-            ("init", o.`init` != nil), ("deinit", o.deinit != nil), ("vcpu_add", o.vcpu_add != nil),
-            ("vcpu_remove", o.vcpu_remove != nil), ("wake", o.wake != nil), ("block", o.block != nil),
-            ("pick_next", o.pick_next != nil), ("account", o.account != nil), ("set_params", o.set_params != nil),
-        ]
-        if let missing = mandatory.first(where: { !$0.1 }) {
-            throw fail("policy '\(name)' has no \(missing.0) op (mandatory)")
-        }
-        return LoadedPlugin.SchedPolicy(name: name, factory: factory)
+        return policies
     }
 
     private func validateTeamingFactory(_ raw: UnsafeRawPointer, path: String) throws(PluginLoadError)
-        -> LoadedPlugin.TeamingPolicy
+        -> [LoadedPlugin.TeamingPolicy]
     {
         let id = HV_FACTORY_TEAMING
         func fail(_ problem: String) -> PluginLoadError {
@@ -386,36 +412,82 @@ public struct PluginLoader: Sendable {
         try checkVersion(structName: "hv_teaming_factory", size: raw.load(as: UInt32.self),
                          abi: raw.load(fromByteOffset: 4, as: UInt32.self), minimum: MinimumSize.teamingFactory,
                          current: MemoryLayout<hv_teaming_factory>.stride, context: "teaming factory", path: path)
-        let factory = raw.assumingMemoryBound(to: hv_teaming_factory.self)
-        let f = factory.pointee
-        let name = try policyName(f.name, id: id, path: path)
-        guard let ops = f.ops else { throw fail("policy '\(name)' has no ops table") }
-        let opsSize = UnsafeRawPointer(ops).load(as: UInt32.self)
-        guard Int(opsSize) >= MinimumSize.teamingOps else {
-            throw fail("policy '\(name)' has ops struct_size \(opsSize), smaller than the \(MinimumSize.teamingOps) bytes of hv_teaming_ops")
+        let f = raw.assumingMemoryBound(to: hv_teaming_factory.self).pointee
+        let descs = try policyList(f.policies, count: f.policy_count, id: id, path: path)
+        var policies: [LoadedPlugin.TeamingPolicy] = []
+        for (i, d) in descs.enumerated() {
+            try checkPolicySize(UnsafeRawPointer(d), index: i, structName: "hv_teaming_policy_desc",
+                                minimum: MinimumSize.teamingPolicyDesc, id: id, path: path)
+            let v = d.pointee
+            let (name, description) = try policyStrings(v.name, v.description, index: i, id: id, path: path)
+            guard let ops = v.ops else { throw fail("policy '\(name)' has no ops table") }
+            let opsSize = UnsafeRawPointer(ops).load(as: UInt32.self)
+            guard Int(opsSize) >= MinimumSize.teamingOps else {
+                throw fail("policy '\(name)' has ops struct_size \(opsSize), smaller than the \(MinimumSize.teamingOps) bytes of hv_teaming_ops")
+            }
+            let o = ops.pointee
+            let mandatory: [(String, Bool)] = [
+                ("init", o.`init` != nil), ("deinit", o.deinit != nil), ("uplink_add", o.uplink_add != nil),
+                ("uplink_remove", o.uplink_remove != nil), ("link_changed", o.link_changed != nil),
+                ("select_uplink", o.select_uplink != nil),
+            ]
+            if let missing = mandatory.first(where: { !$0.1 }) {
+                throw fail("policy '\(name)' has no \(missing.0) op (mandatory)")
+            }
+            guard !policies.contains(where: { $0.name == name }) else {
+                throw fail("policy '\(name)' is declared twice by the same factory")
+            }
+            policies.append(LoadedPlugin.TeamingPolicy(name: name, description: description, pointer: d))
         }
-        let o = ops.pointee
-        let mandatory: [(String, Bool)] = [
-            ("init", o.`init` != nil), ("deinit", o.deinit != nil), ("uplink_add", o.uplink_add != nil),
-            ("uplink_remove", o.uplink_remove != nil), ("link_changed", o.link_changed != nil),
-            ("select_uplink", o.select_uplink != nil),
-        ]
-        if let missing = mandatory.first(where: { !$0.1 }) {
-            throw fail("policy '\(name)' has no \(missing.0) op (mandatory)")
-        }
-        return LoadedPlugin.TeamingPolicy(name: name, factory: factory)
+        return policies
     }
 
-    private func policyName(_ p: UnsafePointer<CChar>?, id: String, path: String) throws(PluginLoadError) -> String {
+    /// `policy_count` in 1...maximumPolicies and that many non-NULL entries in `policies`.
+    private func policyList<Desc>(_ list: UnsafePointer<UnsafePointer<Desc>?>?, count: UInt32, id: String,
+                                  path: String) throws(PluginLoadError) -> [UnsafePointer<Desc>] {
         func fail(_ problem: String) -> PluginLoadError {
             PluginLoadError(path: path, reason: .invalidFactory(id: id, problem: problem))
         }
-        guard let p, strnlen(p, 65) > 0 else { throw fail("policy name is NULL or empty") }
-        guard strnlen(p, 65) <= 64 else { throw fail("policy name is longer than 64 bytes") }
+        guard count >= 1 else { throw fail("policy_count is 0 (at least one policy is required)") }
+        guard count <= UInt32(Self.maximumPolicies) else {
+            throw fail("policy_count is \(count), more than the \(Self.maximumPolicies) a factory may declare")
+        }
+        guard let list else { throw fail("policies is NULL") }
+        var descs: [UnsafePointer<Desc>] = []
+        for i in 0..<Int(count) {
+            guard let d = list[i] else { throw fail("policies[\(i)] is NULL (policy_count is \(count))") }
+            descs.append(d)
+        }
+        return descs
+    }
+
+    /// A policy descriptor's struct_size, checked before any other field is read.
+    private func checkPolicySize(_ d: UnsafeRawPointer, index: Int, structName: String, minimum: Int, id: String,
+                                 path: String) throws(PluginLoadError) {
+        let size = d.load(as: UInt32.self)
+        guard Int(size) >= minimum else {
+            throw PluginLoadError(path: path, reason: .invalidFactory(
+                id: id, problem: "policy #\(index) has struct_size \(size), smaller than the \(minimum) bytes of \(structName)"))
+        }
+    }
+
+    /// A policy descriptor's name (`[a-z0-9_-]`, 1...64 bytes) and optional description.
+    private func policyStrings(_ namePointer: UnsafePointer<CChar>?, _ descriptionPointer: UnsafePointer<CChar>?,
+                               index: Int, id: String, path: String) throws(PluginLoadError)
+        -> (name: String, description: String?)
+    {
+        func fail(_ problem: String) -> PluginLoadError {
+            PluginLoadError(path: path, reason: .invalidFactory(id: id, problem: problem))
+        }
+        guard let p = namePointer, strnlen(p, 65) > 0 else { throw fail("policy #\(index) name is NULL or empty") }
+        guard strnlen(p, 65) <= 64 else { throw fail("policy #\(index) name is longer than 64 bytes") }
         let name = String(cString: p)
         guard Self.isValidName(name) else {
             throw fail("policy name '\(name)' is invalid (use lowercase letters, digits, '_' and '-')")
         }
-        return name
+        let description = try descriptionPointer.map { (p) throws(PluginLoadError) in
+            try requiredString(p, field: "policy '\(name)' description", path: path, allowEmpty: true)
+        }
+        return (name, description)
     }
 }

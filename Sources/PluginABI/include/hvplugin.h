@@ -452,11 +452,31 @@ typedef struct hv_sched_ops {
     void (*dump)(hv_sched_policy *p, char *buf, size_t len);
 } hv_sched_ops;
 
+/*
+ * One scheduler policy a plugin offers. A plugin may offer several (a factory lists
+ * them all); each one is selected on its own by name.
+ * [load] Read once, when the plugin loads; it and everything it points to must stay
+ * valid and unchanged until deinit. The ops run [sched].
+ */
+typedef struct hv_sched_policy_desc {
+    uint32_t struct_size;        /* sizeof(hv_sched_policy_desc) as the plugin was built */
+    uint32_t reserved;           /* 0 */
+    /* The name a pool config selects: 1..64 bytes of [a-z0-9_-], e.g. "credit".
+     * Unique per host: when two plugins offer the same name the first in search
+     * order is used and the other is reported; twice in one factory is an error. */
+    const char *name;
+    const char *description;     /* human-readable, may be NULL */
+    /* Mandatory, struct_size >= the v1 size; every op is mandatory except yield and dump. */
+    const hv_sched_ops *ops;
+} hv_sched_policy_desc;
+
+/* What get_factory(HV_FACTORY_SCHED_POLICY) returns. [load] */
 typedef struct hv_sched_factory {
     uint32_t struct_size;
     uint32_t abi_version;
-    const char *name;            /* the policy name a pool config selects */
-    const hv_sched_ops *ops;
+    uint32_t policy_count;       /* 1..64 */
+    uint32_t reserved;           /* 0 */
+    const hv_sched_policy_desc *const *policies;  /* policy_count non-NULL entries */
 } hv_sched_factory;
 
 /* ------------------------------------------------------------------------ */
@@ -490,11 +510,31 @@ typedef struct hv_teaming_ops {
     int (*should_failback)(hv_teaming_policy *p, uint32_t uplink);
 } hv_teaming_ops;
 
+/*
+ * One NIC-teaming policy a plugin offers. A plugin may offer several (a factory lists
+ * them all); each one is selected on its own by name.
+ * [load] Read once, when the plugin loads; it and everything it points to must stay
+ * valid and unchanged until deinit. The ops run [control] / [any] as hv_teaming_ops says.
+ */
+typedef struct hv_teaming_policy_desc {
+    uint32_t struct_size;        /* sizeof(hv_teaming_policy_desc) as the plugin was built */
+    uint32_t reserved;           /* 0 */
+    /* The name a switch config selects: 1..64 bytes of [a-z0-9_-], e.g. "failover".
+     * Unique per host: when two plugins offer the same name the first in search
+     * order is used and the other is reported; twice in one factory is an error. */
+    const char *name;
+    const char *description;     /* human-readable, may be NULL */
+    /* Mandatory, struct_size >= the v1 size; every op is mandatory except should_failback. */
+    const hv_teaming_ops *ops;
+} hv_teaming_policy_desc;
+
+/* What get_factory(HV_FACTORY_TEAMING) returns. [load] */
 typedef struct hv_teaming_factory {
     uint32_t struct_size;
     uint32_t abi_version;
-    const char *name;
-    const hv_teaming_ops *ops;
+    uint32_t policy_count;       /* 1..64 */
+    uint32_t reserved;           /* 0 */
+    const hv_teaming_policy_desc *const *policies;  /* policy_count non-NULL entries */
 } hv_teaming_factory;
 
 #ifdef __cplusplus

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""hvhost vs QEMU, same guest binary, same run, on this machine.
+
+Measures (1) cold start to the guest's first serial byte, (2) port-I/O exits per
+second to a user-space device (COM1 scratch register reads), (3) VMM memory
+overhead: resident memory beyond the guest's RAM mapping while the guest idles.
+Prints a table with hvhost/QEMU ratios. Usage: bench/run.py [--repeat N] [--pio N]
+"""
+import argparse, os, select, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GUEST = os.path.join(ROOT, "guests/build/bench.elf")
+MEM_MIB = 64
+
+
+def hvhost_binary():
+    out = subprocess.run(["swift", "build", "-c", "release", "--product", "hvhost", "--show-bin-path"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    return os.path.join(out, "hvhost")
+
+
+def hvhost_cmd(binary, cmdline):
+    vmx = os.path.join(tempfile.gettempdir(), f"bench-{os.getpid()}.vmx")
+    with open(vmx, "w") as f:
+        f.write(f'displayName = "bench"\nmemsize = "{MEM_MIB}"\nhv.kernel = "{GUEST}"\n'
+                f'hv.cmdline = "{cmdline}"\n')
+    return [binary, "run", vmx]
+
+
+def qemu_cmd(cmdline):
+    return ["qemu-system-x86_64", "-enable-kvm", "-M", "pc", "-m", str(MEM_MIB),
+            "-cpu", "max,arch-capabilities=off", "-display", "none", "-no-reboot", "-nodefaults",
+            "-serial", "stdio", "-device", "isa-debug-exit,iobase=0x501,iosize=2",
+            "-kernel", GUEST, "-append", cmdline]
+
+
+def timed_run(cmd, until=b"bench: done", sample_memory_at=None):
+    """Returns (seconds to first byte, seconds to `until`, rss info or None)."""
+    start = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    first = done = None
+    buf = b""
+    mem = None
+    while True:
+        timeout = 0.05
+        r, _, _ = select.select([p.stdout], [], [], timeout)
+        now = time.monotonic() - start
+        if sample_memory_at is not None and mem is None and now >= sample_memory_at:
+            mem = resident_beyond_guest_ram(p.pid)
+        if r:
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            if first is None:
+                first = now
+            buf += chunk
+            if done is None and until in buf:
+                done = now
+        elif p.poll() is not None:
+            break
+        if now > 120:
+            p.kill()
+            raise RuntimeError(f"timeout: {' '.join(cmd)}")
+    p.wait()
+    if done is None:
+        raise RuntimeError(f"{cmd[0]}: guest did not finish; output: {buf[-500:]!r}")
+    return first, done, mem
+
+
+def resident_beyond_guest_ram(pid):
+    """(total RSS KiB, RSS KiB excluding the mapping that holds guest RAM)."""
+    total = guest = 0
+    size = rss = 0
+    name = ""
+    ram = MEM_MIB * 1024
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                size = (hi - lo) // 1024
+                name = parts[5] if len(parts) > 5 else ""
+            elif parts[0] == "Rss:":
+                rss = int(parts[1])
+                total += rss
+                # hvhost: the memfd named after the VM; QEMU: the anonymous pc.ram block.
+                if name.startswith("/memfd:bench-ram") or (not name and ram <= size <= ram + 4096):
+                    guest += rss
+    return total, total - guest
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--pio", type=int, default=100000)
+    args = ap.parse_args()
+    if not os.path.exists(GUEST):
+        subprocess.run(["make", "-C", os.path.join(ROOT, "guests")], check=True, capture_output=True)
+    binary = hvhost_binary()
+    have_qemu = subprocess.run(["which", "qemu-system-x86_64"], capture_output=True).returncode == 0
+    vmms = [("hvhost", lambda c: hvhost_cmd(binary, c))] + ([("qemu", qemu_cmd)] if have_qemu else [])
+
+    results = {}
+    for name, make in vmms:
+        cold = [timed_run(make("pio=0"))[0] for _ in range(args.repeat)]
+        base = [timed_run(make("pio=0"))[1] for _ in range(args.repeat)]
+        loaded = [timed_run(make(f"pio={args.pio}"))[1] for _ in range(args.repeat)]
+        rate = args.pio / max(median(loaded) - median(base), 1e-9)
+        _, _, mem = timed_run(make("idle=3"), sample_memory_at=2.0)
+        results[name] = {"cold_ms": median(cold) * 1000, "pio_per_s": rate,
+                         "rss_kib": mem[0], "overhead_kib": mem[1]}
+
+    rows = [("cold start to first serial byte (ms, median of %d)" % args.repeat, "cold_ms", "{:.1f}"),
+            ("port-I/O exits per second to a user-space device", "pio_per_s", "{:,.0f}"),
+            ("VMM resident memory, total (KiB)", "rss_kib", "{:,}"),
+            ("VMM memory beyond guest RAM (KiB)", "overhead_kib", "{:,}")]
+    print(f"guest: {os.path.relpath(GUEST, ROOT)}, {MEM_MIB} MiB, 1 vCPU; host: {os.cpu_count()} CPUs")
+    print(f"{'metric':58} {'hvhost':>12} {'qemu':>12} {'hvhost/qemu':>12}")
+    for label, key, fmt in rows:
+        h = results["hvhost"][key]
+        q = results.get("qemu", {}).get(key)
+        ratio = f"{h / q:.3g}" if q else "n/a"
+        print(f"{label:58} {fmt.format(h):>12} {fmt.format(q) if q else 'n/a':>12} {ratio:>12}")
+    if not have_qemu:
+        print("qemu-system-x86_64 not installed: no comparison (apt-get install qemu-system-x86)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
