@@ -173,7 +173,7 @@ final class PlatformUARTTests: XCTestCase {
         XCTAssertEqual(String(decoding: input, as: UTF8.self), "xyz")
     }
 
-    func testCaptureSinkAndSpecParsing() throws {
+    func testCaptureSinkAndSinkErrors() throws {
         let sink = CaptureSerialSink()
         let clock = VMClock()
         let timers = TimerQueue(clock: clock, name: "uart-cap-test")
@@ -184,12 +184,8 @@ final class PlatformUARTTests: XCTestCase {
         XCTAssertEqual(sink.text, "OK")
         XCTAssertEqual(sink.feed([0x31]), 1)
         XCTAssertEqual(chipset.portRead(0x3F8, size: 1), 0x31)
-
-        XCTAssertEqual(try SerialSinkSpec(parsing: "stdio"), .terminal(input: true))
-        XCTAssertEqual(try SerialSinkSpec(parsing: "file:/tmp/x"), .file(path: "/tmp/x"))
-        XCTAssertEqual(try SerialSinkSpec(parsing: "unix:/tmp/s"), .unixSocket(path: "/tmp/s"))
-        XCTAssertThrowsError(try SerialSinkSpec(parsing: "tcp:1234"))
         XCTAssertThrowsError(try FileSerialSink(path: "/nonexistent-dir/x.log"))
         XCTAssertThrowsError(try UnixSocketSerialSink(path: "/tmp/" + String(repeating: "a", count: 200)))
     }
+
 }

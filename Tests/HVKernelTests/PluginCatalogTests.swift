@@ -91,7 +91,7 @@ import Testing
         #expect(String(cString: lb.desc.pointee.name) == "test-lb")
         #expect(try catalog.teamingPolicyInfo(named: "test-failover").plugin.path == dir + "/10_good.so")
         let e = #expect(throws: PluginCatalogError.self) { try catalog.teamingPolicy(named: "test-l") }
-        #expect(e?.description.contains("did you mean 'test-lb'?; known teaming policys: test-failover, test-lb") == true)
+        #expect(e?.description.contains("did you mean 'test-lb'?; known teaming policies: test-failover, test-lb") == true)
     }
 
     @Test func lookupForAConfiguredDeviceChecksKindAndNamesTheKey() throws {

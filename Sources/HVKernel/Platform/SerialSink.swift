@@ -3,7 +3,7 @@
 /// The operator picks one per serial port: ``TerminalSerialSink`` (stdout, optionally
 /// stdin), ``FileSerialSink`` (append to a file), ``UnixSocketSerialSink`` (the VMM
 /// listens on a path; one client at a time). ``CaptureSerialSink`` keeps output in memory
-/// for tests. ``SerialSinkSpec`` parses the textual choice.
+/// for tests. The `.vmx` key `hv.serial` chooses (see `SerialSetting`).
 ///
 /// Thread contract: ``transmit(_:)`` is called on a vCPU or timer thread **with the
 /// chipset lock held**: it must never block for long (drop rather than wait) and must not
@@ -28,7 +28,6 @@ extension SerialSink {
 
 /// Errors from creating serial sinks.
 public enum SerialSinkError: Error, CustomStringConvertible, Equatable {
-    case invalidSpec(String)
     case cannotOpen(path: String, errno: Int32)
     case pathTooLong(String)
     case notASocket(String)
@@ -36,8 +35,6 @@ public enum SerialSinkError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .invalidSpec(s):
-            return "serial sink '\(s)' is not one of: none, stdio, stdio-output, file:<path>, unix:<path>"
         case let .cannotOpen(path, e):
             return "cannot open serial output file '\(path)': \(SerialSinkSupport.errnoText(e))"
         case let .pathTooLong(path):

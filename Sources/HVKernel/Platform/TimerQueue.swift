@@ -98,7 +98,8 @@ public final class TimerQueue: @unchecked Sendable {
                     continue
                 }
                 var ts = timespec()
-                let host = clock.hostTime(at: next.deadline)
+                // While the VM is paused its clock stands still: poll gently for the resume.
+                let host = clock.isPaused ? VMClock.hostNanoseconds() + 50_000_000 : clock.hostTime(at: next.deadline)
                 ts.tv_sec = Int(host / 1_000_000_000)
                 ts.tv_nsec = Int(host % 1_000_000_000)
                 pthread_cond_timedwait(&cond, &mutex, &ts)

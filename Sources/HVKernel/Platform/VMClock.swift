@@ -26,6 +26,8 @@ public final class VMClock: Sendable {
         state.withLock { s in vmTime &+ s.offset }
     }
 
+    public var isPaused: Bool { state.withLock { $0.pausedAt != nil } }
+
     public func pause() {
         state.withLock { s in if s.pausedAt == nil { s.pausedAt = VMClock.hostNanoseconds() } }
     }

@@ -8,6 +8,15 @@ public struct PluginConflict: Equatable, Sendable, CustomStringConvertible {
         case deviceModel = "device model"
         case schedPolicy = "scheduler policy"
         case teamingPolicy = "teaming policy"
+
+        /// "device models", "scheduler policies", "teaming policies".
+        public var plural: String {
+            switch self {
+            case .deviceModel: "device models"
+            case .schedPolicy: "scheduler policies"
+            case .teamingPolicy: "teaming policies"
+            }
+        }
     }
 
     public var kind: Kind
@@ -54,7 +63,7 @@ public struct PluginCatalogError: Error, CustomStringConvertible, Sendable {
                pluginEditDistance(close, name) <= 2 {
                 s += "; did you mean '\(close)'?"
             }
-            s += known.isEmpty ? "; no \(kind.rawValue)s are available" : "; known \(kind.rawValue)s: " + known.joined(separator: ", ")
+            s += known.isEmpty ? "; no \(kind.plural) are available" : "; known \(kind.plural): " + known.joined(separator: ", ")
             if !failures.isEmpty {
                 s += "; \(failures.count) plugin\(failures.count == 1 ? "" : "s") failed to load: "
                 s += failures.map(\.description).joined(separator: "; ")

@@ -96,6 +96,8 @@ public final class VirtualMachine: @unchecked Sendable {
 
     private func runner(_ index: Int) -> VCPURunner? { index < runners.count ? runners[index] : nil }
 
+    private static let stdinClaimed = Atomic<Bool>(false)
+
     private static func chipsetConfiguration(for configuration: VMConfiguration) throws -> ChipsetConfiguration {
         var c = ChipsetConfiguration(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
                                      serial: try serialSink(for: configuration.serial))
@@ -105,7 +107,9 @@ public final class VirtualMachine: @unchecked Sendable {
 
     private static func serialSink(for setting: SerialSetting) throws -> SerialSink? {
         switch setting {
-        case .stdout: return TerminalSerialSink()
+        case .stdout:
+            // Several VMs may print to stdout; only the first reads the terminal.
+            return TerminalSerialSink(input: !stdinClaimed.exchange(true, ordering: .acquiringAndReleasing))
         case .file(let path): return try FileSerialSink(path: path)
         case .unix(let path): return try UnixSocketSerialSink(path: path)
         case .none: return nil
@@ -177,6 +181,8 @@ public final class VirtualMachine: @unchecked Sendable {
         for r in runners { r.join() }
         timers.stop()
         for d in devices { d.destroy() }
+        chipset.configuration.serial?.flush()
+        chipset.configuration.serial?.close()
         return reason
     }
 }
