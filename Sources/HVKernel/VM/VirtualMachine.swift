@@ -60,6 +60,12 @@ public final class VirtualMachine: @unchecked Sendable {
         self.configuration = configuration
         self.name = configuration.displayName
         self.logger = logger
+        guard configuration.vcpuCount == 1 else {
+            // Application processors need INIT/SIPI start-up and vCPU scheduling, which
+            // arrive with the scheduler work; refuse rather than run a 1-CPU guest that
+            // was promised two.
+            throw PluginDeviceError(message: "\(configuration.path): numvcpus = \(configuration.vcpuCount): this host runs 1 vCPU per VM so far")
+        }
         let image = try ELFImage(contentsOf: configuration.kernelPath)
         memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
         // Without hv.boot the image decides: PVH when it has the note, else 64-bit entry.

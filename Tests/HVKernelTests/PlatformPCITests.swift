@@ -1,0 +1,133 @@
+import XCTest
+@testable import HVKernel
+
+/// The i440BX/PIIX4 PCI host bridge: configuration mechanism #1, BARs, INTx, MSI.
+final class PlatformPCITests: XCTestCase {
+    final class Sink: PCIInterruptSink {
+        var levels: [Int: Bool] = [:]
+        var messages: [(UInt64, UInt32)] = []
+        func setGSI(_ gsi: Int, level: Bool) { levels[gsi] = level }
+        func deliverMSI(address: UInt64, data: UInt32) { messages.append((address, data)) }
+    }
+
+    final class Registers: PCIBARHandler {
+        var writes: [(Int, UInt64, UInt64)] = []
+        func barRead(bar: Int, offset: UInt64, size: Int) -> UInt64 { 0xA0 + offset }
+        func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64) { writes.append((bar, offset, value)) }
+    }
+
+    var ports = PortIOBus()
+    var mmio = MMIOBus()
+    var sink = Sink()
+
+    func makeBridge() throws -> PCIHostBridge {
+        try PCIHostBridge(portBus: ports, mmioBus: mmio, interrupts: sink)
+    }
+
+    func config(_ bridge: PCIHostBridge, slot: Int, _ reg: Int, size: Int = 4) -> UInt32 {
+        bridge.ioWrite(offset: 0, size: 4, value: 0x8000_0000 | UInt32(slot) << 11 | UInt32(reg & 0xFC))
+        return bridge.ioRead(offset: UInt16(4 + (reg & 3)), size: size)
+    }
+
+    func setConfig(_ bridge: PCIHostBridge, slot: Int, _ reg: Int, _ value: UInt32, size: Int = 4) {
+        bridge.ioWrite(offset: 0, size: 4, value: 0x8000_0000 | UInt32(slot) << 11 | UInt32(reg & 0xFC))
+        bridge.ioWrite(offset: UInt16(4 + (reg & 3)), size: size, value: value)
+    }
+
+    func testLinuxProbeAndHostBridgeIdentity() throws {
+        let bridge = try makeBridge()
+        bridge.ioWrite(offset: 3, size: 1, value: 0x01)                 // outb(0x01, 0xCFB)
+        bridge.ioWrite(offset: 0, size: 4, value: 0x8000_0000)
+        XCTAssertEqual(bridge.ioRead(offset: 0, size: 4), 0x8000_0000)
+        XCTAssertEqual(config(bridge, slot: 0, 0), 0x7190_8086)
+        XCTAssertEqual(config(bridge, slot: 0, 0x08) >> 8, 0x06_00_00)
+        XCTAssertEqual(config(bridge, slot: 1, 0), 0x7110_8086)
+        XCTAssertEqual(config(bridge, slot: 1, 0x0E, size: 1), 0x80, "PIIX4 is multi-function")
+        XCTAssertEqual(config(bridge, slot: 5, 0), 0xFFFF_FFFF, "empty slot")
+        XCTAssertEqual(config(bridge, slot: 0, 0x02, size: 2), 0x7190, "word access at an offset")
+    }
+
+    func testBARSizingAssignmentAndDecode() throws {
+        let bridge = try makeBridge()
+        let regs = Registers()
+        let f = PCIFunction(name: "dev", identity: PCIIdentity(vendorID: 0x1234, deviceID: 1, classCode: 0xFF0000, interruptPin: 1), handler: regs)
+        try f.addBAR(PCIBARDescription(index: 0, kind: .memory32, size: 0x1000))
+        try f.addBAR(PCIBARDescription(index: 1, kind: .io, size: 0x20))
+        try bridge.attach(f)
+        try bridge.assignResources()
+        XCTAssertEqual(f.slot, 2)
+        XCTAssertEqual(config(bridge, slot: 2, 0x10), 0xE000_0000)
+        XCTAssertEqual(config(bridge, slot: 2, 0x14), 0xC001)
+        XCTAssertEqual(config(bridge, slot: 2, 0x3C, size: 1), 10, "slot 2 INTA -> PIRQB -> GSI 10")
+        // The BARs decode on the buses.
+        let (h, off) = try XCTUnwrap(mmio.lookup(0xE000_0010))
+        XCTAssertEqual(h.mmioRead(offset: off, size: 4), 0xB0)
+        XCTAssertNotNil(ports.lookup(0xC01F))
+        // Sizing: write all ones, read the mask, and the old mapping goes away.
+        setConfig(bridge, slot: 2, 0x10, 0xFFFF_FFFF)
+        XCTAssertEqual(config(bridge, slot: 2, 0x10), 0xFFFF_F000)
+        XCTAssertNil(mmio.lookup(0xE000_0010))
+        setConfig(bridge, slot: 2, 0x10, 0xE010_0000)
+        XCTAssertNotNil(mmio.lookup(0xE010_0FFF))
+        // Memory decode off unmaps; back on maps again.
+        setConfig(bridge, slot: 2, 0x04, 0x1, size: 2)
+        XCTAssertNil(mmio.lookup(0xE010_0000))
+        XCTAssertNotNil(ports.lookup(0xC000))
+        setConfig(bridge, slot: 2, 0x04, 0x3, size: 2)
+        XCTAssertNotNil(mmio.lookup(0xE010_0000))
+    }
+
+    func testBadBARsAreRefused() {
+        let f = PCIFunction(name: "dev", identity: PCIIdentity(vendorID: 0x1234, deviceID: 1, classCode: 0))
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 0, kind: .memory32, size: 0x1001)))
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 6, kind: .io, size: 16)))
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 0, kind: .io, size: 512)))
+        XCTAssertNoThrow(try f.addBAR(PCIBARDescription(index: 4, kind: .memory64, size: 0x4000)))
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 5, kind: .io, size: 16)), "upper half of BAR4")
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 5, kind: .memory64, size: 0x4000)), "would need BAR6")
+    }
+
+    func testSharedINTxAndInterruptDisable() throws {
+        let bridge = try makeBridge()
+        let a = PCIFunction(name: "a", identity: PCIIdentity(vendorID: 1, deviceID: 1, classCode: 0, interruptPin: 1))
+        let b = PCIFunction(name: "b", identity: PCIIdentity(vendorID: 1, deviceID: 2, classCode: 0, interruptPin: 1))
+        try bridge.attach(a, slot: 2)   // PIRQB -> 10
+        try bridge.attach(b, slot: 6)   // (0 + 6 - 1) & 3 = PIRQB -> 10: shared
+        try bridge.assignResources()
+        bridge.setINTx(a, asserted: true)
+        bridge.setINTx(b, asserted: true)
+        XCTAssertEqual(sink.levels[10], true)
+        bridge.setINTx(a, asserted: false)
+        XCTAssertEqual(sink.levels[10], true, "b still asserts the shared line")
+        XCTAssertEqual(config(bridge, slot: 6, 0x06, size: 2) & 0x08, 0x08, "interrupt status")
+        setConfig(bridge, slot: 6, 0x04, 0x400, size: 2)
+        XCTAssertEqual(sink.levels[10], false, "Interrupt Disable masks b")
+        setConfig(bridge, slot: 6, 0x04, 0x000, size: 2)
+        XCTAssertEqual(sink.levels[10], true)
+    }
+
+    func testMSIMaskPendingAndMultipleVectors() throws {
+        let bridge = try makeBridge()
+        let f = PCIFunction(name: "m", identity: PCIIdentity(vendorID: 1, deviceID: 3, classCode: 0))
+        try f.addMSI(vectors: 4)
+        try bridge.attach(f, slot: 3)
+        XCTAssertEqual(bridge.sendMSI(f, vector: 0), .notEnabled)
+        XCTAssertEqual(config(bridge, slot: 3, 0x34, size: 1), 0x40)
+        XCTAssertEqual(config(bridge, slot: 3, 0x40) & 0xFF, 0x05)
+        setConfig(bridge, slot: 3, 0x44, 0xFEE0_0000)
+        setConfig(bridge, slot: 3, 0x4C, 0x40, size: 2)
+        setConfig(bridge, slot: 3, 0x42, 0x0011, size: 2)           // enable, MME = 1: 2 vectors
+        setConfig(bridge, slot: 3, 0x04, 0x4, size: 2)               // bus master
+        XCTAssertEqual(bridge.sendMSI(f, vector: 1), .sent)
+        XCTAssertEqual(sink.messages.last?.1, 0x41)
+        XCTAssertEqual(bridge.sendMSI(f, vector: 2), .outOfRange)
+        setConfig(bridge, slot: 3, 0x50, 0x1)                        // mask vector 0
+        XCTAssertEqual(bridge.sendMSI(f, vector: 0), .masked)
+        XCTAssertEqual(config(bridge, slot: 3, 0x54) & 1, 1, "pending bit")
+        let sent = sink.messages.count
+        setConfig(bridge, slot: 3, 0x50, 0x0)                        // unmask: pending message goes out
+        XCTAssertEqual(sink.messages.count, sent + 1)
+        XCTAssertEqual(sink.messages.last?.1, 0x40)
+        XCTAssertEqual(config(bridge, slot: 3, 0x54) & 1, 0)
+    }
+}
