@@ -22,6 +22,7 @@ demo: build guests
 	.build/debug/hvhost run examples/hello.vmx; test $$? -eq 1
 
 test: all
+	$(MAKE) -C Plugins/Examples/EduDevice OUT=$(PLUGIN_DIR) check
 	swift test
 
 bench: guests

@@ -9,6 +9,7 @@ _Static_assert(sizeof(hv_pci_identity) == 20, "hv_pci_identity layout changed");
 _Static_assert(sizeof(hv_bar_desc) == 40, "hv_bar_desc layout changed");
 _Static_assert(offsetof(hv_host_services, log) == 8, "hv_host_services layout changed");
 _Static_assert(offsetof(hv_host_services, disk_submit) == 8 + 22 * 8, "hv_host_services layout changed");
+_Static_assert(offsetof(hv_host_services, pci_command) == 8 + 23 * 8, "hv_host_services layout changed");
 _Static_assert(sizeof(hv_device_model) == 48, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
 _Static_assert(sizeof(hv_sched_ops) == 96, "hv_sched_ops layout changed");

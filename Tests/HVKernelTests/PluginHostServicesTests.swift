@@ -62,6 +62,12 @@ final class PluginHostServicesTests: XCTestCase {
     private func read(_ offset: UInt64, size: Int = 4) -> UInt64 { device.barRead(bar: 0, offset: offset, size: size) }
     private func write(_ offset: UInt64, _ value: UInt64, size: Int = 4) { device.barWrite(bar: 0, offset: offset, size: size, value: value) }
 
+    private func setCommand(_ value: UInt32) {
+        bridge.ioWrite(offset: 0, size: 4, value: 0x8000_0000 | UInt32(device.function!.slot) << 11 | 0x04)
+        bridge.ioWrite(offset: 4, size: 2, value: value)
+        XCTAssertEqual(bridge.command(of: device.function!), UInt16(value))
+    }
+
     private func waitUntil(_ what: String, _ condition: () -> Bool) {
         let deadline = Date().addingTimeInterval(5)
         while !condition() {
@@ -103,6 +109,12 @@ final class PluginHostServicesTests: XCTestCase {
         let pattern = (0..<64).map { UInt8($0 ^ 0x5A) }
         try memory.write(pattern, at: 0x1000)
         _ = memory.takeDirtyPages()
+        // Bus mastering off: the device cannot reach memory.
+        write(0x80, 0x40000, size: 8); write(0x88, 0x3000, size: 8); write(0x90, 64, size: 8)
+        write(0x98, 0x3, size: 8)
+        waitUntil("DMA without bus master") { self.read(0x98, size: 8) & 1 == 0 }
+        XCTAssertEqual(memory.takeDirtyPages().reduce(0, |), 0)
+        setCommand(0x6)
         write(0x80, 0x1000, size: 8); write(0x88, 0x40000, size: 8); write(0x90, 64, size: 8)
         write(0x98, 0x1, size: 8)                               // RAM -> device
         waitUntil("DMA to device") { self.read(0x98, size: 8) & 1 == 0 }

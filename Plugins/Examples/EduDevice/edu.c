@@ -260,6 +260,9 @@ static void edu_dma_done(hv_device *d, void *opaque)
     buf_addr = to_ram ? d->dma_src : d->dma_dst;
     if (count == 0) {
         /* nothing to move: completes like any other transfer */
+    } else if (!(d->hs->pci_command(d->host) & 0x4)) {
+        /* Bus master disabled: a real device cannot reach memory. */
+        edu_log(d, HV_LOG_WARN, "guest error: DMA with bus mastering disabled; nothing transferred");
     } else if (!edu_buffer_range_ok(buf_addr, count)) {
         edu_log(d, HV_LOG_WARN,
                 "guest error: DMA of %llu bytes at buffer address 0x%llx is outside 0x40000..0x40fff; "

@@ -184,6 +184,9 @@ public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
         adapters[ObjectIdentifier(f)] = regions
     }
 
+    /// The guest's command register of `f`.
+    public func command(of f: PCIFunction) -> UInt16 { locked { f.command } }
+
     /// The address a BAR decodes at now (0 when not decoding).
     public func mappedAddress(of f: PCIFunction, bar: Int) -> UInt64 { locked { f.mapped[bar] ?? 0 } }
 

@@ -90,6 +90,10 @@ enum PluginHostServices {
             do { try f.addMSI(vectors: Int(vectors)) } catch { return HV_EINVAL }
             return HV_OK
         }
+        t.pci_command = { host in
+            guard let d = PluginDevice.from(host), let f = d.function else { return 0 }
+            return d.context.pci.command(of: f)
+        }
         t.pci_bar_address = { host, bar in
             guard let d = PluginDevice.from(host), let f = d.function, bar < 6 else { return 0 }
             return d.context.pci.mappedAddress(of: f, bar: Int(bar))

@@ -134,12 +134,26 @@ public final class VirtualMachine: @unchecked Sendable {
             }
             let context = PluginDeviceContext(
                 vmName: name, prefix: device.prefix, memory: memory, clock: clock, timers: timers, pci: pci,
-                configValue: { device.value(forDeviceKey: $0) },
+                configValue: { [path = configuration.path] key in
+                    if let v = device.value(forDeviceKey: key) { return v }
+                    guard device.kind == .nic, key.lowercased() == "generatedaddress",
+                          device.value(forDeviceKey: "address") == nil else { return nil }
+                    return VirtualMachine.generatedMAC(seed: path + "/" + device.prefix).description
+                },
                 logger: logger, backends: backends)
             let instance = PluginDevice(model: resolved.model, pluginName: resolved.pluginName, context: context)
             try instance.create()
             devices.append(instance)
         }
+    }
+
+    /// A stable address in VMware's 00:50:56 OUI, outside the static range
+    /// (00:50:56:00-3F:xx:xx), derived from the VM's config path and the device (FNV-1a).
+    static func generatedMAC(seed: String) -> MACAddress {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in seed.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        return MACAddress(0x00, 0x50, 0x56, 0x80 | UInt8(truncatingIfNeeded: h >> 16) & 0x3F,
+                          UInt8(truncatingIfNeeded: h >> 8), UInt8(truncatingIfNeeded: h))
     }
 
     /// Powers on: starts the timers and the vCPU threads.

@@ -245,9 +245,12 @@ typedef struct hv_host_services {
     /* [any] A message tagged with the VM and device names. `msg` is copied. */
     void (*log)(hv_host *host, int level, const char *msg);
     /* [any] The value of the device's own .vmx key, given without the device's
-     * prefix: for device "ethernet0", key "address" reads `ethernet0.address`.
-     * Keys are case-insensitive. Returns NULL when absent. The string stays valid
-     * until the instance is destroyed. */
+     * prefix: for device "ethernet0", key "address" reads `ethernet0.address`; a key
+     * starting with ':' joins without a dot (":1.fileName" on scsi0 reads
+     * `scsi0:1.fileName`). Keys are case-insensitive. Returns NULL when absent. For
+     * a NIC the host always answers "generatedAddress" (a stable 00:50:56 address
+     * derived from the VM and device) unless the config sets a static "address".
+     * The string stays valid until the instance is destroyed. */
     const char *(*config_get)(hv_host *host, const char *key);
 
     /* --- PCI ------------------------------------------------------------- */
@@ -272,7 +275,8 @@ typedef struct hv_host_services {
      * the guest has set Interrupt Disable in the command register (but remembered). */
     void (*irq_set_level)(hv_host *host, int level);
     /* [any] Sends MSI vector `vector`. HV_ENOENT when MSI is not enabled by the
-     * guest (the device should fall back to INTx), HV_EAGAIN when the vector is
+     * guest: the intended pattern is to try MSI first and fall back to INTx on
+     * HV_ENOENT. HV_EAGAIN when the vector is
      * masked (the pending bit is set and the message is sent on unmask),
      * HV_ERANGE for a vector beyond what the guest enabled. */
     int (*msi_notify)(hv_host *host, uint32_t vector);
@@ -343,6 +347,13 @@ typedef struct hv_host_services {
      * HV_OK when queued, HV_EINVAL for a malformed request (bad op, unaligned or
      * out-of-range sectors, a segment outside guest RAM) — no completion then. */
     int (*disk_submit)(hv_disk *disk, const hv_disk_request *req);
+
+    /* --- PCI, continued ------------------------------------------------------ */
+
+    /* [any] The guest's PCI command register (bit 0 I/O space, bit 1 memory space,
+     * bit 2 bus master, bit 10 interrupt disable). The host does not gate mem_read/
+     * mem_write on bus master: a device that models it checks bit 2 before DMA. */
+    uint16_t (*pci_command)(hv_host *host);
 } hv_host_services;
 
 /* ------------------------------------------------------------------------ */
@@ -362,8 +373,10 @@ typedef struct hv_device_ops {
     void (*pause)(hv_device *dev);
     void (*resume)(hv_device *dev);
     /* [control] Writes the device's state through host->state_put. The host stores
-     * it as section `section_name` version `section_version` (below). Optional; a
-     * device without it cannot be migrated and the host says so. */
+     * it as a section named after the model, with the model's `state_version`.
+     * PCI configuration space (BARs, command, MSI) is saved and restored by the host;
+     * the device restores its own INTx level in load_state (irq_set_level) from its
+     * registers. Optional; a device without it cannot be migrated and the host says so. */
     int (*save_state)(hv_device *dev, hv_state_writer *w);
     /* [control] Reads state written by save_state of `version` (<= its own). */
     int (*load_state)(hv_device *dev, hv_state_reader *r, uint32_t version);
@@ -375,7 +388,7 @@ typedef struct hv_device_ops {
 /* Device kinds: which .vmx keys select the model. */
 #define HV_DEVICE_KIND_NIC     1u  /* ethernetN.virtualDev */
 #define HV_DEVICE_KIND_SCSI    2u  /* scsiN.virtualDev */
-#define HV_DEVICE_KIND_DISPLAY 3u  /* svga.present */
+#define HV_DEVICE_KIND_DISPLAY 3u  /* svga.virtualDev (default "svga") when svga.present */
 #define HV_DEVICE_KIND_OTHER   4u  /* hv.deviceN.model */
 
 /* Model flags. */

@@ -110,6 +110,7 @@ static int m_pci_add_msi(hv_host *h, uint32_t vectors)
 }
 
 static uint64_t m_pci_bar_address(hv_host *h, uint32_t bar) { (void)h; (void)bar; return 0xfe000000u; }
+static uint16_t m_pci_command(hv_host *h) { (void)h; return 0x6; /* memory + bus master */ }
 
 static void m_irq_set_level(hv_host *h, int level)
 {
@@ -202,6 +203,7 @@ static const hv_host_services services = {
     m_state_put, m_state_get,
     NULL, NULL, NULL,       /* network backend: unused by edu */
     NULL, NULL, NULL,       /* disk backend: unused by edu */
+    m_pci_command,
 };
 
 /* Advances the VM clock by `ns` and fires due timers, earliest first. */
