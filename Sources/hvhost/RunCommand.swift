@@ -24,6 +24,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("kvm-device"), help: "The KVM device node.")
     var kvmDevice = "/dev/kvm"
 
+    @Option(name: .customLong("console"), help: "Serve the service console on this Unix socket path.")
+    var consolePath: String?
+
     @Flag(name: .shortAndLong, help: "Log debug messages.")
     var verbose = false
 
@@ -45,35 +48,43 @@ struct RunCommand: ParsableCommand {
             logger.error("cannot start VMs: \(error)")
             throw ExitCode(2)
         }
-        let host = HostServices(
+        let services = HostServices(
             kvm: kvm, switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "disk-io"),
             resolveModel: { device in
                 let found = try catalog.deviceModel(named: device.modelName, for: device)
                 return ResolvedDeviceModel(pluginName: found.pluginName, model: found.model)
             })
+        let host = VMHost(services: services, logger: logger)
 
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
-        var vms: [VirtualMachine] = []
+        signals.onSignal = { signal in
+            logger.info("received \(signal == SIGINT ? "SIGINT" : "SIGTERM"); powering off \(host.vms.count) VM(s)")
+            host.powerOffAll()
+        }
+        var console: ServiceConsole?
+        if let path = consolePath {
+            do { console = try ServiceConsole(path: path) } catch {
+                logger.error("\(error)")
+                throw ExitCode(2)
+            }
+            console?.registerHostCommands(host)
+            console?.start()
+        }
+        defer { console?.stop() }
+
         var failed = 0
         for config in configurations {
             do {
-                vms.append(try VirtualMachine(configuration: config, host: host, logger: logger))
+                try host.powerOn(config)
             } catch {
                 // This VM does not start; the others still do.
                 logger.error("\(config.path): cannot power on \(config.displayName): \(error)")
                 failed += 1
             }
         }
-        guard !vms.isEmpty else { throw ExitCode(2) }
-
-        signals.onSignal = { signal in
-            logger.info("received \(signal == SIGINT ? "SIGINT" : "SIGTERM"); powering off \(vms.count) VM(s)")
-            for vm in vms { vm.stop(.poweredOff) }
-        }
-        for vm in vms { vm.start() }
-        var reasons: [VMStopReason] = []
-        for vm in vms { reasons.append(vm.waitUntilStopped()) }
+        let reasons = host.waitForAll()
         signals.stop()
+        guard !reasons.isEmpty else { throw ExitCode(2) }
 
         if configurations.count == 1, let only = reasons.first {
             throw ExitCode(only.exitStatus)

@@ -33,4 +33,30 @@ final class MultiVMTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("sig-a: powered off"), r.stderr)
         XCTAssertTrue(r.stderr.contains("sig-b: powered off"), r.stderr)
     }
+
+    func testServiceConsoleListsAndPowersOffVMs() throws {
+        try HostHarness.requireHost()
+        let socket = HostHarness.workDir + "/console.sock"
+        let a = HostHarness.vmx("con-a", guest: "timer", extra: ["hv.serial": "none"])
+        let b = HostHarness.vmx("con-b", guest: "timer", extra: ["hv.serial": "none"])
+        var listing = HostHarness.Result(status: -1, stdout: "", stderr: "", timedOut: false)
+        var unknown = listing, powerOff = listing
+        let r = HostHarness.hvhostRun(["run", "--console", socket, a, b]) { _ in
+            for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { usleep(20_000) }
+            usleep(200_000)
+            listing = HostHarness.hvhostRun(["console", "--socket", socket, "vms"], timeout: 10)
+            unknown = HostHarness.hvhostRun(["console", "--socket", socket, "reboot-the-moon"], timeout: 10)
+            powerOff = HostHarness.hvhostRun(["console", "--socket", socket, "poweroff", "con-a"], timeout: 10)
+            _ = HostHarness.hvhostRun(["console", "--socket", socket, "poweroff", "con-b"], timeout: 10)
+        }
+        XCTAssertEqual(listing.status, 0, listing.stderr)
+        XCTAssertTrue(listing.stdout.contains("con-a\t64 MiB\t1\t"), listing.stdout)
+        XCTAssertTrue(listing.stdout.contains("con-b\t64 MiB\t1\t"), listing.stdout)
+        XCTAssertEqual(unknown.status, 1)
+        XCTAssertTrue(unknown.stdout.contains("unknown command 'reboot-the-moon'"), unknown.stdout)
+        XCTAssertTrue(powerOff.stdout.contains("con-a: powering off"), powerOff.stdout)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("con-a: powered off"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the socket is removed at exit")
+    }
 }

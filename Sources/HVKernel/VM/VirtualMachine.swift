@@ -182,6 +182,14 @@ public final class VirtualMachine: @unchecked Sendable {
         for c in callbacks { c(reason) }
     }
 
+    /// VM exits taken by all vCPUs so far.
+    public var exitCount: UInt64 { runners.reduce(0) { $0 + $1.exits.load(ordering: .relaxed) } }
+
+    /// "running", or why the VM stopped.
+    public var stateDescription: String {
+        state.withLock { stopReason.map { "stopped: \($0)" } ?? "running" }
+    }
+
     /// Registers a callback for the stop (runs on the stopping thread).
     public func whenStopped(_ body: @escaping (VMStopReason) -> Void) {
         let already: VMStopReason? = state.withLock {
