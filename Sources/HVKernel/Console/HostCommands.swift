@@ -1,6 +1,7 @@
 /// Console commands about the host and its VMs.
 extension ServiceConsole {
     public func registerHostCommands(_ host: VMHost) {
+        registerNetCommands(host.services.switches)
         register("vms", summary: "list running VMs: name, memory, vCPUs, exits, state") { _ in
             var lines = ["NAME\tMEMORY\tVCPUS\tEXITS\tSTATE"]
             for vm in host.vms {

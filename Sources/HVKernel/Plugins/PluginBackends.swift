@@ -108,7 +108,13 @@ extension PluginHostServices {
             let linkChanged = client.pointee.link_changed
             let mac = withUnsafeBytes(of: client.pointee.mac) { Array($0) }
             let name = d.context.configValue("networkname") ?? "VM Network"
-            let sw = d.context.backends.switches.virtualSwitch(named: name)
+            let registry = d.context.backends.switches
+            // Two vNICs with one MAC would confuse every switch's learning: refuse, as ESX does.
+            if let clash = registry.switches.lazy.flatMap(\.ports).first(where: { $0.mac.array == mac }) {
+                d.context.logger.error("\(d.context.prefix): MAC address \(clash.mac) is already used by \(clash)")
+                return HV_EBUSY
+            }
+            let sw = registry.virtualSwitch(named: name)
             let port = sw.makePort(
                 name: "\(d.context.vmName).\(d.context.prefix)", mac: mac,
                 receive: { [weak d] frame in

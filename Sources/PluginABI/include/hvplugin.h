@@ -327,7 +327,8 @@ typedef struct hv_host_services {
     /* [control] Plugs the device into the virtual switch its config names
      * (`<prefix>.networkName`, default "VM Network"; a name the host has not seen
      * yet gets a new internal-only switch). One port per instance: HV_EEXIST for a
-     * second. The port lives until the instance is destroyed. */
+     * second; HV_EBUSY when another port on this host already has client->mac.
+     * The port lives until the instance is destroyed. */
     int (*net_attach)(hv_host *host, const hv_net_client *client, hv_net_port **port);
     /* [any] Sends one Ethernet frame (14..65535 bytes, without FCS). The frame is
      * copied before return. HV_EINVAL for a bad length, HV_EAGAIN when the link is
