@@ -71,4 +71,18 @@ final class GuestBootTests: XCTestCase {
         let r = HostHarness.hvhostRun(["run", HostHarness.vmx("nodev", guest: "edu")])
         XCTAssertEqual(r.status, (3 << 1) | 1, r.stdout)
     }
+
+    /// The conservative CPUID: no CMPXCHG16B, PCID, x2APIC or TSC-deadline, the hypervisor
+    /// bit, and VMware's signature when the config asks for it. (XSAVE/AVX are hidden in
+    /// our table too, but KVM's PVM backend reports the host's bits for those.)
+    func testConservativeCPUIDAndVMwareSignature() throws {
+        try HostHarness.requireHost()
+        let plain = HostHarness.hvhostRun(["run", HostHarness.vmx("cpuid", guest: "cpuid")])
+        XCTAssertEqual(plain.status, 1, plain.stderr)
+        XCTAssertTrue(plain.stdout.contains("hypervisor=1 cx16=0"), plain.stdout)
+        XCTAssertTrue(plain.stdout.contains("pcid=0 x2apic=0 tscdeadline=0"), plain.stdout)
+        let vmware = HostHarness.hvhostRun(["run", HostHarness.vmx("cpuid-vmw", guest: "cpuid", extra: ["hv.cpuid.vmware": "TRUE"])])
+        XCTAssertEqual(vmware.status, 1, vmware.stderr)
+        XCTAssertTrue(vmware.stdout.contains("signature \"VMwareVMware\" max leaf 0x40000010"), vmware.stdout)
+    }
 }

@@ -52,7 +52,7 @@ public struct CPUIDPolicy: Sendable {
             sig.function = 0x4000_0000
             sig.eax = 0x4000_0010
             sig.ebx = 0x6177_4D56                            // "VMwa"
-            sig.ecx = 0x4D65_7261                            // "reVM"
+            sig.ecx = 0x4D56_6572                            // "reVM"
             sig.edx = 0x6572_6177                            // "ware"
             var timing = kvm_cpuid_entry2()
             timing.function = 0x4000_0010
