@@ -44,4 +44,17 @@ final class QEMUCrossCheckTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("edu: ok"), r.stdout)
     }
+
+    func testBurnUnderQEMU() throws {
+        let r = try qemu("burn", append: "seconds=2")
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("burn: done"), r.stdout)
+    }
+
+    /// The AP start-up sequence (INIT, SIPI, SIPI) and fixed IPIs against QEMU's KVM APIC.
+    func testSMPUnderQEMU() throws {
+        let r = try qemu("smp", extra: ["-smp", "2"])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("smp: 2 CPUs, ipi ok, counter 40000"), r.stdout)
+    }
 }
