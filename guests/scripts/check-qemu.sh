@@ -36,6 +36,28 @@ EXIT 0'
 ARGS[triple-fault]=''
 STATUS[triple-fault]=0
 EXPECT[triple-fault]='about to triple fault'
+ARGS[cpuid]=''
+STATUS[cpuid]=1
+EXPECT[cpuid]='cpuid: hypervisor=1 .*
+EXIT 0'
+ARGS[bench]='-append pio=1000'
+STATUS[bench]=1
+EXPECT[bench]='bench: done .*
+EXIT 0'
+ARGS[burn]='-append seconds=3'
+STATUS[burn]=1
+EXPECT[burn]='burn: [0-9]+
+burn: done [0-9]+
+EXIT 0'
+ARGS[smp]='-smp 2'
+STATUS[smp]=1
+EXPECT[smp]='smp: AP 1 online
+smp: 2 CPUs, ipi ok, counter 40000
+EXIT 0'
+ARGS[net-ping]='-device pcnet,mac=52:54:00:12:34:56 -append role=info'
+STATUS[net-ping]=1
+EXPECT[net-ping]='pcnet: mac 52:54:00:12:34:56 aprom signature 5757
+EXIT 0'
 ARGS[edu]='-device edu'
 STATUS[edu]=1
 EXPECT[edu]='edu: id 0x[0-9a-f]{6}ed version [0-9]+\.[0-9]+
