@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "hvhost", targets: ["hvhost"]),
         .library(name: "HVKernel", targets: ["HVKernel"]),
+        .library(name: "Vlance", type: .dynamic, targets: ["Vlance"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,6 +35,8 @@ let package = Package(
             ],
             path: "Sources/hvhost"
         ),
+        // The Vlance NIC (AMD PCnet-PCI II) as a dynamically loaded device plugin.
+        .target(name: "Vlance", dependencies: ["PluginABI"], path: "Plugins/Vlance", exclude: ["README.md"]),
         .testTarget(name: "HVKernelTests", dependencies: ["HVKernel", "PluginABI"], path: "Tests/HVKernelTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["HVKernel"], path: "Tests/IntegrationTests",
                     exclude: ["Fixtures"]),

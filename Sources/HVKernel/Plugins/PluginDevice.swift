@@ -47,6 +47,9 @@ public final class PluginDevice: PCIBARHandler, @unchecked Sendable {
     let ops: UnsafePointer<hv_device_ops>
     /// Held around every call into the plugin unless the model is thread-safe.
     let lock = HostLock(recursive: true)
+    /// Guards the host-side bookkeeping (timers, config strings) that services reached
+    /// from any thread touch; never held while calling the plugin.
+    let resources = HostLock()
     let threadSafe: Bool
 
     var instance: OpaquePointer?
@@ -108,18 +111,23 @@ public final class PluginDevice: PCIBARHandler, @unchecked Sendable {
     public func pause() { call { ops.pointee.pause?($0) } }
     public func resume() { call { ops.pointee.resume?($0) } }
 
+    /// Quiets the instance before the plugin frees it: timers are cancelled and ports
+    /// detached (which waits out a receive in flight), so nothing calls the plugin after
+    /// its destroy op.
     public func destroy() {
         guard !destroyed else { return }
-        destroyed = true
-        for t in timers { t.cancel() }
+        lock.withLock { destroyed = true }
+        releaseResources()
         if let instance { lock.withLock { ops.pointee.destroy(instance) } }
         instance = nil
-        releaseResources()
     }
 
     private func releaseResources() {
-        for t in timers { t.cancel() }
-        timers.removeAll()
+        let owned = resources.withLock { () -> [PluginTimer] in
+            defer { timers.removeAll() }
+            return timers
+        }
+        for t in owned { t.cancel() }
         for p in netPorts { p.detach() }
         netPorts.removeAll()
         disks.removeAll()
@@ -189,13 +197,16 @@ final class StateReader {
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 }
 
-/// `hv_timer *`: a VM-clock timer whose callback runs under the device lock. The timer
-/// queue never waits for a firing in flight, so the callback re-checks under the lock
-/// that it is still armed and due (a cancel or a later re-arm makes it a no-op).
+/// `hv_timer *`: a VM-clock timer. The queue never waits for a firing in flight, so the
+/// callback re-checks that it is still armed and due. For ordinary models the check and
+/// the callback run under the device lock, which every [device] call (including the
+/// plugin's own timer_cancel) holds, so a cancel is final. Thread-safe models get the
+/// callback with no host lock held.
 final class PluginTimer {
     unowned let device: PluginDevice
     let callback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void
     let opaque: UnsafeMutableRawPointer?
+    private let state = HostLock()
     private var armed = false
     private var deadline: UInt64 = 0
     private var timer: DeviceTimer!
@@ -211,7 +222,7 @@ final class PluginTimer {
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 
     func arm(at deadline: UInt64) {
-        device.lock.withLock {
+        state.withLock {
             armed = true
             self.deadline = deadline
         }
@@ -219,15 +230,27 @@ final class PluginTimer {
     }
 
     func cancel() {
-        device.lock.withLock { armed = false }
+        state.withLock { armed = false }
         timer.cancel()
     }
 
-    private func fire() {
-        device.lock.withLock {
-            guard armed, device.context.clock.now() >= deadline, !device.destroyed,
-                  let instance = device.instance else { return }
+    /// Claims this firing if it is still wanted.
+    private func claim() -> Bool {
+        state.withLock {
+            guard armed, device.context.clock.now() >= deadline else { return false }
             armed = false
+            return true
+        }
+    }
+
+    private func fire() {
+        if device.threadSafe {
+            guard !device.destroyed, let instance = device.instance, claim() else { return }
+            callback(instance, opaque)
+            return
+        }
+        device.lock.withLock {
+            guard !device.destroyed, let instance = device.instance, claim() else { return }
             callback(instance, opaque)
         }
     }

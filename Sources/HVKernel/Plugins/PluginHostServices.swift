@@ -35,7 +35,7 @@ enum PluginHostServices {
         t.config_get = { host, key in
             guard let d = PluginDevice.from(host), let key else { return nil }
             let k = String(cString: key).lowercased()
-            return d.lock.withLock {
+            return d.resources.withLock {
                 if let cached = d.configStrings[k] { return UnsafePointer(cached) }
                 guard let value = d.context.configValue(k) else { return nil }
                 let copy = strdup(value)!
@@ -138,7 +138,7 @@ enum PluginHostServices {
         t.timer_create = { host, callback, opaque in
             guard let d = PluginDevice.from(host), let callback, !d.destroyed else { return nil }
             let timer = PluginTimer(device: d, callback: callback, opaque: opaque)
-            d.lock.withLock { d.timers.append(timer) }
+            d.resources.withLock { d.timers.append(timer) }
             return timer.handle
         }
         t.timer_arm = { host, timer, deadline in
@@ -178,6 +178,6 @@ enum PluginHostServices {
 extension PluginDevice {
     func timer(_ handle: OpaquePointer?) -> PluginTimer? {
         guard let handle else { return nil }
-        return lock.withLock { timers.first { $0.handle == handle } }
+        return resources.withLock { timers.first { $0.handle == handle } }
     }
 }

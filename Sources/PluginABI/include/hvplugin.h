@@ -181,7 +181,8 @@ typedef struct hv_bar_desc {
 /* Network backend: a port on a VMkernel virtual switch                      */
 /* ------------------------------------------------------------------------ */
 
-/* What a NIC plugin gives the host when attaching. */
+/* What a NIC plugin gives the host when attaching; copied by net_attach. The device
+ * is not called through it after its destroy op begins (the port is detached first). */
 typedef struct hv_net_client {
     uint32_t struct_size;
     uint8_t mac[6];              /* the NIC's address (from config or generated) */
@@ -299,15 +300,18 @@ typedef struct hv_host_services {
 
     /* [any] The VM's clock in nanoseconds. Monotonic; stops while the VM is paused. */
     uint64_t (*clock_ns)(hv_host *host);
-    /* [control] Creates a timer whose callback runs [device] on a host timer thread.
-     * NULL on failure. Timers are destroyed with the instance at the latest. */
+    /* [control] Creates a timer whose callback runs [device] on a host timer thread
+     * (for an HV_DEVICE_THREAD_SAFE model: with no host lock held). NULL on failure.
+     * Timers are cancelled before the instance's destroy op and freed with it. */
     hv_timer *(*timer_create)(hv_host *host, void (*callback)(hv_device *dev, void *opaque),
                               void *opaque);
     /* [any] (Re)arms the timer for an absolute VM-clock deadline; a deadline in the
      * past fires as soon as possible. */
     void (*timer_arm)(hv_host *host, hv_timer *timer, uint64_t deadline_ns);
-    /* [any] Disarms; after it returns the callback is not running and will not run
-     * until armed again (unless called from the callback itself). */
+    /* [any] Disarms. Called from a [device] or [control] op of an ordinary model, the
+     * callback will not run until armed again (it needs the device lock the caller
+     * holds). A thread-safe model's callback that already started may still finish
+     * after this returns; such a model checks its own state in the callback. */
     void (*timer_cancel)(hv_host *host, hv_timer *timer);
 
     /* --- saved state (save_state / load_state only) ------------------------- */
@@ -330,7 +334,10 @@ typedef struct hv_host_services {
      * second; HV_EBUSY when another port on this host already has client->mac.
      * The port lives until the instance is destroyed. */
     int (*net_attach)(hv_host *host, const hv_net_client *client, hv_net_port **port);
-    /* [any] Sends one Ethernet frame (14..65535 bytes, without FCS). The frame is
+    /* [any] Sends one Ethernet frame (14..65535 bytes, without FCS). Delivery is
+     * synchronous: the receiving NICs' receive callbacks run on the calling thread
+     * before this returns, so never call it while holding a lock your own receive
+     * callback takes (queue frames and send after unlocking). The frame is
      * copied before return. HV_EINVAL for a bad length, HV_EAGAIN when the link is
      * down (the frame is dropped and counted). */
     int (*net_send)(hv_net_port *port, const void *frame, size_t len);
@@ -426,13 +433,21 @@ typedef struct hv_device_factory {
 
 typedef struct hv_sched_policy hv_sched_policy;   /* the policy's per-pool instance */
 
-/* Per-vCPU parameters, from sched.cpu.* of its VM. */
+/*
+ * Per-vCPU parameters, from sched.cpu.* of its VM.
+ *
+ * Topology. A pool's pCPUs are its slots 0..pcpu_count-1: the `pcpu` argument of
+ * pick_next and bit i of `affinity`. Slots 2k and 2k+1 are the two hyperthreads of one
+ * core (with an odd count the last slot has no sibling); that pairing is all a policy
+ * knows of the topology. htsharing: 0 any; 1 internal, only a vCPU of the same `vm` may
+ * run on the sibling slot meanwhile; 2 none, the sibling slot idles meanwhile.
+ */
 typedef struct hv_sched_params {
     uint32_t struct_size;
     uint32_t shares;             /* proportional weight, > 0 */
     uint32_t min_pct;            /* reservation, percent of one pCPU (0..100) */
     uint32_t max_pct;            /* limit, percent of one pCPU (1..100; 100 = none) */
-    uint32_t htsharing;          /* 0 any, 1 internal, 2 none */
+    uint32_t htsharing;          /* 0 any, 1 internal, 2 none (see Topology above) */
     uint64_t affinity;           /* bit i = pCPU slot i allowed; 0 = any */
 } hv_sched_params;
 
@@ -449,6 +464,21 @@ typedef struct hv_sched_pick {
  * The host validates every pick (runnable, in this pool, allowed on the pCPU) and
  * replaces a policy that misbehaves or starves a runnable vCPU past its watchdog
  * with the built-in fallback.
+ *
+ * Call sequence (the VMkernel's pools and `hvhost sched-sim` both follow it):
+ *  - vcpu_add is followed at once by wake: a vCPU added is not runnable before.
+ *  - The vCPU pick_next returns runs on that pCPU, and nowhere else, until the host next
+ *    calls pick_next for that pCPU or block/yield/vcpu_remove for that vCPU. It must
+ *    not be running on another pCPU then. Before asking again for a pCPU whose slice
+ *    ended the host calls account(vcpu, ran_ns) with the CPU time used; on HLT,
+ *    account then block; on yield, account then yield.
+ *  - The host asks every free pCPU after any event (a slice ending, a block, a wake, a
+ *    vCPU joining or leaving), one pCPU after the other with about the same now_ns; a
+ *    vCPU whose slice has just ended still counts as running on its pCPU until that
+ *    pCPU is asked. A running vCPU is never stopped before its slice ends except by
+ *    block/yield/vcpu_remove: a policy that wants to preempt on wake uses short slices.
+ *  - A slice is 10 us..1 s. An idle pick (-1) with a slice is asked again after it (or
+ *    sooner, on an event); with slice 0, on the next event (10 ms while vCPUs wait).
  */
 typedef struct hv_sched_ops {
     uint32_t struct_size;

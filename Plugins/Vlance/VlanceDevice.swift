@@ -1,0 +1,485 @@
+import Glibc
+import PluginABI
+
+/// One Vlance NIC: an AMD PCnet-PCI II (Am79C970A) on a VMkernel virtual-switch port.
+///
+/// Threading (the model sets HV_DEVICE_THREAD_SAFE; see README.md):
+/// - `mutex` guards every register, ring position and buffer below. Every entry point
+///   (BAR access on a vCPU thread, `receive` and `link_changed` on whatever thread sent the
+///   frame, the poll timer on the host timer thread, reset/save/load on the control
+///   thread) takes it.
+/// - While holding `mutex` the device calls only host services that never call back into
+///   a device: guest memory, `irq_set_level`, `pci_command`, `clock_ns`, `log`.
+/// - Frames for the switch are queued under `mutex` and sent after it is released, under
+///   `txMutex`, which keeps them in ring order. Sending under `mutex` could deadlock two
+///   NICs on one switch sending to each other (each `receive` takes the other's `mutex`).
+/// - The poll timer is (re)armed after `mutex` is released: the host runs timer callbacks
+///   holding its own per-device lock, and `timer_arm` takes that lock too.
+/// Lock order: host device lock (timer thread only) → `txMutex` → `mutex`.
+final class VlanceDevice {
+    // MARK: limits
+
+    /// Largest frame (without FCS) sent or accepted: 1518 plus a VLAN tag and slack.
+    static let maxFrame = 1536
+    /// Frames shorter than this (without FCS) are padded with zeros.
+    static let minFrame = 60
+    /// Frames queued for the switch before the transmit pass pauses.
+    static let queueSlots = 32
+    /// Descriptors one transmit pass may consume before it yields to the poll timer
+    /// (checked between frames; one frame uses at most maxFrame + 1 descriptors).
+    static let descriptorsPerPass = 512
+    /// Transmit-ring polling interval while STRT and not TXDPOLL.
+    static let pollIntervalNs: UInt64 = 1_600_000
+    /// Guest-error log lines per instance before they are suppressed.
+    static let guestErrorLogLimit = 32
+
+    // MARK: host services (validated in init)
+
+    typealias MemRead = @convention(c) (OpaquePointer?, UInt64, UnsafeMutableRawPointer?, Int) -> Int32
+    typealias MemWrite = @convention(c) (OpaquePointer?, UInt64, UnsafeRawPointer?, Int) -> Int32
+
+    let host: OpaquePointer
+    let services: UnsafePointer<hv_host_services>
+    private let memRead: MemRead
+    private let memWrite: MemWrite
+    private let irqSetLevel: @convention(c) (OpaquePointer?, Int32) -> Void
+    private let clockNs: @convention(c) (OpaquePointer?) -> UInt64
+    private let pciCommand: @convention(c) (OpaquePointer?) -> UInt16
+    private let logFn: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?) -> Void
+    private let timerArm: @convention(c) (OpaquePointer?, OpaquePointer?, UInt64) -> Void
+    private let netSend: @convention(c) (OpaquePointer?, UnsafeRawPointer?, Int) -> Int32
+
+    var port: OpaquePointer?
+    var pollTimer: OpaquePointer?
+    let mac: [UInt8]
+
+    // MARK: locks
+
+    let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    let txMutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    // MARK: guest-visible state (under `mutex`)
+
+    /// CSR0-127 as stored; some are computed on read (see csrRead).
+    let csr: UnsafeMutablePointer<UInt16>
+    /// BCR0-31.
+    let bcr: UnsafeMutablePointer<UInt16>
+    /// The 16-byte address PROM at BAR offsets 0x00-0x0F.
+    let prom: UnsafeMutablePointer<UInt8>
+    var rap: UInt16 = 0
+    /// Descriptor ring bases (CSR24/25, CSR30/31) and lengths (1...65536; CSR76/78 hold
+    /// their two's complement) and the current descriptor of each ring.
+    var rdra: UInt32 = 0
+    var tdra: UInt32 = 0
+    var rxLen: UInt32 = 1
+    var txLen: UInt32 = 1
+    var rxIndex: UInt32 = 0
+    var txIndex: UInt32 = 0
+    var linkUp = true
+    /// A memory error on the transmit ring: polling stops until TDMD, STRT or INIT.
+    var txStalled = false
+    /// A transmit pass stopped early (budget or full queue); the poll timer continues it.
+    var txContinue = false
+
+    // MARK: bookkeeping (under `mutex`)
+
+    var intxLevel = false
+    var pollArmed = false
+    /// A poll-timer deadline to arm once `mutex` is released (0: none).
+    var armAt: UInt64 = 0
+    /// Bus mastering as read at the start of the current DMA operation.
+    var dmaAllowed = false
+    var guestErrors = 0
+    /// Set by destroy; every entry point checks it first.
+    var dead = false
+
+    // MARK: buffers (under `mutex`, except `staging` which belongs to the `txMutex` holder)
+
+    /// Scratch for descriptors and the init block.
+    let scratch: UnsafeMutableRawPointer
+    /// A frame being gathered from transmit descriptors.
+    let txBuf: UnsafeMutablePointer<UInt8>
+    /// A received frame with pad and FCS.
+    let rxBuf: UnsafeMutablePointer<UInt8>
+    /// Frames waiting for the switch, FIFO.
+    let queue: UnsafeMutablePointer<UInt8>
+    let queueLen: UnsafeMutablePointer<Int>
+    var queueHead = 0
+    var queueCount = 0
+    /// Frames moved to `staging` are being sent by the `txMutex` holder.
+    var sending = false
+    let staging: UnsafeMutablePointer<UInt8>
+    let stagingLen: UnsafeMutablePointer<Int>
+
+    // MARK: counters (diagnostics)
+
+    var framesSent: UInt64 = 0
+    var framesReceived: UInt64 = 0
+    var sendFailures: UInt64 = 0
+
+    init?(services: UnsafePointer<hv_host_services>, host: OpaquePointer, mac: [UInt8]) {
+        let s = services.pointee
+        guard let memRead = s.mem_read, let memWrite = s.mem_write, let irq = s.irq_set_level,
+              let clock = s.clock_ns, let command = s.pci_command, let log = s.log,
+              let arm = s.timer_arm, let send = s.net_send else { return nil }
+        self.services = services
+        self.host = host
+        self.memRead = memRead
+        self.memWrite = memWrite
+        self.irqSetLevel = irq
+        self.clockNs = clock
+        self.pciCommand = command
+        self.logFn = log
+        self.timerArm = arm
+        self.netSend = send
+        self.mac = mac
+
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        txMutex = .allocate(capacity: 1)
+        pthread_mutex_init(txMutex, nil)
+
+        csr = .allocate(capacity: 128)
+        csr.initialize(repeating: 0, count: 128)
+        bcr = .allocate(capacity: BCR.count)
+        bcr.initialize(repeating: 0, count: BCR.count)
+        prom = .allocate(capacity: 16)
+        prom.initialize(repeating: 0, count: 16)
+        scratch = .allocate(byteCount: 32, alignment: 8)
+        txBuf = .allocate(capacity: Self.maxFrame)
+        txBuf.initialize(repeating: 0, count: Self.maxFrame)
+        rxBuf = .allocate(capacity: Self.maxFrame + 4)
+        rxBuf.initialize(repeating: 0, count: Self.maxFrame + 4)
+        queue = .allocate(capacity: Self.queueSlots * Self.maxFrame)
+        queueLen = .allocate(capacity: Self.queueSlots)
+        queueLen.initialize(repeating: 0, count: Self.queueSlots)
+        staging = .allocate(capacity: Self.queueSlots * Self.maxFrame)
+        stagingLen = .allocate(capacity: Self.queueSlots)
+        stagingLen.initialize(repeating: 0, count: Self.queueSlots)
+
+        buildPROM()
+        hardReset()
+    }
+
+    /// Runs only when create fails after allocating the device (shutdown never releases it).
+    deinit {
+        if !dead { freeBuffers() }
+        csr.deallocate()
+        bcr.deallocate()
+        prom.deallocate()
+        pthread_mutex_destroy(mutex)
+        pthread_mutex_destroy(txMutex)
+        mutex.deallocate()
+        txMutex.deallocate()
+    }
+
+    private func freeBuffers() {
+        txBuf.deallocate()
+        rxBuf.deallocate()
+        queue.deallocate()
+        staging.deallocate()
+        queueLen.deallocate()
+        stagingLen.deallocate()
+        scratch.deallocate()
+    }
+
+    static func from(_ p: OpaquePointer?) -> VlanceDevice? {
+        guard let p else { return nil }
+        return Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+    }
+
+    // MARK: locking
+
+    @inline(__always) func lock() { pthread_mutex_lock(mutex) }
+
+    /// Takes `mutex`; false (and released) when the instance is destroyed.
+    @inline(__always) func lockLive() -> Bool {
+        pthread_mutex_lock(mutex)
+        if dead { pthread_mutex_unlock(mutex); return false }
+        return true
+    }
+
+    /// Ends a locked operation: updates the interrupt line, decides about polling,
+    /// releases `mutex`, then sends queued frames and arms the poll timer.
+    ///
+    /// With `send` (register accesses, the timer, control calls) the caller also waits for
+    /// a send in progress on another thread, so once a TDMD write returns every frame the
+    /// device took from the ring is on the switch. `receive` and `link_changed` pass false:
+    /// they may run inside another NIC's send (holding that NIC's `txMutex`), and a
+    /// receive path that waited for `txMutex` could deadlock two NICs sending to each
+    /// other. They never queue frames themselves.
+    func finish(send: Bool = true) {
+        var flush = false
+        if !dead {
+            updateIRQ()
+            if pollWanted && !pollArmed { requestPoll(after: Self.pollIntervalNs) }
+            flush = send && (queueCount > 0 || sending)
+        }
+        let deadline = armAt
+        armAt = 0
+        pthread_mutex_unlock(mutex)
+        if flush { flushQueue() }
+        if deadline != 0, let t = pollTimer { timerArm(host, t, deadline) }
+    }
+
+    /// Whether the transmit ring should be polled.
+    var pollWanted: Bool {
+        let c0 = csr[0]
+        return c0 & CSR0.TXON != 0 && c0 & CSR0.STOP == 0 && csr[5] & CSR5.SPND == 0
+            && csr[4] & CSR4.TXDPOLL == 0 && !txStalled
+    }
+
+    /// Asks for a poll `delay` ns from now (the earliest request wins).
+    func requestPoll(after delay: UInt64) {
+        let deadline = max(clockNs(host) &+ delay, 1)
+        pollArmed = true
+        if armAt == 0 || deadline < armAt { armAt = deadline }
+    }
+
+    // MARK: entry points
+
+    func barRead(offset: UInt64, size: UInt32) -> UInt64 {
+        let ones: UInt64 = size >= 8 ? ~0 : (UInt64(1) << (8 * UInt64(size))) &- 1
+        guard lockLive() else { return ones }
+        let v = ioRead(offset: offset, size: size) & ones
+        finish()
+        return v
+    }
+
+    func barWrite(offset: UInt64, size: UInt32, value: UInt64) {
+        guard lockLive() else { return }
+        ioWrite(offset: offset, size: size, value: value)
+        finish()
+    }
+
+    /// A frame from the switch. [any], without the host's device lock.
+    func receive(_ frame: UnsafeRawPointer?, _ len: Int) -> Int32 {
+        guard let frame, len > 0 else { return HV_EAGAIN }
+        guard lockLive() else { return HV_EAGAIN }
+        let r = receiveFrame(UnsafeRawBufferPointer(start: frame, count: len), loopback: false)
+        finish(send: false)
+        return r
+    }
+
+    func linkChanged(_ up: Bool) {
+        guard lockLive() else { return }
+        linkUp = up
+        finish(send: false)
+    }
+
+    /// The poll timer: [device] on the host timer thread.
+    func pollTimerFired() {
+        guard lockLive() else { return }
+        pollArmed = false
+        if pollWanted || txContinue || csr[0] & CSR0.TDMD != 0 {
+            txContinue = false
+            transmitPass()
+        }
+        finish()
+    }
+
+    /// Power-on or guest-visible reset (the RST pin: H_RESET).
+    func powerOnReset() {
+        guard lockLive() else { return }
+        hardReset()
+        queueCount = 0
+        finish()
+    }
+
+    func resumed() {
+        guard lockLive() else { return }
+        pollArmed = false
+        finish()
+    }
+
+    /// Called once by destroy: waits for any sender, marks the instance dead and frees
+    /// its buffers. The object itself (with its mutexes) is deliberately never freed: the
+    /// host may still be inside `receive` for this port until after destroy returns.
+    func shutdown() {
+        pthread_mutex_lock(txMutex)
+        pthread_mutex_lock(mutex)
+        dead = true
+        queueCount = 0
+        pthread_mutex_unlock(mutex)
+        pthread_mutex_unlock(txMutex)
+        freeBuffers()
+    }
+
+    // MARK: sending (after `mutex`)
+
+    /// Sends every queued frame, in order. Runs without `mutex` held, under `txMutex`.
+    func flushQueue() {
+        pthread_mutex_lock(txMutex)
+        var rounds = 0
+        while rounds < 8 {
+            rounds += 1
+            lock()
+            if dead { pthread_mutex_unlock(mutex); break }
+            let n = queueCount
+            for i in 0..<n {
+                let slot = (queueHead + i) % Self.queueSlots
+                (staging + i * Self.maxFrame).update(from: queue + slot * Self.maxFrame, count: queueLen[slot])
+                stagingLen[i] = queueLen[slot]
+            }
+            queueHead = (queueHead + n) % Self.queueSlots
+            queueCount = 0
+            sending = n > 0
+            pthread_mutex_unlock(mutex)
+            if n == 0 { break }
+            var failed: UInt64 = 0
+            if let port {
+                for i in 0..<n where netSend(port, staging + i * Self.maxFrame, stagingLen[i]) != HV_OK {
+                    failed += 1
+                }
+            } else {
+                failed = UInt64(n)
+            }
+            lock()
+            sending = false
+            framesSent &+= UInt64(n) - failed
+            sendFailures &+= failed
+            pthread_mutex_unlock(mutex)
+        }
+        pthread_mutex_unlock(txMutex)
+    }
+
+    /// Queues the frame in `txBuf[0..<len]`; false when the queue is full.
+    func enqueue(_ len: Int) -> Bool {
+        guard queueCount < Self.queueSlots else { return false }
+        let slot = (queueHead + queueCount) % Self.queueSlots
+        (queue + slot * Self.maxFrame).update(from: txBuf, count: len)
+        queueLen[slot] = len
+        queueCount += 1
+        return true
+    }
+
+    // MARK: interrupts
+
+    /// Recomputes CSR0.INTR and drives INTA# = INTR && INEA.
+    func updateIRQ() {
+        let c0 = csr[0], c4 = csr[4], c5 = csr[5]
+        var intr = c0 & ~csr[3] & CSR0.interruptSources != 0
+        if !intr {
+            // Each CSR4 status bit sits one above its mask bit; UINT has no mask.
+            let c4Pending = (c4 >> 1) & ~c4 & (CSR4.MFCOM | CSR4.RCVCCOM | CSR4.TXSTRTM | CSR4.JABM)
+            intr = c4Pending != 0 || c4 & CSR4.UINT != 0
+        }
+        if !intr {
+            // Each CSR5 status bit sits one above its enable bit.
+            intr = (c5 >> 1) & c5 & (CSR5.SINTE | CSR5.EXDINTE | CSR5.MPINTE) != 0
+        }
+        csr[0] = intr ? c0 | CSR0.INTR : c0 & ~CSR0.INTR
+        let level = intr && c0 & CSR0.INEA != 0
+        if level != intxLevel {
+            intxLevel = level
+            irqSetLevel(host, level ? 1 : 0)
+        }
+    }
+
+    /// Re-drives INTx unconditionally (after load_state).
+    func forceIRQ() {
+        updateIRQ()
+        irqSetLevel(host, intxLevel ? 1 : 0)
+    }
+
+    // MARK: guest memory
+
+    /// Reads the bus-master bit; DMA is refused while it is clear (see README.md).
+    func refreshDMA() -> Bool {
+        dmaAllowed = pciCommand(host) & 0x4 != 0
+        if !dmaAllowed { guestError("DMA with bus mastering disabled (PCI command bit 2)") }
+        return dmaAllowed
+    }
+
+    @inline(__always) func dmaRead(_ gpa: UInt64, _ buf: UnsafeMutableRawPointer, _ len: Int) -> Bool {
+        dmaAllowed && memRead(host, gpa, buf, len) == HV_OK
+    }
+
+    @inline(__always) func dmaWrite(_ gpa: UInt64, _ buf: UnsafeRawPointer, _ len: Int) -> Bool {
+        dmaAllowed && memWrite(host, gpa, buf, len) == HV_OK
+    }
+
+    // MARK: logging
+
+    func log(_ level: Int32, _ message: String) {
+        message.withCString { logFn(host, level, $0) }
+    }
+
+    /// Logs a guest programming error, at most `guestErrorLogLimit` times per instance.
+    func guestError(_ message: @autoclosure () -> String) {
+        guard guestErrors <= Self.guestErrorLogLimit else { return }
+        guestErrors += 1
+        if guestErrors > Self.guestErrorLogLimit {
+            log(HV_LOG_WARN, "guest error: further guest errors are not logged")
+        } else {
+            log(HV_LOG_WARN, "guest error: " + message())
+        }
+    }
+
+    // MARK: reset
+
+    /// The address PROM: MAC, reserved zeros, hardware id 0x11 at byte 9, checksum of
+    /// bytes 0-11 and 14-15 at 12-13 (little endian), ASCII "WW" at 14-15.
+    func buildPROM() {
+        for i in 0..<16 { prom[i] = 0 }
+        for i in 0..<6 { prom[i] = mac[i] }
+        prom[9] = 0x11
+        prom[14] = 0x57
+        prom[15] = 0x57
+        var sum: UInt16 = 0
+        for i in 0..<16 { sum &+= UInt16(prom[i]) }
+        prom[12] = UInt8(truncatingIfNeeded: sum)
+        prom[13] = UInt8(truncatingIfNeeded: sum >> 8)
+    }
+
+    /// H_RESET: the RST pin (power-on, guest reset).
+    func hardReset() {
+        for i in 0..<128 { csr[i] = 0 }
+        for i in 0..<BCR.count { bcr[i] = 0 }
+        bcr[BCR.MSRDA] = 0x0005
+        bcr[BCR.MSWRA] = 0x0005
+        bcr[BCR.MC] = 0x0002
+        bcr[BCR.LNKST] = 0x00C0
+        bcr[BCR.LED1] = 0x0084
+        bcr[BCR.LED2] = 0x0088
+        bcr[BCR.LED3] = 0x0090
+        bcr[BCR.BSBC] = 0x9001
+        bcr[BCR.EECAS] = 0x0002
+        bcr[BCR.SWS] = 0x0200
+        bcr[BCR.PCILAT] = 0xFF06
+        rxLen = 1
+        txLen = 1
+        softReset()
+    }
+
+    /// S_RESET: reading the RESET register (also part of H_RESET). DWIO is kept.
+    func softReset() {
+        rap = 0
+        csr[0] = CSR0.STOP
+        csr[3] = 0
+        csr[4] = CSR4.resetValue
+        csr[5] = 0
+        csr[6] = 0
+        for i in 8...11 { csr[i] = 0 }
+        csr[12] = UInt16(prom[0]) | UInt16(prom[1]) << 8
+        csr[13] = UInt16(prom[2]) | UInt16(prom[3]) << 8
+        csr[14] = UInt16(prom[4]) | UInt16(prom[5]) << 8
+        csr[15] &= CSR15.keptBySoftReset
+        csr[80] = 0x1410
+        csr[88] = 0x1003
+        csr[89] = 0x0262
+        csr[94] = 0
+        csr[100] = 0x0200
+        csr[103] = 0x0105
+        csr[112] = 0
+        csr[114] = 0
+        csr[122] = 0
+        csr[124] = 0
+        rdra = 0
+        tdra = 0
+        rxIndex = 0
+        txIndex = 0
+        txStalled = false
+        txContinue = false
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import XCTest
+
+/// The `net-ping` guest (a PCnet driver + ARP/IPv4/ICMP, guests/net-ping) over the Vlance
+/// plugin and the VMkernel's virtual switches, and the same guest over QEMU's own pcnet.
+final class NetworkTests: XCTestCase {
+    private static let guestArgs = ["-enable-kvm", "-M", "pc", "-m", "64", "-cpu", "max,arch-capabilities=off",
+                                    "-display", "none", "-no-reboot", "-nodefaults", "-serial", "stdio",
+                                    "-device", "isa-debug-exit,iobase=0x501,iosize=2"]
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    private func freeLoopbackPort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw XCTSkip("socket(): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
+            }
+        }
+        guard ok else { throw XCTSkip("cannot bind a loopback port: \(String(cString: strerror(errno)))") }
+        return UInt16(bigEndian: addr.sin_port)
+    }
+
+    private func qemuArgs(netdev: String, mac: String, append: String) -> [String] {
+        Self.guestArgs + ["-netdev", "socket,id=n0,\(netdev)", "-device", "pcnet,netdev=n0,mac=\(mac)",
+                          "-kernel", HostHarness.guest("net-ping"), "-append", append]
+    }
+
+    /// Reference run: pinger and responder in two QEMUs joined by a socket netdev on loopback.
+    /// A guest that passes against QEMU's pcnet checks the guest driver, and so our Vlance.
+    func testPingBetweenTwoQEMUPCnetGuests() throws {
+        let qemu = try HostHarness.requireQEMU()
+        let port = try freeLoopbackPort()
+        var pinger = HostHarness.Result(status: -1, stdout: "", stderr: "", timedOut: false)
+        // The responder listens; once it runs, the pinger connects (both finish on their own).
+        let responder = HostHarness.run(
+            qemu, qemuArgs(netdev: "listen=127.0.0.1:\(port)", mac: "52:54:00:12:34:02",
+                           append: "ip=10.0.0.2 role=respond count=5 timeout=40"), timeout: 90) { _ in
+            usleep(500_000) // let the listener open its socket
+            pinger = HostHarness.run(qemu, self.qemuArgs(netdev: "connect=127.0.0.1:\(port)", mac: "52:54:00:12:34:01",
+                                                         append: "ip=10.0.0.1 peer=10.0.0.2 role=ping count=5"),
+                                     timeout: 90)
+        }
+        XCTAssertEqual(pinger.status, 1, "pinger: " + pinger.stdout + pinger.stderr)
+        XCTAssertTrue(pinger.stdout.contains("pcnet: mac 52:54:00:12:34:01 aprom signature 5757"), pinger.stdout)
+        XCTAssertTrue(pinger.stdout.contains("arp: 10.0.0.2 is at 52:54:00:12:34:02"), pinger.stdout)
+        for seq in 1...5 {
+            XCTAssertTrue(pinger.stdout.contains("ping: 10.0.0.2 seq=\(seq) ok\n"), pinger.stdout)
+        }
+        XCTAssertTrue(pinger.stdout.contains("ping: 5/5 replies"), pinger.stdout)
+        XCTAssertEqual(responder.status, 1, "responder: " + responder.stdout + responder.stderr)
+        XCTAssertTrue(responder.stdout.contains("respond: answered 5 echo requests"), responder.stdout)
+    }
+
+    private func nicVMX(_ name: String, cmdline: String, network: String,
+                        extra: [String: String] = [:]) -> (vmx: String, log: String) {
+        let log = HostHarness.workDir + "/\(name).log"
+        try? FileManager.default.removeItem(atPath: log)
+        var keys = ["hv.cmdline": cmdline, "hv.serial": "file:\(log)",
+                    "ethernet0.present": "TRUE", "ethernet0.virtualDev": "vlance",
+                    "ethernet0.networkName": network]
+        keys.merge(extra) { $1 }
+        return (HostHarness.vmx(name, guest: "net-ping", extra: keys), log)
+    }
+
+    /// The Vlance plugin next to hvhost (SwiftPM builds it as a product of this package).
+    private func requireVlance() throws {
+        try HostHarness.requireHost()
+        let dir = (HostHarness.hvhost as NSString).deletingLastPathComponent
+        guard FileManager.default.fileExists(atPath: dir + "/libVlance.so") else {
+            XCTFail("libVlance.so is not built next to hvhost (\(dir)): run `swift build`")
+            throw XCTSkip("no Vlance plugin")
+        }
+    }
+
+    private func read(_ path: String) -> String {
+        (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no serial log at \(path))"
+    }
+
+    /// VMs in one host: A pings B across the "lab" switch; C sniffs promiscuously on
+    /// "other" and must see nothing of it. D sniffs on "lab" as the control: it must see
+    /// A's ARP broadcasts (a learning switch sends it none of the unicast).
+    func testPingAcrossTheLabSwitchAndIsolationFromOtherNetwork() throws {
+        try requireVlance()
+        let a = nicVMX("net-a", cmdline: "ip=10.0.0.1 peer=10.0.0.2 role=ping count=5", network: "lab")
+        let b = nicVMX("net-b", cmdline: "ip=10.0.0.2 role=respond count=5 timeout=30", network: "lab")
+        let c = nicVMX("net-c", cmdline: "role=sniff timeout=6", network: "other")
+        let d = nicVMX("net-d", cmdline: "role=sniff timeout=6", network: "lab")
+        let r = HostHarness.hvhostRun(["run", a.vmx, b.vmx, c.vmx, d.vmx], timeout: 90)
+        let logA = read(a.log), logB = read(b.log), logC = read(c.log), logD = read(d.log)
+        XCTAssertFalse(r.timedOut, r.stderr)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for seq in 1...5 {
+            XCTAssertTrue(logA.contains("ping: 10.0.0.2 seq=\(seq) ok\n"), logA)
+        }
+        XCTAssertTrue(logA.contains("ping: 5/5 replies"), logA)
+        XCTAssertTrue(logA.contains("EXIT 0"), logA)
+        XCTAssertTrue(logB.contains("arp: who-has 10.0.0.2 tell 10.0.0.1"), logB)
+        XCTAssertTrue(logB.contains("respond: answered 5 echo requests"), logB)
+        XCTAssertTrue(logB.contains("EXIT 0"), logB)
+        XCTAssertTrue(logC.contains("(promiscuous)"), logC)
+        XCTAssertTrue(logC.contains("sniff: 0 frames\n"), "a frame leaked onto network 'other':\n" + logC)
+        XCTAssertTrue(logC.contains("EXIT 0"), logC)
+        let macA = logA.range(of: #"(?<=pcnet: mac )[0-9a-f:]{17}"#, options: .regularExpression)
+            .map { String(logA[$0]) } ?? "?"
+        XCTAssertTrue(logD.contains("sniff: frame 1: \(macA) > ff:ff:ff:ff:ff:ff type 0x0806"),
+                      "the control sniffer on 'lab' did not see A's ARP request:\n" + logD)
+        XCTAssertFalse(logD.contains("sniff: 0 frames"), logD)
+        for vm in ["net-a", "net-b", "net-c", "net-d"] {
+            XCTAssertTrue(r.stderr.contains("\(vm): guest exit code 0"), r.stderr)
+        }
+    }
+
+    /// `ethernet0.addressType = "static"`: the guest reads the address from the APROM, the
+    /// chip uses it (CSR12-14 after INIT) and the peer learns it by ARP.
+    func testStaticMACIsTheGuestsAddress() throws {
+        try requireVlance()
+        let a = nicVMX("mac-a", cmdline: "ip=10.0.0.1 peer=10.0.0.2 role=ping count=1", network: "mac-lab")
+        let b = nicVMX("mac-b", cmdline: "ip=10.0.0.2 role=respond count=1 timeout=30", network: "mac-lab",
+                       extra: ["ethernet0.addressType": "static", "ethernet0.address": "00:50:56:00:00:42"])
+        let r = HostHarness.hvhostRun(["run", a.vmx, b.vmx], timeout: 90)
+        let logA = read(a.log), logB = read(b.log)
+        XCTAssertFalse(r.timedOut, r.stderr)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(logB.contains("pcnet: mac 00:50:56:00:00:42 aprom signature 5757\n"), logB)
+        XCTAssertTrue(logB.contains("padr 00:50:56:00:00:42\n"), logB)
+        XCTAssertTrue(logA.contains("arp: 10.0.0.2 is at 00:50:56:00:00:42"), logA)
+        XCTAssertTrue(logA.contains("ping: 1/1 replies"), logA)
+        // A's address was generated by the host: VMware's OUI, outside the static range.
+        XCTAssertNotNil(logA.range(of: #"pcnet: mac 00:50:56:[89ab][0-9a-f]:[0-9a-f]{2}:[0-9a-f]{2} "#,
+                                   options: .regularExpression), logA)
+    }
+}

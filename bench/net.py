@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Guest-to-guest networking, hvhost vs QEMU, same guest binary, same run.
+
+Two VMs boot guests/build/net-ping.elf: a `flood` guest sends N minimum-size (60-byte)
+UDP frames as fast as its PCnet TX ring allows, and a `sink` guest counts them
+(busy-polling its RX ring in ring 3 once the flood starts).
+  hvhost: both VMs in one `hvhost run`, Vlance NICs on one virtual switch.
+  QEMU:   two QEMU processes, `-device pcnet`, joined by a socket netdev on 127.0.0.1.
+Also the ICMP echo round trip (ping/respond pair, median of the guest-measured RTTs).
+
+Reported per VMM (median of --repeat runs): frames/s delivered to the sink (first to
+last frame, the sink's TSC), frames/s the flood guest pushed into its NIC, frames lost
+(the sink's PCnet counts them as missed: no free RX descriptor), and ping RTT.
+
+Usage: bench/net.py [--frames N] [--repeat R] [--ring D] [--hvhost PATH] [--debug]
+"""
+import argparse, os, re, socket, statistics, subprocess, sys, tempfile, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GUEST = os.path.join(ROOT, "guests/build/net-ping.elf")
+MEM_MIB = 64
+TMP = tempfile.mkdtemp(prefix="bench-net-")
+
+SINK_RE = re.compile(r"sink: (\d+) frames in \d+ ms\nsink: first-to-last (\d+) us")
+FLOOD_RE = re.compile(r"flood: (\d+) frames in \d+ ms\nflood: queued in (\d+) us")
+RTT_RE = re.compile(r"ping: rtt (\d+) us")
+
+
+def hvhost_binary(debug):
+    conf = "debug" if debug else "release"
+    for product in ("hvhost", "Vlance"):
+        subprocess.run(["swift", "build", "-c", conf, "--product", product], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    out = subprocess.run(["swift", "build", "-c", conf, "--show-bin-path"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    return os.path.join(out, "hvhost")
+
+
+def vmx(name, cmdline, network):
+    path = os.path.join(TMP, f"{name}.vmx")
+    log = os.path.join(TMP, f"{name}.log")
+    if os.path.exists(log):
+        os.unlink(log)
+    with open(path, "w") as f:
+        f.write(f'displayName = "{name}"\nmemsize = "{MEM_MIB}"\nhv.kernel = "{GUEST}"\n'
+                f'hv.cmdline = "{cmdline}"\nhv.serial = "file:{log}"\n'
+                f'ethernet0.present = "TRUE"\nethernet0.virtualDev = "vlance"\n'
+                f'ethernet0.networkName = "{network}"\n')
+    return path, log
+
+
+def run_hvhost(binary, rx_cmdline, tx_cmdline, timeout=120):
+    """One `hvhost run` with the receiving and the sending VM; returns (rx log, tx log)."""
+    rx, rx_log = vmx("bench-rx", rx_cmdline, "bench-net")
+    tx, tx_log = vmx("bench-tx", tx_cmdline, "bench-net")
+    p = subprocess.run([binary, "run", rx, tx], capture_output=True, text=True, timeout=timeout)
+    logs = []
+    for log in (rx_log, tx_log):
+        logs.append(open(log).read() if os.path.exists(log) else "")
+    if p.returncode != 0:
+        raise RuntimeError(f"hvhost run exited {p.returncode}:\n{p.stderr[-2000:]}\n{logs[0][-800:]}\n{logs[1][-800:]}")
+    return logs
+
+
+def qemu_cmd(netdev, mac, cmdline):
+    return ["qemu-system-x86_64", "-enable-kvm", "-M", "pc", "-m", str(MEM_MIB),
+            "-cpu", "max,arch-capabilities=off", "-display", "none", "-no-reboot", "-nodefaults",
+            "-serial", "stdio", "-device", "isa-debug-exit,iobase=0x501,iosize=2",
+            "-netdev", f"socket,id=n0,{netdev}", "-device", f"pcnet,netdev=n0,mac={mac}",
+            "-kernel", GUEST, "-append", cmdline]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run_qemu(rx_cmdline, tx_cmdline, timeout=120):
+    """Receiver listens, sender connects; returns (rx stdout, tx stdout)."""
+    port = free_port()
+    out = {}
+
+    def go(key, cmd):
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out[key] = p.stdout
+        if p.returncode != 1:  # isa-debug-exit: (0 << 1) | 1
+            out[key + "-fail"] = f"{key}: QEMU exited {p.returncode}: {p.stdout[-800:]} {p.stderr[-800:]}"
+
+    rx = threading.Thread(target=go, args=("rx", qemu_cmd(f"listen=127.0.0.1:{port}", "52:54:00:00:00:02", rx_cmdline)))
+    rx.start()
+    time.sleep(0.5)
+    go("tx", qemu_cmd(f"connect=127.0.0.1:{port}", "52:54:00:00:00:01", tx_cmdline))
+    rx.join()
+    if "tx-fail" in out:  # the sink may report lost frames (non-zero exit); the sender must not fail
+        raise RuntimeError(out["tx-fail"])
+    return out["rx"], out["tx"]
+
+
+def throughput(runner, frames, ring):
+    rx_log, tx_log = runner(f"ip=10.0.0.2 role=sink count={frames} timeout=60 ring={ring}",
+                            f"ip=10.0.0.1 peer=10.0.0.2 role=flood count={frames} ring={ring}")
+    m, f = SINK_RE.search(rx_log), FLOOD_RE.search(tx_log)
+    if not m or not f:
+        raise RuntimeError(f"no sink/flood result:\n{rx_log[-1500:]}\n{tx_log[-1500:]}")
+    got, us = int(m.group(1)), int(m.group(2))
+    sent, tx_us = int(f.group(1)), int(f.group(2))
+    return {"rx_fps": (got - 1) * 1e6 / max(us, 1), "tx_fps": sent * 1e6 / max(tx_us, 1),
+            "lost_pct": 100.0 * (frames - got) / frames}
+
+
+def latency(runner, pings):
+    rx_log, tx_log = runner(f"ip=10.0.0.2 role=respond count={pings} timeout=60",
+                            f"ip=10.0.0.1 peer=10.0.0.2 role=ping count={pings}")
+    rtts = [int(x) for x in RTT_RE.findall(tx_log)]
+    if len(rtts) != pings:
+        raise RuntimeError(f"ping: {len(rtts)}/{pings} replies:\n{tx_log[-1500:]}")
+    return statistics.median(rtts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=200000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ring", type=int, default=512, help="PCnet descriptors per ring (8..512)")
+    ap.add_argument("--pings", type=int, default=20)
+    ap.add_argument("--hvhost", help="hvhost binary to use (default: swift build -c release)")
+    ap.add_argument("--debug", action="store_true", help="build and use the debug hvhost")
+    args = ap.parse_args()
+    subprocess.run(["make", "-C", os.path.join(ROOT, "guests")], check=True, capture_output=True)
+    binary = args.hvhost or hvhost_binary(args.debug)
+    have_qemu = subprocess.run(["which", "qemu-system-x86_64"], capture_output=True).returncode == 0
+    vmms = [("hvhost", lambda rx, tx: run_hvhost(binary, rx, tx))] + ([("qemu", run_qemu)] if have_qemu else [])
+
+    # Interleaved (hvhost, qemu, hvhost, ...) so that load from elsewhere on the host
+    # hits both VMMs alike.
+    load0 = os.getloadavg()[0]
+    runs = {name: [] for name, _ in vmms}
+    for _ in range(args.repeat):
+        for name, runner in vmms:
+            runs[name].append(throughput(runner, args.frames, args.ring))
+    results = {}
+    for name, runner in vmms:
+        results[name] = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
+        results[name]["rtt_us"] = latency(runner, args.pings)
+        print(f"{name}: " + ", ".join(f"{r['rx_fps']:,.0f} rx/s ({r['lost_pct']:.1f}% lost)" for r in runs[name]),
+              file=sys.stderr)
+
+    rows = [("frames/s delivered guest->guest (60-byte UDP)", "rx_fps", "{:,.0f}"),
+            ("frames/s pushed into the sender's NIC", "tx_fps", "{:,.0f}"),
+            ("frames lost at the receiver (%)", "lost_pct", "{:.1f}"),
+            ("ICMP echo round trip, median (us)", "rtt_us", "{:,.0f}")]
+    print(f"guest: {os.path.relpath(GUEST, ROOT)}, {args.frames} frames, rings {args.ring}, "
+          f"median of {args.repeat}; host: {os.cpu_count()} CPUs, load average {load0:.2f} at start")
+    print(f"{'metric':48} {'hvhost':>12} {'qemu':>12} {'hvhost/qemu':>12}")
+    for label, key, fmt in rows:
+        h = results["hvhost"][key]
+        q = results.get("qemu", {}).get(key)
+        ratio = f"{h / q:.3g}" if q else "n/a"
+        print(f"{label:48} {fmt.format(h):>12} {fmt.format(q) if q is not None else 'n/a':>12} {ratio:>12}")
+    if not have_qemu:
+        print("qemu-system-x86_64 not installed: no comparison (apt-get install qemu-system-x86)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
