@@ -7,6 +7,10 @@ let package = Package(
     products: [
         .executable(name: "hvhost", targets: ["hvhost"]),
         .library(name: "HVKernel", targets: ["HVKernel"]),
+        // Scheduler policies (C plugins): lib<Name>.so next to hvhost, on the plugin search path.
+        .library(name: "SchedPropShare", type: .dynamic, targets: ["SchedPropShare"]),
+        .library(name: "SchedRoundRobin", type: .dynamic, targets: ["SchedRoundRobin"]),
+        .library(name: "SchedCosched", type: .dynamic, targets: ["SchedCosched"]),
         .library(name: "Vlance", type: .dynamic, targets: ["Vlance"]),
     ],
     dependencies: [
@@ -37,6 +41,10 @@ let package = Package(
         ),
         // The Vlance NIC (AMD PCnet-PCI II) as a dynamically loaded device plugin.
         .target(name: "Vlance", dependencies: ["PluginABI"], path: "Plugins/Vlance", exclude: ["README.md"]),
+        // Scheduler policies: propshare, roundrobin, cosched-strict/-relaxed (Plugins/SchedPolicies).
+        .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
+        .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),
+        .target(name: "SchedCosched", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/Cosched"),
         .testTarget(name: "HVKernelTests", dependencies: ["HVKernel", "PluginABI"], path: "Tests/HVKernelTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["HVKernel"], path: "Tests/IntegrationTests",
                     exclude: ["Fixtures"]),

@@ -10,28 +10,50 @@ public protocol VCPUInterruptController: AnyObject {
     func lapicWrite(vcpu: Int, offset: UInt64, size: Int, value: UInt64)
 }
 
-/// One vCPU's host thread: injects interrupts, runs the guest, dispatches its port and
-/// MMIO exits to the VM's buses, and blocks on HLT until an interrupt is pending.
+/// One vCPU's host thread: joins its scheduler pool, runs the guest only while it holds a
+/// pCPU slot, injects interrupts, dispatches its port and MMIO exits to the VM's buses,
+/// and blocks on HLT (giving the slot back) until an interrupt is pending.
+///
+/// The BSP starts at the boot state at power-on. An application processor's thread
+/// waits in wait-for-SIPI state (outside the pool) until a STARTUP IPI gives it a
+/// vector; it then starts in real mode at `vector << 12` and joins the pool. An INIT
+/// sends it back to wait-for-SIPI.
 final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     static let lapicBase: UInt64 = 0xFEE0_0000
 
     let vcpu: VirtualCPU
     private unowned let vm: VirtualMachine
     private let interrupts: VCPUInterruptController
+    private let scheduler: Scheduler
+    private let schedVM: SchedulerVM
+    private var pool: SchedulerPool { schedVM.pool }
+    private let vcpuID: Int32
     private let wake = HostLock()
+    // [wake]
     private var wakeSequence: UInt64 = 0
+    private var member: PoolMember?
+    /// AP: waiting for a STARTUP IPI (true from power-on and after INIT).
+    private var waitingForSIPI: Bool
+    private var sipiVector: UInt8?
+    /// AP: an INIT arrived while it ran; it must leave the guest.
+    private let initPending = Atomic<Bool>(false)
     private var thread: pthread_t?
     /// Exits taken, for statistics.
     let exits = Atomic<UInt64>(0)
 
-    init(vcpu: VirtualCPU, vm: VirtualMachine, interrupts: VCPUInterruptController) {
+    init(vcpu: VirtualCPU, vm: VirtualMachine, interrupts: VCPUInterruptController,
+         scheduler: Scheduler, schedVM: SchedulerVM) {
         self.vcpu = vcpu
         self.vm = vm
         self.interrupts = interrupts
+        self.scheduler = scheduler
+        self.schedVM = schedVM
+        self.vcpuID = scheduler.makeVCPUID()
+        waitingForSIPI = vcpu.index != 0
     }
 
     func start() {
-        thread = HostThread.spawn { [self] in loop() }
+        thread = HostThread.spawn { [self] in main() }
     }
 
     func join() {
@@ -39,19 +61,139 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     }
 
     /// Something changed for this vCPU (an interrupt, a stop request): wake it from HLT
-    /// and make a running or about-to-run KVM_RUN return.
+    /// and make a running or about-to-run KVM_RUN return. When the VM is stopping, a
+    /// wait for a pCPU slot ends too.
     func notify() {
+        let m: PoolMember? = wake.withLock {
+            wakeSequence &+= 1
+            wake.broadcast()
+            return member
+        }
+        vcpu.kick()
+        if let m, vm.isStopping { pool.cancel(m) }
+    }
+
+    /// INIT IPI: an AP goes back to wait-for-SIPI (the BSP ignores INIT).
+    func receiveINIT() {
+        guard vcpu.index != 0 else { return }
         wake.withLock {
+            waitingForSIPI = true
+            sipiVector = nil
+            initPending.store(true, ordering: .releasing)
             wakeSequence &+= 1
             wake.broadcast()
         }
         vcpu.kick()
     }
 
-    private func loop() {
+    /// STARTUP IPI: starts an AP that waits for one (otherwise ignored, as on hardware).
+    func receiveSIPI(vector: UInt8) {
+        guard vcpu.index != 0 else { return }
+        wake.withLock {
+            guard waitingForSIPI, sipiVector == nil else { return }
+            sipiVector = vector
+            wake.broadcast()
+        }
+    }
+
+    /// The state a STARTUP IPI with `vector` leaves an AP in: real mode, CS = vector << 8
+    /// (base vector << 12), IP = 0, 64 KiB segments, CR0 = ET.
+    static func startupState(vector: UInt8) -> BootCPUState {
+        typealias Seg = BootCPUState.SegmentState
+        let data = Seg(selector: 0, base: 0, limit: 0xFFFF, type: 0x3, present: true, dpl: 0,
+                       db: false, s: true, l: false, g: false, avl: false, unusable: false)
+        let code = Seg(selector: UInt16(vector) << 8, base: UInt64(vector) << 12, limit: 0xFFFF, type: 0xB,
+                       present: true, dpl: 0, db: false, s: true, l: false, g: false, avl: false, unusable: false)
+        let tr = Seg(selector: 0, base: 0, limit: 0xFFFF, type: 0x3, present: true, dpl: 0,
+                     db: false, s: false, l: false, g: false, avl: false, unusable: false)
+        return BootCPUState(
+            rip: 0, rsp: 0, rbx: 0, rsi: 0, rflags: BootCPUState.rflagsReserved,
+            cr0: BootCPUState.cr0ET, cr3: 0, cr4: 0, efer: 0,
+            gdt: .init(base: 0, limit: 0xFFFF), idt: .init(base: 0, limit: 0xFFFF),
+            cs: code, ds: data, es: data, fs: data, gs: data, ss: data, tr: tr, ldtr: .unusableLDT)
+    }
+
+    private func main() {
         vcpu.bindToCurrentThread()
+        defer { leavePool() }
+        if vcpu.index == 0 {
+            guard joinPool() else { return }
+            runGuest()
+            return
+        }
+        while true {
+            guard let vector = waitForStartup() else { return }
+            do { try vcpu.setBootState(Self.startupState(vector: vector)) } catch {
+                vm.stop(.failure("vCPU \(vcpu.index): cannot start at SIPI vector 0x\(String(vector, radix: 16)): \(error)"))
+                return
+            }
+            if let m = currentMember {
+                pool.wake(m)
+            } else {
+                guard joinPool() else { return }
+            }
+            runGuest()
+            guard !vm.isStopping, let m = currentMember else { return }
+            // INIT: out of the guest and out of the running set until the next SIPI.
+            pool.block(m, ranNanoseconds: ranSinceGrant(m))
+        }
+    }
+
+    private var currentMember: PoolMember? { wake.withLock { member } }
+
+    /// Joins the pool (runnable at once); false when the VM is stopping or the policy refused.
+    private func joinPool() -> Bool {
+        guard !vm.isStopping else { return false }
+        do {
+            let m = try pool.join(id: vcpuID, vmID: schedVM.id, vmName: schedVM.name, vcpuIndex: vcpu.index,
+                                  params: scheduler.params(of: schedVM), kick: { [vcpu] in vcpu.kick() })
+            wake.withLock { member = m }
+            if vm.isStopping { pool.cancel(m) }
+            return true
+        } catch {
+            vm.stop(.failure("vCPU \(vcpu.index): \(error)"))
+            return false
+        }
+    }
+
+    private func leavePool() {
+        guard let m = currentMember else { return }
+        pool.leave(m, ranNanoseconds: ranSinceGrant(m))   // used only if it holds a slot
+    }
+
+    /// CPU time this thread used since its current slot was granted.
+    private func ranSinceGrant(_ m: PoolMember) -> UInt64 {
+        SchedulerThreads.currentThreadCPUTime() &- m.cpuAtGrant
+    }
+
+    /// AP: waits for a STARTUP IPI; nil when the VM stops first.
+    private func waitForStartup() -> UInt8? {
+        wake.withLock {
+            while sipiVector == nil && !vm.isStopping { wake.wait() }
+            guard let v = sipiVector, !vm.isStopping else { return nil }
+            waitingForSIPI = false
+            initPending.store(false, ordering: .releasing)
+            return v
+        }
+    }
+
+    /// Runs the guest until the VM stops or (AP) an INIT arrives.
+    private func runGuest() {
+        guard let m = currentMember else { return }
         let index = vcpu.index
         while !vm.isStopping {
+            if m.needsPool.load(ordering: .acquiring) {
+                // Slice ended, slot drained, or no slot yet: back through the pool.
+                guard let slot = pool.reschedule(m, ranNanoseconds: ranSinceGrant(m)) else {
+                    if vm.isStopping { return }
+                    pool.wake(m)           // not runnable in the pool's view: become so
+                    continue
+                }
+                m.cpuAtGrant = SchedulerThreads.currentThreadCPUTime()
+                pin(m, to: slot)
+                continue
+            }
+            if initPending.load(ordering: .acquiring) { return }
             do {
                 if interrupts.takeNMI(vcpu: index) { try vcpu.injectNMI() }
                 if interrupts.nextInterrupt(vcpu: index) != nil {
@@ -68,7 +210,11 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
                 exits.add(1, ordering: .relaxed)
                 switch exit {
                 case .halt:
+                    if interrupts.nextInterrupt(vcpu: index) != nil { continue }
+                    pool.block(m, ranNanoseconds: ranSinceGrant(m))
                     waitForInterrupt()
+                    if initPending.load(ordering: .acquiring) { return }
+                    pool.wake(m)
                 case .interrupted, .interruptWindow:
                     continue
                 case .shutdown:
@@ -82,11 +228,21 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
         }
     }
 
-    /// HLT: sleep until the chipset has an interrupt for us or the VM stops. The
-    /// chipset is never called with `wake` held (it calls `notify` under its own lock).
+    /// Moves this thread to the slot's host CPU (or back to any CPU) when that changed.
+    private func pin(_ m: PoolMember, to slot: PCPUSlot) {
+        guard !m.pinned || m.pinnedTo != slot.hostCPU else { return }
+        if !m.pinned && slot.hostCPU == nil { m.pinned = true; return }   // never pinned: nothing to undo
+        SchedulerThreads.pinCurrentThread(to: slot.hostCPU)
+        m.pinned = true
+        m.pinnedTo = slot.hostCPU
+    }
+
+    /// HLT: sleep until the chipset has an interrupt for us, the VM stops or (AP) an
+    /// INIT arrives. The chipset is never called with `wake` held (it calls `notify`
+    /// under its own lock).
     private func waitForInterrupt() {
         let index = vcpu.index
-        while !vm.isStopping {
+        while !vm.isStopping && !initPending.load(ordering: .acquiring) {
             let seen = wake.withLock { wakeSequence }
             if interrupts.nextInterrupt(vcpu: index) != nil { return }
             wake.withLock {

@@ -21,13 +21,20 @@ public struct HostServices {
     /// Finds the plugin model for a configured device (throws a message naming the
     /// .vmx key and the search path when none provides it).
     public let resolveModel: (DeviceConfiguration) throws -> ResolvedDeviceModel
+    /// The CPU scheduler: pCPU slots, pools and their policies.
+    public let scheduler: Scheduler
 
+    /// `scheduler` defaults to one pool "default" of one slot per host CPU running the
+    /// built-in fallback policy.
     public init(kvm: KVMSystem, switches: SwitchRegistry, diskQueue: DiskIOQueue,
+                scheduler: Scheduler? = nil,
                 resolveModel: @escaping (DeviceConfiguration) throws -> ResolvedDeviceModel) {
         self.kvm = kvm
         self.switches = switches
         self.diskQueue = diskQueue
         self.resolveModel = resolveModel
+        // The standard configuration names no plugin policy, so this cannot fail.
+        self.scheduler = scheduler ?? (try! Scheduler(logger: Logger(label: "hvhost.sched")))
     }
 }
 
@@ -46,6 +53,11 @@ public final class VirtualMachine: @unchecked Sendable {
     public private(set) var devices: [PluginDevice] = []
     private let backend: KVMVirtualMachine
     private var runners: [VCPURunner] = []
+    private let scheduler: Scheduler
+    /// The VM's registration with its scheduler pool (`hv.sched.pool`, `sched.cpu.*`);
+    /// set at the end of init.
+    public private(set) var schedulerVM: SchedulerVM!
+    private var unregistered = false
     private let logger: Logger
     public let bootPlan: BootPlan
 
@@ -60,12 +72,7 @@ public final class VirtualMachine: @unchecked Sendable {
         self.configuration = configuration
         self.name = configuration.displayName
         self.logger = logger
-        guard configuration.vcpuCount == 1 else {
-            // Application processors need INIT/SIPI start-up and vCPU scheduling, which
-            // arrive with the scheduler work; refuse rather than run a 1-CPU guest that
-            // was promised two.
-            throw PluginDeviceError(message: "\(configuration.path): numvcpus = \(configuration.vcpuCount): this host runs 1 vCPU per VM so far")
-        }
+        self.scheduler = host.scheduler
         let image = try ELFImage(contentsOf: configuration.kernelPath)
         memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
         // Without hv.boot the image decides: PVH when it has the note, else 64-bit entry.
@@ -87,17 +94,38 @@ public final class VirtualMachine: @unchecked Sendable {
 
         let cpuid = CPUIDPolicy(vmwareSignature: configuration.advertisesVMwareHypervisor,
                                 vcpuCount: configuration.vcpuCount)
-        let bsp = try backend.makeVCPU(index: 0, cpuid: cpuid)
-        try bsp.setBootState(bootPlan.cpu)
-        runners = [VCPURunner(vcpu: bsp, vm: self, interrupts: chipset)]
+        // The BSP starts at the boot state; APs wait for INIT/SIPI from the BSP's local APIC.
+        var vcpus: [VirtualCPU] = []
+        for index in 0..<configuration.vcpuCount {
+            let vcpu = try backend.makeVCPU(index: index, cpuid: cpuid)
+            if index == 0 { try vcpu.setBootState(bootPlan.cpu) }
+            vcpus.append(vcpu)
+        }
+        // Last, so that nothing can fail after the pool has reserved the VM's minimum.
+        let registration = try host.scheduler.register(configuration)
+        schedulerVM = registration
+        runners = vcpus.map {
+            VCPURunner(vcpu: $0, vm: self, interrupts: chipset, scheduler: host.scheduler, schedVM: registration)
+        }
 
         chipset.onInterruptPending = { [weak self] vcpu in self?.runner(vcpu)?.notify() }
+        chipset.onINIT = { [weak self] vcpu in self?.runner(vcpu)?.receiveINIT() }
+        chipset.onSIPI = { [weak self] vcpu, vector in self?.runner(vcpu)?.receiveSIPI(vector: vector) }
         chipset.onDebugExit = { [weak self] value in self?.stop(.debugExit(value)) }
         chipset.onResetRequest = { [weak self] in self?.stop(.guestReset) }
     }
 
     deinit {
         for d in devices { d.destroy() }
+        unregisterFromScheduler()
+    }
+
+    private func unregisterFromScheduler() {
+        let first: Bool = state.withLock {
+            defer { unregistered = true }
+            return !unregistered
+        }
+        if first, let vm = schedulerVM { scheduler.unregister(vm) }
     }
 
     private func runner(_ index: Int) -> VCPURunner? { index < runners.count ? runners[index] : nil }
@@ -207,6 +235,7 @@ public final class VirtualMachine: @unchecked Sendable {
             return stopReason!
         }
         for r in runners { r.join() }
+        unregisterFromScheduler()
         timers.stop()
         for d in devices { d.destroy() }
         chipset.configuration.serial?.flush()

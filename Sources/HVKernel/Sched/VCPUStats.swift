@@ -1,0 +1,177 @@
+/// A point-in-time reading of one vCPU's counters (pool-clock ns).
+struct VCPUStatsSample: Sendable {
+    var time: UInt64
+    var cpu: UInt64
+    var ready: UInt64
+    var held: UInt64
+}
+
+/// One vCPU as `sched stats` reports it.
+public struct VCPUStatsRow: Sendable {
+    public var pool: String
+    public var vm: String
+    public var vmID: Int32
+    public var vcpu: Int32
+    public var vcpuIndex: Int
+    public var state: String
+    public var params: SchedulerParams
+    /// Cumulative CPU time of the vCPU's thread (per-thread CPU clock).
+    public var cpuNanoseconds: UInt64
+    /// Cumulative CPU time accounted to the policy (slot-holding time only).
+    public var accountedNanoseconds: UInt64
+    /// Cumulative wall time runnable without a slot.
+    public var readyNanoseconds: UInt64
+    /// Cumulative wall time holding a slot.
+    public var runNanoseconds: UInt64
+    public var grants: UInt64
+    /// Over the pool's last one-second sampling interval (nil before the first):
+    /// thread CPU time, slot-holding time and ready time, percent of the interval.
+    public var usedPercent: Double?
+    public var runPercent: Double?
+    public var readyPercent: Double?
+    /// ESX-style entitlement now, percent of one pCPU.
+    public var entitlementPercent: Double
+}
+
+/// One pool as `sched pools` / `sched stats` report it.
+public struct PoolSnapshot: Sendable {
+    public struct Slot: Sendable {
+        public var index: Int
+        public var hostCPU: Int?
+        public var holder: String?
+        public var grants: UInt64
+        public var switches: UInt64
+        /// Total time the slot had no holder.
+        public var idleNanoseconds: UInt64
+    }
+    public var name: String
+    /// Pool clock when taken.
+    public var time: UInt64
+    public var slots: [Slot]
+    public var policy: String
+    public var policyOrigin: String
+    public var policyDump: String?
+    public var vcpus: [VCPUStatsRow]
+    public var counters: PoolCounters
+    public var fallbackEvents: [String]
+}
+
+/// Per-VM aggregation and the esxtop-like table shared by `sched stats` and `hvhost top`.
+public enum VCPUStats {
+    /// A VM's line: sums over its vCPUs (%USED and entitlement may exceed 100 with 2 vCPUs).
+    public struct VMLine: Sendable, Equatable {
+        public var pool: String
+        public var vm: String
+        public var vcpus: Int
+        public var usedPercent: Double?
+        public var runPercent: Double?
+        public var readyPercent: Double?
+        public var entitlementPercent: Double
+        public var shares: UInt32
+        public var minPercent: UInt32
+        public var maxPercent: UInt32
+        public var state: String
+        public init(pool: String, vm: String, vcpus: Int, usedPercent: Double?, runPercent: Double? = nil,
+                    readyPercent: Double?, entitlementPercent: Double, shares: UInt32, minPercent: UInt32,
+                    maxPercent: UInt32, state: String) {
+            self.pool = pool
+            self.vm = vm
+            self.vcpus = vcpus
+            self.usedPercent = usedPercent
+            self.runPercent = runPercent
+            self.readyPercent = readyPercent
+            self.entitlementPercent = entitlementPercent
+            self.shares = shares
+            self.minPercent = minPercent
+            self.maxPercent = maxPercent
+            self.state = state
+        }
+    }
+
+    /// Groups rows by VM in first-seen order, with the rows' interval rates.
+    public static func vmLines(_ rows: [VCPUStatsRow]) -> [VMLine] {
+        var order: [String] = []
+        var groups: [String: [VCPUStatsRow]] = [:]
+        for r in rows {
+            let key = r.pool + "\u{0}" + r.vm
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(r)
+        }
+        return order.map { key in
+            let g = groups[key]!
+            func sum(_ f: (VCPUStatsRow) -> Double?) -> Double? {
+                let values = g.map(f)
+                return values.contains { $0 == nil } ? nil : values.reduce(0) { $0 + $1! }
+            }
+            return VMLine(pool: g[0].pool, vm: g[0].vm, vcpus: g.count, usedPercent: sum(\.usedPercent),
+                          runPercent: sum(\.runPercent), readyPercent: sum(\.readyPercent),
+                          entitlementPercent: g.reduce(0) { $0 + $1.entitlementPercent },
+                          shares: g.reduce(0) { $0 + $1.params.shares }, minPercent: g[0].params.minPercent,
+                          maxPercent: g[0].params.maxPercent, state: g.map(\.state).joined(separator: ","))
+        }
+    }
+
+    /// The table: VM, POOL, NVCPU, %USED, %RUN, %RDY, %ENT, SHARES, MIN, MAX, STATE.
+    public static func table(_ lines: [VMLine]) -> String {
+        func pct(_ v: Double?) -> String {
+            guard let v else { return "-" }
+            let r = (v * 10).rounded() / 10
+            return String(r)
+        }
+        var out: [[String]] = [["VM", "POOL", "NVCPU", "%USED", "%RUN", "%RDY", "%ENT", "SHARES", "MIN", "MAX", "STATE"]]
+        for l in lines {
+            out.append([l.vm, l.pool, String(l.vcpus), pct(l.usedPercent), pct(l.runPercent), pct(l.readyPercent),
+                        pct(l.entitlementPercent),
+                        String(l.shares), "\(l.minPercent)%", "\(l.maxPercent)%", l.state])
+        }
+        var widths = [Int](repeating: 0, count: out[0].count)
+        for row in out { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
+        return out.map { row in
+            row.enumerated().map { i, c in
+                // Names left-aligned, numbers right-aligned.
+                let pad = String(repeating: " ", count: widths[i] - c.count)
+                return (i <= 1 || i == row.count - 1) ? c + pad : pad + c
+            }.joined(separator: "  ").trimmingTrailingSpaces()
+        }.joined(separator: "\n")
+    }
+
+    /// Machine-readable cumulative counters, one vCPU per line (`sched stats raw`):
+    /// `vcpu <id> pool=<p> vm=<name> index=<i> time=<pool ns> cpu=<ns> run=<ns> ready=<ns> ent=<pct> shares=<n> min=<pct> max=<pct> state=<s>`
+    /// (cpu: the vCPU thread's CPU time; run: wall time holding a slot; ready: wall time
+    /// runnable without one).
+    public static func rawLines(_ pools: [PoolSnapshot]) -> [String] {
+        pools.flatMap { p in
+            p.vcpus.map { r in
+                "vcpu \(r.vcpu) pool=\(r.pool) vm=\(r.vm) index=\(r.vcpuIndex) time=\(p.time) cpu=\(r.cpuNanoseconds) run=\(r.runNanoseconds) ready=\(r.readyNanoseconds) ent=\((r.entitlementPercent * 100).rounded() / 100) shares=\(r.params.shares) min=\(r.params.minPercent) max=\(r.params.maxPercent) state=\(r.state)"
+            }
+        }
+    }
+
+    /// One parsed `rawLines` line.
+    public struct RawRow: Sendable, Equatable {
+        public var vcpu: Int32
+        public var fields: [String: String]
+        public func number(_ key: String) -> Double? { fields[key].flatMap(Double.init) }
+    }
+
+    public static func parseRaw(_ text: String) -> [RawRow] {
+        text.split(separator: "\n").compactMap { line in
+            let words = line.split(separator: " ")
+            guard words.count >= 2, words[0] == "vcpu", let id = Int32(words[1]) else { return nil }
+            var fields: [String: String] = [:]
+            for w in words.dropFirst(2) {
+                guard let eq = w.firstIndex(of: "=") else { continue }
+                fields[String(w[..<eq])] = String(w[w.index(after: eq)...])
+            }
+            return RawRow(vcpu: id, fields: fields)
+        }
+    }
+}
+
+fileprivate extension String {
+    func trimmingTrailingSpaces() -> String {
+        var s = self
+        while s.last == " " { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Glibc
+import HVKernel
+
+/// `hvhost top --socket PATH [--interval S] [--count N]`: esxtop-like CPU statistics of a
+/// running host, per VM, every interval: %USED (vCPU thread CPU time / wall time),
+/// %RUN (wall time holding a pCPU slot), %RDY (runnable but waiting for a slot), %ENT (entitlement from shares, min and
+/// max among the active vCPUs of its pool), SHARES, MIN, MAX.
+struct TopCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "top",
+        abstract: "Show per-VM CPU scheduling statistics of a running `hvhost run --console PATH`, like esxtop.")
+
+    @Option(name: .customLong("socket"), help: "The socket given to `hvhost run --console`.")
+    var socket: String
+
+    @Option(name: .customLong("interval"), help: "Seconds between screens.")
+    var interval: Double = 1
+
+    @Option(name: .customLong("count"), help: "Screens to print, then exit (default: until interrupted).")
+    var count: Int?
+
+    func validate() throws {
+        guard interval >= 0.05 else { throw ValidationError("--interval must be at least 0.05 s") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    }
+
+    func run() throws {
+        var previous = try fetch()
+        var printed = 0
+        while count.map({ printed < $0 }) ?? true {
+            usleep(UInt32(min(interval, 3600) * 1_000_000))
+            let current = try fetch()
+            print(TopCommand.screen(previous: previous, current: current, number: printed + 1))
+            fflush(stdout)
+            previous = current
+            printed += 1
+        }
+    }
+
+    private func fetch() throws -> [VCPUStats.RawRow] {
+        let reply = try ServiceConsole.request("sched stats raw", at: socket)
+        if reply.hasPrefix("error:") {
+            throw ServiceConsole.CommandError(reply.trimmingCharacters(in: "\n"))
+        }
+        return VCPUStats.parseRaw(reply)
+    }
+
+    /// One screen: the VMs of `current`, with rates over the interval since `previous`
+    /// (vCPUs that joined in between show "-").
+    static func screen(previous: [VCPUStats.RawRow], current: [VCPUStats.RawRow], number: Int) -> String {
+        let before = Dictionary(previous.map { ($0.vcpu, $0) }, uniquingKeysWith: { a, _ in a })
+        var lines: [VCPUStats.VMLine] = []
+        var index: [String: Int] = [:]
+        for row in current {
+            let pool = row.fields["pool"] ?? "?", vm = row.fields["vm"] ?? "?"
+            var used: Double?, run: Double?, ready: Double?
+            if let old = before[row.vcpu], let t1 = row.number("time"), let t0 = old.number("time"), t1 > t0 {
+                func rate(_ key: String) -> Double? {
+                    guard let v1 = row.number(key), let v0 = old.number(key) else { return nil }
+                    return max(0, v1 - v0) / (t1 - t0) * 100
+                }
+                used = rate("cpu")
+                run = rate("run")
+                ready = rate("ready")
+            }
+            let key = pool + "\u{0}" + vm
+            if let i = index[key] {
+                var l = lines[i]
+                l.vcpus += 1
+                l.usedPercent = zip(l.usedPercent, used).map { $0 + $1 }
+                l.runPercent = zip(l.runPercent, run).map { $0 + $1 }
+                l.readyPercent = zip(l.readyPercent, ready).map { $0 + $1 }
+                l.entitlementPercent += row.number("ent") ?? 0
+                l.shares += UInt32(row.number("shares") ?? 0)
+                l.state += "," + (row.fields["state"] ?? "?")
+                lines[i] = l
+            } else {
+                index[key] = lines.count
+                lines.append(VCPUStats.VMLine(
+                    pool: pool, vm: vm, vcpus: 1, usedPercent: used, runPercent: run, readyPercent: ready,
+                    entitlementPercent: row.number("ent") ?? 0, shares: UInt32(row.number("shares") ?? 0),
+                    minPercent: UInt32(row.number("min") ?? 0), maxPercent: UInt32(row.number("max") ?? 100),
+                    state: row.fields["state"] ?? "?"))
+            }
+        }
+        let total = lines.compactMap(\.usedPercent).reduce(0, +)
+        let header = "hvhost top #\(number): \(lines.count) VM(s), \(current.count) vCPU(s), total %USED \((total * 10).rounded() / 10)"
+        return header + "\n" + VCPUStats.table(lines) + "\n"
+    }
+}
+
+private func zip(_ a: Double?, _ b: Double?) -> (Double, Double)? {
+    guard let a, let b else { return nil }
+    return (a, b)
+}
+
+private extension String {
+    func trimmingCharacters(in set: Character) -> String {
+        var s = Substring(self)
+        while s.last == set { s.removeLast() }
+        return String(s)
+    }
+}
