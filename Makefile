@@ -27,6 +27,8 @@ test: all
 
 bench: guests
 	python3 bench/run.py
+	python3 bench/net.py
+	python3 bench/sched.py
 
 clean:
 	$(MAKE) -C guests clean
