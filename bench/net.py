@@ -16,9 +16,10 @@ Usage: bench/net.py [--frames N] [--repeat R] [--ring D] [--hvhost PATH] [--debu
 """
 import argparse, os, re, socket, statistics, subprocess, sys, tempfile, threading, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+from benchlib import ROOT, have_qemu, hvhost_path, make_guests, print_comparison, write_vmx
+
 GUEST = os.path.join(ROOT, "guests/build/net-ping.elf")
-MEM_MIB = 64
 TMP = tempfile.mkdtemp(prefix="bench-net-")
 
 SINK_RE = re.compile(r"sink: (\d+) frames in \d+ ms\nsink: first-to-last (\d+) us")
@@ -31,9 +32,7 @@ def hvhost_binary(debug):
     for product in ("hvhost", "Vlance"):
         subprocess.run(["swift", "build", "-c", conf, "--product", product], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
-    out = subprocess.run(["swift", "build", "-c", conf, "--show-bin-path"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout.strip()
-    return os.path.join(out, "hvhost")
+    return hvhost_path(conf)
 
 
 def vmx(name, cmdline, network):
@@ -41,11 +40,10 @@ def vmx(name, cmdline, network):
     log = os.path.join(TMP, f"{name}.log")
     if os.path.exists(log):
         os.unlink(log)
-    with open(path, "w") as f:
-        f.write(f'displayName = "{name}"\nmemsize = "{MEM_MIB}"\nhv.kernel = "{GUEST}"\n'
-                f'hv.cmdline = "{cmdline}"\nhv.serial = "file:{log}"\n'
-                f'ethernet0.present = "TRUE"\nethernet0.virtualDev = "vlance"\n'
-                f'ethernet0.networkName = "{network}"\n')
+    write_vmx(path, name, GUEST, cmdline,
+              f'hv.serial = "file:{log}"\n'
+              f'ethernet0.present = "TRUE"\nethernet0.virtualDev = "vlance"\n'
+              f'ethernet0.networkName = "{network}"\n')
     return path, log
 
 
@@ -63,11 +61,8 @@ def run_hvhost(binary, rx_cmdline, tx_cmdline, timeout=120):
 
 
 def qemu_cmd(netdev, mac, cmdline):
-    return ["qemu-system-x86_64", "-enable-kvm", "-M", "pc", "-m", str(MEM_MIB),
-            "-cpu", "max,arch-capabilities=off", "-display", "none", "-no-reboot", "-nodefaults",
-            "-serial", "stdio", "-device", "isa-debug-exit,iobase=0x501,iosize=2",
-            "-netdev", f"socket,id=n0,{netdev}", "-device", f"pcnet,netdev=n0,mac={mac}",
-            "-kernel", GUEST, "-append", cmdline]
+    return benchlib.qemu_cmd(GUEST, cmdline, extra=["-netdev", f"socket,id=n0,{netdev}",
+                                                    "-device", f"pcnet,netdev=n0,mac={mac}"])
 
 
 def free_port():
@@ -129,10 +124,9 @@ def main():
     ap.add_argument("--hvhost", help="hvhost binary to use (default: swift build -c release)")
     ap.add_argument("--debug", action="store_true", help="build and use the debug hvhost")
     args = ap.parse_args()
-    subprocess.run(["make", "-C", os.path.join(ROOT, "guests")], check=True, capture_output=True)
+    make_guests()
     binary = args.hvhost or hvhost_binary(args.debug)
-    have_qemu = subprocess.run(["which", "qemu-system-x86_64"], capture_output=True).returncode == 0
-    vmms = [("hvhost", lambda rx, tx: run_hvhost(binary, rx, tx))] + ([("qemu", run_qemu)] if have_qemu else [])
+    vmms = [("hvhost", lambda rx, tx: run_hvhost(binary, rx, tx))] + ([("qemu", run_qemu)] if have_qemu() else [])
 
     # Interleaved (hvhost, qemu, hvhost, ...) so that load from elsewhere on the host
     # hits both VMMs alike.
@@ -154,14 +148,7 @@ def main():
             ("ICMP echo round trip, median (us)", "rtt_us", "{:,.0f}")]
     print(f"guest: {os.path.relpath(GUEST, ROOT)}, {args.frames} frames, rings {args.ring}, "
           f"median of {args.repeat}; host: {os.cpu_count()} CPUs, load average {load0:.2f} at start")
-    print(f"{'metric':48} {'hvhost':>12} {'qemu':>12} {'hvhost/qemu':>12}")
-    for label, key, fmt in rows:
-        h = results["hvhost"][key]
-        q = results.get("qemu", {}).get(key)
-        ratio = f"{h / q:.3g}" if q else "n/a"
-        print(f"{label:48} {fmt.format(h):>12} {fmt.format(q) if q is not None else 'n/a':>12} {ratio:>12}")
-    if not have_qemu:
-        print("qemu-system-x86_64 not installed: no comparison (apt-get install qemu-system-x86)")
+    print_comparison(rows, results, 48)
 
 
 if __name__ == "__main__":

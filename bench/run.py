@@ -8,30 +8,14 @@ Prints a table with hvhost/QEMU ratios. Usage: bench/run.py [--repeat N] [--pio 
 """
 import argparse, os, select, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import MEM_MIB, ROOT, have_qemu, hvhost_path, make_guests, print_comparison, qemu_cmd, write_vmx
+
 GUEST = os.path.join(ROOT, "guests/build/bench.elf")
-MEM_MIB = 64
-
-
-def hvhost_binary():
-    out = subprocess.run(["swift", "build", "-c", "release", "--product", "hvhost", "--show-bin-path"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    return os.path.join(out, "hvhost")
 
 
 def hvhost_cmd(binary, cmdline):
-    vmx = os.path.join(tempfile.gettempdir(), f"bench-{os.getpid()}.vmx")
-    with open(vmx, "w") as f:
-        f.write(f'displayName = "bench"\nmemsize = "{MEM_MIB}"\nhv.kernel = "{GUEST}"\n'
-                f'hv.cmdline = "{cmdline}"\n')
+    vmx = write_vmx(os.path.join(tempfile.gettempdir(), f"bench-{os.getpid()}.vmx"), "bench", GUEST, cmdline)
     return [binary, "run", vmx]
-
-
-def qemu_cmd(cmdline):
-    return ["qemu-system-x86_64", "-enable-kvm", "-M", "pc", "-m", str(MEM_MIB),
-            "-cpu", "max,arch-capabilities=off", "-display", "none", "-no-reboot", "-nodefaults",
-            "-serial", "stdio", "-device", "isa-debug-exit,iobase=0x501,iosize=2",
-            "-kernel", GUEST, "-append", cmdline]
 
 
 def timed_run(cmd, until=b"bench: done", sample_memory_at=None):
@@ -98,11 +82,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--pio", type=int, default=100000)
     args = ap.parse_args()
-    if not os.path.exists(GUEST):
-        subprocess.run(["make", "-C", os.path.join(ROOT, "guests")], check=True, capture_output=True)
-    binary = hvhost_binary()
-    have_qemu = subprocess.run(["which", "qemu-system-x86_64"], capture_output=True).returncode == 0
-    vmms = [("hvhost", lambda c: hvhost_cmd(binary, c))] + ([("qemu", qemu_cmd)] if have_qemu else [])
+    make_guests(GUEST)
+    binary = hvhost_path()
+    vmms = [("hvhost", lambda c: hvhost_cmd(binary, c))] + ([("qemu", lambda c: qemu_cmd(GUEST, c))] if have_qemu() else [])
 
     results = {}
     for name, make in vmms:
@@ -119,14 +101,7 @@ def main():
             ("VMM resident memory, total (KiB)", "rss_kib", "{:,}"),
             ("VMM memory beyond guest RAM (KiB)", "overhead_kib", "{:,}")]
     print(f"guest: {os.path.relpath(GUEST, ROOT)}, {MEM_MIB} MiB, 1 vCPU; host: {os.cpu_count()} CPUs")
-    print(f"{'metric':58} {'hvhost':>12} {'qemu':>12} {'hvhost/qemu':>12}")
-    for label, key, fmt in rows:
-        h = results["hvhost"][key]
-        q = results.get("qemu", {}).get(key)
-        ratio = f"{h / q:.3g}" if q else "n/a"
-        print(f"{label:58} {fmt.format(h):>12} {fmt.format(q) if q else 'n/a':>12} {ratio:>12}")
-    if not have_qemu:
-        print("qemu-system-x86_64 not installed: no comparison (apt-get install qemu-system-x86)")
+    print_comparison(rows, results, 58)
 
 
 if __name__ == "__main__":

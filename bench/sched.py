@@ -20,25 +20,22 @@ Needs root for cgroups (the QEMU row is skipped, with the reason, otherwise).
 """
 import argparse, os, shutil, signal, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, have_qemu, hvhost_path, make_guests, qemu_cmd, write_vmx
+
 GUEST = os.path.join(ROOT, "guests/build/burn.elf")
-MEM_MIB = 64
 NAMES = ["a", "b", "c"]
 WEIGHTS = {"a": 1, "b": 2, "c": 1}
 CGROUP_CPU = "/sys/fs/cgroup/cpu"
 
 
 def build():
-    if not os.path.exists(GUEST):
-        subprocess.run(["make", "-C", os.path.join(ROOT, "guests")], check=True, capture_output=True)
+    make_guests(GUEST)
     for product in ["hvhost", "SchedPropShare"]:
         r = subprocess.run(["swift", "build", "-c", "release", "--product", product], cwd=ROOT,
                            capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"swift build -c release --product {product} failed:\n{r.stdout[-3000:]}{r.stderr[-2000:]}")
-    out = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout.strip()
-    return os.path.join(out, "hvhost")
+    return hvhost_path()
 
 
 def last_units(path):
@@ -108,12 +105,8 @@ def run_hvhost(binary, policy, core, window, tmp):
     logs, vmx = {}, []
     for n in NAMES:
         logs[n] = os.path.join(tmp, f"hv-{policy}-{n}.log")
-        path = os.path.join(tmp, f"hv-{policy}-{n}.vmx")
-        with open(path, "w") as f:
-            f.write(f'displayName = "burn-{n}"\nmemsize = "{MEM_MIB}"\nhv.kernel = "{GUEST}"\n'
-                    f'hv.cmdline = "seconds=0"\nhv.serial = "file:{logs[n]}"\n'
-                    f'sched.cpu.shares = "{1000 * WEIGHTS[n]}"\n')
-        vmx.append(path)
+        vmx.append(write_vmx(os.path.join(tmp, f"hv-{policy}-{n}.vmx"), f"burn-{n}", GUEST, "seconds=0",
+                             f'hv.serial = "file:{logs[n]}"\nsched.cpu.shares = "{1000 * WEIGHTS[n]}"\n'))
     sock = os.path.join(tmp, f"hv-{policy}.sock")
     pool = f"default:0:{policy}" if policy != "fallback" else "default:0"
     err = open(os.path.join(tmp, f"hv-{policy}.stderr"), "w")
@@ -151,7 +144,7 @@ def pool_counters(binary, sock):
 
 
 def qemu_available():
-    if shutil.which("qemu-system-x86_64") is None:
+    if not have_qemu():
         return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
     if not os.path.exists(os.path.join(CGROUP_CPU, "cpu.shares")):
         return f"no cgroup v1 cpu controller at {CGROUP_CPU}"
@@ -170,10 +163,8 @@ def run_qemu(core, window, tmp):
             with open(os.path.join(cg, "cpu.shares"), "w") as f:
                 f.write(str(1024 * WEIGHTS[n]))
             logs[n] = os.path.join(tmp, f"qemu-{n}.log")
-            qemu = ["taskset", "-c", str(core), "qemu-system-x86_64", "-enable-kvm", "-M", "pc", "-m", str(MEM_MIB),
-                    "-cpu", "max,arch-capabilities=off", "-smp", "1", "-display", "none", "-no-reboot", "-nodefaults",
-                    "-serial", f"file:{logs[n]}", "-device", "isa-debug-exit,iobase=0x501,iosize=2",
-                    "-kernel", GUEST, "-append", "seconds=0"]
+            qemu = ["taskset", "-c", str(core)] + qemu_cmd(GUEST, "seconds=0", serial=f"file:{logs[n]}",
+                                                           extra=["-smp", "1"])
             # Join the cgroup first, so every QEMU thread starts inside it.
             cmd = ["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh"] + qemu
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

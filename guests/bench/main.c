@@ -4,27 +4,12 @@
  * "bench: done" and exits 0. */
 #include "rt.h"
 
-static uint64_t arg(const char *name)
-{
-    const char *s = cmdline();
-    size_t n = strlen(name);
-    for (; *s; s++) {
-        if ((s == cmdline() || s[-1] == ' ') && strncmp(s, name, n) == 0 && s[n] == '=') {
-            uint64_t v = 0;
-            for (s += n + 1; *s >= '0' && *s <= '9'; s++)
-                v = v * 10 + (uint64_t)(*s - '0');
-            return v;
-        }
-    }
-    return 0;
-}
-
 static volatile uint64_t ticks;
 static void on_tick(struct int_frame *f) { (void)f; ticks++; pic_eoi(0); }
 
 int main(void)
 {
-    uint64_t pio = arg("pio"), idle = arg("idle");
+    uint64_t pio = cmdline_u64("pio", 0), idle = cmdline_u64("idle", 0);
     uint8_t sink = 0;
     for (uint64_t i = 0; i < pio; i++)
         sink ^= inb(0x3FF);

@@ -31,21 +31,6 @@
 volatile uint64_t burn_units;   /* the monotonically increasing unit count */
 volatile uint64_t burn_state;   /* LCG state (keeps the work observable) */
 
-static uint64_t arg(const char *name, uint64_t dflt)
-{
-    const char *s = cmdline();
-    size_t n = strlen(name);
-    for (; *s; s++) {
-        if ((s == cmdline() || s[-1] == ' ') && strncmp(s, name, n) == 0 && s[n] == '=') {
-            uint64_t v = 0;
-            for (s += n + 1; *s >= '0' && *s <= '9'; s++)
-                v = v * 10 + (uint64_t)(*s - '0');
-            return v;
-        }
-    }
-    return dflt;
-}
-
 static uint64_t seconds, check_units;
 
 /* One unit of work: UNIT_ITERS dependent LCG steps (Knuth's MMIX constants). */
@@ -89,8 +74,8 @@ static uint64_t burn_user(void)
 
 int main(void)
 {
-    seconds = arg("seconds", 0);
-    check_units = arg("check", CHECK_UNITS);
+    seconds = cmdline_u64("seconds", 0);
+    check_units = cmdline_u64("check", CHECK_UNITS);
     if (check_units == 0)
         check_units = 1;
     burn_state = 0x853c49e6748fea9bull;

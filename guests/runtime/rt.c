@@ -47,6 +47,21 @@ const char *cmdline(void)
     return (const char *)start_info->cmdline_paddr;
 }
 
+uint64_t cmdline_u64(const char *name, uint64_t dflt)
+{
+    const char *s = cmdline();
+    size_t n = strlen(name);
+    for (; *s; s++) {
+        if ((s == cmdline() || s[-1] == ' ') && strncmp(s, name, n) == 0 && s[n] == '=') {
+            uint64_t v = 0;
+            for (s += n + 1; *s >= '0' && *s <= '9'; s++)
+                v = v * 10 + (uint64_t)(*s - '0');
+            return v;
+        }
+    }
+    return dflt;
+}
+
 /* ------------------------------------------------------------ IDT, TSS */
 struct idt_gate {
     uint16_t off_lo, sel;

@@ -94,6 +94,9 @@ extern const struct hvm_start_info *start_info; /* NULL if absent/invalid */
 extern uint32_t boot_path;                       /* 32 = PVH entry, 64 = long-mode entry */
 uint64_t mem_ram_bytes(void);                    /* sum of type-1 memmap entries */
 const char *cmdline(void);                       /* "" if none */
+/* The leading decimal digits of "name=<digits>" on the command line (0 if none follow
+ * the '='); `dflt` when `name=` is absent. */
+uint64_t cmdline_u64(const char *name, uint64_t dflt);
 
 /* The guest program. Its return value is passed to guest_exit(). */
 int main(void);

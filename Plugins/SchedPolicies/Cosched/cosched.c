@@ -616,35 +616,24 @@ static void cs_dump(hv_sched_policy *p, char *buf, size_t len) {
 
 /* ------------------------------------------------------------------------ */
 
-static const hv_sched_ops cs_strict_ops = {
-    .struct_size = sizeof(hv_sched_ops),
-    .init = cs_init_strict,
-    .deinit = cs_deinit,
-    .vcpu_add = cs_vcpu_add,
-    .vcpu_remove = cs_vcpu_remove,
-    .wake = cs_wake,
-    .block = cs_block,
-    .yield = cs_yield,
-    .pick_next = cs_pick_next,
-    .account = cs_account,
-    .set_params = cs_set_params,
-    .dump = cs_dump,
-};
+/* The strict and relaxed policies share every op but init. */
+#define CS_OPS(init_fn) {                   \
+    .struct_size = sizeof(hv_sched_ops),    \
+    .init = (init_fn),                      \
+    .deinit = cs_deinit,                    \
+    .vcpu_add = cs_vcpu_add,                \
+    .vcpu_remove = cs_vcpu_remove,          \
+    .wake = cs_wake,                        \
+    .block = cs_block,                      \
+    .yield = cs_yield,                      \
+    .pick_next = cs_pick_next,              \
+    .account = cs_account,                  \
+    .set_params = cs_set_params,            \
+    .dump = cs_dump,                        \
+}
 
-static const hv_sched_ops cs_relaxed_ops = {
-    .struct_size = sizeof(hv_sched_ops),
-    .init = cs_init_relaxed,
-    .deinit = cs_deinit,
-    .vcpu_add = cs_vcpu_add,
-    .vcpu_remove = cs_vcpu_remove,
-    .wake = cs_wake,
-    .block = cs_block,
-    .yield = cs_yield,
-    .pick_next = cs_pick_next,
-    .account = cs_account,
-    .set_params = cs_set_params,
-    .dump = cs_dump,
-};
+static const hv_sched_ops cs_strict_ops = CS_OPS(cs_init_strict);
+static const hv_sched_ops cs_relaxed_ops = CS_OPS(cs_init_relaxed);
 
 static const hv_sched_policy_desc cs_strict_desc = {
     .struct_size = sizeof(hv_sched_policy_desc),

@@ -140,26 +140,20 @@ public final class PluginCatalog: @unchecked Sendable {
             }
             byID[plugin.id] = plugin
             plugins.append(plugin)
+            // The first plugin to declare a name keeps it; a later one is recorded as a conflict.
+            func unclaimed(_ kind: PluginConflict.Kind, _ name: String, firstBy first: LoadedPlugin?) -> Bool {
+                guard let first else { return true }
+                conflicts.append(PluginConflict(kind: kind, name: name, winner: first.path, loser: path))
+                return false
+            }
             for m in plugin.deviceModels {
-                if let first = models[m.name] {
-                    conflicts.append(PluginConflict(kind: .deviceModel, name: m.name, winner: first.plugin.path, loser: path))
-                } else {
-                    models[m.name] = (plugin, m)
-                }
+                if unclaimed(.deviceModel, m.name, firstBy: models[m.name]?.plugin) { models[m.name] = (plugin, m) }
             }
             for p in plugin.schedPolicies {
-                if let first = sched[p.name] {
-                    conflicts.append(PluginConflict(kind: .schedPolicy, name: p.name, winner: first.plugin.path, loser: path))
-                } else {
-                    sched[p.name] = (plugin, p)
-                }
+                if unclaimed(.schedPolicy, p.name, firstBy: sched[p.name]?.plugin) { sched[p.name] = (plugin, p) }
             }
             for p in plugin.teamingPolicies {
-                if let first = teaming[p.name] {
-                    conflicts.append(PluginConflict(kind: .teamingPolicy, name: p.name, winner: first.plugin.path, loser: path))
-                } else {
-                    teaming[p.name] = (plugin, p)
-                }
+                if unclaimed(.teamingPolicy, p.name, firstBy: teaming[p.name]?.plugin) { teaming[p.name] = (plugin, p) }
             }
         }
         self.searchPath = searchPath
@@ -182,6 +176,15 @@ public final class PluginCatalog: @unchecked Sendable {
                            reason: .notFound(known: known, searchPath: searchPath, failures: failures))
     }
 
+    /// `table`'s entry for `name` (matched case-insensitively), or a not-found error listing
+    /// the names `table` has.
+    private func lookup<Hit>(_ table: [String: Hit], _ kind: PluginConflict.Kind, _ name: String)
+        throws(PluginCatalogError) -> Hit
+    {
+        guard let hit = table[name.lowercased()] else { throw notFound(kind, name, known: table.keys.sorted()) }
+        return hit
+    }
+
     /// Device-model names available, sorted.
     public var deviceModelNames: [String] { modelsByName.keys.sorted() }
     public var schedPolicyNames: [String] { schedByName.keys.sorted() }
@@ -191,9 +194,7 @@ public final class PluginCatalog: @unchecked Sendable {
     public func deviceModel(named name: String) throws(PluginCatalogError)
         -> (plugin: LoadedPlugin, model: UnsafePointer<hv_device_model>)
     {
-        guard let hit = modelsByName[name.lowercased()] else {
-            throw notFound(.deviceModel, name, known: deviceModelNames)
-        }
+        let hit = try deviceModelInfo(named: name)
         return (hit.plugin, hit.model.pointer)
     }
 
@@ -201,10 +202,7 @@ public final class PluginCatalog: @unchecked Sendable {
     public func deviceModelInfo(named name: String) throws(PluginCatalogError)
         -> (plugin: LoadedPlugin, model: LoadedPlugin.DeviceModel)
     {
-        guard let hit = modelsByName[name.lowercased()] else {
-            throw notFound(.deviceModel, name, known: deviceModelNames)
-        }
-        return hit
+        try lookup(modelsByName, .deviceModel, name)
     }
 
     /// The model for a device of a VM's configuration: found by the device's model name
@@ -219,8 +217,11 @@ public final class PluginCatalog: @unchecked Sendable {
         } else {
             context = "\(device.location): \(device.prefix) (default model \"\(device.modelName)\")"
         }
-        guard let hit = modelsByName[name.lowercased()] else {
-            var e = notFound(.deviceModel, name, known: deviceModelNames)
+        let hit: (plugin: LoadedPlugin, model: LoadedPlugin.DeviceModel)
+        do {
+            hit = try deviceModelInfo(named: name)
+        } catch {
+            var e = error
             e.context = context
             throw e
         }
@@ -247,10 +248,7 @@ public final class PluginCatalog: @unchecked Sendable {
     public func schedPolicyInfo(named name: String) throws(PluginCatalogError)
         -> (plugin: LoadedPlugin, policy: LoadedPlugin.SchedPolicy)
     {
-        guard let hit = schedByName[name.lowercased()] else {
-            throw notFound(.schedPolicy, name, known: schedPolicyNames)
-        }
-        return hit
+        try lookup(schedByName, .schedPolicy, name)
     }
 
     /// The plugin and descriptor of the NIC-teaming policy a switch config names
@@ -266,10 +264,7 @@ public final class PluginCatalog: @unchecked Sendable {
     public func teamingPolicyInfo(named name: String) throws(PluginCatalogError)
         -> (plugin: LoadedPlugin, policy: LoadedPlugin.TeamingPolicy)
     {
-        guard let hit = teamingByName[name.lowercased()] else {
-            throw notFound(.teamingPolicy, name, known: teamingPolicyNames)
-        }
-        return hit
+        try lookup(teamingByName, .teamingPolicy, name)
     }
 }
 

@@ -365,79 +365,70 @@ public struct PluginLoader: Sendable {
     private func validateSchedFactory(_ raw: UnsafeRawPointer, path: String) throws(PluginLoadError)
         -> [LoadedPlugin.SchedPolicy]
     {
-        let id = HV_FACTORY_SCHED_POLICY
-        func fail(_ problem: String) -> PluginLoadError {
-            PluginLoadError(path: path, reason: .invalidFactory(id: id, problem: problem))
-        }
-        try checkVersion(structName: "hv_sched_factory", size: raw.load(as: UInt32.self),
-                         abi: raw.load(fromByteOffset: 4, as: UInt32.self), minimum: MinimumSize.schedFactory,
-                         current: MemoryLayout<hv_sched_factory>.stride, context: "scheduler factory", path: path)
-        let f = raw.assumingMemoryBound(to: hv_sched_factory.self).pointee
-        let descs = try policyList(f.policies, count: f.policy_count, id: id, path: path)
-        var policies: [LoadedPlugin.SchedPolicy] = []
-        for (i, d) in descs.enumerated() {
-            try checkPolicySize(UnsafeRawPointer(d), index: i, structName: "hv_sched_policy_desc",
-                                minimum: MinimumSize.schedPolicyDesc, id: id, path: path)
-            let v = d.pointee
-            let (name, description) = try policyStrings(v.name, v.description, index: i, id: id, path: path)
-            guard let ops = v.ops else { throw fail("policy '\(name)' has no ops table") }
-            let opsSize = UnsafeRawPointer(ops).load(as: UInt32.self)
-            guard Int(opsSize) >= MinimumSize.schedOps else {
-                throw fail("policy '\(name)' has ops struct_size \(opsSize), smaller than the \(MinimumSize.schedOps) bytes of hv_sched_ops")
-            }
-            let o = ops.pointee
-            let mandatory: [(String, Bool)] = [
+        try validatePolicyFactory(
+            raw, as: hv_sched_factory.self, id: HV_FACTORY_SCHED_POLICY, context: "scheduler factory", path: path,
+            minimum: (MinimumSize.schedFactory, MinimumSize.schedPolicyDesc, MinimumSize.schedOps),
+            list: { ($0.policies, $0.policy_count) }, fields: { ($0.name, $0.description, $0.ops) },
+            mandatoryOps: { o in [
                 ("init", o.`init` != nil), ("deinit", o.deinit != nil), ("vcpu_add", o.vcpu_add != nil),
                 ("vcpu_remove", o.vcpu_remove != nil), ("wake", o.wake != nil), ("block", o.block != nil),
                 ("pick_next", o.pick_next != nil), ("account", o.account != nil), ("set_params", o.set_params != nil),
-            ]
-            if let missing = mandatory.first(where: { !$0.1 }) {
-                throw fail("policy '\(name)' has no \(missing.0) op (mandatory)")
-            }
-            guard !policies.contains(where: { $0.name == name }) else {
-                throw fail("policy '\(name)' is declared twice by the same factory")
-            }
-            policies.append(LoadedPlugin.SchedPolicy(name: name, description: description, pointer: d))
-        }
-        return policies
+            ] }
+        ).map { LoadedPlugin.SchedPolicy(name: $0.name, description: $0.description, pointer: $0.pointer) }
     }
 
     private func validateTeamingFactory(_ raw: UnsafeRawPointer, path: String) throws(PluginLoadError)
         -> [LoadedPlugin.TeamingPolicy]
     {
-        let id = HV_FACTORY_TEAMING
-        func fail(_ problem: String) -> PluginLoadError {
-            PluginLoadError(path: path, reason: .invalidFactory(id: id, problem: problem))
-        }
-        try checkVersion(structName: "hv_teaming_factory", size: raw.load(as: UInt32.self),
-                         abi: raw.load(fromByteOffset: 4, as: UInt32.self), minimum: MinimumSize.teamingFactory,
-                         current: MemoryLayout<hv_teaming_factory>.stride, context: "teaming factory", path: path)
-        let f = raw.assumingMemoryBound(to: hv_teaming_factory.self).pointee
-        let descs = try policyList(f.policies, count: f.policy_count, id: id, path: path)
-        var policies: [LoadedPlugin.TeamingPolicy] = []
-        for (i, d) in descs.enumerated() {
-            try checkPolicySize(UnsafeRawPointer(d), index: i, structName: "hv_teaming_policy_desc",
-                                minimum: MinimumSize.teamingPolicyDesc, id: id, path: path)
-            let v = d.pointee
-            let (name, description) = try policyStrings(v.name, v.description, index: i, id: id, path: path)
-            guard let ops = v.ops else { throw fail("policy '\(name)' has no ops table") }
-            let opsSize = UnsafeRawPointer(ops).load(as: UInt32.self)
-            guard Int(opsSize) >= MinimumSize.teamingOps else {
-                throw fail("policy '\(name)' has ops struct_size \(opsSize), smaller than the \(MinimumSize.teamingOps) bytes of hv_teaming_ops")
-            }
-            let o = ops.pointee
-            let mandatory: [(String, Bool)] = [
+        try validatePolicyFactory(
+            raw, as: hv_teaming_factory.self, id: HV_FACTORY_TEAMING, context: "teaming factory", path: path,
+            minimum: (MinimumSize.teamingFactory, MinimumSize.teamingPolicyDesc, MinimumSize.teamingOps),
+            list: { ($0.policies, $0.policy_count) }, fields: { ($0.name, $0.description, $0.ops) },
+            mandatoryOps: { o in [
                 ("init", o.`init` != nil), ("deinit", o.deinit != nil), ("uplink_add", o.uplink_add != nil),
                 ("uplink_remove", o.uplink_remove != nil), ("link_changed", o.link_changed != nil),
                 ("select_uplink", o.select_uplink != nil),
-            ]
-            if let missing = mandatory.first(where: { !$0.1 }) {
+            ] }
+        ).map { LoadedPlugin.TeamingPolicy(name: $0.name, description: $0.description, pointer: $0.pointer) }
+    }
+
+    /// The checks shared by the scheduler and teaming factories: the factory's struct_size and
+    /// ABI, then for each policy descriptor its struct_size, name and description, a non-NULL
+    /// ops table of at least `minimum.ops` bytes with every mandatory op, and a name not
+    /// declared twice. Struct names in messages are the C type names (`hv_sched_ops`, ...).
+    private func validatePolicyFactory<Factory, Desc, Ops>(
+        _ raw: UnsafeRawPointer, as _: Factory.Type, id: String, context: String, path: String,
+        minimum: (factory: Int, desc: Int, ops: Int),
+        list: (Factory) -> (UnsafePointer<UnsafePointer<Desc>?>?, UInt32),
+        fields: (Desc) -> (name: UnsafePointer<CChar>?, description: UnsafePointer<CChar>?, ops: UnsafePointer<Ops>?),
+        mandatoryOps: (Ops) -> [(String, Bool)]
+    ) throws(PluginLoadError) -> [(name: String, description: String?, pointer: UnsafePointer<Desc>)] {
+        func fail(_ problem: String) -> PluginLoadError {
+            PluginLoadError(path: path, reason: .invalidFactory(id: id, problem: problem))
+        }
+        try checkVersion(structName: String(describing: Factory.self), size: raw.load(as: UInt32.self),
+                         abi: raw.load(fromByteOffset: 4, as: UInt32.self), minimum: minimum.factory,
+                         current: MemoryLayout<Factory>.stride, context: context, path: path)
+        let (listPointer, count) = list(raw.assumingMemoryBound(to: Factory.self).pointee)
+        let descs = try policyList(listPointer, count: count, id: id, path: path)
+        var policies: [(name: String, description: String?, pointer: UnsafePointer<Desc>)] = []
+        for (i, d) in descs.enumerated() {
+            try checkPolicySize(UnsafeRawPointer(d), index: i, structName: String(describing: Desc.self),
+                                minimum: minimum.desc, id: id, path: path)
+            let v = fields(d.pointee)
+            let (name, description) = try policyStrings(v.name, v.description, index: i, id: id, path: path)
+            guard let ops = v.ops else { throw fail("policy '\(name)' has no ops table") }
+            let opsSize = UnsafeRawPointer(ops).load(as: UInt32.self)
+            guard Int(opsSize) >= minimum.ops else {
+                throw fail("policy '\(name)' has ops struct_size \(opsSize), smaller than the \(minimum.ops) bytes of \(Ops.self)")
+            }
+            if let missing = mandatoryOps(ops.pointee).first(where: { !$0.1 }) {
                 throw fail("policy '\(name)' has no \(missing.0) op (mandatory)")
             }
             guard !policies.contains(where: { $0.name == name }) else {
                 throw fail("policy '\(name)' is declared twice by the same factory")
             }
-            policies.append(LoadedPlugin.TeamingPolicy(name: name, description: description, pointer: d))
+            policies.append((name, description, d))
         }
         return policies
     }
