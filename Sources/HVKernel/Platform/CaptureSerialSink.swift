@@ -7,7 +7,7 @@ public final class CaptureSerialSink: SerialSink, Sendable {
         var output: [UInt8] = []
         var receiver: (@Sendable ([UInt8]) -> Int)?
     }
-    private let state = PlatformLocked(State())
+    private let state = HostLocked(State())
     public let capacity: Int
 
     public init(capacity: Int = 1 << 20) { self.capacity = capacity }

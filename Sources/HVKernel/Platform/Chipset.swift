@@ -52,8 +52,8 @@ public final class Chipset: @unchecked Sendable {
         var onSIPI: @Sendable (Int, UInt8) -> Void = { _, _ in }
     }
 
-    private let mutex = PlatformLock()
-    private let callbacks = PlatformLocked(Callbacks())
+    private let mutex = HostLock()
+    private let callbacks = HostLocked(Callbacks())
     private var deferred: [Deferred] = []
     private var kickQueued: [Bool]
     private var timers: [DeviceTimer] = []

@@ -5,8 +5,7 @@ import Glibc
 final class OutputPump: @unchecked Sendable {
     private let fd: Int32
     private let capacity: Int
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+    private let lock = HostLock()
     private var buffer: [UInt8] = []
     private var writing = false
     private var stopping = false
@@ -16,63 +15,59 @@ final class OutputPump: @unchecked Sendable {
     init(fd: Int32, capacity: Int = 64 * 1024, name: String) {
         self.fd = fd
         self.capacity = capacity
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
         buffer.reserveCapacity(capacity)
-        thread = SerialSinkSupport.spawn(name: name) { [self] in self.run() }
+        thread = HostThread.spawn(name: name) { [self] in self.run() }
     }
 
     deinit {
         stop()
-        pthread_cond_destroy(&cond)
-        pthread_mutex_destroy(&mutex)
     }
 
     func enqueue(_ byte: UInt8) {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         if buffer.count < capacity && !stopping {
             buffer.append(byte)
-            pthread_cond_broadcast(&cond)
+            lock.broadcast()
         } else {
             dropped &+= 1
         }
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
     }
 
     func flush() {
-        pthread_mutex_lock(&mutex)
-        while (!buffer.isEmpty || writing) && thread != nil { pthread_cond_wait(&cond, &mutex) }
-        pthread_mutex_unlock(&mutex)
+        lock.lock()
+        while (!buffer.isEmpty || writing) && thread != nil { lock.wait() }
+        lock.unlock()
     }
 
     /// Writes what is buffered, then ends the thread. Idempotent.
     func stop() {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         stopping = true
-        pthread_cond_broadcast(&cond)
+        lock.broadcast()
         let t = thread
         thread = nil
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
         if let t { pthread_join(t, nil) }
     }
 
     private func run() {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         while true {
-            while buffer.isEmpty && !stopping { pthread_cond_wait(&cond, &mutex) }
+            while buffer.isEmpty && !stopping { lock.wait() }
             if buffer.isEmpty { break }
             var chunk: [UInt8] = []
             swap(&chunk, &buffer)
             buffer.reserveCapacity(capacity)
             writing = true
-            pthread_mutex_unlock(&mutex)
+            lock.unlock()
             writeAll(chunk)
-            pthread_mutex_lock(&mutex)
+            lock.lock()
             writing = false
-            pthread_cond_broadcast(&cond)
+            lock.broadcast()
         }
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
+        lock.broadcast()
+        lock.unlock()
     }
 
     private func writeAll(_ bytes: [UInt8]) {

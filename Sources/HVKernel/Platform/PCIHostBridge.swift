@@ -16,7 +16,7 @@ public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
     public static let ioWindow: ClosedRange<UInt64> = 0xC000...0xFFFF
     public static let mmioWindow: ClosedRange<UInt64> = 0xE000_0000...0xFEBF_FFFF
 
-    private var lock = pthread_mutex_t()
+    private let lock = HostLock()
     private var address: UInt32 = 0
     private var slots = [PCIFunction?](repeating: nil, count: 32)
     private let portBus: PortIOBus
@@ -31,7 +31,6 @@ public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
         self.portBus = portBus
         self.mmioBus = mmioBus
         self.interrupts = interrupts
-        pthread_mutex_init(&lock, nil)
         let host = PCIFunction(name: "i440BX host bridge",
                                identity: PCIIdentity(vendorID: 0x8086, deviceID: 0x7190, classCode: 0x06_00_00, revision: 0x03))
         let isa = PCIFunction(name: "PIIX4 ISA bridge",
@@ -43,13 +42,7 @@ public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
         try portBus.register(base: 0xCF8, size: 8, name: "PCI configuration mechanism #1", handler: self)
     }
 
-    deinit { pthread_mutex_destroy(&lock) }
-
-    private func locked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return try body()
-    }
+    private func locked<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock(body) }
 
     /// Plugs `function` into `slot`, or the first free slot from 2.
     public func attach(_ function: PCIFunction, slot: Int? = nil) throws {

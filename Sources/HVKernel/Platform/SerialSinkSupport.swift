@@ -1,26 +1,8 @@
 import Glibc
 
-/// Threads, wake pipes and flow-controlled input delivery shared by the serial sinks.
+/// Wake pipes and flow-controlled input delivery shared by the serial sinks.
 enum SerialSinkSupport {
     static func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
-
-    private final class ThreadBody {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
-
-    /// Starts a joinable host thread.
-    static func spawn(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
-        let box = Unmanaged.passRetained(ThreadBody(body))
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { arg in
-            let body = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()
-            body.run()
-            return nil
-        }, box.toOpaque())
-        precondition(rc == 0, "pthread_create failed: \(errnoText(rc))")
-        return tid
-    }
 
     /// A non-blocking pipe whose read end wakes a poll loop.
     static func makeWakePipe() -> (read: Int32, write: Int32) {

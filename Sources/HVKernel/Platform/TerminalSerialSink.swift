@@ -11,7 +11,7 @@ public final class TerminalSerialSink: SerialSink, @unchecked Sendable {
     private let output: OutputPump
     private let readsInput: Bool
     private let rawMode: Bool
-    private let state = PlatformLocked<(thread: pthread_t?, wake: (read: Int32, write: Int32)?, saved: termios?, closed: Bool)>(
+    private let state = HostLocked<(thread: pthread_t?, wake: (read: Int32, write: Int32)?, saved: termios?, closed: Bool)>(
         (nil, nil, nil, false))
 
     public init(input: Bool = true, rawMode: Bool = true) {
@@ -44,7 +44,7 @@ public final class TerminalSerialSink: SerialSink, @unchecked Sendable {
             }
             let wake = SerialSinkSupport.makeWakePipe()
             s.wake = wake
-            s.thread = SerialSinkSupport.spawn(name: "serial-stdin") {
+            s.thread = HostThread.spawn(name: "serial-stdin") {
                 Self.readLoop(wakeFD: wake.read, receiver: receiver)
             }
         }

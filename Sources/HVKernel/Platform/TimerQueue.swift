@@ -8,8 +8,7 @@ import Synchronization
 public final class TimerQueue: @unchecked Sendable {
     private let clock: VMClock
     private let name: String
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+    private let lock = HostLock()
     private var armed: [ObjectIdentifier: (deadline: UInt64, timer: DeviceTimer)] = [:]
     private var running = false
     private var stopping = false
@@ -18,27 +17,17 @@ public final class TimerQueue: @unchecked Sendable {
     public init(clock: VMClock, name: String) {
         self.clock = clock
         self.name = name
-        pthread_mutex_init(&mutex, nil)
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(&cond, &attr)
-        pthread_condattr_destroy(&attr)
     }
 
-    deinit {
-        stop()
-        pthread_cond_destroy(&cond)
-        pthread_mutex_destroy(&mutex)
-    }
+    deinit { stop() }
 
     public func makeTimer(_ callback: @escaping @Sendable () -> Void) -> DeviceTimer {
         DeviceTimer(queue: self, callback: callback)
     }
 
     public func start() {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         guard !running else { return }
         running = true
         stopping = false
@@ -54,60 +43,57 @@ public final class TimerQueue: @unchecked Sendable {
 
     /// Stops the thread; armed timers stay armed and fire after the next start().
     public func stop() {
-        pthread_mutex_lock(&mutex)
-        guard running, let t = thread else { pthread_mutex_unlock(&mutex); return }
+        lock.lock()
+        guard running, let t = thread else { lock.unlock(); return }
         stopping = true
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
+        lock.broadcast()
+        lock.unlock()
         if pthread_equal(t, pthread_self()) == 0 { pthread_join(t, nil) } else { pthread_detach(t) }
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         running = false
         thread = nil
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
     }
 
     func arm(_ timer: DeviceTimer, at deadline: UInt64) {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         armed[ObjectIdentifier(timer)] = (deadline, timer)
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
+        lock.broadcast()
+        lock.unlock()
     }
 
     func cancel(_ timer: DeviceTimer) {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         armed[ObjectIdentifier(timer)] = nil
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
     }
 
     func isArmed(_ timer: DeviceTimer) -> Bool {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return armed[ObjectIdentifier(timer)] != nil
     }
 
     private func loop() {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         while !stopping {
             let now = clock.now()
             if let next = armed.values.min(by: { $0.deadline < $1.deadline }) {
                 if next.deadline <= now {
                     armed[ObjectIdentifier(next.timer)] = nil
-                    pthread_mutex_unlock(&mutex)
+                    lock.unlock()
                     next.timer.callback()
-                    pthread_mutex_lock(&mutex)
+                    lock.lock()
                     continue
                 }
-                var ts = timespec()
                 // While the VM is paused its clock stands still: poll gently for the resume.
                 let host = clock.isPaused ? VMClock.hostNanoseconds() + 50_000_000 : clock.hostTime(at: next.deadline)
-                ts.tv_sec = Int(host / 1_000_000_000)
-                ts.tv_nsec = Int(host % 1_000_000_000)
-                pthread_cond_timedwait(&cond, &mutex, &ts)
+                lock.wait(until: host)
             } else {
-                pthread_cond_wait(&cond, &mutex)
+                lock.wait()
             }
         }
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
     }
 }
 

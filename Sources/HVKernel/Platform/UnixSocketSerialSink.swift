@@ -19,7 +19,7 @@ public final class UnixSocketSerialSink: SerialSink, @unchecked Sendable {
         var closed = false
     }
     private final class Shared: Sendable {
-        let state = PlatformLocked(State())
+        let state = HostLocked(State())
     }
     private let shared = Shared()
 
@@ -61,7 +61,7 @@ public final class UnixSocketSerialSink: SerialSink, @unchecked Sendable {
         listenFD = fd
         wake = SerialSinkSupport.makeWakePipe()
         let (listenFD, wake, shared) = (fd, wake, shared)
-        let thread = SerialSinkSupport.spawn(name: "serial-socket") {
+        let thread = HostThread.spawn(name: "serial-socket") {
             Self.run(listenFD: listenFD, wake: wake, shared: shared)
         }
         shared.state.withLock { $0.thread = thread }

@@ -52,8 +52,8 @@ public final class SchedulerPool: @unchecked Sendable {
     public let watchdogNanoseconds: UInt64
     let logger: Logger
 
-    let lock = PoolLock()
-    private let timerWakeup = PoolCondition()
+    let lock = HostLock()
+    private let timerWakeup = HostCondition()
     // [pool lock]
     private var policy: SchedulerPolicy
     private var members: [Int32: PoolMember] = [:]

@@ -85,16 +85,7 @@ public final class DiskIOQueue: Sendable {
         }
 
         func startWorker(name: String) {
-            let context = Unmanaged.passRetained(WorkerContext(core: self, name: name)).toOpaque()
-            var thread = pthread_t()
-            let rc = pthread_create(&thread, nil, { raw in
-                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
-                // Linux limits thread names to 15 bytes.
-                _ = hvSetThreadName(pthread_self(), String(decoding: context.name.utf8.prefix(15), as: UTF8.self))
-                context.core.workerLoop()
-                return nil
-            }, context)
-            precondition(rc == 0, "DiskIOQueue: pthread_create failed: \(errnoText(rc))")
+            let thread = HostThread.spawn(name: name) { [self] in workerLoop() }
             pthread_mutex_lock(mutex)
             workers.append(thread)
             pthread_mutex_unlock(mutex)
@@ -171,18 +162,4 @@ public final class DiskIOQueue: Sendable {
             pthread_mutex_unlock(mutex)
         }
     }
-
-    private final class WorkerContext {
-        let core: Core
-        let name: String
-        init(core: Core, name: String) {
-            self.core = core
-            self.name = name
-        }
-    }
 }
-
-/// glibc's pthread_setname_np is not visible through the Glibc module (it needs
-/// _GNU_SOURCE); its C signature is stable, so bind it directly.
-@_silgen_name("pthread_setname_np")
-private func hvSetThreadName(_ thread: pthread_t, _ name: UnsafePointer<CChar>) -> Int32

@@ -1,11 +1,13 @@
 import Glibc
 
-/// A pthread mutex at a stable address, optionally recursive, with a condition
-/// variable on CLOCK_MONOTONIC. Used where a lock must be held across calls into
-/// plugins or paired with a wait (vCPU halt, device locks).
+/// A pthread mutex at a stable address, optionally recursive. Used instead of
+/// `Synchronization.Mutex` where a lock is held across calls into plugins, paired with
+/// condition variables, or must be visible to ThreadSanitizer (which cannot see the
+/// futex-based Mutex on Linux). `wait`/`broadcast` use a built-in condition; more
+/// conditions on the same mutex are `HostCondition`s.
 public final class HostLock: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = HostCondition()
 
     public init(recursive: Bool = false) {
         var attr = pthread_mutexattr_t()
@@ -13,37 +15,65 @@ public final class HostLock: @unchecked Sendable {
         if recursive { pthread_mutexattr_settype(&attr, Int32(PTHREAD_MUTEX_RECURSIVE)) }
         pthread_mutex_init(mutex, &attr)
         pthread_mutexattr_destroy(&attr)
-        var cattr = pthread_condattr_t()
-        pthread_condattr_init(&cattr)
-        pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC)
-        pthread_cond_init(cond, &cattr)
-        pthread_condattr_destroy(&cattr)
     }
 
     deinit {
-        pthread_cond_destroy(cond)
         pthread_mutex_destroy(mutex)
-        cond.deallocate()
         mutex.deallocate()
     }
 
     public func lock() { pthread_mutex_lock(mutex) }
     public func unlock() { pthread_mutex_unlock(mutex) }
 
-    @discardableResult
+    @inline(__always) @discardableResult
     public func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
     }
 
-    /// Waits (lock held) until signalled or until `timeoutNanoseconds` pass.
-    public func wait(timeoutNanoseconds: UInt64? = nil) {
-        guard let timeout = timeoutNanoseconds else { pthread_cond_wait(cond, mutex); return }
-        let deadline = VMClock.hostNanoseconds() &+ timeout
-        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-        pthread_cond_timedwait(cond, mutex, &ts)
+    /// Waits (lock held) until signalled or until host monotonic time `deadline`.
+    public func wait(until deadline: UInt64? = nil) { condition.wait(self, until: deadline) }
+
+    public func broadcast() { condition.broadcast() }
+}
+
+/// A condition variable on CLOCK_MONOTONIC, used with a `HostLock`'s mutex.
+public final class HostCondition: @unchecked Sendable {
+    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    public init() {
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(cond, &attr)
+        pthread_condattr_destroy(&attr)
     }
 
+    deinit {
+        pthread_cond_destroy(cond)
+        cond.deallocate()
+    }
+
+    /// Waits with `lock` held, until signalled or (when given) host monotonic time `deadline`.
+    public func wait(_ lock: HostLock, until deadline: UInt64? = nil) {
+        guard let deadline else { pthread_cond_wait(cond, lock.mutex); return }
+        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        pthread_cond_timedwait(cond, lock.mutex, &ts)
+    }
+
+    public func signal() { pthread_cond_signal(cond) }
     public func broadcast() { pthread_cond_broadcast(cond) }
+}
+
+/// A value guarded by a `HostLock`.
+final class HostLocked<Value>: @unchecked Sendable {
+    private let lock = HostLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        try lock.withLock { try body(&value) }
+    }
 }
