@@ -11,7 +11,8 @@ struct RunCommand: ParsableCommand {
         discussion: """
             SIGINT or SIGTERM powers every VM off cleanly. With one VM the exit status is the \
             guest's debug-exit status ((value << 1) | 1, as QEMU's isa-debug-exit), 0 after a \
-            clean power-off and 2 when the VM failed (e.g. triple fault). With several VMs it is \
+            clean power-off and 2 when the VM failed or could not start (triple fault, bad \
+            configuration, missing plugin). With several VMs it is \
             0 when none failed.
             """)
 
@@ -54,7 +55,11 @@ struct RunCommand: ParsableCommand {
             do { configurations.append(try VMConfiguration(contentsOf: path)) }
             catch { problems.append("\(error)") }
         }
-        guard problems.isEmpty else { throw HostFailure(problems) }
+        guard problems.isEmpty else {
+            // Never 1: with one VM, status 1 means the guest passed (debug-exit value 0).
+            for p in problems { fputs("error: \(p)\n", stderr) }
+            throw ExitCode(2)
+        }
 
         let catalog = PluginCatalog.load(searchPath: .standard(flagValues: pluginPath))
         for failure in catalog.failures { logger.warning("plugin not loaded: \(failure)") }
@@ -126,11 +131,4 @@ struct RunCommand: ParsableCommand {
         failed += reasons.filter { $0.exitStatus == 2 }.count
         throw ExitCode(failed == 0 ? 0 : 2)
     }
-}
-
-/// A list of user-facing problems, printed one per line.
-struct HostFailure: Error, CustomStringConvertible {
-    let problems: [String]
-    init(_ problems: [String]) { self.problems = problems }
-    var description: String { problems.joined(separator: "\n") }
 }

@@ -8,7 +8,7 @@ final class BadInputTests: XCTestCase {
         let path = HostHarness.workDir + "/broken.vmx"
         try "displayName = \"broken\"\nmemsize = \"64\"\nnumvcpus \"2\"\n".write(toFile: path, atomically: true, encoding: .utf8)
         let r = HostHarness.hvhostRun(["run", path])
-        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.status, 2, "never 1, which would read as a guest pass")
         XCTAssertTrue(r.stderr.contains("\(path):3:"), r.stderr)
         let v = HostHarness.hvhostRun(["validate", path])
         XCTAssertNotEqual(v.status, 0)
@@ -19,7 +19,7 @@ final class BadInputTests: XCTestCase {
         try HostHarness.requireHost()
         let vmx = HostHarness.vmx("badmem", guest: "hello", extra: ["memsize": "lots"])
         let r = HostHarness.hvhostRun(["run", vmx])
-        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.status, 2)
         XCTAssertTrue(r.stderr.contains("memsize"), r.stderr)
         XCTAssertTrue(r.stderr.contains("lots"), r.stderr)
     }
@@ -70,7 +70,7 @@ final class BadInputTests: XCTestCase {
         try HostHarness.requireHost()
         let vmx = HostHarness.writeVMX("nokernel", ["displayName": "nokernel", "memsize": "64", "hv.kernel": "/nonexistent/guest.elf"])
         let r = HostHarness.hvhostRun(["run", vmx])
-        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.status, 2)
         XCTAssertTrue(r.stderr.contains("/nonexistent/guest.elf"), r.stderr)
     }
 

@@ -136,4 +136,23 @@ final class NetworkTests: XCTestCase {
         XCTAssertNotNil(logA.range(of: #"pcnet: mac 00:50:56:[89ab][0-9a-f]:[0-9a-f]{2}:[0-9a-f]{2} "#,
                                    options: .regularExpression), logA)
     }
+
+    /// Up to four vNICs per VM, each a PCI function of its own on its own switch port;
+    /// a fifth is a configuration error.
+    func testFourNICsPerVMAndNoFifth() throws {
+        try HostHarness.requireHost()
+        var extra: [String: String] = [:]
+        for n in 0..<4 {
+            extra["ethernet\(n).present"] = "TRUE"
+            extra["ethernet\(n).networkName"] = "net\(n)"
+        }
+        let r = HostHarness.hvhostRun(["run", HostHarness.vmx("fournics", guest: "pci-scan", extra: extra)])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stdout.components(separatedBy: " 1022:2000 class 0200 ").count - 1, 4, r.stdout)
+        XCTAssertTrue(r.stdout.contains("pci: 6 functions"), r.stdout)
+        extra["ethernet4.present"] = "TRUE"
+        let five = HostHarness.hvhostRun(["run", HostHarness.vmx("fivenics", guest: "pci-scan", extra: extra)])
+        XCTAssertEqual(five.status, 2)
+        XCTAssertTrue(five.stderr.contains("ethernet4"), five.stderr)
+    }
 }
