@@ -12,7 +12,9 @@ _Static_assert(offsetof(hv_host_services, disk_submit) == 8 + 22 * 8, "hv_host_s
 _Static_assert(offsetof(hv_host_services, pci_command) == 8 + 23 * 8, "hv_host_services layout changed");
 _Static_assert(sizeof(hv_device_model) == 48, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
-_Static_assert(sizeof(hv_sched_ops) == 96, "hv_sched_ops layout changed");
+_Static_assert(sizeof(hv_sched_ops) == 104, "hv_sched_ops layout changed");
+_Static_assert(offsetof(hv_sched_ops, dump) == 88, "hv_sched_ops layout changed");
+_Static_assert(offsetof(hv_sched_ops, preempt) == 96, "hv_sched_ops layout changed");  /* appended; v1 size 96 */
 _Static_assert(sizeof(hv_sched_policy_desc) == 32, "hv_sched_policy_desc layout changed");
 _Static_assert(offsetof(hv_sched_policy_desc, ops) == 24, "hv_sched_policy_desc layout changed");
 _Static_assert(sizeof(hv_sched_factory) == 24, "hv_sched_factory layout changed");

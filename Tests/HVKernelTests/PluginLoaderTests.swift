@@ -26,7 +26,9 @@ import Testing
         #expect(MemoryLayout<hv_device_ops>.stride == PluginLoader.MinimumSize.deviceOps)
         #expect(MemoryLayout<hv_sched_factory>.stride == PluginLoader.MinimumSize.schedFactory)
         #expect(MemoryLayout<hv_sched_policy_desc>.stride == PluginLoader.MinimumSize.schedPolicyDesc)
-        #expect(MemoryLayout<hv_sched_ops>.stride == PluginLoader.MinimumSize.schedOps)
+        // hv_sched_ops grew after v1 (preempt, appended): the loader still accepts a v1 table.
+        #expect(MemoryLayout<hv_sched_ops>.offset(of: \hv_sched_ops.preempt) == PluginLoader.MinimumSize.schedOps)
+        #expect(MemoryLayout<hv_sched_ops>.stride == PluginLoader.MinimumSize.schedOps + 8)
         #expect(MemoryLayout<hv_teaming_factory>.stride == PluginLoader.MinimumSize.teamingFactory)
         #expect(MemoryLayout<hv_teaming_policy_desc>.stride == PluginLoader.MinimumSize.teamingPolicyDesc)
         #expect(MemoryLayout<hv_teaming_ops>.stride == PluginLoader.MinimumSize.teamingOps)

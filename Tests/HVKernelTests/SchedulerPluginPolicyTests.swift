@@ -89,10 +89,23 @@ enum SchedulerTestPolicies {
         static void t_dump(hv_sched_policy *p, char *buf, size_t len) {
             (void)p; if (len) { strncpy(buf, "testpol dump", len - 1); buf[len - 1] = 0; }
         }
+        /* PREEMPT: asks to preempt slot 0 after every wake. OPS_V1: the table's struct_size
+           is the v1 size, so the host must not see the preempt op set beyond it. */
+        #ifdef PREEMPT
+        static uint64_t t_preempt(hv_sched_policy *p, uint64_t now) { (void)p; (void)now; return 1; }
+        #endif
+        #ifdef OPS_V1
+        #define OPS_SIZE offsetof(hv_sched_ops, preempt)
+        #else
+        #define OPS_SIZE sizeof(hv_sched_ops)
+        #endif
         static const hv_sched_ops ops = {
-            .struct_size = sizeof(hv_sched_ops), .init = t_init, .deinit = t_deinit, .vcpu_add = t_add,
+            .struct_size = OPS_SIZE, .init = t_init, .deinit = t_deinit, .vcpu_add = t_add,
             .vcpu_remove = t_remove, .wake = t_wake, .block = t_block, .yield = t_yield, .pick_next = t_pick,
             .account = t_account, .set_params = t_params, .dump = t_dump,
+        #ifdef PREEMPT
+            .preempt = t_preempt,
+        #endif
         };
         static const hv_sched_policy_desc desc = {
             .struct_size = sizeof(hv_sched_policy_desc), .name = POLICY_NAME, .description = "test policy", .ops = &ops,
@@ -120,6 +133,8 @@ enum SchedulerTestPolicies {
         "doublerun": ["-DBAD=7"],
         "refuseparams": ["-DREFUSE_PARAMS"],
         "initfail": ["-DINIT_FAIL"],
+        "preempt": ["-DPREEMPT"],
+        "preemptv1": ["-DPREEMPT", "-DOPS_V1"],
     ]
 
     static let built: Result<[String: String], PluginFixtures.FixtureError> = {
@@ -220,6 +235,28 @@ final class SchedulerPoolRig {
         #expect(seen.filter { $0 == 1 }.count == 3 && seen.filter { $0 == 2 }.count == 3, "\(seen)")
         #expect(!rig.pool.isUsingFallback)
         #expect(rig.pool.snapshot().policyDump == "testpol dump")
+    }
+
+    /// `preempt` is read from a table whose struct_size covers it, and treated as NULL
+    /// beyond a v1 table's struct_size even when the memory there holds a pointer.
+    @Test(arguments: [("preempt", true), ("preemptv1", false)])
+    func preemptOpIsUsedOnlyWhenStructSizeCoversIt(variant: String, used: Bool) throws {
+        let policy = try SchedulerTestPolicies.source(variant).instantiate(pcpuCount: 1)
+        #expect((policy as? SchedulerPluginPolicy)?.hasPreempt == used)
+        let rig = SchedulerPoolRig(slots: 1, policy: policy)
+        try rig.join(1)
+        #expect(rig.kicks[1, default: 0] == 0, "nothing to preempt when slot 0 was free")
+        rig.clock.advance(by: 1_000_000)
+        try rig.join(2)                                     // add + wake: preempt is asked
+        #expect(rig.kicks[1, default: 0] == (used ? 1 : 0))
+        if used {
+            rig.pool.endSlice(rig[1], ranNanoseconds: 1_000_000)
+            let c = rig.pool.snapshot().counters
+            #expect(c.wakePreemptions == 1 && c.preemptions == 1, "the slot is re-decided before the slice end")
+        } else {
+            #expect(rig.state(1) == .running(0))
+        }
+        #expect(!rig.pool.isUsingFallback)
     }
 
     /// Each misbehaviour: the pool logs a line naming the policy, the plugin and what it

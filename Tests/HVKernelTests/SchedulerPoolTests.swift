@@ -297,3 +297,91 @@ final class SchedulerTestCounter: @unchecked Sendable {
 extension PoolMember {
     var flagged: Bool { needsPool.load(ordering: .acquiring) }
 }
+
+/// The fallback with a `preempt` answer set by the test (every call is recorded).
+final class PreemptingTestPolicy: SchedulerPolicy {
+    private let inner = FallbackPolicy()
+    var mask: UInt64 = 0
+    private(set) var preemptCalls: [UInt64] = []
+
+    var name: String { "preempt-test" }
+    var origin: String { "test" }
+    var isFallback: Bool { false }
+    func addVCPU(_ vcpu: Int32, vm: Int32, params: SchedulerParams) throws { try inner.addVCPU(vcpu, vm: vm, params: params) }
+    func removeVCPU(_ vcpu: Int32) { inner.removeVCPU(vcpu) }
+    func wake(_ vcpu: Int32, now: UInt64) { inner.wake(vcpu, now: now) }
+    func block(_ vcpu: Int32, now: UInt64) { inner.block(vcpu, now: now) }
+    func yield(_ vcpu: Int32, now: UInt64) { inner.yield(vcpu, now: now) }
+    func pickNext(pcpu: UInt32, now: UInt64) -> SchedulerPick { inner.pickNext(pcpu: pcpu, now: now) }
+    func account(_ vcpu: Int32, ranNanoseconds: UInt64) { inner.account(vcpu, ranNanoseconds: ranNanoseconds) }
+    func setParams(_ vcpu: Int32, params: SchedulerParams) throws { try inner.setParams(vcpu, params: params) }
+    func preempt(now: UInt64) -> UInt64 {
+        preemptCalls.append(now)
+        return mask
+    }
+    func dump() -> String? { nil }
+    func shutdown() { inner.shutdown() }
+}
+
+@Suite struct SchedulerPoolPreemptTests {
+    /// Two slots held by vCPUs 1 and 2, vCPU 3 blocked.
+    private func rigWithTwoRunningAndOneBlocked() throws -> (SchedulerPoolRig, PreemptingTestPolicy) {
+        let policy = PreemptingTestPolicy()
+        let rig = SchedulerPoolRig(slots: 2, policy: policy)
+        try rig.join(1); try rig.join(2); try rig.join(3)
+        #expect(policy.preemptCalls.count == 3, "asked after every vcpu_add + wake")
+        #expect(rig.state(1) == .running(0) && rig.state(2) == .running(1))
+        rig.pool.block(rig[3], ranNanoseconds: 0)
+        #expect(rig.state(3) == .blocked)
+        return (rig, policy)
+    }
+
+    @Test func aPreemptMaskKicksTheNamedSlotAndItIsReDecided() throws {
+        let (rig, policy) = try rigWithTwoRunningAndOneBlocked()
+        rig.clock.advance(by: 1_000_000)                    // well inside the 10 ms slices
+        policy.mask = 0b10
+        rig.pool.wake(rig[3])
+        #expect(policy.preemptCalls.count == 4)
+        #expect(rig.kicks[2] == 1, "the holder of slot 1 is kicked")
+        #expect(rig.kicks[1, default: 0] == 0, "slot 0 is left alone")
+        #expect(rig[2].flagged && !rig[1].flagged)
+        policy.mask = 0
+        // The kicked vCPU comes back: accounted and the slot is asked again, like a slice end.
+        rig.pool.endSlice(rig[2], ranNanoseconds: 1_000_000)
+        #expect(rig.state(3) == .running(1), "the woken vCPU gets the preempted slot")
+        #expect(rig.state(2) == .ready)
+        #expect(rig.state(1) == .running(0))
+        let c = rig.pool.snapshot().counters
+        #expect(c.wakePreemptions == 1 && c.preemptions == 1)
+    }
+
+    @Test func bitsBeyondTheSlotsOrForIdleSlotsAreIgnored() throws {
+        let (rig, policy) = try rigWithTwoRunningAndOneBlocked()
+        rig.clock.advance(by: 1_000_000)
+        policy.mask = ~UInt64(0b11)                         // every bit but the pool's two slots
+        rig.pool.wake(rig[3])
+        #expect(rig.kicks.values.reduce(0, +) == 0)
+        #expect(!rig[1].flagged && !rig[2].flagged)
+        #expect(rig.state(1) == .running(0) && rig.state(2) == .running(1) && rig.state(3) == .ready)
+        #expect(rig.pool.snapshot().counters.wakePreemptions == 0)
+        #expect(!rig.pool.isUsingFallback)
+        // An idle slot named: nothing to stop, the slot is simply decided.
+        rig.pool.block(rig[1], ranNanoseconds: 1_000_000)  // slot 0 goes to vCPU 3
+        rig.pool.block(rig[3], ranNanoseconds: 1_000_000)  // slot 0 idles
+        #expect(rig.holder(0) == nil)
+        policy.mask = 0b01
+        rig.pool.wake(rig[1])
+        #expect(rig.kicks.values.reduce(0, +) == 0)
+        #expect(rig.state(1) == .running(0))
+    }
+
+    @Test func aPolicyWithoutPreemptNeverKicksOnWake() throws {
+        let rig = SchedulerPoolRig(slots: 1)                // the fallback: default preempt = 0
+        try rig.join(1)
+        let b = try rig.join(2)
+        rig.pool.block(b, ranNanoseconds: 0)
+        rig.pool.wake(b)
+        #expect(rig.kicks.values.reduce(0, +) == 0)
+        #expect(rig.state(1) == .running(0))
+    }
+}

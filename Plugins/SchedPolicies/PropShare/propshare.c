@@ -9,9 +9,10 @@
  * stride bound) and every pCPU is asked again at the same instants.
  *
  * Global virtual time `gvt` is the largest vt a vCPU had when it was picked by share
- * (on one pCPU: the least vt of the runnable vCPUs). A vCPU that joins, wakes or
- * yields starts no earlier than gvt: blocked vCPUs do not bank credit, and adding or
- * removing a vCPU re-divides the pool at once. A running vCPU that cannot use its
+ * (on one pCPU: the least vt of the runnable vCPUs). A vCPU that joins or yields
+ * starts no earlier than gvt, one that wakes no earlier than half a quantum (of its
+ * own run time) before it: blocked vCPUs bank at most that little credit, and adding
+ * or removing a vCPU re-divides the pool at once. A running vCPU that cannot use its
  * share (one vCPU of a heavy VM on several pCPUs) keeps at most one quantum of credit.
  * Changing shares rescales the vCPU's lead over gvt.
  *
@@ -33,6 +34,16 @@
  * pCPU at that instant) and does not constrain this pick. When the most deserving vCPU of a core may only run on the
  * sibling, this pCPU is filled as if it already ran there, so a `none` vCPU pinned to
  * one hyperthread is not starved by the other.
+ *
+ * Preemption on wake (the optional `preempt` op). When a vCPU wakes and no pCPU it may
+ * use is free, the running vCPU with the largest virtual time (counting the slice it
+ * is running now) among those on pCPUs the woken vCPU is allowed on (affinity, and
+ * htsharing with what runs on the sibling) is preempted, if it is ahead of the woken
+ * one by more than half a quantum (of the woken vCPU's run time) and is not being
+ * served by its reservation: the I/O-bound vCPU gets its share and a short wake-up
+ * latency instead of waiting up to a quantum for the next slice end. The preempted
+ * pCPU is asked again at once and picks as usual (the woken vCPU, unless another is
+ * more deserving).
  */
 #include "hvplugin.h"
 #include "../Common/hvsched_common.h"
@@ -40,6 +51,8 @@
 
 #define PS_QUANTUM_NS  10000000ull   /* slice grid */
 #define PS_PERIOD_NS  100000000ull   /* min/max accounting period (a multiple of the grid) */
+#define PS_WAKE_CREDIT_NS (PS_QUANTUM_NS / 2)   /* most a woken vCPU may be behind gvt */
+#define PS_PREEMPT_MARGIN_NS (PS_QUANTUM_NS / 2)   /* lead (as run time) that preempts on wake */
 
 typedef struct ps_vcpu {
     int32_t id;
@@ -60,8 +73,11 @@ struct hv_sched_policy {
     uint32_t nv, cap;
     int32_t *cur;           /* per pCPU: vCPU id given, -1 idle */
     uint64_t *slice_end;    /* per pCPU: when its current slice (or idle time) ends */
+    uint64_t *since;        /* per pCPU: when its current pick was made */
+    uint64_t preempting;    /* pCPUs (bit i) preempt asked the host to re-decide, < 64 */
+    int32_t woken;          /* the vCPU woken since the last preempt, -1 none */
     uint64_t gvt;
-    uint64_t picks, idle_picks, reserve_picks;
+    uint64_t picks, idle_picks, reserve_picks, preempts;
 };
 
 static ps_vcpu *ps_find(hv_sched_policy *p, int32_t id) {
@@ -71,8 +87,10 @@ static ps_vcpu *ps_find(hv_sched_policy *p, int32_t id) {
 }
 
 static void ps_release_pcpu(hv_sched_policy *p, ps_vcpu *v) {
-    if (v->on_pcpu >= 0 && (uint32_t)v->on_pcpu < p->npcpu && p->cur[v->on_pcpu] == v->id)
+    if (v->on_pcpu >= 0 && (uint32_t)v->on_pcpu < p->npcpu && p->cur[v->on_pcpu] == v->id) {
         p->cur[v->on_pcpu] = -1;
+        if (v->on_pcpu < 64) p->preempting &= ~(1ull << v->on_pcpu);
+    }
     v->on_pcpu = -1;
 }
 
@@ -129,10 +147,12 @@ static int ps_init(hv_sched_policy **out, uint32_t pcpu_count) {
     p->npcpu = pcpu_count;
     p->cur = malloc(sizeof(int32_t) * pcpu_count);
     p->slice_end = calloc(pcpu_count, sizeof(uint64_t));
-    if (!p->cur || !p->slice_end) {
-        free(p->cur); free(p->slice_end); free(p);
+    p->since = calloc(pcpu_count, sizeof(uint64_t));
+    if (!p->cur || !p->slice_end || !p->since) {
+        free(p->cur); free(p->slice_end); free(p->since); free(p);
         return HV_ENOMEM;
     }
+    p->woken = -1;
     for (uint32_t i = 0; i < pcpu_count; i++) p->cur[i] = -1;
     *out = p;
     return HV_OK;
@@ -140,7 +160,7 @@ static int ps_init(hv_sched_policy **out, uint32_t pcpu_count) {
 
 static void ps_deinit(hv_sched_policy *p) {
     if (!p) return;
-    free(p->v); free(p->cur); free(p->slice_end); free(p);
+    free(p->v); free(p->cur); free(p->slice_end); free(p->since); free(p);
 }
 
 static int ps_vcpu_add(hv_sched_policy *p, int32_t vcpu, int32_t vm, const hv_sched_params *params) {
@@ -172,6 +192,7 @@ static int ps_vcpu_add(hv_sched_policy *p, int32_t vcpu, int32_t vm, const hv_sc
 static void ps_vcpu_remove(hv_sched_policy *p, int32_t vcpu) {
     ps_vcpu *v = ps_find(p, vcpu);
     if (!v) return;
+    if (p->woken == vcpu) p->woken = -1;
     ps_release_pcpu(p, v);
     *v = p->v[--p->nv];
 }
@@ -181,7 +202,10 @@ static void ps_wake(hv_sched_policy *p, int32_t vcpu, uint64_t now) {
     ps_vcpu *v = ps_find(p, vcpu);
     if (!v || v->runnable) return;
     v->runnable = 1;
-    if (v->vt < p->gvt) { v->vt = p->gvt; v->vt_rem = 0; }   /* no credit for sleeping */
+    uint64_t credit = hvs_vt_span(PS_WAKE_CREDIT_NS, v->prm.shares);
+    uint64_t floor = p->gvt > credit ? p->gvt - credit : 0;
+    if (v->vt < floor) { v->vt = floor; v->vt_rem = 0; }   /* little credit for sleeping */
+    p->woken = vcpu;                                          /* preempt() looks at it */
 }
 
 static void ps_block(hv_sched_policy *p, int32_t vcpu, uint64_t now) {
@@ -205,6 +229,7 @@ static void ps_pick_next(hv_sched_policy *p, uint32_t pcpu, uint64_t now, hv_sch
     if (pcpu >= p->npcpu) return;
     p->picks++;
     /* Whatever ran here stops now. */
+    if (pcpu < 64) p->preempting &= ~(1ull << pcpu);
     if (p->cur[pcpu] >= 0) {
         ps_vcpu *old = ps_find(p, p->cur[pcpu]);
         if (old && old->on_pcpu == (int32_t)pcpu) old->on_pcpu = -1;
@@ -275,8 +300,56 @@ static void ps_pick_next(hv_sched_policy *p, uint32_t pcpu, uint64_t now, hv_sch
     pick->on_pcpu = (int32_t)pcpu;
     pick->last_pcpu = (int32_t)pcpu;
     p->cur[pcpu] = pick->id;
+    p->since[pcpu] = now;
     p->slice_end[pcpu] = now + slice;
     hvs_set_pick(out, pick->id, slice);
+}
+
+/* The running vCPU on `pcpu` if its slice is not over and it is not being preempted. */
+static const ps_vcpu *ps_running_on(hv_sched_policy *p, uint32_t pcpu, uint64_t now) {
+    if (p->cur[pcpu] < 0 || p->slice_end[pcpu] <= now) return NULL;
+    if (pcpu < 64 && (p->preempting >> pcpu & 1)) return NULL;
+    return ps_find(p, p->cur[pcpu]);
+}
+
+/* Whether `c` may run on `pcpu` given what runs on its hyperthread sibling. */
+static int ps_ht_fits(hv_sched_policy *p, const ps_vcpu *c, uint32_t pcpu, uint64_t now) {
+    int32_t sib = hvs_sibling(pcpu, p->npcpu);
+    if (sib < 0) return 1;
+    const ps_vcpu *w = ps_running_on(p, (uint32_t)sib, now);
+    return !w || ps_ht_compatible(c, w);
+}
+
+/* After a wake: the pCPU whose running vCPU the woken one should displace, if any. */
+static uint64_t ps_preempt(hv_sched_policy *p, uint64_t now) {
+    int32_t id = p->woken;
+    p->woken = -1;
+    ps_vcpu *v = id >= 0 ? ps_find(p, id) : NULL;
+    uint64_t period = now / PS_PERIOD_NS;
+    if (!v || !v->runnable || v->on_pcpu >= 0 || ps_capped(v, period)) return 0;
+    uint64_t margin = hvs_vt_span(PS_PREEMPT_MARGIN_NS, v->prm.shares);
+    int32_t best = -1;
+    uint64_t best_vt = 0;
+    for (uint32_t q = 0; q < p->npcpu && q < 64; q++) {
+        if (!hvs_allowed(v->prm.affinity, q)) continue;
+        if (p->preempting >> q & 1) continue;             /* being re-decided already */
+        const ps_vcpu *r = ps_running_on(p, q, now);
+        if (!r) {
+            /* Free, or about to be asked: the host asks it after this event. */
+            if (ps_ht_fits(p, v, q, now)) return 0;
+            continue;
+        }
+        if (!ps_ht_fits(p, v, q, now)) continue;
+        if (ps_deficit(r, now) > 0 && ps_deficit(v, now) == 0) continue;   /* reservation */
+        uint64_t ran = now > p->since[q] ? now - p->since[q] : 0;
+        uint64_t vt = r->vt + hvs_vt_span(ran, r->prm.shares);
+        if (vt <= v->vt + margin) continue;
+        if (best < 0 || vt > best_vt) { best = (int32_t)q; best_vt = vt; }
+    }
+    if (best < 0) return 0;
+    p->preempting |= 1ull << best;
+    p->preempts++;
+    return 1ull << best;
 }
 
 static void ps_account(hv_sched_policy *p, int32_t vcpu, uint64_t ran_ns) {
@@ -312,10 +385,10 @@ static void ps_dump(hv_sched_policy *p, char *buf, size_t len) {
         running += p->v[i].on_pcpu >= 0;
     }
     hvs_appendf(buf, len, "propshare: %u vCPUs (%u runnable, %u running) on %u pCPUs, quantum %llu ms, "
-                "period %llu ms, gvt %llu, picks %llu (idle %llu, by reservation %llu)",
+                "period %llu ms, gvt %llu, picks %llu (idle %llu, by reservation %llu), wake preemptions %llu",
                 p->nv, runnable, running, p->npcpu, PS_QUANTUM_NS / 1000000ull, PS_PERIOD_NS / 1000000ull,
                 (unsigned long long)p->gvt, (unsigned long long)p->picks, (unsigned long long)p->idle_picks,
-                (unsigned long long)p->reserve_picks);
+                (unsigned long long)p->reserve_picks, (unsigned long long)p->preempts);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -333,6 +406,7 @@ static const hv_sched_ops ps_ops = {
     .account = ps_account,
     .set_params = ps_set_params,
     .dump = ps_dump,
+    .preempt = ps_preempt,
 };
 
 static const hv_sched_policy_desc ps_desc = {

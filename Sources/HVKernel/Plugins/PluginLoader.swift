@@ -422,7 +422,7 @@ public struct PluginLoader: Sendable {
             guard Int(opsSize) >= minimum.ops else {
                 throw fail("policy '\(name)' has ops struct_size \(opsSize), smaller than the \(minimum.ops) bytes of \(Ops.self)")
             }
-            if let missing = mandatoryOps(ops.pointee).first(where: { !$0.1 }) {
+            if let missing = mandatoryOps(loadZeroExtended(ops, structSize: opsSize)).first(where: { !$0.1 }) {
                 throw fail("policy '\(name)' has no \(missing.0) op (mandatory)")
             }
             guard !policies.contains(where: { $0.name == name }) else {
@@ -481,4 +481,16 @@ public struct PluginLoader: Sendable {
         }
         return (name, description)
     }
+}
+
+/// A copy of the plugin struct at `pointer` of which only its first `structSize` bytes
+/// (the plugin's `struct_size`) are read: a field appended after the plugin was built
+/// (an op beyond its table) reads as zero, i.e. NULL.
+func loadZeroExtended<T>(_ pointer: UnsafePointer<T>, structSize: UInt32) -> T {
+    let size = MemoryLayout<T>.size
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: MemoryLayout<T>.alignment)
+    defer { buffer.deallocate() }
+    buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+    buffer.copyMemory(from: UnsafeRawPointer(pointer), byteCount: min(Int(structSize), size))
+    return buffer.load(as: T.self)
 }

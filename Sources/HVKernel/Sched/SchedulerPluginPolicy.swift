@@ -7,7 +7,9 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
     let name: String
     let pluginName: String
     let pluginPath: String
-    private let ops: UnsafePointer<hv_sched_ops>
+    /// The plugin's table as far as its struct_size goes; ops beyond it (appended after
+    /// the plugin was built, e.g. `preempt`) are NULL here.
+    private let ops: hv_sched_ops
     private var instance: OpaquePointer?
     private var released = false
 
@@ -19,7 +21,11 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
         self.name = name
         self.pluginName = pluginName
         self.pluginPath = pluginPath
-        guard let ops = desc.pointee.ops, let initOp = ops.pointee.`init` else {
+        guard let table = desc.pointee.ops else {
+            throw SchedulerPolicyError("scheduler policy '\(name)' of \(pluginPath) has no init op")
+        }
+        let ops = loadZeroExtended(table, structSize: UnsafeRawPointer(table).load(as: UInt32.self))
+        guard let initOp = ops.`init` else {
             throw SchedulerPolicyError("scheduler policy '\(name)' of \(pluginPath) has no init op")
         }
         self.ops = ops
@@ -35,35 +41,41 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
 
     func addVCPU(_ vcpu: Int32, vm: Int32, params: SchedulerParams) throws {
         var p = params.abi
-        let rc = ops.pointee.vcpu_add(instance, vcpu, vm, &p)
+        let rc = ops.vcpu_add(instance, vcpu, vm, &p)
         guard rc >= 0 else {
             throw SchedulerPolicyError("scheduler policy '\(name)' refused vCPU \(vcpu) (\(params)): vcpu_add returned \(errnoName(rc))")
         }
     }
 
-    func removeVCPU(_ vcpu: Int32) { ops.pointee.vcpu_remove(instance, vcpu) }
-    func wake(_ vcpu: Int32, now: UInt64) { ops.pointee.wake(instance, vcpu, now) }
-    func block(_ vcpu: Int32, now: UInt64) { ops.pointee.block(instance, vcpu, now) }
-    func yield(_ vcpu: Int32, now: UInt64) { ops.pointee.yield?(instance, vcpu, now) }
+    func removeVCPU(_ vcpu: Int32) { ops.vcpu_remove(instance, vcpu) }
+    func wake(_ vcpu: Int32, now: UInt64) { ops.wake(instance, vcpu, now) }
+    func block(_ vcpu: Int32, now: UInt64) { ops.block(instance, vcpu, now) }
+    func yield(_ vcpu: Int32, now: UInt64) { ops.yield?(instance, vcpu, now) }
 
     func pickNext(pcpu: UInt32, now: UInt64) -> SchedulerPick {
         var pick = hv_sched_pick(struct_size: UInt32(MemoryLayout<hv_sched_pick>.size), vcpu: -1, slice_ns: 0)
-        ops.pointee.pick_next(instance, pcpu, now, &pick)
+        ops.pick_next(instance, pcpu, now, &pick)
         return SchedulerPick(vcpu: pick.vcpu, sliceNanoseconds: pick.slice_ns)
     }
 
-    func account(_ vcpu: Int32, ranNanoseconds: UInt64) { ops.pointee.account(instance, vcpu, ranNanoseconds) }
+    /// The plugin's optional `preempt` op (0 when it has none, or its table predates it).
+    func preempt(now: UInt64) -> UInt64 { ops.preempt?(instance, now) ?? 0 }
+
+    /// Whether the plugin's table has a `preempt` op.
+    var hasPreempt: Bool { ops.preempt != nil }
+
+    func account(_ vcpu: Int32, ranNanoseconds: UInt64) { ops.account(instance, vcpu, ranNanoseconds) }
 
     func setParams(_ vcpu: Int32, params: SchedulerParams) throws {
         var p = params.abi
-        let rc = ops.pointee.set_params(instance, vcpu, &p)
+        let rc = ops.set_params(instance, vcpu, &p)
         guard rc >= 0 else {
             throw SchedulerPolicyError("scheduler policy '\(name)' refused \(params) for vCPU \(vcpu): set_params returned \(errnoName(rc))")
         }
     }
 
     func dump() -> String? {
-        guard let dumpOp = ops.pointee.dump else { return nil }
+        guard let dumpOp = ops.dump else { return nil }
         var buffer = [CChar](repeating: 0, count: 512)
         buffer.withUnsafeMutableBufferPointer { dumpOp(instance, $0.baseAddress, $0.count) }
         buffer[buffer.count - 1] = 0
@@ -73,7 +85,7 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
     func shutdown() {
         guard !released else { return }
         released = true
-        ops.pointee.deinit(instance)
+        ops.deinit(instance)
         instance = nil
     }
 }

@@ -76,6 +76,11 @@ public struct SchedulerPick: Equatable, Sendable {
 ///   pCPU and allowed on `pcpu` by its affinity, with a slice in
 ///   ``SchedulerPool/validSlices``; anything else, or leaving a runnable vCPU without a
 ///   slot past the watchdog, makes the pool replace the policy by the fallback.
+/// - `preempt(now:)` is asked once after every `wake` (also `addVCPU` + `wake`), before
+///   any slot is decided: bit i of the result asks the pool to stop the vCPU running on
+///   slot i now, as at a slice end (`account`, then `pickNext` for that slot). Bits for
+///   idle slots, slots already being preempted and slots beyond the pool are ignored.
+///   The default (and a plugin without the op) returns 0: never preempt.
 public protocol SchedulerPolicy: AnyObject {
     /// The name a pool config selects ("propshare", "fallback").
     var name: String { get }
@@ -92,10 +97,18 @@ public protocol SchedulerPolicy: AnyObject {
     func pickNext(pcpu: UInt32, now: UInt64) -> SchedulerPick
     func account(_ vcpu: Int32, ranNanoseconds: UInt64)
     func setParams(_ vcpu: Int32, params: SchedulerParams) throws
+    /// Slots (bit i = pool-local slot i) whose running vCPU should be preempted now;
+    /// asked after every wake. 0 = none (the default).
+    func preempt(now: UInt64) -> UInt64
     /// A one-line summary of the policy's state, when it offers one.
     func dump() -> String?
     /// The policy's `deinit`; no call follows.
     func shutdown()
+}
+
+extension SchedulerPolicy {
+    /// Never preempts on wake.
+    public func preempt(now: UInt64) -> UInt64 { 0 }
 }
 
 /// A policy refused an operation (a negative errno from a plugin op).

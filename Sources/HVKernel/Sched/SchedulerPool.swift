@@ -16,7 +16,9 @@ import Synchronization
 /// sets the holder's `needsPool` and kicks it (`immediate_exit` + SIGUSR1). The vCPU
 /// thread comes back through ``reschedule(_:ranNanoseconds:)``: the pool accounts the
 /// CPU time its thread used (read from the thread's CPU clock by the caller), releases
-/// the slot, asks the policy again and waits if someone else was chosen.
+/// the slot, asks the policy again and waits if someone else was chosen. After every
+/// wake the policy's `preempt` may name slots whose holder should stop before its slice
+/// ends; those are preempted the same way at once.
 ///
 /// **Block and wake.** HLT releases the slot (``block(_:ranNanoseconds:)``); an
 /// interrupt makes the vCPU runnable again (``wake(_:)``), and free slots are
@@ -139,6 +141,7 @@ public final class SchedulerPool: @unchecked Sendable {
             samples[id] = VCPUStatsSample(time: now, cpu: m.cpuTime ?? 0, ready: 0, held: 0)
             makeReady(m, now: now)
             policy.wake(id, now: now)
+            preemptAfterWake(now: now)
             dispatch(now: now)
             return m
         }
@@ -224,6 +227,7 @@ public final class SchedulerPool: @unchecked Sendable {
             let now = clock.now()
             makeReady(member, now: now)
             policy.wake(member.id, now: now)
+            preemptAfterWake(now: now)
             dispatch(now: now)
         }
     }
@@ -363,6 +367,25 @@ public final class SchedulerPool: @unchecked Sendable {
         m.slot = nil
         m.granted.store(false, ordering: .releasing)
         m.needsPool.store(true, ordering: .releasing)
+    }
+
+    /// Asks the policy which running vCPUs a wake should preempt (`preempt`) and stops
+    /// them as the timer does at a slice end: the holder's `needsPool` is set and it is
+    /// kicked; it comes back through ``reschedule(_:ranNanoseconds:)``, which accounts it
+    /// and asks the policy for the slot again. Bits beyond the pool's slots, for idle
+    /// slots, draining slots and slots already being preempted are ignored.
+    private func preemptAfterWake(now: UInt64) {
+        var mask = policy.preempt(now: now)
+        if slots.count < 64 { mask &= (UInt64(1) << UInt64(slots.count)) &- 1 }
+        guard mask != 0 else { return }
+        for s in slots where s.localIndex < 64 && mask & (UInt64(1) << UInt64(s.localIndex)) != 0 {
+            guard let h = s.holder, !s.draining, s.preemptSentAt == nil else { continue }
+            s.preemptSentAt = now
+            counters.wakePreemptions &+= 1
+            h.needsPool.store(true, ordering: .releasing)
+            h.kick()
+        }
+        timerWakeup.signal()        // the timer re-kicks a holder that does not come back
     }
 
     /// Decides every free slot (`first` first) unless slots are draining.
@@ -659,9 +682,12 @@ public struct PoolCounters: Sendable {
     public var handoffs: UInt64 = 0
     public var handoffTotal: UInt64 = 0
     public var handoffMax: UInt64 = 0
-    /// Slice-end preemptions and the total time from the kick to the holder coming back.
+    /// Preemptions (slice ends and wake preemptions) and the total time from the kick to
+    /// the holder coming back.
     public var preemptions: UInt64 = 0
     public var preemptLatencyTotal: UInt64 = 0
+    /// Of those, the ones a wake asked for (the policy's `preempt`).
+    public var wakePreemptions: UInt64 = 0
     public var fallbackSwitches: UInt64 = 0
 }
 

@@ -2,7 +2,8 @@
 /// drives a policy (a plugin's `hv_sched_ops` through ``SchedulerPluginPolicy``, or the
 /// built-in ``FallbackPolicy``) exactly as ``SchedulerPool`` does — `vcpu_add` then
 /// `wake` on arrival, `account` then `block` when a burst ends, `account` when a slice
-/// ends, `pick_next` for every free pCPU after any event — and measures what the policy
+/// ends, `preempt` after every wake (a pCPU it names has its slice end at once),
+/// `pick_next` for every free pCPU after any event — and measures what the policy
 /// did against what the scenario's VMs are entitled to.
 ///
 /// Host rules it mirrors (``SchedulerPolicy``): a pick must name a runnable vCPU of the
@@ -200,6 +201,7 @@ public final class SchedSimulator {
                 vcpus[i].readySince = t
                 vcpus[i].wokeAt = t
                 if case let .io(run, _, dist) = vm.workload { vcpus[i].burstLeft = vcpus[i].rng.draw(mean: run, dist) }
+                preemptAfterWake(at: t)
             }
             vmActive[vi] = true
             entitlementDirty = true
@@ -246,6 +248,7 @@ public final class SchedSimulator {
             if case let .io(run, _, dist) = scenario.vms[vcpus[i].vm].workload {
                 vcpus[i].burstLeft = vcpus[i].rng.draw(mean: run, dist)
             }
+            preemptAfterWake(at: t)
             any = true
         }
         // 6. Slices ending; idle pCPUs due to be asked again.
@@ -264,6 +267,20 @@ public final class SchedSimulator {
         if entitlementDirty { recomputeEntitlement() }
         guard any else { return }
         for p in pcpus.indices where pcpus[p].running == nil { decide(p, at: t) }
+    }
+
+    /// The policy's `preempt` after a wake: each running pCPU it names has its slice
+    /// end now (step 6 then accounts it and the pCPU is asked again, as at a slice end).
+    /// Bits for idle pCPUs, pCPUs already stopping and pCPUs beyond the pool are ignored.
+    private func preemptAfterWake(at t: UInt64) {
+        let mask = policy.preempt(now: t)
+        guard mask != 0 else { return }
+        log(t, "preempt -> 0x" + String(mask, radix: 16))
+        for p in pcpus.indices where p < 64 && mask & (UInt64(1) << UInt64(p)) != 0 {
+            guard pcpus[p].running != nil, pcpus[p].sliceEnd > t else { continue }
+            pcpus[p].sliceEnd = t
+            counters.wakePreemptions += 1
+        }
     }
 
     private func stopStint(_ i: Int, on p: Int, at t: UInt64) {

@@ -47,6 +47,8 @@ public struct SchedSimResult: Sendable {
     public struct Counters: Equatable, Sendable {
         public var picks: UInt64 = 0
         public var idlePicks: UInt64 = 0
+        /// Running vCPUs stopped before their slice ended at the policy's `preempt`.
+        public var wakePreemptions: UInt64 = 0
         /// Picks the host would have refused (and replaced the policy for).
         public var invalidPicks: UInt64 = 0
         /// Of those, picks outside the vCPU's affinity mask.

@@ -476,7 +476,16 @@ typedef struct hv_sched_pick {
  *    vCPU joining or leaving), one pCPU after the other with about the same now_ns; a
  *    vCPU whose slice has just ended still counts as running on its pCPU until that
  *    pCPU is asked. A running vCPU is never stopped before its slice ends except by
- *    block/yield/vcpu_remove: a policy that wants to preempt on wake uses short slices.
+ *    block/yield/vcpu_remove, or by preempt.
+ *  - preempt (optional; appended after v1): after every wake (so also after vcpu_add + wake) and
+ *    before any pCPU is asked, the host calls preempt(now_ns) once. It returns a mask of
+ *    pCPU slots (bit i = slot i) whose running vCPU should stop now; 0 = none. For each
+ *    such slot the host ends the slice as at a slice end: account(vcpu, ran_ns), then
+ *    pick_next for that pCPU (on a real pool, once the vCPU has left guest mode, so
+ *    after a short delay and not necessarily before other pCPUs are asked). Bits for
+ *    idle slots, slots already being preempted and slots >= pcpu_count are ignored.
+ *    Without preempt (NULL, or struct_size too small to hold it) the host never
+ *    preempts on wake: such a policy uses short slices.
  *  - A slice is 10 us..1 s. An idle pick (-1) with a slice is asked again after it (or
  *    sooner, on an event); with slice 0, on the next event (10 ms while vCPUs wait).
  */
@@ -494,6 +503,10 @@ typedef struct hv_sched_ops {
     int (*set_params)(hv_sched_policy *p, int32_t vcpu, const hv_sched_params *params);
     /* Optional: writes a one-line summary of policy state into buf (NUL-terminated). */
     void (*dump)(hv_sched_policy *p, char *buf, size_t len);
+    /* Optional, appended after v1 (the host reads it only when struct_size covers it):
+     * [sched] called after every wake; returns the pCPU slots whose running vCPU should
+     * be preempted now (bit i = slot i, 0 = none). See "Call sequence" above. */
+    uint64_t (*preempt)(hv_sched_policy *p, uint64_t now_ns);
 } hv_sched_ops;
 
 /*
@@ -510,7 +523,8 @@ typedef struct hv_sched_policy_desc {
      * order is used and the other is reported; twice in one factory is an error. */
     const char *name;
     const char *description;     /* human-readable, may be NULL */
-    /* Mandatory, struct_size >= the v1 size; every op is mandatory except yield and dump. */
+    /* Mandatory, struct_size >= the v1 size (96 bytes, up to dump); every op is
+     * mandatory except yield, dump and preempt. */
     const hv_sched_ops *ops;
 } hv_sched_policy_desc;
 
