@@ -191,6 +191,20 @@ final class SchedulingTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains("\(name): guest exit code 0"), r.stderr)
         }
     }
+
+    /// Both co-scheduling modes run a real 2-vCPU guest (AP start-up, shared counter, IPIs).
+    func testCoschedulingPoliciesRunATwoVCPUGuest() throws {
+        let env = try SchedulingEnv.require(policies: ["cosched-strict", "cosched-relaxed"], guest: "smp")
+        for policy in ["cosched-strict", "cosched-relaxed"] {
+            let name = "smp-\(policy)"
+            let vmx = HostHarness.vmx(name, guest: "smp", extra: ["numvcpus": "2", "hv.serial": "file:\(env.dir)/\(name).log"])
+            try? FileManager.default.removeItem(atPath: "\(env.dir)/\(name).log")
+            let r = HostHarness.hvhostRun(["run", "--pcpus", "2", "--pool", "default:0-1:\(policy)"] + env.pluginArgs + [vmx], timeout: 60)
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertTrue(env.log(name).contains("smp: 2 CPUs, ipi ok, counter 40000"), env.log(name))
+            XCTAssertFalse(r.stderr.contains("fallback"), "the policy itself scheduled the VM:\n\(r.stderr)")
+        }
+    }
 }
 
 // MARK: - Harness
