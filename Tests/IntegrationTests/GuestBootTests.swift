@@ -85,4 +85,27 @@ final class GuestBootTests: XCTestCase {
         XCTAssertEqual(vmware.status, 1, vmware.stderr)
         XCTAssertTrue(vmware.stdout.contains("signature \"VMwareVMware\" max leaf 0x40000010"), vmware.stdout)
     }
+
+    /// A guest reset (i8042 0xFE) boots the VM again from its configuration, until the
+    /// operator powers it off.
+    func testGuestResetBootsTheVMAgain() throws {
+        try HostHarness.requireHost()
+        let log = HostHarness.workDir + "/reboot.log"
+        try? FileManager.default.removeItem(atPath: log)
+        let vmx = HostHarness.vmx("reboot", guest: "reboot", extra: ["hv.serial": "file:\(log)"])
+        let r = HostHarness.hvhostRun(["run", vmx]) { p in
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                if text.components(separatedBy: "reboot: requesting reset").count > 3 { break }
+                usleep(20_000)
+            }
+            kill(p.processIdentifier, SIGTERM)
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertGreaterThanOrEqual(text.components(separatedBy: "rt: entry=pvh32").count - 1, 3, text)
+        XCTAssertTrue(r.stderr.contains("reboot: reset by the guest; booting again (reset 1)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("reboot: powered off"), r.stderr)
+    }
 }

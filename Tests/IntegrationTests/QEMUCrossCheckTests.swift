@@ -57,4 +57,12 @@ final class QEMUCrossCheckTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("smp: 2 CPUs, ipi ok, counter 40000"), r.stdout)
     }
+
+    /// The i8042 reset the guest uses really resets a PC: QEMU with -no-reboot exits.
+    func testRebootUnderQEMU() throws {
+        let r = try qemu("reboot")
+        XCTAssertFalse(r.timedOut)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("reboot: requesting reset"), r.stdout)
+    }
 }

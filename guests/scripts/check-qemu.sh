@@ -58,6 +58,9 @@ ARGS[net-ping]='-device pcnet,mac=52:54:00:12:34:56 -append role=info'
 STATUS[net-ping]=1
 EXPECT[net-ping]='pcnet: mac 52:54:00:12:34:56 aprom signature 5757
 EXIT 0'
+ARGS[reboot]=''
+STATUS[reboot]=0
+EXPECT[reboot]='reboot: requesting reset'
 ARGS[edu]='-device edu'
 STATUS[edu]=1
 EXPECT[edu]='edu: id 0x[0-9a-f]{6}ed version [0-9]+\.[0-9]+

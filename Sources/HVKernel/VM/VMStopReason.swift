@@ -4,8 +4,7 @@ public enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
     case debugExit(UInt8)
     /// The operator powered the VM off (SIGINT/SIGTERM, console).
     case poweredOff
-    /// The guest asked the platform to reset (i8042 pulse); rebooting is not supported
-    /// yet, so the VM powers off.
+    /// The guest asked the platform to reset (i8042 pulse); `VMHost` boots it again.
     case guestReset
     /// The CPU shut down: a triple fault.
     case tripleFault(String)
@@ -16,7 +15,7 @@ public enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .debugExit(let v): return "guest exit code \(v) (status \((Int(v) << 1) | 1))"
         case .poweredOff: return "powered off"
-        case .guestReset: return "guest requested a reset; powered off"
+        case .guestReset: return "reset by the guest"
         case .tripleFault(let regs): return "triple fault: the guest's CPU shut down (\(regs))"
         case .failure(let why): return "failed: \(why)"
         }
