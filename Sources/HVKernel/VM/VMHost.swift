@@ -67,11 +67,15 @@ public final class VMHost: @unchecked Sendable {
                         fresh.start()
                         continue
                     }
-                    reason = .poweredOff
                 } catch {
                     reason = .failure("reset by the guest, but it cannot power on again: \(error)")
                     logger.error("\(slot.vm.name): \(reason)")
                 }
+            }
+            if reason == .guestReset {
+                // The operator powered the host off while this VM was resetting.
+                reason = .poweredOff
+                logger.info("\(slot.vm.name): \(reason)")
             }
             lock.withLock { slot.outcome = reason }
             return
