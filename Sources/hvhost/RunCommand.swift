@@ -19,8 +19,7 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "The .vmx files of the VMs to run.")
     var vmxFiles: [String]
 
-    @Option(name: .customLong("plugin-path"), help: "A directory to search for plugins (repeatable, or colon-separated).")
-    var pluginPath: [String] = []
+    @OptionGroup var plugins: PluginPathOptions
 
     @Option(name: .customLong("kvm-device"), help: "The KVM device node.")
     var kvmDevice = "/dev/kvm"
@@ -61,7 +60,7 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(2)
         }
 
-        let catalog = PluginCatalog.load(searchPath: .standard(flagValues: pluginPath))
+        let catalog = plugins.loadCatalog()
         for failure in catalog.failures { logger.warning("plugin not loaded: \(failure)") }
         let kvm: KVMSystem
         do { kvm = try KVMSystem(path: kvmDevice) } catch {

@@ -4,8 +4,9 @@ import HVKernel
 
 /// `hvhost top --socket PATH [--interval S] [--count N]`: esxtop-like CPU statistics of a
 /// running host, per VM, every interval: %USED (vCPU thread CPU time / wall time),
-/// %RUN (wall time holding a pCPU slot), %RDY (runnable but waiting for a slot), %ENT (entitlement from shares, min and
-/// max among the active vCPUs of its pool), SHARES, MIN, MAX.
+/// %RUN (wall time holding a pCPU slot), %RDY (runnable but waiting for a slot), %ENT
+/// (entitlement from shares, min and max among the active vCPUs of its pool), SHARES,
+/// MIN, MAX.
 struct TopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "top",
@@ -50,10 +51,7 @@ struct TopCommand: ParsableCommand {
     /// (vCPUs that joined in between show "-").
     static func screen(previous: [VCPUStats.RawRow], current: [VCPUStats.RawRow], number: Int) -> String {
         let before = Dictionary(previous.map { ($0.vcpu, $0) }, uniquingKeysWith: { a, _ in a })
-        var lines: [VCPUStats.VMLine] = []
-        var index: [String: Int] = [:]
-        for row in current {
-            let pool = row.fields["pool"] ?? "?", vm = row.fields["vm"] ?? "?"
+        let lines = VCPUStats.merge(current.map { row in
             var used: Double?, run: Double?, ready: Double?
             if let old = before[row.vcpu], let t1 = row.number("time"), let t0 = old.number("time"), t1 > t0 {
                 func rate(_ key: String) -> Double? {
@@ -64,35 +62,17 @@ struct TopCommand: ParsableCommand {
                 run = rate("run")
                 ready = rate("ready")
             }
-            let key = pool + "\u{0}" + vm
-            if let i = index[key] {
-                var l = lines[i]
-                l.vcpus += 1
-                l.usedPercent = zip(l.usedPercent, used).map { $0 + $1 }
-                l.runPercent = zip(l.runPercent, run).map { $0 + $1 }
-                l.readyPercent = zip(l.readyPercent, ready).map { $0 + $1 }
-                l.entitlementPercent += row.number("ent") ?? 0
-                l.shares += UInt32(row.number("shares") ?? 0)
-                l.state += "," + (row.fields["state"] ?? "?")
-                lines[i] = l
-            } else {
-                index[key] = lines.count
-                lines.append(VCPUStats.VMLine(
-                    pool: pool, vm: vm, vcpus: 1, usedPercent: used, runPercent: run, readyPercent: ready,
-                    entitlementPercent: row.number("ent") ?? 0, shares: UInt32(row.number("shares") ?? 0),
-                    minPercent: UInt32(row.number("min") ?? 0), maxPercent: UInt32(row.number("max") ?? 100),
-                    state: row.fields["state"] ?? "?"))
-            }
-        }
+            return VCPUStats.VMLine(
+                pool: row.fields["pool"] ?? "?", vm: row.fields["vm"] ?? "?", vcpus: 1,
+                usedPercent: used, runPercent: run, readyPercent: ready,
+                entitlementPercent: row.number("ent") ?? 0, shares: UInt32(row.number("shares") ?? 0),
+                minPercent: UInt32(row.number("min") ?? 0), maxPercent: UInt32(row.number("max") ?? 100),
+                state: row.fields["state"] ?? "?")
+        })
         let total = lines.compactMap(\.usedPercent).reduce(0, +)
         let header = "hvhost top #\(number): \(lines.count) VM(s), \(current.count) vCPU(s), total %USED \((total * 10).rounded() / 10)"
         return header + "\n" + VCPUStats.table(lines) + "\n"
     }
-}
-
-private func zip(_ a: Double?, _ b: Double?) -> (Double, Double)? {
-    guard let a, let b else { return nil }
-    return (a, b)
 }
 
 private extension String {

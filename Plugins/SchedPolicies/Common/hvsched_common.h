@@ -109,4 +109,30 @@ static inline void hvs_appendf(char *buf, size_t len, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* The plugin boilerplate every scheduler-policy plugin shares: a factory offering the
+ * descriptors in `list` (an array of const hv_sched_policy_desc *), and the entry point
+ * hv_plugin_entry_v1 naming the plugin `id_` / `name_`. Use once, at file scope. */
+#define HVS_PLUGIN(list, id_, name_)                                                    \
+    static const hv_sched_factory hvs_factory = {                                       \
+        .struct_size = sizeof(hv_sched_factory),                                        \
+        .abi_version = HV_ABI_VERSION,                                                  \
+        .policy_count = (uint32_t)(sizeof(list) / sizeof((list)[0])),                   \
+        .policies = list,                                                               \
+    };                                                                                  \
+    static const void *hvs_get_factory(const char *id) {                                \
+        return id && strcmp(id, HV_FACTORY_SCHED_POLICY) == 0 ? &hvs_factory : NULL;    \
+    }                                                                                   \
+    static const char *const hvs_factory_ids[] = { HV_FACTORY_SCHED_POLICY, NULL };     \
+    static const hv_plugin_entry hvs_entry = {                                          \
+        .struct_size = sizeof(hv_plugin_entry),                                         \
+        .abi_version = HV_ABI_VERSION,                                                  \
+        .id = id_,                                                                      \
+        .name = name_,                                                                  \
+        .version = "1.0.0",                                                             \
+        .vendor = "hvhost",                                                             \
+        .get_factory = hvs_get_factory,                                                 \
+        .factory_ids = hvs_factory_ids,                                                 \
+    };                                                                                  \
+    const hv_plugin_entry *hv_plugin_entry_v1(void) { return &hvs_entry; }
+
 #endif /* HVSCHED_COMMON_H */

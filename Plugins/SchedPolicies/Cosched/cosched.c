@@ -653,28 +653,4 @@ static const hv_sched_policy_desc cs_relaxed_desc = {
 
 static const hv_sched_policy_desc *const cs_list[] = { &cs_strict_desc, &cs_relaxed_desc };
 
-static const hv_sched_factory cs_factory = {
-    .struct_size = sizeof(hv_sched_factory),
-    .abi_version = HV_ABI_VERSION,
-    .policy_count = 2,
-    .policies = cs_list,
-};
-
-static const void *cs_get_factory(const char *id) {
-    return id && strcmp(id, HV_FACTORY_SCHED_POLICY) == 0 ? &cs_factory : NULL;
-}
-
-static const char *const cs_factory_ids[] = { HV_FACTORY_SCHED_POLICY, NULL };
-
-static const hv_plugin_entry cs_entry = {
-    .struct_size = sizeof(hv_plugin_entry),
-    .abi_version = HV_ABI_VERSION,
-    .id = "org.hvhost.sched.cosched",
-    .name = "Co-scheduler for 2-vCPU VMs",
-    .version = "1.0.0",
-    .vendor = "hvhost",
-    .get_factory = cs_get_factory,
-    .factory_ids = cs_factory_ids,
-};
-
-const hv_plugin_entry *hv_plugin_entry_v1(void) { return &cs_entry; }
+HVS_PLUGIN(cs_list, "org.hvhost.sched.cosched", "Co-scheduler for 2-vCPU VMs")

@@ -419,28 +419,4 @@ static const hv_sched_policy_desc ps_desc = {
 
 static const hv_sched_policy_desc *const ps_list[] = { &ps_desc };
 
-static const hv_sched_factory ps_factory = {
-    .struct_size = sizeof(hv_sched_factory),
-    .abi_version = HV_ABI_VERSION,
-    .policy_count = 1,
-    .policies = ps_list,
-};
-
-static const void *ps_get_factory(const char *id) {
-    return id && strcmp(id, HV_FACTORY_SCHED_POLICY) == 0 ? &ps_factory : NULL;
-}
-
-static const char *const ps_factory_ids[] = { HV_FACTORY_SCHED_POLICY, NULL };
-
-static const hv_plugin_entry ps_entry = {
-    .struct_size = sizeof(hv_plugin_entry),
-    .abi_version = HV_ABI_VERSION,
-    .id = "org.hvhost.sched.propshare",
-    .name = "Proportional-share scheduler",
-    .version = "1.0.0",
-    .vendor = "hvhost",
-    .get_factory = ps_get_factory,
-    .factory_ids = ps_factory_ids,
-};
-
-const hv_plugin_entry *hv_plugin_entry_v1(void) { return &ps_entry; }
+HVS_PLUGIN(ps_list, "org.hvhost.sched.propshare", "Proportional-share scheduler")

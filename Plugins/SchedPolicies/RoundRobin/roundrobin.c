@@ -201,28 +201,4 @@ static const hv_sched_policy_desc rr_desc = {
 
 static const hv_sched_policy_desc *const rr_list[] = { &rr_desc };
 
-static const hv_sched_factory rr_factory = {
-    .struct_size = sizeof(hv_sched_factory),
-    .abi_version = HV_ABI_VERSION,
-    .policy_count = 1,
-    .policies = rr_list,
-};
-
-static const void *rr_get_factory(const char *id) {
-    return id && strcmp(id, HV_FACTORY_SCHED_POLICY) == 0 ? &rr_factory : NULL;
-}
-
-static const char *const rr_factory_ids[] = { HV_FACTORY_SCHED_POLICY, NULL };
-
-static const hv_plugin_entry rr_entry = {
-    .struct_size = sizeof(hv_plugin_entry),
-    .abi_version = HV_ABI_VERSION,
-    .id = "org.hvhost.sched.roundrobin",
-    .name = "Round-robin scheduler",
-    .version = "1.0.0",
-    .vendor = "hvhost",
-    .get_factory = rr_get_factory,
-    .factory_ids = rr_factory_ids,
-};
-
-const hv_plugin_entry *hv_plugin_entry_v1(void) { return &rr_entry; }
+HVS_PLUGIN(rr_list, "org.hvhost.sched.roundrobin", "Round-robin scheduler")

@@ -1,12 +1,13 @@
 import CKVM
 import Glibc
 
-/// A KVM VM file descriptor: memslots (KVM_SET_USER_MEMORY_REGION), dirty logging
-/// (KVM_GET_DIRTY_LOG) and vCPU creation (KVM_CREATE_VCPU).
+/// A KVM VM file descriptor: memslots (KVM_SET_USER_MEMORY_REGION) and vCPU creation
+/// (KVM_CREATE_VCPU).
 public final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendable {
     public let fd: Int32
     let system: KVMSystem
-    private var slots: [(slot: UInt32, region: GuestMemory.Region)] = []
+    /// Memslots assigned so far; the next region gets this number.
+    private var slotCount: UInt32 = 0
 
     init(system: KVMSystem, fd: Int32) throws {
         self.system = system
@@ -24,14 +25,14 @@ public final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendable
     /// KVM_SET_USER_MEMORY_REGION for every region of `memory`.
     public func map(memory: GuestMemory) throws {
         for region in memory.regions {
-            let slot = UInt32(slots.count)
+            let slot = slotCount
             var r = kvm_userspace_memory_region(
                 slot: slot, flags: 0, guest_phys_addr: region.guestAddress,
                 memory_size: region.size, userspace_addr: memory.hostAddress(of: region))
             guard ioctl(fd, CKVM_SET_USER_MEMORY_REGION, &r) == 0 else {
                 throw KVMError(call: "KVM_SET_USER_MEMORY_REGION(slot \(slot))", errno: errno)
             }
-            slots.append((slot, region))
+            slotCount += 1
         }
     }
 

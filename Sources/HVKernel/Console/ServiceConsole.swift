@@ -23,14 +23,8 @@ public final class ServiceConsole: @unchecked Sendable {
     /// Listens on `path` (a stale socket file there is replaced).
     public init(path: String) throws {
         self.path = path
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard path.utf8.count < capacity else {
-            throw CommandError("console socket path \(path) is longer than \(capacity - 1) bytes")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        guard var addr = Self.socketAddress(path) else {
+            throw CommandError("console socket path \(path) is longer than \(Self.maximumPathLength) bytes")
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw CommandError("socket: \(String(cString: strerror(errno)))") }
@@ -117,12 +111,7 @@ public final class ServiceConsole: @unchecked Sendable {
 
     /// Sends one request to a console at `path` and returns the reply.
     public static func request(_ line: String, at path: String) throws -> String {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        guard path.utf8.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw CommandError("socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in path.utf8.enumerated() { raw[i] = b }
-        }
+        guard var addr = socketAddress(path) else { throw CommandError("socket path too long: \(path)") }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw CommandError("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -142,5 +131,19 @@ public final class ServiceConsole: @unchecked Sendable {
             reply += buffer[0..<n]
         }
         return String(decoding: reply, as: UTF8.self)
+    }
+
+    /// Longest socket path `sockaddr_un` holds, leaving room for the NUL.
+    private static let maximumPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
+    /// The `AF_UNIX` address of `path`; nil when the path does not fit.
+    private static func socketAddress(_ path: String) -> sockaddr_un? {
+        guard path.utf8.count <= maximumPathLength else { return nil }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        return addr
     }
 }

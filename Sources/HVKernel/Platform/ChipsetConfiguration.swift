@@ -10,8 +10,8 @@ public struct ChipsetConfiguration: Sendable {
     public var com1Enabled: Bool
     public var com1Base: UInt16 = 0x3F8
     public var com1IRQ: Int = 4
-    /// Top of RAM below 4 GiB (where the PCI hole starts). nil follows QEMU's i440FX
-    /// layout: all RAM below 4 GiB up to 3.5 GiB, else 3 GiB below and the rest above.
+    /// Top of RAM below 4 GiB (where the PCI hole starts). nil follows `GuestMemory`'s
+    /// split: RAM above `GuestMemory.lowMemoryLimit` (3 GiB) is relocated to 4 GiB.
     public var lowMemoryTop: UInt64?
     /// ISA IRQs whose ELCR bit is preset level-triggered at reset (the PCI INTx lines).
     public var levelTriggeredIRQs: [Int] = [10, 11]
@@ -28,7 +28,7 @@ public struct ChipsetConfiguration: Sendable {
 
     /// RAM below 4 GiB.
     public var memoryBelow4GiB: UInt64 {
-        let top = lowMemoryTop ?? (memorySize > 0xE000_0000 ? 0xC000_0000 : memorySize)
+        let top = lowMemoryTop ?? GuestMemory.lowMemoryLimit
         return min(memorySize, top)
     }
 

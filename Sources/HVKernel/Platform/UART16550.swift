@@ -96,10 +96,11 @@ public final class UART16550 {
 
     /// `offset` 0-7 from the base port.
     public func read(offset: UInt16) -> UInt8 {
-        let t = now()
+        // Only RBR, IIR, LSR and MSR reads look at the clock.
         switch offset {
         case 0:
             if dlab { return UInt8(truncatingIfNeeded: divisor) }
+            let t = now()
             let b = rx.pop() ?? 0
             rxActivity(at: t)
             refill(at: t)
@@ -108,6 +109,7 @@ public final class UART16550 {
         case 1:
             return dlab ? UInt8(truncatingIfNeeded: divisor >> 8) : ier
         case 2:
+            let t = now()
             checkTimeout(at: t)
             let id = interruptID()
             if id == 0x02 { thrInterruptPending = false }
@@ -122,12 +124,12 @@ public final class UART16550 {
             var v: UInt8 = 0x60 | lsrErrors       // THRE and TEMT: transmission is instant
             if !rx.isEmpty { v |= 0x01 }
             lsrErrors = 0
-            updateIRQ(at: t)
+            updateIRQ(at: now())
             return v
         case 6:
             let v = modemInputs | msrDeltas
             msrDeltas = 0
-            updateIRQ(at: t)
+            updateIRQ(at: now())
             return v
         case 7:
             return scratch

@@ -19,34 +19,20 @@ public enum SchedulerEntitlement {
         }
     }
 
+    /// The same water-filling as the simulator (``SchedSimEntitlement/divide(_:capacity:)``),
+    /// in percent, over the active vCPUs only, each demanding a whole pCPU.
     public static func compute(capacity: Double, demands: [Demand]) -> [Double] {
         let active = demands.indices.filter { demands[$0].active }
         var result = [Double](repeating: 0, count: demands.count)
         guard !active.isEmpty, capacity > 0 else { return result }
-        // Each vCPU can use at most one pCPU.
-        let hi = demands.map { min(max($0.maxPercent, 0), 100) }
-        var lo = demands.map { min(max($0.minPercent, 0), 100) }
-        for i in demands.indices { lo[i] = min(lo[i], hi[i]) }
-        let reserved = active.reduce(0) { $0 + lo[$1] }
-        if reserved >= capacity {
-            let scale = capacity / reserved
-            for i in active { result[i] = lo[i] * scale }
-            return result
+        let claims = active.map { i in
+            SchedSimEntitlement.Claim(shares: max(demands[i].shares, 1e-9),
+                                      min: max(demands[i].minPercent, 0) / 100,
+                                      max: max(demands[i].maxPercent, 0) / 100, demand: 1)
         }
-        if active.reduce(0, { $0 + hi[$1] }) <= capacity {
-            for i in active { result[i] = hi[i] }
-            return result
+        for (i, share) in zip(active, SchedSimEntitlement.divide(claims, capacity: capacity / 100)) {
+            result[i] = share.rate * 100
         }
-        func total(_ lambda: Double) -> Double {
-            active.reduce(0) { $0 + min(max(lambda * max(demands[$1].shares, 1e-9), lo[$1]), hi[$1]) }
-        }
-        var a = 0.0, b = 1.0
-        while total(b) < capacity { b *= 2 }
-        for _ in 0..<100 {
-            let mid = (a + b) / 2
-            if total(mid) < capacity { a = mid } else { b = mid }
-        }
-        for i in active { result[i] = min(max(b * max(demands[i].shares, 1e-9), lo[i]), hi[i]) }
         return result
     }
 }

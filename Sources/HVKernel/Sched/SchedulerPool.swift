@@ -8,7 +8,7 @@ import Synchronization
 /// ``acquire(_:)``; the pool makes decisions with its lock held: it calls the policy's
 /// `pick_next` for a free slot, validates the answer (a vCPU of this pool, runnable, not
 /// running on another slot, allowed there by its affinity, a slice in ``validSlices``),
-/// and hands the slot over by signalling the chosen vCPU's condition variable. The
+/// and hands the slot over by setting the chosen vCPU's `granted` flag and unparking it. The
 /// holder runs without touching the pool again (one atomic load per entry:
 /// ``PoolMember/needsPool``) until its slice ends, it halts, or the pool drains it.
 ///
@@ -650,7 +650,7 @@ public final class SchedulerPool: @unchecked Sendable {
                 capacity: Double(slots.count * 100),
                 demands: zip(ordered, active).map { m, a in
                     .init(shares: Double(m.params.shares), minPercent: Double(m.params.minPercent),
-                          maxPercent: Double(min(m.params.maxPercent, 100)), active: a)
+                          maxPercent: Double(m.params.maxPercent), active: a)
                 })
             var rows: [VCPUStatsRow] = []
             for (i, m) in ordered.enumerated() {

@@ -23,8 +23,9 @@ public final class SchedSimulator {
     private let policy: SchedulerPolicy
     private let policyName: String
 
-    public static let validSlices: ClosedRange<UInt64> = 10_000...1_000_000_000
-    public static let idleReask: UInt64 = 10_000_000
+    /// The host's own rules (``SchedulerPool``), so the two cannot drift apart.
+    public static let validSlices = SchedulerPool.validSlices
+    public static let idleReask = SchedulerPool.idleReask
 
     private enum State: Equatable {
         case absent, blocked, ready, running(Int)

@@ -90,25 +90,40 @@ public enum VCPUStats {
 
     /// Groups rows by VM in first-seen order, with the rows' interval rates.
     public static func vmLines(_ rows: [VCPUStatsRow]) -> [VMLine] {
-        var order: [String] = []
-        var groups: [String: [VCPUStatsRow]] = [:]
-        for r in rows {
-            let key = r.pool + "\u{0}" + r.vm
-            if groups[key] == nil { order.append(key) }
-            groups[key, default: []].append(r)
+        merge(rows.map {
+            VMLine(pool: $0.pool, vm: $0.vm, vcpus: 1, usedPercent: $0.usedPercent, runPercent: $0.runPercent,
+                   readyPercent: $0.readyPercent, entitlementPercent: $0.entitlementPercent,
+                   shares: $0.params.shares, minPercent: $0.params.minPercent, maxPercent: $0.params.maxPercent,
+                   state: $0.state)
+        })
+    }
+
+    /// Merges lines of the same pool and VM, in first-seen order: vCPUs, rates (nil when
+    /// any vCPU's is), entitlement and shares add up; min and max are the first line's;
+    /// states are joined with commas. `sched stats` and `hvhost top` both group with it.
+    public static func merge(_ vcpuLines: [VMLine]) -> [VMLine] {
+        func add(_ a: Double?, _ b: Double?) -> Double? {
+            guard let a, let b else { return nil }
+            return a + b
         }
-        return order.map { key in
-            let g = groups[key]!
-            func sum(_ f: (VCPUStatsRow) -> Double?) -> Double? {
-                let values = g.map(f)
-                return values.contains { $0 == nil } ? nil : values.reduce(0) { $0 + $1! }
+        var lines: [VMLine] = []
+        var index: [String: Int] = [:]
+        for v in vcpuLines {
+            let key = v.pool + "\u{0}" + v.vm
+            guard let i = index[key] else {
+                index[key] = lines.count
+                lines.append(v)
+                continue
             }
-            return VMLine(pool: g[0].pool, vm: g[0].vm, vcpus: g.count, usedPercent: sum(\.usedPercent),
-                          runPercent: sum(\.runPercent), readyPercent: sum(\.readyPercent),
-                          entitlementPercent: g.reduce(0) { $0 + $1.entitlementPercent },
-                          shares: g.reduce(0) { $0 + $1.params.shares }, minPercent: g[0].params.minPercent,
-                          maxPercent: g[0].params.maxPercent, state: g.map(\.state).joined(separator: ","))
+            lines[i].vcpus += v.vcpus
+            lines[i].usedPercent = add(lines[i].usedPercent, v.usedPercent)
+            lines[i].runPercent = add(lines[i].runPercent, v.runPercent)
+            lines[i].readyPercent = add(lines[i].readyPercent, v.readyPercent)
+            lines[i].entitlementPercent += v.entitlementPercent
+            lines[i].shares += v.shares
+            lines[i].state += "," + v.state
         }
+        return lines
     }
 
     /// The table: VM, POOL, NVCPU, %USED, %RUN, %RDY, %ENT, SHARES, MIN, MAX, STATE.

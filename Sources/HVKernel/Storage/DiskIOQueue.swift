@@ -54,9 +54,9 @@ public final class DiskIOQueue: Sendable {
     /// last reference to the `DiskIOQueue` shuts the workers down.
     private final class Core: @unchecked Sendable {
         // Heap-allocated so their addresses never move (pthread objects must not).
-        private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-        private let workReady = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-        private let idle = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+        private let mutex = HostLock()
+        private let workReady = HostCondition()
+        private let idle = HostCondition()
 
         // Guarded by `mutex`.
         private var jobs: [(@Sendable () -> Void)?] = []   // ring: head index + count
@@ -69,57 +69,45 @@ public final class DiskIOQueue: Sendable {
 
         init(threadCount: Int) {
             self.threadCount = threadCount
-            pthread_mutex_init(mutex, nil)
-            pthread_cond_init(workReady, nil)
-            pthread_cond_init(idle, nil)
             jobs = Array(repeating: nil, count: 64)
-        }
-
-        deinit {
-            pthread_cond_destroy(idle)
-            pthread_cond_destroy(workReady)
-            pthread_mutex_destroy(mutex)
-            idle.deallocate()
-            workReady.deallocate()
-            mutex.deallocate()
         }
 
         func startWorker(name: String) {
             let thread = HostThread.spawn(name: name) { [self] in workerLoop() }
-            pthread_mutex_lock(mutex)
+            mutex.lock()
             workers.append(thread)
-            pthread_mutex_unlock(mutex)
+            mutex.unlock()
         }
 
         func submit(_ work: @escaping @Sendable () -> Void) -> Bool {
-            pthread_mutex_lock(mutex)
-            defer { pthread_mutex_unlock(mutex) }
+            mutex.lock()
+            defer { mutex.unlock() }
             guard !stopping else { return false }
             if queued == jobs.count { grow() }
             jobs[(head + queued) % jobs.count] = work
             queued += 1
-            pthread_cond_signal(workReady)
+            workReady.signal()
             return true
         }
 
         func drain() {
-            pthread_mutex_lock(mutex)
+            mutex.lock()
             precondition(!isWorkerLocked(), "DiskIOQueue.drain() called from the queue's own worker thread")
             while queued > 0 || running > 0 {
-                pthread_cond_wait(idle, mutex)
+                idle.wait(mutex)
             }
-            pthread_mutex_unlock(mutex)
+            mutex.unlock()
         }
 
         func shutdown(fromDeinit: Bool = false) {
-            pthread_mutex_lock(mutex)
+            mutex.lock()
             let onWorker = isWorkerLocked()
             precondition(fromDeinit || !onWorker, "DiskIOQueue.shutdown() called from the queue's own worker thread")
             stopping = true
             let toJoin = workers
             workers = []
-            pthread_cond_broadcast(workReady)
-            pthread_mutex_unlock(mutex)
+            workReady.broadcast()
+            mutex.unlock()
             for thread in toJoin {
                 if pthread_equal(thread, pthread_self()) != 0 {
                     pthread_detach(thread)
@@ -142,10 +130,10 @@ public final class DiskIOQueue: Sendable {
         }
 
         fileprivate func workerLoop() {
-            pthread_mutex_lock(mutex)
+            mutex.lock()
             while true {
                 while queued == 0 && !stopping {
-                    pthread_cond_wait(workReady, mutex)
+                    workReady.wait(mutex)
                 }
                 if queued == 0 { break }   // stopping, and everything queued has run
                 let work = jobs[head]!
@@ -153,13 +141,13 @@ public final class DiskIOQueue: Sendable {
                 head = (head + 1) % jobs.count
                 queued -= 1
                 running += 1
-                pthread_mutex_unlock(mutex)
+                mutex.unlock()
                 work()
-                pthread_mutex_lock(mutex)
+                mutex.lock()
                 running -= 1
-                if queued == 0 && running == 0 { pthread_cond_broadcast(idle) }
+                if queued == 0 && running == 0 { idle.broadcast() }
             }
-            pthread_mutex_unlock(mutex)
+            mutex.unlock()
         }
     }
 }

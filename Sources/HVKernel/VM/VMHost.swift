@@ -39,7 +39,7 @@ public final class VMHost: @unchecked Sendable {
     @discardableResult
     public func powerOn(_ configuration: VMConfiguration) throws -> VirtualMachine {
         if vm(named: configuration.displayName) != nil {
-            throw PluginDeviceError(message: "\(configuration.path): a VM named '\(configuration.displayName)' is already running on this host")
+            throw VMError("\(configuration.path): a VM named '\(configuration.displayName)' is already running on this host")
         }
         let vm = try VirtualMachine(configuration: configuration, host: services, logger: logger)
         let slot = Slot(configuration: configuration, vm: vm)
