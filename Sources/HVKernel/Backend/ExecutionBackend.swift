@@ -31,6 +31,9 @@ public protocol VirtualCPU: AnyObject {
     func run(handler: VCPUExitHandler) throws -> VCPUExit
     /// True when an external interrupt can be injected right now (IF=1, no shadow).
     var canInjectInterrupt: Bool { get }
+    /// Exits from guest mode so far, including the port-I/O and MMIO exits `run`
+    /// answers itself. Readable from any thread.
+    var exitCount: UInt64 { get }
     func requestInterruptWindow(_ enabled: Bool)
     func injectInterrupt(vector: UInt8) throws
     func injectNMI() throws

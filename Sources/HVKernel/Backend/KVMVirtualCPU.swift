@@ -10,6 +10,9 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
     private let run: UnsafeMutablePointer<kvm_run>
     private let runMapSize: Int
     private let thread = Mutex<pthread_t?>(nil)
+    private let exits = Atomic<UInt64>(0)
+
+    var exitCount: UInt64 { exits.load(ordering: .relaxed) }
 
     init(fd: Int32, index: Int, runMapSize: Int) throws {
         let p = mmap(nil, runMapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
@@ -87,7 +90,7 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         sregs.cr3 = state.cr3
         sregs.cr4 = state.cr4
         sregs.efer = state.efer
-        sregs.apic_base = 0xFEE0_0000 | (1 << 11) | (index == 0 ? 1 << 8 : 0)
+        sregs.apic_base = Chipset.lapicBase | (1 << 11) | (index == 0 ? 1 << 8 : 0)
         guard ioctl(fd, CKVM_SET_SREGS, &sregs) == 0 else { throw KVMError(call: "KVM_SET_SREGS", errno: errno) }
         var regs = kvm_regs()
         regs.rip = state.rip
@@ -127,7 +130,9 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
     /// KVM_RUN until an exit the VMkernel must handle; port I/O and MMIO are answered here.
     func run(handler: VCPUExitHandler) throws -> VCPUExit {
         while true {
-            if ioctl(fd, CKVM_RUN) != 0 {
+            let rc = ioctl(fd, CKVM_RUN)
+            exits.add(1, ordering: .relaxed)
+            if rc != 0 {
                 let e = errno
                 if e == EINTR || e == EAGAIN {
                     run.pointee.immediate_exit = 0
@@ -146,9 +151,7 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
                 return .interruptWindow
             case KVM_EXIT_INTR:
                 return .interrupted
-            case KVM_EXIT_SHUTDOWN:
-                return .shutdown
-            case KVM_EXIT_SYSTEM_EVENT:
+            case KVM_EXIT_SHUTDOWN, KVM_EXIT_SYSTEM_EVENT:
                 return .shutdown
             case KVM_EXIT_FAIL_ENTRY:
                 let reason = run.pointee.fail_entry.hardware_entry_failure_reason

@@ -19,8 +19,6 @@ public protocol VCPUInterruptController: AnyObject {
 /// vector; it then starts in real mode at `vector << 12` and joins the pool. An INIT
 /// sends it back to wait-for-SIPI.
 final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
-    static let lapicBase: UInt64 = 0xFEE0_0000
-
     let vcpu: VirtualCPU
     private unowned let vm: VirtualMachine
     private let interrupts: VCPUInterruptController
@@ -38,8 +36,6 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     /// AP: an INIT arrived while it ran; it must leave the guest.
     private let initPending = Atomic<Bool>(false)
     private var thread: pthread_t?
-    /// Exits taken, for statistics.
-    let exits = Atomic<UInt64>(0)
 
     init(vcpu: VirtualCPU, vm: VirtualMachine, interrupts: VCPUInterruptController,
          scheduler: Scheduler, schedVM: SchedulerVM) {
@@ -184,13 +180,18 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
         while !vm.isStopping {
             if m.needsPool.load(ordering: .acquiring) {
                 // Slice ended, slot drained, or no slot yet: back through the pool.
+                let grantsBefore = m.grantCount
                 guard let slot = pool.reschedule(m, ranNanoseconds: ranSinceGrant(m)) else {
                     if vm.isStopping { return }
                     pool.wake(m)           // not runnable in the pool's view: become so
                     continue
                 }
-                m.cpuAtGrant = SchedulerThreads.currentThreadCPUTime()
-                pin(m, to: slot)
+                // Only a new grant restarts the CPU-time baseline; a kept slot (stale flag)
+                // keeps counting toward the slice the policy will be charged for.
+                if m.grantCount != grantsBefore {
+                    m.cpuAtGrant = SchedulerThreads.currentThreadCPUTime()
+                    pin(m, to: slot)
+                }
                 continue
             }
             if initPending.load(ordering: .acquiring) { return }
@@ -207,7 +208,6 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
                     vcpu.requestInterruptWindow(false)
                 }
                 let exit = try vcpu.run(handler: self)
-                exits.add(1, ordering: .relaxed)
                 switch exit {
                 case .halt:
                     if interrupts.nextInterrupt(vcpu: index) != nil { continue }
@@ -264,7 +264,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     }
 
     func mmioRead(address: UInt64, size: Int) -> UInt64 {
-        if address & ~0xFFF == VCPURunner.lapicBase {
+        if address & ~0xFFF == Chipset.lapicBase {
             return interrupts.lapicRead(vcpu: vcpu.index, offset: address & 0xFFF, size: size)
         }
         guard let (h, offset) = vm.mmioBus.lookup(address) else { return size == 8 ? ~0 : (1 << (8 * UInt64(size))) - 1 }
@@ -272,7 +272,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     }
 
     func mmioWrite(address: UInt64, size: Int, value: UInt64) {
-        if address & ~0xFFF == VCPURunner.lapicBase {
+        if address & ~0xFFF == Chipset.lapicBase {
             interrupts.lapicWrite(vcpu: vcpu.index, offset: address & 0xFFF, size: size, value: value)
             return
         }

@@ -133,10 +133,8 @@ public final class VirtualMachine: @unchecked Sendable {
     private static let stdinClaimed = Atomic<Bool>(false)
 
     private static func chipsetConfiguration(for configuration: VMConfiguration) throws -> ChipsetConfiguration {
-        var c = ChipsetConfiguration(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
-                                     serial: try serialSink(for: configuration.serial))
-        c.lowMemoryTop = GuestMemory.lowMemoryLimit   // CMOS must describe the memslots we map
-        return c
+        ChipsetConfiguration(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
+                             serial: try serialSink(for: configuration.serial))
     }
 
     private static func serialSink(for setting: SerialSetting) throws -> SerialSink? {
@@ -156,7 +154,7 @@ public final class VirtualMachine: @unchecked Sendable {
             let backends = PluginBackends(switches: host.switches, diskQueue: host.diskQueue) { unit in
                 guard let disk = device.disks.first(where: { $0.unit == unit }) else { return nil }
                 guard disk.mode == .persistent else {
-                    throw PluginDeviceError(message: "\(disk.location): \(device.prefix):\(unit).mode = \"\(disk.mode.rawValue)\" needs redo logs, which this host does not support yet; use \"persistent\"")
+                    throw VMError("\(disk.location): \(device.prefix):\(unit).mode = \"\(disk.mode.rawValue)\" needs redo logs, which this host does not support yet; use \"persistent\"")
                 }
                 return try FlatDisk(path: disk.path, readOnly: false)
             }
@@ -211,7 +209,7 @@ public final class VirtualMachine: @unchecked Sendable {
     }
 
     /// VM exits taken by all vCPUs so far.
-    public var exitCount: UInt64 { runners.reduce(0) { $0 + $1.exits.load(ordering: .relaxed) } }
+    public var exitCount: UInt64 { runners.reduce(0) { $0 + $1.vcpu.exitCount } }
 
     /// "running", or why the VM stopped.
     public var stateDescription: String {
