@@ -1,15 +1,20 @@
-/* Compile-time guards on the v1 layout (LP64). If one fires, a change broke the ABI:
+/* Compile-time guards on the 1.x layout (LP64). If one fires, a change broke the ABI:
  * fields may only be appended, never inserted, resized or reordered. */
 #include "hvplugin.h"
 
 #if defined(__x86_64__) || defined(__aarch64__)
 _Static_assert(offsetof(hv_plugin_entry, get_factory) == 56, "hv_plugin_entry layout changed");
-_Static_assert(sizeof(hv_plugin_entry) == 72, "hv_plugin_entry layout changed");
+_Static_assert(offsetof(hv_plugin_entry, init_with_info) == 72, "hv_plugin_entry layout changed"); /* 1.0 size 72 */
+_Static_assert(sizeof(hv_plugin_entry) == 80, "hv_plugin_entry layout changed");
+_Static_assert(sizeof(hv_plugin_load_info) == 16, "hv_plugin_load_info layout changed");
 _Static_assert(sizeof(hv_pci_identity) == 20, "hv_pci_identity layout changed");
 _Static_assert(sizeof(hv_bar_desc) == 40, "hv_bar_desc layout changed");
 _Static_assert(offsetof(hv_host_services, log) == 8, "hv_host_services layout changed");
 _Static_assert(offsetof(hv_host_services, disk_submit) == 8 + 22 * 8, "hv_host_services layout changed");
 _Static_assert(offsetof(hv_host_services, pci_command) == 8 + 23 * 8, "hv_host_services layout changed");
+_Static_assert(offsetof(hv_host_services, get_extension) == 8 + 24 * 8, "hv_host_services layout changed");
+_Static_assert(sizeof(hv_host_services) == 8 + 25 * 8, "hv_host_services grows only by extensions since 1.1");
+_Static_assert(sizeof(hv_timer_ext) == 16, "hv_timer_ext layout changed");
 _Static_assert(sizeof(hv_device_model) == 48, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
 _Static_assert(sizeof(hv_sched_ops) == 104, "hv_sched_ops layout changed");

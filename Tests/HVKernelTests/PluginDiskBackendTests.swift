@@ -17,12 +17,15 @@ final class PluginDiskBackendTests: XCTestCase {
         for _ in 0..<3 { root.deleteLastPathComponent() }
         let out = NSTemporaryDirectory() + "hv-diskprobe-\(getpid())"
         try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
-        p.arguments = ["-std=c99", "-Wall", "-Werror", "-shared", "-fPIC", "-I", root.path + "/Sources/PluginABI/include",
-                       "-o", out + "/libdiskprobe.so", root.path + "/Tests/HVKernelTests/Fixtures/disk_probe.c"]
-        try? p.run()
-        p.waitUntilExit()
+        let fixtures = root.path + "/Tests/HVKernelTests/Fixtures"
+        for (include, name) in [(root.path + "/Sources/PluginABI/include", "diskprobe"), (fixtures + "/abi-1.0", "diskprobe10")] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
+            p.arguments = ["-std=c99", "-Wall", "-Werror", "-shared", "-fPIC", "-I", include, "-DPROBE_NAME=\"\(name)\"",
+                           "-o", out + "/lib\(name).so", fixtures + "/disk_probe.c"]
+            try? p.run()
+            p.waitUntilExit()
+        }
         return out
     }()
 
@@ -32,9 +35,10 @@ final class PluginDiskBackendTests: XCTestCase {
     var device: PluginDevice!
     var imagePath: String!
 
-    private func makeDevice(readOnly: Bool = false, present: Bool = true) throws -> PluginDevice {
+    private func makeDevice(readOnly: Bool = false, present: Bool = true, model: String = "diskprobe") throws -> PluginDevice {
         let catalog = PluginCatalog.load(searchPath: PluginSearchPath(directories: [Self.pluginDir]))
-        let match = try catalog.deviceModel(named: "diskprobe")
+        let match = try catalog.deviceModel(named: model)
+        XCTAssertEqual(match.plugin.abiString, model == "diskprobe10" ? "1.0" : "1.1")
         memory = try GuestMemory(size: 1 << 20)
         let clock = VMClock()
         timers = TimerQueue(clock: clock, name: "disk-test")
@@ -89,6 +93,16 @@ final class PluginDiskBackendTests: XCTestCase {
         XCTAssertEqual(try memory.read(at: 0x8000, count: 1024), pattern)
         XCTAssertNotEqual(memory.takeDirtyPages()[0] & (1 << 8), 0, "the read marked guest page 8 dirty")
         XCTAssertEqual(submit(3, sector: 0, gpa: 0, bytes: 0).result, 0, "flush")
+    }
+
+    func testAPluginBuiltAgainstTheFrozen10HeaderLoadsAndRuns() throws {
+        device = try makeDevice(model: "diskprobe10")
+        XCTAssertEqual(reg(0x38), 128, "capacity in sectors")
+        let pattern = (0..<512).map { UInt8(truncatingIfNeeded: $0 &* 5 &+ 1) }
+        try memory.write(pattern, at: 0x3000)
+        XCTAssertEqual(submit(2, sector: 9, gpa: 0x3000, bytes: 512).result, 512)
+        XCTAssertEqual(submit(1, sector: 9, gpa: 0x9000, bytes: 512).result, 512)
+        XCTAssertEqual(try memory.read(at: 0x9000, count: 512), pattern)
     }
 
     func testMalformedRequestsAreRefusedWithoutACompletion() throws {

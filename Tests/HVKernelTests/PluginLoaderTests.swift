@@ -20,7 +20,9 @@ import Testing
     }
 
     @Test func v1StructSizesMatchTheHeader() {
-        #expect(MemoryLayout<hv_plugin_entry>.stride == PluginLoader.MinimumSize.entry)
+        // hv_plugin_entry grew in 1.1 (init_with_info, appended): the loader still accepts a 1.0 entry.
+        #expect(MemoryLayout<hv_plugin_entry>.offset(of: \hv_plugin_entry.init_with_info) == PluginLoader.MinimumSize.entry)
+        #expect(MemoryLayout<hv_plugin_entry>.stride == PluginLoader.MinimumSize.entry + 8)
         #expect(MemoryLayout<hv_device_factory>.stride == PluginLoader.MinimumSize.deviceFactory)
         #expect(MemoryLayout<hv_device_model>.stride == PluginLoader.MinimumSize.deviceModel)
         #expect(MemoryLayout<hv_device_ops>.stride == PluginLoader.MinimumSize.deviceOps)
@@ -42,7 +44,7 @@ import Testing
         #expect(p.name == "Test Plugin")
         #expect(p.version == "1.2.3")
         #expect(p.vendor == "Example Corp")
-        #expect(p.abiString == "1.0")
+        #expect(p.abiString == "1.1")
         #expect(p.path == path)
         #expect(p.factoryIDs == ["hv.device/1", "hv.sched-policy/1", "hv.teaming-policy/1", "org.example.future/3"])
         #expect(p.unknownFactoryIDs == ["org.example.future/3"])
@@ -113,7 +115,7 @@ import Testing
     @Test func structSizeTooSmall() throws {
         let path = try lib("smallentry")
         #expect(loadError(path)?.description
-            == "\(path): hv_plugin_entry.struct_size is 32, smaller than the 72 bytes this host reads (ABI 1.0)")
+            == "\(path): hv_plugin_entry.struct_size is 32, smaller than the 72 bytes this host reads (ABI 1.1)")
         let m = try lib("smallmodel")
         #expect(loadError(m)?.description
             == "\(m): model '#0' has struct_size 16, smaller than the 48 bytes of hv_device_model")

@@ -611,6 +611,7 @@ static const hv_plugin_entry edu_entry = {
     NULL,               /* deinit */
     edu_get_factory,
     edu_factory_ids,
+    NULL,               /* init_with_info (1.1) */
 };
 
 #if defined(__GNUC__)

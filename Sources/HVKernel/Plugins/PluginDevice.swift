@@ -201,7 +201,7 @@ final class StateReader {
 /// callback re-checks that it is still armed and due. For ordinary models the check and
 /// the callback run under the device lock, which every [device] call (including the
 /// plugin's own timer_cancel) holds, so a cancel is final. Thread-safe models get the
-/// callback with no host lock held.
+/// callback with no host lock held; `cancelAndWait` waits such a callback out.
 final class PluginTimer {
     unowned let device: PluginDevice
     let callback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void
@@ -209,6 +209,8 @@ final class PluginTimer {
     private let state = HostLock()
     private var armed = false
     private var deadline: UInt64 = 0
+    /// The thread running the callback, while it runs.
+    private var runningOn: pthread_t?
     private var timer: DeviceTimer!
 
     init(device: PluginDevice, callback: @escaping @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void,
@@ -234,24 +236,44 @@ final class PluginTimer {
         timer.cancel()
     }
 
-    /// Claims this firing if it is still wanted.
+    /// Cancels and waits until a callback running on another thread has returned.
+    /// False (without waiting) when called from inside this timer's own callback.
+    func cancelAndWait() -> Bool {
+        cancel()
+        return state.withLock {
+            if let t = runningOn, pthread_equal(t, pthread_self()) != 0 { return false }
+            while runningOn != nil { state.wait() }
+            return true
+        }
+    }
+
+    /// Claims this firing if it is still wanted, and marks the callback running.
     private func claim() -> Bool {
         state.withLock {
             guard armed, device.context.clock.now() >= deadline else { return false }
             armed = false
+            runningOn = pthread_self()
             return true
+        }
+    }
+
+    private func run(_ instance: OpaquePointer) {
+        callback(instance, opaque)
+        state.withLock {
+            runningOn = nil
+            state.broadcast()
         }
     }
 
     private func fire() {
         if device.threadSafe {
             guard !device.destroyed, let instance = device.instance, claim() else { return }
-            callback(instance, opaque)
+            run(instance)
             return
         }
         device.lock.withLock {
             guard !device.destroyed, let instance = device.instance, claim() else { return }
-            callback(instance, opaque)
+            run(instance)
         }
     }
 }

@@ -24,7 +24,7 @@ enum PluginHostServices {
 
         t.log = { host, level, msg in
             guard let d = PluginDevice.from(host), let msg else { return }
-            let text = "\(d.context.prefix) (\(d.modelName)): \(String(cString: msg))"
+            let text = "\(d.context.vmName): \(d.context.prefix) (\(d.modelName)): \(String(cString: msg))"
             switch level {
             case HV_LOG_ERROR: d.context.logger.error("\(text)")
             case HV_LOG_WARN: d.context.logger.warning("\(text)")
@@ -171,6 +171,10 @@ enum PluginHostServices {
         }
 
         installBackendServices(&t)
+        t.get_extension = { host, id in
+            guard let d = PluginDevice.from(host), let id else { return nil }
+            return PluginExtensions.lookup(String(cString: id), for: d)
+        }
         return t
     }
 }

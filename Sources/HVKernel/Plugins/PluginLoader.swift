@@ -192,7 +192,19 @@ public struct PluginLoader: Sendable {
             let info = try validateEntry(entry, path: path)
             if let refusal = admit(info.id) { throw fail(refusal) }
 
-            if let initFn = entry.pointee.`init` {
+            // A 1.0 entry ends before init_with_info: read only the plugin's struct_size.
+            let fields = loadZeroExtended(entry, structSize: entry.pointee.struct_size)
+            if let initWithInfo = fields.init_with_info {
+                let absolute = PluginSearchPath.realPath(path) ?? path
+                let rc = absolute.withCString { cPath in
+                    var info = hv_plugin_load_info(struct_size: UInt32(MemoryLayout<hv_plugin_load_info>.size),
+                                                   abi_version: (HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR,
+                                                   plugin_path: cPath)
+                    return initWithInfo(&info)
+                }
+                guard rc >= 0 else { throw fail(.initFailed(code: rc)) }
+                initialized = true
+            } else if let initFn = fields.`init` {
                 let rc = initFn()
                 guard rc >= 0 else { throw fail(.initFailed(code: rc)) }
                 initialized = true

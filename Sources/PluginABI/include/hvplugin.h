@@ -1,5 +1,5 @@
 /*
- * hvplugin.h — the hypervisor plugin ABI, version 1.
+ * hvplugin.h — the hypervisor plugin ABI, version 1.1.
  *
  * This header is the whole contract between the VMkernel ("host") and a plugin
  * (a shared object loaded with dlopen). It is C99 and self-contained: a plugin is
@@ -7,14 +7,34 @@
  *
  *     cc -shared -fPIC -I Sources/PluginABI/include -o libmydev.so mydev.c
  *
+ * Versions: one scheme
+ *  - HV_ABI_VERSION_MAJOR changes only when an existing layout must change; the host
+ *    refuses a plugin whose major version differs from its own.
+ *  - HV_ABI_VERSION_MINOR is bumped for every addition, and every addition is listed
+ *    in the changelog below with the minor that brought it.
+ *  - An addition is one of: a field or op appended to an existing struct (readers
+ *    check `struct_size` before touching it); a new host extension, looked up by id
+ *    with hv_host_services.get_extension ("hv.<name>/<n>", CLAP's pattern: the
+ *    hv_host_services table itself no longer grows); a new plugin kind, which is a
+ *    new factory id ("hv.<kind>/<n>"). An extension whose table must change
+ *    incompatibly gets a new id ("hv.<name>/<n+1>") and the host keeps serving the old.
+ *  - The entry symbol (hv_plugin_entry_v1) names the major version only.
+ *
+ * Changelog
+ *  1.0  Entry, device / scheduler-policy / teaming-policy factories, host services
+ *       log .. disk_submit. Appended while still numbered 1.0 (a host reads them only
+ *       when struct_size covers them): hv_host_services.pci_command,
+ *       hv_sched_ops.preempt.
+ *  1.1  hv_host_services.get_extension (host extensions by id);
+ *       hv_plugin_entry.init_with_info (the plugin learns its own path);
+ *       extension "hv.timer/1" (timer_cancel_wait: cancel and wait out a callback in
+ *       flight, so a thread-safe model can free itself).
+ *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
  *    top-level descriptors, `abi_version`). Structs and function tables only ever
  *    grow at the end; a reader checks `struct_size` before touching a field added
  *    in a later minor version. Nothing is ever inserted in the middle or removed.
- *  - A new capability is a new factory id ("hv.device/2"), never a changed struct.
- *  - The major version changes only when an existing layout must change; the host
- *    refuses a plugin whose major version differs from its own.
  *  - Results are 0 or positive on success and negative errno values on failure
  *    (HV_EINVAL, ...). The host turns them into messages naming the plugin.
  *  - Handles are opaque. No allocator ownership crosses the boundary except where a
@@ -49,7 +69,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define HV_ABI_VERSION_MAJOR 1u
-#define HV_ABI_VERSION_MINOR 0u
+#define HV_ABI_VERSION_MINOR 1u
 /* abi_version fields hold (major << 16) | minor. */
 #define HV_ABI_VERSION ((HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR)
 #define HV_ABI_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -68,6 +88,7 @@ extern "C" {
 #define HV_EINVAL  (-22)
 #define HV_ENOSPC  (-28)
 #define HV_ERANGE  (-34)
+#define HV_EDEADLK (-35)
 #define HV_ENOSYS  (-38)
 #define HV_ENOTSUP (-95)
 
@@ -85,6 +106,13 @@ extern "C" {
 #define HV_FACTORY_DEVICE       "hv.device/1"        /* const hv_device_factory *   */
 #define HV_FACTORY_SCHED_POLICY "hv.sched-policy/1"  /* const hv_sched_factory *    */
 #define HV_FACTORY_TEAMING      "hv.teaming-policy/1"/* const hv_teaming_factory *  */
+
+/* What init_with_info() receives. Valid only during the call; copy what you keep. */
+typedef struct hv_plugin_load_info {
+    uint32_t struct_size;
+    uint32_t abi_version;        /* the host's HV_ABI_VERSION */
+    const char *plugin_path;     /* absolute path of this shared object */
+} hv_plugin_load_info;
 
 typedef struct hv_plugin_entry {
     uint32_t struct_size;        /* sizeof(hv_plugin_entry) as the plugin was built */
@@ -107,6 +135,13 @@ typedef struct hv_plugin_entry {
     /* NULL-terminated list of the factory ids get_factory() answers, so the host can
      * list a plugin without guessing. Mandatory, at least one id. */
     const char *const *factory_ids;
+
+    /* --- appended in 1.1 --- */
+
+    /* [load] Optional. When set, the host calls it instead of init(), once, after
+     * validation and before get_factory(). A negative result unloads the plugin and
+     * is reported. */
+    int (*init_with_info)(const hv_plugin_load_info *info);
 } hv_plugin_entry;
 
 /* The one symbol the host looks up with dlsym. */
@@ -362,7 +397,37 @@ typedef struct hv_host_services {
      * bit 2 bus master, bit 10 interrupt disable). The host does not gate mem_read/
      * mem_write on bus master: a device that models it checks bit 2 before DMA. */
     uint16_t (*pci_command)(hv_host *host);
+
+    /* --- appended in 1.1: the last field this table gains ------------------ */
+
+    /* [any] The host extension `id` ("hv.<name>/<n>", e.g. HV_EXT_TIMER), or NULL when
+     * this host does not offer it (or not to this device). The table starts with
+     * struct_size and stays valid and unchanged for the instance's lifetime. A plugin
+     * built against a newer header checks struct_size before using an op appended
+     * later. Every new host service since 1.1 is an extension. */
+    const void *(*get_extension)(hv_host *host, const char *id);
 } hv_host_services;
+
+/* ------------------------------------------------------------------------ */
+/* Host extensions (looked up with get_extension)                            */
+/* ------------------------------------------------------------------------ */
+
+/* "hv.timer/1" (1.1): timers, continued. */
+#define HV_EXT_TIMER "hv.timer/1"
+
+typedef struct hv_timer_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [any] Disarms the timer like timer_cancel and, if its callback is running on
+     * another thread, waits until that callback has returned. After it returns the
+     * callback does not run until the timer is armed again, so a thread-safe model
+     * may free what the callback uses. Called from inside that timer's own callback
+     * it disarms without waiting and returns HV_EDEADLK. For an ordinary (locked)
+     * model do not call it while another thread may need the device lock the caller
+     * holds to finish the callback: from a [device] op the callback cannot be
+     * running (it needs that lock), and the call returns at once. */
+    int (*timer_cancel_wait)(hv_host *host, hv_timer *timer);
+} hv_timer_ext;
 
 /* ------------------------------------------------------------------------ */
 /* Device factory                                                           */

@@ -3,6 +3,11 @@
  *   0x00 sector, 0x08 guest address, 0x10 byte count, 0x18 command (1 read, 2 write,
  *   3 flush; writing it submits), 0x20 last submit result, 0x28 completions,
  *   0x30 last completion result, 0x38 capacity in sectors, 0x40 read-only flag. */
+/* Built twice by the tests: against the current header and against the frozen 1.0
+ * header (Fixtures/abi-1.0) as "diskprobe10", proving a 1.0 plugin still runs. */
+#ifndef PROBE_NAME
+#define PROBE_NAME "diskprobe"
+#endif
 #include "hvplugin.h"
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +65,7 @@ static void destroy(hv_device *d) { free(d); }
 
 static const hv_device_ops ops = { .struct_size = sizeof(hv_device_ops), .destroy = destroy };
 static const hv_device_model model = {
-    .struct_size = sizeof(hv_device_model), .kind = HV_DEVICE_KIND_SCSI, .name = "diskprobe",
+    .struct_size = sizeof(hv_device_model), .kind = HV_DEVICE_KIND_SCSI, .name = PROBE_NAME,
     .description = "drives the disk backend from registers", .flags = HV_DEVICE_THREAD_SAFE,
     .create = create, .ops = &ops,
 };
@@ -70,7 +75,7 @@ static const void *get_factory(const char *id) { return strcmp(id, HV_FACTORY_DE
 static const char *const ids[] = { HV_FACTORY_DEVICE, 0 };
 static const hv_plugin_entry entry = {
     .struct_size = sizeof(hv_plugin_entry), .abi_version = HV_ABI_VERSION,
-    .id = "org.test.diskprobe", .name = "Disk probe", .version = "1.0",
+    .id = "org.test." PROBE_NAME, .name = "Disk probe", .version = "1.0",
     .get_factory = get_factory, .factory_ids = ids,
 };
 const hv_plugin_entry *hv_plugin_entry_v1(void) { return &entry; }
