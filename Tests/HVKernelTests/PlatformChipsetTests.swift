@@ -114,7 +114,7 @@ final class PlatformChipsetTests: XCTestCase {
 
     func testBusRegistrationAndResetState() throws {
         let m = try PlatformTestMachine()
-        let ports = PortIOBus(), mmio = MMIOBus()
+        let ports = AddressBus(), mmio = AddressBus()
         try m.chipset.register(portBus: ports, mmioBus: mmio)
         let names = ports.snapshot.map(\.name)
         XCTAssertEqual(Set(names), ["pic-master", "pic-slave", "pic-elcr", "pit", "system-control-b",
@@ -122,7 +122,8 @@ final class PlatformChipsetTests: XCTestCase {
         let (handler, offset) = try XCTUnwrap(ports.lookup(0x3FD))
         XCTAssertEqual(offset, 5)
         XCTAssertEqual(handler.ioRead(offset: 5, size: 1) & 0x60, 0x60)
-        XCTAssertEqual(handler.ioRead(offset: 7, size: 2) >> 8, 0xFF, "bytes past the region read 0xFF")
+        XCTAssertEqual(ports.read(0x3FF, size: 2) >> 8, 0xFF, "bytes past the region read 0xFF")
+        XCTAssertEqual(ports.read(0x3FF0, size: 4), 0xFFFF_FFFF, "an open bus reads all ones")
         let (io, o2) = try XCTUnwrap(mmio.lookup(0xFEC0_0010))
         io.mmioWrite(offset: 0, size: 4, value: 1)
         XCTAssertEqual(io.mmioRead(offset: o2, size: 4), 0x0017_0020)

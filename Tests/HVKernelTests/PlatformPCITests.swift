@@ -10,14 +10,21 @@ final class PlatformPCITests: XCTestCase {
         func deliverMSI(address: UInt64, data: UInt32) { messages.append((address, data)) }
     }
 
-    final class Registers: PCIBARHandler {
+    /// A device's registers behind several BARs; records the writes.
+    final class Registers {
         var writes: [(Int, UInt64, UInt64)] = []
-        func barRead(bar: Int, offset: UInt64, size: Int) -> UInt64 { 0xA0 + offset }
-        func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64) { writes.append((bar, offset, value)) }
+        final class BAR: BusDevice {
+            unowned let owner: Registers
+            let index: Int
+            init(owner: Registers, index: Int) { self.owner = owner; self.index = index }
+            func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) { data.storeLittleEndian(0xA0 + offset) }
+            func write(offset: UInt64, data: UnsafeRawBufferPointer) { owner.writes.append((index, offset, data.littleEndianValue)) }
+        }
+        func bar(_ index: Int) -> BAR { BAR(owner: self, index: index) }
     }
 
-    var ports = PortIOBus()
-    var mmio = MMIOBus()
+    var ports = AddressBus()
+    var mmio = AddressBus()
     var sink = Sink()
 
     func makeBridge() throws -> PCIHostBridge {
@@ -50,9 +57,9 @@ final class PlatformPCITests: XCTestCase {
     func testBARSizingAssignmentAndDecode() throws {
         let bridge = try makeBridge()
         let regs = Registers()
-        let f = PCIFunction(name: "dev", identity: PCIIdentity(vendorID: 0x1234, deviceID: 1, classCode: 0xFF0000, interruptPin: 1), handler: regs)
-        try f.addBAR(PCIBARDescription(index: 0, kind: .memory32, size: 0x1000))
-        try f.addBAR(PCIBARDescription(index: 1, kind: .io, size: 0x20))
+        let f = PCIFunction(name: "dev", identity: PCIIdentity(vendorID: 0x1234, deviceID: 1, classCode: 0xFF0000, interruptPin: 1))
+        try f.addBAR(PCIBARDescription(index: 0, kind: .memory32, size: 0x1000), device: regs.bar(0))
+        try f.addBAR(PCIBARDescription(index: 1, kind: .io, size: 0x20), device: regs.bar(1))
         try bridge.attach(f)
         try bridge.assignResources()
         XCTAssertEqual(f.slot, 2)
@@ -79,12 +86,13 @@ final class PlatformPCITests: XCTestCase {
 
     func testBadBARsAreRefused() {
         let f = PCIFunction(name: "dev", identity: PCIIdentity(vendorID: 0x1234, deviceID: 1, classCode: 0))
-        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 0, kind: .memory32, size: 0x1001)))
-        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 6, kind: .io, size: 16)))
-        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 0, kind: .io, size: 512)))
-        XCTAssertNoThrow(try f.addBAR(PCIBARDescription(index: 4, kind: .memory64, size: 0x4000)))
-        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 5, kind: .io, size: 16)), "upper half of BAR4")
-        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 5, kind: .memory64, size: 0x4000)), "would need BAR6")
+        let regs = Registers()
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 0, kind: .memory32, size: 0x1001), device: regs.bar(0)))
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 6, kind: .io, size: 16), device: regs.bar(6)))
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 0, kind: .io, size: 512), device: regs.bar(0)))
+        XCTAssertNoThrow(try f.addBAR(PCIBARDescription(index: 4, kind: .memory64, size: 0x4000), device: regs.bar(4)))
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 5, kind: .io, size: 16), device: regs.bar(5)), "upper half of BAR4")
+        XCTAssertThrowsError(try f.addBAR(PCIBARDescription(index: 5, kind: .memory64, size: 0x4000), device: regs.bar(5)), "would need BAR6")
     }
 
     func testSharedINTxAndInterruptDisable() throws {

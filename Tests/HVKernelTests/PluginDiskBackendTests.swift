@@ -50,7 +50,7 @@ final class PluginDiskBackendTests: XCTestCase {
             guard present, unit == 0 else { return nil }
             return try FlatDisk(path: path, readOnly: readOnly)
         }
-        let bridge = try PCIHostBridge(portBus: PortIOBus(), mmioBus: MMIOBus(), interrupts: NoInterrupts())
+        let bridge = try PCIHostBridge(portBus: AddressBus(), mmioBus: AddressBus(), interrupts: NoInterrupts())
         let context = PluginDeviceContext(vmName: "t", prefix: "scsi0", memory: memory, clock: clock, timers: timers,
                                           pci: bridge, configValue: { _ in nil }, logger: Logger(label: "disk-test"),
                                           backends: backends)

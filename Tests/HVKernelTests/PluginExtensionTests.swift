@@ -53,7 +53,7 @@ final class PluginExtensionTests: XCTestCase {
         let clock = VMClock()
         timers = TimerQueue(clock: clock, name: "ext-test")
         timers.start()
-        let bridge = try PCIHostBridge(portBus: PortIOBus(), mmioBus: MMIOBus(), interrupts: NoInterrupts())
+        let bridge = try PCIHostBridge(portBus: AddressBus(), mmioBus: AddressBus(), interrupts: NoInterrupts())
         let backends = PluginBackends(switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "ext-disk")) { _ in nil }
         let capture = self.capture
         let context = PluginDeviceContext(

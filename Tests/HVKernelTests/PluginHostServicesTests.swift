@@ -41,7 +41,7 @@ final class PluginHostServicesTests: XCTestCase {
         clock = VMClock()
         timers = TimerQueue(clock: clock, name: "edu-test")
         timers.start()
-        bridge = try PCIHostBridge(portBus: PortIOBus(), mmioBus: MMIOBus(), interrupts: sink)
+        bridge = try PCIHostBridge(portBus: AddressBus(), mmioBus: AddressBus(), interrupts: sink)
         let backends = PluginBackends(switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "edu-disk")) { _ in nil }
         let config = ["dmadelayus": "50", "computedelayus": "10"]
         let context = PluginDeviceContext(

@@ -775,7 +775,7 @@ final class VlanceRig: @unchecked Sendable {
         let clock = VMClock()
         let timers = TimerQueue(clock: clock, name: "vlance-test")
         timers.start()
-        let bridge = try PCIHostBridge(portBus: PortIOBus(), mmioBus: MMIOBus(), interrupts: sink)
+        let bridge = try PCIHostBridge(portBus: AddressBus(), mmioBus: AddressBus(), interrupts: sink)
         rig = Parts(memory: memory, timers: timers, bridge: bridge)
         let backends = PluginBackends(switches: switches, diskQueue: DiskIOQueue(name: "vlance-disk")) { _ in nil }
         var logger = Logger(label: "vlance-test")

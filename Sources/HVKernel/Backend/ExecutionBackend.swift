@@ -1,11 +1,12 @@
 /// What a vCPU's exit loop asks of the devices while the backend runs guest code.
-/// Port I/O and MMIO exits are answered inside `run`, so the backend's exit records
-/// (and their raw pointers) never leave it.
+/// Port I/O and MMIO exits are answered inside `run`: `data` is the access's bytes
+/// (1, 2, 4 or 8; one element of a string I/O instruction at a time), valid only
+/// during the call, so the backend's exit records never outlive it.
 public protocol VCPUExitHandler: AnyObject {
-    func portRead(port: UInt16, size: Int) -> UInt32
-    func portWrite(port: UInt16, size: Int, value: UInt32)
-    func mmioRead(address: UInt64, size: Int) -> UInt64
-    func mmioWrite(address: UInt64, size: Int, value: UInt64)
+    func portRead(port: UInt16, data: UnsafeMutableRawBufferPointer)
+    func portWrite(port: UInt16, data: UnsafeRawBufferPointer)
+    func mmioRead(address: UInt64, data: UnsafeMutableRawBufferPointer)
+    func mmioWrite(address: UInt64, data: UnsafeRawBufferPointer)
 }
 
 /// Why `run` returned to the VMkernel.

@@ -172,22 +172,11 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         let size = Int(io.size)
         let data = UnsafeMutableRawPointer(run) + Int(io.data_offset)
         for i in 0..<Int(io.count) {
-            let p = data + i * size
+            let element = UnsafeMutableRawBufferPointer(start: data + i * size, count: size)
             if io.direction == UInt8(KVM_EXIT_IO_OUT) {
-                let value: UInt32
-                switch size {
-                case 1: value = UInt32(p.load(as: UInt8.self))
-                case 2: value = UInt32(p.loadUnaligned(as: UInt16.self))
-                default: value = p.loadUnaligned(as: UInt32.self)
-                }
-                handler.portWrite(port: io.port, size: size, value: value)
+                handler.portWrite(port: io.port, data: UnsafeRawBufferPointer(element))
             } else {
-                let value = handler.portRead(port: io.port, size: size)
-                switch size {
-                case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-                case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
-                default: p.storeBytes(of: value, toByteOffset: 0, as: UInt32.self)
-                }
+                handler.portRead(port: io.port, data: element)
             }
         }
     }
@@ -196,13 +185,11 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         let address = run.pointee.mmio.phys_addr
         let length = Int(min(run.pointee.mmio.len, 8))
         withUnsafeMutableBytes(of: &run.pointee.mmio.data) { bytes in
+            let access = UnsafeMutableRawBufferPointer(rebasing: bytes[..<length])
             if run.pointee.mmio.is_write != 0 {
-                var value: UInt64 = 0
-                for i in 0..<length { value |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-                handler.mmioWrite(address: address, size: length, value: value)
+                handler.mmioWrite(address: address, data: UnsafeRawBufferPointer(access))
             } else {
-                let value = handler.mmioRead(address: address, size: length)
-                for i in 0..<length { bytes[i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) }
+                handler.mmioRead(address: address, data: access)
             }
         }
     }

@@ -15,14 +15,15 @@ public enum BusError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// An ordered map of address ranges to handlers, rejecting overlaps
-/// (the rust-vmm bus shape). Lookups are a binary search; registration is rare.
-public final class AddressBus<Handler>: Sendable {
+/// An ordered map of address ranges to bus devices, rejecting overlaps (the rust-vmm
+/// bus shape); one type serves the port-I/O and the MMIO space. Lookups are a binary
+/// search; registration is rare.
+public final class AddressBus: Sendable {
     public struct Region {
         public let base: UInt64
         public let size: UInt64
         public let name: String
-        public let handler: Handler
+        public let device: any BusDevice
         var end: UInt64 { base &+ size }   // exclusive
     }
 
@@ -30,26 +31,24 @@ public final class AddressBus<Handler>: Sendable {
 
     public init() {}
 
-    public func register(base: UInt64, size: UInt64, name: String, handler: Handler) throws {
+    public func register(base: UInt64, size: UInt64, name: String, device: any BusDevice) throws {
         guard size > 0 else { throw BusError.emptyRegion(name: name) }
         try regions.withLock { list in
             for r in list where base < r.end && r.base < base &+ size {
                 throw BusError.overlap(name: name, base: base, size: size, existing: r.name)
             }
             let index = list.firstIndex { $0.base > base } ?? list.endIndex
-            list.insert(Region(base: base, size: size, name: name, handler: handler), at: index)
+            list.insert(Region(base: base, size: size, name: name, device: device), at: index)
         }
     }
 
-    /// Removes the region registered at exactly `base` with `handler`.
-    public func unregister(base: UInt64, handler: Handler) {
-        regions.withLock { list in
-            list.removeAll { $0.base == base && ($0.handler as AnyObject) === (handler as AnyObject) }
-        }
+    /// Removes the region registered at exactly `base` for `device`.
+    public func unregister(base: UInt64, device: any BusDevice) {
+        regions.withLock { list in list.removeAll { $0.base == base && $0.device === device } }
     }
 
-    /// The handler covering `address` and the offset into its region.
-    public func lookup(_ address: UInt64) -> (handler: Handler, offset: UInt64)? {
+    /// The region covering `address`.
+    public func region(at address: UInt64) -> Region? {
         regions.withLock { list in
             var lo = 0, hi = list.count
             while lo < hi {
@@ -57,13 +56,45 @@ public final class AddressBus<Handler>: Sendable {
                 if list[mid].end <= address { lo = mid + 1 } else { hi = mid }
             }
             guard lo < list.count, list[lo].base <= address else { return nil }
-            return (list[lo].handler, address - list[lo].base)
+            return list[lo]
         }
+    }
+
+    /// A guest read: the bytes a device decodes, 0xFF where nothing answers (an open
+    /// bus, also for the part of an access that runs past its region's end).
+    public func read(_ address: UInt64, data: UnsafeMutableRawBufferPointer) {
+        guard let r = region(at: address) else {
+            data.initializeMemory(as: UInt8.self, repeating: 0xFF)
+            return
+        }
+        let inside = Int(min(UInt64(data.count), r.end &- address))
+        r.device.read(offset: address - r.base, data: UnsafeMutableRawBufferPointer(rebasing: data[..<inside]))
+        if inside < data.count {
+            UnsafeMutableRawBufferPointer(rebasing: data[inside...]).initializeMemory(as: UInt8.self, repeating: 0xFF)
+        }
+    }
+
+    /// A guest write; bytes nothing decodes are dropped.
+    public func write(_ address: UInt64, data: UnsafeRawBufferPointer) {
+        guard let r = region(at: address) else { return }
+        let inside = Int(min(UInt64(data.count), r.end &- address))
+        r.device.write(offset: address - r.base, data: UnsafeRawBufferPointer(rebasing: data[..<inside]))
+    }
+
+    /// `read` of `size` bytes as a little-endian integer.
+    public func read(_ address: UInt64, size: Int) -> UInt64 {
+        var v: UInt64 = 0
+        withUnsafeMutableBytes(of: &v) { read(address, data: UnsafeMutableRawBufferPointer(rebasing: $0[..<size])) }
+        return v
+    }
+
+    /// `write` of the low `size` bytes of `value`.
+    public func write(_ address: UInt64, size: Int, value: UInt64) {
+        var v = value.littleEndian
+        withUnsafeBytes(of: &v) { write(address, data: UnsafeRawBufferPointer(rebasing: $0[..<size])) }
     }
 
     public var snapshot: [Region] { regions.withLock { $0 } }
 }
 
 extension AddressBus.Region: @unchecked Sendable {}
-public typealias PortIOBus = AddressBus<any PortIOHandler>
-public typealias MMIOBus = AddressBus<any MMIOHandler>

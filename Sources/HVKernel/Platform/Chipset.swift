@@ -425,137 +425,49 @@ public final class Chipset: @unchecked Sendable {
         locked { com1?.receive(bytes) ?? bytes.count }
     }
 
-    // MARK: Port and MMIO access
+    // MARK: Bus regions
 
-    /// A port read as the guest made it (`size` 1, 2 or 4; wider accesses of byte-wide
-    /// registers read consecutive ports). Ports no model claims read as 0xFF bytes.
-    public func portRead(_ port: UInt16, size: Int) -> UInt32 {
-        locked { readPorts(port, size: size, limit: nil) }
-    }
-
-    public func portWrite(_ port: UInt16, size: Int, value: UInt32) {
-        locked { writePorts(port, size: size, value: value, limit: nil) }
-    }
-
-    /// Reads the I/O APIC's MMIO window (`offset` from 0xFEC00000).
-    public func ioapicRead(offset: UInt64, size: Int) -> UInt64 {
-        locked {
-            let v = ioapic.mmioRead(offset: offset, size: size)
-            return size >= 8 ? v : v & ((1 << UInt64(max(size, 1) * 8)) - 1)
-        }
-    }
-
-    public func ioapicWrite(offset: UInt64, size: Int, value: UInt64) {
-        locked { ioapic.mmioWrite(offset: offset, size: size, value: value) }
-    }
-
-    /// Registers the port devices on `ports` and the I/O APIC on `mmio`. The local APIC
-    /// page is per vCPU and is not registered.
-    public func register(portBus ports: PortIOBus, mmioBus mmio: MMIOBus) throws {
-        var regions: [(UInt16, UInt16, String)] = [
-            (0x20, 2, "pic-master"), (0xA0, 2, "pic-slave"), (0x4D0, 2, "pic-elcr"),
-            (0x40, 4, "pit"), (0x61, 1, "system-control-b"),
-            (0x60, 1, "i8042-data"), (0x64, 1, "i8042-command"),
-            (0x70, 2, "rtc-cmos"),
+    /// Each model's port range, registered on the port bus as its own device; the
+    /// models decode their own registers.
+    var portRegions: [(base: UInt16, size: UInt16, name: String, device: ChipsetRegion)] {
+        var regions: [(UInt16, UInt16, String, ChipsetRegion)] = [
+            (0x20, 2, "pic-master", .bytes(self, base: 0x20, pic)),
+            (0xA0, 2, "pic-slave", .bytes(self, base: 0xA0, pic)),
+            (0x4D0, 2, "pic-elcr", .bytes(self, base: 0x4D0, pic)),
+            (0x40, 4, "pit", .bytes(self, base: 0x40, pit)),
+            (0x61, 1, "system-control-b", .bytes(self, base: 0x61, pit)),
+            (0x60, 1, "i8042-data", .bytes(self, base: 0x60, keyboard)),
+            (0x64, 1, "i8042-command", .bytes(self, base: 0x64, keyboard)),
+            (0x70, 2, "rtc-cmos", .bytes(self, base: 0x70, rtc)),
         ]
-        if let com1 { regions.append((com1.base, 8, "com1")) }
-        if let p = configuration.debugExitPort { regions.append((p, DebugExit.size, "debug-exit")) }
-        for (base, size, name) in regions {
-            try ports.register(base: UInt64(base), size: UInt64(size), name: name,
-                               handler: ChipsetPortRegion(chipset: self, base: base, size: size))
+        if let com1 { regions.append((com1.base, 8, "com1", .bytes(self, base: com1.base, com1))) }
+        if let p = configuration.debugExitPort {
+            // One write is one exit status, whatever its width.
+            let device = ChipsetRegion(chipset: self, read: { _, data in data.storeLittleEndian(0) },
+                                       write: { [unowned self] _, data in debugExit.write(data.first ?? 0) })
+            regions.append((p, DebugExit.size, "debug-exit", device))
         }
-        try mmio.register(base: Self.ioapicBase, size: IOAPIC.mmioSize, name: "ioapic",
-                          handler: ChipsetIOAPICRegion(chipset: self))
+        return regions.map { (base: $0.0, size: $0.1, name: $0.2, device: $0.3) }
     }
 
-    func regionRead(base: UInt16, size regionSize: UInt16, offset: UInt16, size: Int) -> UInt32 {
-        locked { readPorts(base &+ offset, size: size, limit: base &+ regionSize) }
+    /// The I/O APIC's MMIO window.
+    var ioapicRegion: ChipsetRegion {
+        ChipsetRegion(chipset: self,
+                      read: { [unowned self] offset, data in data.storeLittleEndian(ioapic.mmioRead(offset: offset, size: data.count)) },
+                      write: { [unowned self] offset, data in ioapic.mmioWrite(offset: offset, size: data.count, value: data.littleEndianValue) })
     }
 
-    func regionWrite(base: UInt16, size regionSize: UInt16, offset: UInt16, size: Int, value: UInt32) {
-        locked { writePorts(base &+ offset, size: size, value: value, limit: base &+ regionSize) }
-    }
-
-    private func readPorts(_ port: UInt16, size: Int, limit: UInt16?) -> UInt32 {
-        let n = min(max(size, 1), 4)
-        if let p = configuration.debugExitPort, port >= p, port < p &+ DebugExit.size {
-            return debugExit.read(offset: port - p, size: n)
+    /// Registers every model's port range on `ports` and the I/O APIC on `mmio`. The
+    /// local APIC page is per vCPU and is not registered.
+    public func register(portBus ports: AddressBus, mmioBus mmio: AddressBus) throws {
+        for r in portRegions {
+            try ports.register(base: UInt64(r.base), size: UInt64(r.size), name: r.name, device: r.device)
         }
-        var value: UInt32 = 0
-        for i in 0..<n {
-            let (p, overflow) = port.addingReportingOverflow(UInt16(i))
-            let inRange = !overflow && (limit.map { p < $0 } ?? true)
-            value |= UInt32(inRange ? readByte(p) : 0xFF) << UInt32(8 * i)
-        }
-        return value
+        try mmio.register(base: Self.ioapicBase, size: IOAPIC.mmioSize, name: "ioapic", device: ioapicRegion)
     }
 
-    private func writePorts(_ port: UInt16, size: Int, value: UInt32, limit: UInt16?) {
-        let n = min(max(size, 1), 4)
-        if let p = configuration.debugExitPort, port >= p, port < p &+ DebugExit.size {
-            debugExit.write(offset: port - p, size: n, value: value)
-            return
-        }
-        for i in 0..<n {
-            let (p, overflow) = port.addingReportingOverflow(UInt16(i))
-            guard !overflow, limit.map({ p < $0 }) ?? true else { break }
-            writeByte(p, UInt8(truncatingIfNeeded: value >> UInt32(8 * i)))
-        }
-    }
-
-    private func readByte(_ port: UInt16) -> UInt8 {
-        switch port {
-        case 0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1: return pic.read(port: port)
-        case 0x40...0x43, 0x61: return pit.read(port: port)
-        case 0x60, 0x64: return keyboard.read(port: port)
-        case 0x70, 0x71: return rtc.read(port: port)
-        default:
-            if let com1, port >= com1.base, port - com1.base < 8 { return com1.read(offset: port - com1.base) }
-            return 0xFF
-        }
-    }
-
-    private func writeByte(_ port: UInt16, _ value: UInt8) {
-        switch port {
-        case 0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1: pic.write(port: port, value: value)
-        case 0x40...0x43, 0x61: pit.write(port: port, value: value)
-        case 0x60, 0x64: keyboard.write(port: port, value: value)
-        case 0x70, 0x71: rtc.write(port: port, value: value)
-        default:
-            if let com1, port >= com1.base, port - com1.base < 8 { com1.write(offset: port - com1.base, value: value) }
-        }
-    }
-}
-
-/// A port range of the chipset on a ``PortIOBus``.
-final class ChipsetPortRegion: PortIOHandler {
-    let chipset: Chipset
-    let base: UInt16
-    let size: UInt16
-
-    init(chipset: Chipset, base: UInt16, size: UInt16) {
-        self.chipset = chipset
-        self.base = base
-        self.size = size
-    }
-
-    func ioRead(offset: UInt16, size: Int) -> UInt32 {
-        chipset.regionRead(base: base, size: self.size, offset: offset, size: size)
-    }
-
-    func ioWrite(offset: UInt16, size: Int, value: UInt32) {
-        chipset.regionWrite(base: base, size: self.size, offset: offset, size: size, value: value)
-    }
-}
-
-/// The I/O APIC's MMIO window on an ``MMIOBus``.
-final class ChipsetIOAPICRegion: MMIOHandler {
-    let chipset: Chipset
-    init(chipset: Chipset) { self.chipset = chipset }
-    func mmioRead(offset: UInt64, size: Int) -> UInt64 { chipset.ioapicRead(offset: offset, size: size) }
-    func mmioWrite(offset: UInt64, size: Int, value: UInt64) {
-        chipset.ioapicWrite(offset: offset, size: size, value: value)
-    }
+    /// Runs a bus access under the chipset lock (for ``ChipsetRegion``).
+    func access(_ body: () -> Void) { locked(body) }
 }
 
 // The seams the PCI host bridge and the vCPU runner program against.

@@ -9,11 +9,8 @@ public final class DebugExit {
 
     public init() {}
 
-    public func read(offset: UInt16, size: Int) -> UInt32 { 0 }
-
-    public func write(offset: UInt16, size: Int, value: UInt32) {
-        exit(UInt8(truncatingIfNeeded: value))
-    }
+    /// A write of any width: its low byte is the value.
+    public func write(_ value: UInt8) { exit(value) }
 
     /// The process exit status QEMU reports for a written value.
     public static func exitStatus(for value: UInt8) -> Int32 { (Int32(value) << 1) | 1 }

@@ -1,9 +1,3 @@
-/// Accesses to a BAR region of a PCI function; `offset` is relative to the BAR base.
-public protocol PCIBARHandler: AnyObject {
-    func barRead(bar: Int, offset: UInt64, size: Int) -> UInt64
-    func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64)
-}
-
 /// A BAR as a device declares it.
 public struct PCIBARDescription: Sendable, Equatable {
     public enum Kind: Sendable, Equatable { case io, memory32, memory64 }
@@ -67,7 +61,8 @@ public final class PCIFunction: @unchecked Sendable {
     public internal(set) var slot: Int = -1
     public let identity: PCIIdentity
     public private(set) var bars: [PCIBARDescription] = []
-    weak var handler: PCIBARHandler?
+    /// What decodes each BAR, registered on the bus at the BAR's address while mapped.
+    private(set) var barDevices: [Int: any BusDevice] = [:]
 
     var config = [UInt8](repeating: 0, count: 256)
     private var writeMask = [UInt8](repeating: 0, count: 256)
@@ -82,10 +77,9 @@ public final class PCIFunction: @unchecked Sendable {
     static let commandBusMaster: UInt16 = 1 << 2
     static let commandInterruptDisable: UInt16 = 1 << 10
 
-    public init(name: String, identity: PCIIdentity, handler: PCIBARHandler? = nil) {
+    public init(name: String, identity: PCIIdentity) {
         self.name = name
         self.identity = identity
-        self.handler = handler
         put16(0x00, identity.vendorID)
         put16(0x02, identity.deviceID)
         config[0x08] = identity.revision
@@ -101,7 +95,8 @@ public final class PCIFunction: @unchecked Sendable {
         writeMask[0x3C] = 0xFF                      // interrupt line
     }
 
-    public func addBAR(_ bar: PCIBARDescription) throws {
+    /// Declares a BAR decoded by `device` (offsets relative to the BAR's base).
+    public func addBAR(_ bar: PCIBARDescription, device: any BusDevice) throws {
         func fail(_ why: String) -> PCIError { .badBAR(function: name, index: bar.index, reason: why) }
         guard (0..<6).contains(bar.index) else { throw fail("index must be 0...5") }
         guard bar.size > 0, bar.size & (bar.size - 1) == 0 else { throw fail("size \(bar.size) is not a power of two") }
@@ -114,6 +109,7 @@ public final class PCIFunction: @unchecked Sendable {
         case .memory64: guard bar.size >= 16, bar.size <= 0x1_0000_0000 else { throw fail("MMIO BAR size must be 16 B...4 GiB") }
         }
         bars.append(bar)
+        barDevices[bar.index] = device
         let offset = 0x10 + 4 * bar.index
         put32(offset, barFlags(bar))
         let mask = ~UInt32(truncatingIfNeeded: bar.size - 1) & (bar.kind == .io ? 0xFFFF_FFFC : 0xFFFF_FFF0)

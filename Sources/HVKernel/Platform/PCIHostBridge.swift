@@ -10,7 +10,7 @@ public protocol PCIInterruptSink: AnyObject {
 /// 0xCF8/0xCFC, bus 0 with up to 32 single-function slots, firmware-style BAR and IRQ
 /// assignment, BAR decoding onto the port and MMIO buses, shared level-triggered INTx
 /// through the PIIX4 PIRQ routing, and MSI. One lock serialises all of it.
-public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
+public final class PCIHostBridge: BusDevice, @unchecked Sendable {
     /// PIRQA..D as the firmware routes them (SeaBIOS does the same on PIIX).
     public static let pirqToGSI = [10, 10, 11, 11]
     public static let ioWindow: ClosedRange<UInt64> = 0xC000...0xFFFF
@@ -19,15 +19,14 @@ public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
     private let lock = HostLock()
     private var address: UInt32 = 0
     private var slots = [PCIFunction?](repeating: nil, count: 32)
-    private let portBus: PortIOBus
-    private let mmioBus: MMIOBus
+    private let portBus: AddressBus
+    private let mmioBus: AddressBus
     private weak var interrupts: PCIInterruptSink?
     private var gsiLevels: [Int: Bool] = [:]
-    private var adapters: [ObjectIdentifier: [Int: BARRegion]] = [:]
     /// Conflicts seen while mapping guest-programmed BARs (for diagnostics).
     public private(set) var mappingConflicts: [String] = []
 
-    public init(portBus: PortIOBus, mmioBus: MMIOBus, interrupts: PCIInterruptSink) throws {
+    public init(portBus: AddressBus, mmioBus: AddressBus, interrupts: PCIInterruptSink) throws {
         self.portBus = portBus
         self.mmioBus = mmioBus
         self.interrupts = interrupts
@@ -39,7 +38,7 @@ public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
         for (i, gsi) in PCIHostBridge.pirqToGSI.enumerated() { isa.config[0x60 + i] = UInt8(gsi) }
         try attach(host, slot: 0)
         try attach(isa, slot: 1)
-        try portBus.register(base: 0xCF8, size: 8, name: "PCI configuration mechanism #1", handler: self)
+        try portBus.register(base: 0xCF8, size: 8, name: "PCI configuration mechanism #1", device: self)
     }
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock(body) }
@@ -92,24 +91,27 @@ public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
 
     // MARK: configuration mechanism #1
 
-    public func ioRead(offset: UInt16, size: Int) -> UInt32 {
-        locked {
+    public func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
+        let size = data.count
+        let value: UInt32 = locked {
             if offset < 4 {
                 // Only a dword access at 0xCF8 reads the address register.
                 return offset == 0 && size == 4 ? address : 0xFFFF_FFFF
             }
-            guard let (f, reg) = selected(offset: offset) else { return 0xFFFF_FFFF >> (32 - 8 * UInt32(size)) }
+            guard let (f, reg) = selected(offset: UInt16(offset)) else { return 0xFFFF_FFFF }
             return f.readConfig(offset: reg, size: size)
         }
+        data.storeLittleEndian(UInt64(value))
     }
 
-    public func ioWrite(offset: UInt16, size: Int, value: UInt32) {
+    public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
+        let size = data.count, value = UInt32(truncatingIfNeeded: data.littleEndianValue)
         locked {
             if offset < 4 {
                 if offset == 0 && size == 4 { address = value & 0x80FF_FFFC }
                 return
             }
-            guard let (f, reg) = selected(offset: offset) else { return }
+            guard let (f, reg) = selected(offset: UInt16(offset)) else { return }
             let before = f.command
             if f.writeConfig(offset: reg, size: size, value: value) { remap(f) }
             if (before ^ f.command) & PCIFunction.commandInterruptDisable != 0 { updateINTx() }
@@ -126,55 +128,30 @@ public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
 
     // MARK: BAR decoding
 
-    private final class BARRegion: PortIOHandler, MMIOHandler {
-        unowned let function: PCIFunction
-        let bar: Int
-        var base: UInt64 = 0
-        init(function: PCIFunction, bar: Int) { self.function = function; self.bar = bar }
-        func ioRead(offset: UInt16, size: Int) -> UInt32 {
-            UInt32(truncatingIfNeeded: function.handler?.barRead(bar: bar, offset: UInt64(offset), size: size) ?? ~0)
-        }
-        func ioWrite(offset: UInt16, size: Int, value: UInt32) {
-            function.handler?.barWrite(bar: bar, offset: UInt64(offset), size: size, value: UInt64(value))
-        }
-        func mmioRead(offset: UInt64, size: Int) -> UInt64 {
-            function.handler?.barRead(bar: bar, offset: offset, size: size) ?? ~0
-        }
-        func mmioWrite(offset: UInt64, size: Int, value: UInt64) {
-            function.handler?.barWrite(bar: bar, offset: offset, size: size, value: value)
-        }
-    }
-
     /// Brings the buses in line with the function's command register and BARs.
     private func remap(_ f: PCIFunction) {
-        var regions = adapters[ObjectIdentifier(f)] ?? [:]
         for bar in f.bars {
+            guard let device = f.barDevices[bar.index] else { continue }
             let decode = bar.kind == .io ? f.command & PCIFunction.commandIO != 0 : f.command & PCIFunction.commandMemory != 0
             let programmed = f.programmedAddress(bar)
             let limit: UInt64 = bar.kind == .io ? 0x1_0000 : UInt64.max
             let valid = decode && programmed != 0 && programmed <= limit - bar.size
             let want: UInt64? = valid ? programmed : nil
             if f.mapped[bar.index] == want { continue }
-            let region = regions[bar.index] ?? BARRegion(function: f, bar: bar.index)
-            regions[bar.index] = region
             if let old = f.mapped[bar.index] {
-                if bar.kind == .io { portBus.unregister(base: old, handler: region) }
-                else { mmioBus.unregister(base: old, handler: region) }
+                (bar.kind == .io ? portBus : mmioBus).unregister(base: old, device: device)
                 f.mapped[bar.index] = nil
             }
             guard let base = want else { continue }
             do {
                 let name = "\(f.name) BAR\(bar.index)"
-                if bar.kind == .io { try portBus.register(base: base, size: bar.size, name: name, handler: region) }
-                else { try mmioBus.register(base: base, size: bar.size, name: name, handler: region) }
-                region.base = base
+                try (bar.kind == .io ? portBus : mmioBus).register(base: base, size: bar.size, name: name, device: device)
                 f.mapped[bar.index] = base
             } catch {
                 // Real hardware would decode both and collide; we leave this BAR dark.
                 mappingConflicts.append("\(error)")
             }
         }
-        adapters[ObjectIdentifier(f)] = regions
     }
 
     /// The guest's command register of `f`.

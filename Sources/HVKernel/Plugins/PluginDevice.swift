@@ -39,7 +39,7 @@ public struct PluginDeviceError: Error, CustomStringConvertible {
 /// One instance of a plugin device model: owns the `hv_host` handle the plugin sees,
 /// the device lock held around every [device] call, the PCI function built from what
 /// the plugin declared, its timers, and its backend attachments.
-public final class PluginDevice: PCIBARHandler, @unchecked Sendable {
+public final class PluginDevice: @unchecked Sendable {
     public let modelName: String
     public let pluginName: String
     let context: PluginDeviceContext
@@ -54,7 +54,6 @@ public final class PluginDevice: PCIBARHandler, @unchecked Sendable {
 
     var instance: OpaquePointer?
     public internal(set) var function: PCIFunction?
-    var barHandlers: [Int: (read: hv_bar_read_fn?, write: hv_bar_write_fn?)] = [:]
     var creating = false
     var timers: [PluginTimer] = []
     var configStrings: [String: UnsafeMutablePointer<CChar>] = [:]
@@ -139,17 +138,19 @@ public final class PluginDevice: PCIBARHandler, @unchecked Sendable {
         if threadSafe { body(instance) } else { lock.withLock { body(instance) } }
     }
 
-    // MARK: PCIBARHandler
+    // MARK: BAR access
 
+    /// A guest read of `size` (1, 2, 4 or 8) bytes of `bar` through the plugin's handler.
     public func barRead(bar: Int, offset: UInt64, size: Int) -> UInt64 {
-        guard let read = barHandlers[bar]?.read else { return size == 8 ? ~0 : (1 << (8 * UInt64(size))) - 1 }
+        let mask: UInt64 = size == 8 ? ~0 : (1 << (8 * UInt64(size))) - 1
+        guard let handler = function?.barDevices[bar] as? PluginBAR, let read = handler.readHandler else { return mask }
         var value: UInt64 = ~0
         call { value = read($0, UInt32(bar), offset, UInt32(size)) }
-        return size == 8 ? value : value & ((1 << (8 * UInt64(size))) - 1)
+        return value & mask
     }
 
     public func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64) {
-        guard let write = barHandlers[bar]?.write else { return }
+        guard let handler = function?.barDevices[bar] as? PluginBAR, let write = handler.writeHandler else { return }
         call { write($0, UInt32(bar), offset, UInt32(size), value) }
     }
 
@@ -180,6 +181,38 @@ public final class PluginDevice: PCIBARHandler, @unchecked Sendable {
         guard rc >= 0 else {
             throw PluginDeviceError(message: "\(context.prefix): '\(modelName)' load_state failed: \(PluginHostServices.describe(rc))")
         }
+    }
+}
+
+/// A plugin's BAR on the bus: each access is one call of the plugin's handler. The
+/// header promises sizes 1, 2, 4 or 8; the remains of an access clipped at the BAR's
+/// end read as all ones and are not written.
+final class PluginBAR: BusDevice {
+    unowned let device: PluginDevice
+    let index: Int
+    let readHandler: hv_bar_read_fn?
+    let writeHandler: hv_bar_write_fn?
+
+    init(device: PluginDevice, index: UInt32, read: hv_bar_read_fn?, write: hv_bar_write_fn?) {
+        self.device = device
+        self.index = Int(index)
+        readHandler = read
+        writeHandler = write
+    }
+
+    private static func isAccessSize(_ n: Int) -> Bool { n == 1 || n == 2 || n == 4 || n == 8 }
+
+    func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
+        guard Self.isAccessSize(data.count) else {
+            data.initializeMemory(as: UInt8.self, repeating: 0xFF)
+            return
+        }
+        data.storeLittleEndian(device.barRead(bar: index, offset: offset, size: data.count))
+    }
+
+    func write(offset: UInt64, data: UnsafeRawBufferPointer) {
+        guard Self.isAccessSize(data.count) else { return }
+        device.barWrite(bar: index, offset: offset, size: data.count, value: data.littleEndianValue)
     }
 }
 

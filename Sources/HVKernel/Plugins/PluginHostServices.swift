@@ -56,8 +56,7 @@ enum PluginHostServices {
                 name: "\(d.context.prefix) (\(d.modelName))",
                 identity: PCIIdentity(vendorID: v.vendor_id, deviceID: v.device_id, classCode: v.class_code,
                                       revision: v.revision, subsystemVendorID: v.subsystem_vendor_id,
-                                      subsystemID: v.subsystem_id, interruptPin: v.interrupt_pin),
-                handler: d)
+                                      subsystemID: v.subsystem_id, interruptPin: v.interrupt_pin))
             return HV_OK
         }
         t.pci_add_bar = { host, desc in
@@ -75,12 +74,12 @@ enum PluginHostServices {
             }
             do {
                 try f.addBAR(PCIBARDescription(index: Int(b.index), kind: kind, size: b.size,
-                                               prefetchable: b.flags & HV_BAR_PREFETCHABLE != 0))
+                                               prefetchable: b.flags & HV_BAR_PREFETCHABLE != 0),
+                             device: PluginBAR(device: d, index: b.index, read: b.read, write: b.write))
             } catch PCIError.badBAR(_, _, let reason) {
                 d.context.logger.error("\(d.context.prefix) (\(d.modelName)): BAR\(b.index): \(reason)")
                 return reason.contains("already used") ? HV_EEXIST : HV_EINVAL
             } catch { return HV_EINVAL }
-            d.barHandlers[Int(b.index)] = (b.read, b.write)
             return HV_OK
         }
         t.pci_add_msi = { host, vectors in

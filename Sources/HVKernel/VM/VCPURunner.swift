@@ -253,30 +253,27 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
 
     // MARK: VCPUExitHandler
 
-    func portRead(port: UInt16, size: Int) -> UInt32 {
-        guard let (h, offset) = vm.portBus.lookup(UInt64(port)) else { return UInt32.max >> (32 - 8 * UInt32(size)) }
-        return h.ioRead(offset: UInt16(offset), size: size)
+    func portRead(port: UInt16, data: UnsafeMutableRawBufferPointer) {
+        vm.portBus.read(UInt64(port), data: data)
     }
 
-    func portWrite(port: UInt16, size: Int, value: UInt32) {
-        guard let (h, offset) = vm.portBus.lookup(UInt64(port)) else { return }
-        h.ioWrite(offset: UInt16(offset), size: size, value: value)
+    func portWrite(port: UInt16, data: UnsafeRawBufferPointer) {
+        vm.portBus.write(UInt64(port), data: data)
     }
 
-    func mmioRead(address: UInt64, size: Int) -> UInt64 {
+    func mmioRead(address: UInt64, data: UnsafeMutableRawBufferPointer) {
         if address & ~0xFFF == Chipset.lapicBase {
-            return interrupts.lapicRead(vcpu: vcpu.index, offset: address & 0xFFF, size: size)
-        }
-        guard let (h, offset) = vm.mmioBus.lookup(address) else { return size == 8 ? ~0 : (1 << (8 * UInt64(size))) - 1 }
-        return h.mmioRead(offset: offset, size: size)
-    }
-
-    func mmioWrite(address: UInt64, size: Int, value: UInt64) {
-        if address & ~0xFFF == Chipset.lapicBase {
-            interrupts.lapicWrite(vcpu: vcpu.index, offset: address & 0xFFF, size: size, value: value)
+            data.storeLittleEndian(interrupts.lapicRead(vcpu: vcpu.index, offset: address & 0xFFF, size: data.count))
             return
         }
-        guard let (h, offset) = vm.mmioBus.lookup(address) else { return }
-        h.mmioWrite(offset: offset, size: size, value: value)
+        vm.mmioBus.read(address, data: data)
+    }
+
+    func mmioWrite(address: UInt64, data: UnsafeRawBufferPointer) {
+        if address & ~0xFFF == Chipset.lapicBase {
+            interrupts.lapicWrite(vcpu: vcpu.index, offset: address & 0xFFF, size: data.count, value: data.littleEndianValue)
+            return
+        }
+        vm.mmioBus.write(address, data: data)
     }
 }

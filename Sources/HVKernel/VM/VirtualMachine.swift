@@ -46,8 +46,8 @@ public final class VirtualMachine: @unchecked Sendable {
     public let memory: GuestMemory
     public let clock = VMClock()
     let timers: TimerQueue
-    let portBus = PortIOBus()
-    let mmioBus = MMIOBus()
+    let portBus = AddressBus()
+    let mmioBus = AddressBus()
     let chipset: Chipset
     public let pci: PCIHostBridge
     public private(set) var devices: [PluginDevice] = []
