@@ -3,8 +3,11 @@
 
 Measures (1) cold start to the guest's first serial byte, (2) port-I/O exits per
 second to a user-space device (COM1 scratch register reads), (3) VMM memory
-overhead: resident memory beyond the guest's RAM mapping while the guest idles.
-Prints a table with hvhost/QEMU ratios. Usage: bench/run.py [--repeat N] [--pio N]
+overhead: resident memory beyond the guest's RAM mapping while the guest idles,
+(4) resident memory of eight idle VMs (one hvhost process; eight QEMU processes) and
+the marginal memory of each VM after the first.
+Prints a table with hvhost/QEMU ratios.
+Usage: bench/run.py [--repeat N] [--pio N] [--hvhost PATH]
 """
 import argparse, os, select, statistics, subprocess, sys, tempfile, time
 
@@ -13,9 +16,30 @@ from benchlib import MEM_MIB, ROOT, have_qemu, hvhost_path, make_guests, print_c
 GUEST = os.path.join(ROOT, "guests/build/bench.elf")
 
 
-def hvhost_cmd(binary, cmdline):
-    vmx = write_vmx(os.path.join(tempfile.gettempdir(), f"bench-{os.getpid()}.vmx"), "bench", GUEST, cmdline)
-    return [binary, "run", vmx]
+def hvhost_cmd(binary, cmdline, vms=1):
+    tmp = tempfile.gettempdir()
+    paths = [write_vmx(os.path.join(tmp, f"bench-{os.getpid()}-{i}.vmx"), f"bench{i}" if i else "bench", GUEST, cmdline)
+             for i in range(vms)]
+    return [binary, "run", *paths]
+
+
+def idle_rss_kib(cmds, vms, until=b"bench: idle"):
+    """Total RSS (KiB) of the processes of `cmds` once `vms` guests printed `until`."""
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL) for c in cmds]
+    bufs = {p.stdout.fileno(): b"" for p in procs}
+    start = time.monotonic()
+    try:
+        while sum(b.count(until) for b in bufs.values()) < vms:
+            r, _, _ = select.select(list(bufs), [], [], 0.1)
+            for fd in r:
+                bufs[fd] += os.read(fd, 65536)
+            if time.monotonic() - start > 120:
+                raise RuntimeError("guests did not reach idle")
+        return sum(resident_beyond_guest_ram(p.pid)[0] for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def timed_run(cmd, until=b"bench: done", sample_memory_at=None):
@@ -81,9 +105,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--pio", type=int, default=100000)
+    ap.add_argument("--hvhost", help="hvhost binary (default: swift build -c release's)")
     args = ap.parse_args()
     make_guests(GUEST)
-    binary = hvhost_path()
+    binary = args.hvhost or hvhost_path()
     vmms = [("hvhost", lambda c: hvhost_cmd(binary, c))] + ([("qemu", lambda c: qemu_cmd(GUEST, c))] if have_qemu() else [])
 
     results = {}
@@ -95,11 +120,20 @@ def main():
         _, _, mem = timed_run(make("idle=3"), sample_memory_at=2.0)
         results[name] = {"cold_ms": median(cold) * 1000, "pio_per_s": rate,
                          "rss_kib": mem[0], "overhead_kib": mem[1]}
+    # Eight idle VMs: one hvhost process runs them all; QEMU needs a process each.
+    eight = {"hvhost": lambda: [hvhost_cmd(binary, "idle=30", vms=8)],
+             "qemu": lambda: [qemu_cmd(GUEST, "idle=30") for _ in range(8)]}
+    for name in results:
+        one = idle_rss_kib(eight[name]()[:1] if name == "qemu" else [hvhost_cmd(binary, "idle=30")], 1)
+        total = idle_rss_kib(eight[name](), 8)
+        results[name].update({"rss8_mib": total / 1024, "marginal_mib": (total - one) / 7 / 1024})
 
     rows = [("cold start to first serial byte (ms, median of %d)" % args.repeat, "cold_ms", "{:.1f}"),
             ("port-I/O exits per second to a user-space device", "pio_per_s", "{:,.0f}"),
             ("VMM resident memory, total (KiB)", "rss_kib", "{:,}"),
-            ("VMM memory beyond guest RAM (KiB)", "overhead_kib", "{:,}")]
+            ("VMM memory beyond guest RAM (KiB)", "overhead_kib", "{:,}"),
+            ("eight idle VMs, resident total (MiB)", "rss8_mib", "{:.1f}"),
+            ("marginal resident memory per VM after the first (MiB)", "marginal_mib", "{:.2f}")]
     print(f"guest: {os.path.relpath(GUEST, ROOT)}, {MEM_MIB} MiB, 1 vCPU; host: {os.cpu_count()} CPUs")
     print_comparison(rows, results, 58)
 

@@ -1,7 +1,7 @@
 /* bench: workloads for bench/ that hvhost and QEMU run side by side.
  * Command line: "pio=N" does N port reads of the COM1 scratch register (a user-space
- * device on both VMMs); "idle=S" waits S RTC seconds with the CPU halted. Prints
- * "bench: done" and exits 0. */
+ * device on both VMMs); "idle=S" prints "bench: idle" and waits S RTC seconds with
+ * the CPU halted. Prints "bench: done" and exits 0. */
 #include "rt.h"
 
 static volatile uint64_t ticks;
@@ -14,6 +14,7 @@ int main(void)
     for (uint64_t i = 0; i < pio; i++)
         sink ^= inb(0x3FF);
     if (idle) {
+        printf("bench: idle\n");
         set_int_handler(0x20, on_tick);
         pit_init_periodic(100);
         pic_unmask(0);
