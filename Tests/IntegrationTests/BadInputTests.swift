@@ -122,6 +122,17 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("bystander: guest exit code 0"), r.stderr)
     }
 
+    /// `--console PATH` never deletes a file that is not a socket: the host refuses to start.
+    func testConsolePathHoldingAFileIsRefused() throws {
+        try HostHarness.requireHost()
+        let file = HostHarness.workDir + "/not-a-socket"
+        try "precious\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let r = HostHarness.hvhostRun(["run", "--console", file, HostHarness.vmx("consolefile", guest: "hello")])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(file) exists and is not a socket (a regular file)"), r.stderr)
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "precious\n")
+    }
+
     func testMissingKernelNamesTheFile() throws {
         try HostHarness.requireHost()
         let vmx = HostHarness.writeVMX("nokernel", ["displayName": "nokernel", "memsize": "64", "hv.kernel": "/nonexistent/guest.elf"])
