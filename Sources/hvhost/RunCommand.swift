@@ -49,10 +49,10 @@ struct RunCommand: ParsableCommand {
         let logger = HostLogging.logger(verbose: verbose)
         // Parse every config before powering anything on: one bad file changes nothing.
         var configurations: [VMConfiguration] = []
-        var problems: [String] = []
+        var problems: [ConfigError] = []
         for path in vmxFiles {
             do { configurations.append(try VMConfiguration(contentsOf: path)) }
-            catch { problems.append("\(error)") }
+            catch { problems += error.errors }
         }
         guard problems.isEmpty else {
             // Never 1: with one VM, status 1 means the guest passed (debug-exit value 0).

@@ -7,7 +7,7 @@ struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Check .vmx files: keys and values, that every device model is provided by a plugin, and that the kernel ELF boots.",
-        discussion: "Prints one OK line per valid file, or every problem as file:line: key = \"value\": problem. Exits 1 if any file has a problem."
+        discussion: "Prints one OK line per valid file, or every problem in it (each as file:line: key = \"value\": problem, expected ...). Exits 2 if any file has a problem."
     )
 
     @Argument(help: ArgumentHelp("The VM configuration file(s).", valueName: "vm.vmx"))
@@ -31,62 +31,61 @@ struct ValidateCommand: ParsableCommand {
                 for line in problems.lines { HostConsole.printError(line) }
             }
         }
-        if failed { throw ExitCode(1) }
+        // 2, as `run` refuses a bad file (1 would read as a guest's debug-exit pass).
+        if failed { throw ExitCode(2) }
     }
 
-    /// Validates one file: the summary on success, every problem found otherwise.
+    /// Validates one file: the summary on success, every problem found otherwise
+    /// (keys and values, then device plugins and the kernel image as far as the keys
+    /// they need are valid).
     static func check(path: String, catalog: PluginCatalog) -> Result<String, Problems> {
-        let file: VMXFile
-        do {
-            file = try VMXFile(contentsOf: path)
-        } catch {
-            return .failure(Problems(["\(error)"]))
-        }
-        let configProblems = VMConfiguration.problems(in: file)
-        guard configProblems.isEmpty else { return .failure(Problems(configProblems.map(\.description))) }
-        let config: VMConfiguration
-        do {
-            config = try VMConfiguration(file: file)
-        } catch {
-            return .failure(Problems(["\(error)"]))
-        }
+        let check = VMConfiguration.check(contentsOf: path)
+        var problems = check.problems.map(\.description)
+        guard let file = check.file else { return .failure(Problems(problems)) }
 
-        var problems: [String] = []
-        for device in config.devices {
+        for device in check.devices {
             do {
                 _ = try catalog.deviceModel(named: device.modelName, for: device)
             } catch {
                 problems.append(error.description)
             }
         }
-
-        let kernelEntry = config.entry(forKey: "hv.kernel")
-        let kernelWhere = kernelEntry.map { "\($0.location): \($0.key) = \"\($0.value)\"" } ?? "\(config.path): hv.kernel"
-        // hv.boot absent: the image decides (PVH when it has the note, else 64-bit entry).
-        let mode: BootMode? = config.entry(forKey: "hv.boot") == nil
-            ? nil : BootMode(rawValue: config.boot.bootProtocol.rawValue)
-        do throws(BootError) {
-            let image = try ELFImage(contentsOf: config.kernelPath)
-            _ = try BootLoader.plan(image: image, memorySize: config.memoryBytes,
-                                    commandLine: config.commandLine, mode: mode)
-        } catch {
-            switch error.reason {
-            case .commandLineTooLong, .commandLineContainsNUL:
-                let e = config.entry(forKey: "hv.cmdline")
-                problems.append("\(e?.location ?? config.path): \(e?.key ?? "hv.cmdline"): \(error.reason.message)")
-            case .memoryTooSmall, .segmentBeyondRAM:
-                let m = config.entry(forKey: "memsize")
-                problems.append("\(kernelWhere): \(error)\(m.map { " (memsize set on line \($0.line))" } ?? "")")
-            default:
-                problems.append("\(kernelWhere): \(error)")
-            }
+        if let boot = check.boot {
+            problems += kernelProblems(boot: boot, memoryMiB: check.memoryMiB, file: file)
         }
 
-        guard problems.isEmpty else { return .failure(Problems(problems)) }
+        guard problems.isEmpty, let config = check.configuration else { return .failure(Problems(problems)) }
         let devices = config.devices.isEmpty ? "none"
             : config.devices.map { "\($0.prefix) \($0.modelName)" }.joined(separator: ", ")
         let cpus = config.vcpuCount == 1 ? "1 vCPU" : "\(config.vcpuCount) vCPUs"
         return .success("\(config.displayName): \(config.memoryMiB) MiB, \(cpus), devices: \(devices)")
+    }
+
+    /// The kernel image's problems: it must be a bootable ELF and, when memsize is valid,
+    /// fit in the guest's memory with its command line.
+    private static func kernelProblems(boot: BootConfiguration, memoryMiB: Int?, file: VMXFile) -> [String] {
+        let kernelEntry = file.entry(forKey: "hv.kernel")
+        let kernelWhere = kernelEntry.map { "\($0.location): \($0.key) = \"\($0.value)\"" } ?? "\(file.path): hv.kernel"
+        // hv.boot absent: the image decides (PVH when it has the note, else 64-bit entry).
+        let mode: BootMode? = file.entry(forKey: "hv.boot") == nil ? nil : BootMode(rawValue: boot.bootProtocol.rawValue)
+        do throws(BootError) {
+            let image = try ELFImage(contentsOf: boot.kernelPath)
+            guard let memoryMiB else { return [] }
+            _ = try BootLoader.plan(image: image, memorySize: UInt64(memoryMiB) << 20,
+                                    commandLine: boot.commandLine, mode: mode)
+            return []
+        } catch {
+            switch error.reason {
+            case .commandLineTooLong, .commandLineContainsNUL:
+                let e = file.entry(forKey: "hv.cmdline")
+                return ["\(e?.location ?? file.path): \(e?.key ?? "hv.cmdline"): \(error.reason.message)"]
+            case .memoryTooSmall, .segmentBeyondRAM:
+                let m = file.entry(forKey: "memsize")
+                return ["\(kernelWhere): \(error)\(m.map { " (memsize set on line \($0.line))" } ?? "")"]
+            default:
+                return ["\(kernelWhere): \(error)"]
+            }
+        }
     }
 
     struct Problems: Error {

@@ -6,12 +6,14 @@ import Testing
 
     func parse(_ text: String) throws -> VMXFile { try VMXFile(parsing: text, path: path) }
 
+    /// The only problem parsing `text` (nil when it parses; a failure when there are more).
     func parseError(_ text: String) -> ConfigError? {
         do {
             _ = try VMXFile(parsing: text, path: path)
             return nil
         } catch {
-            return error
+            #expect(error.errors.count == 1, "\(error)")
+            return error.errors.first
         }
     }
 
@@ -152,8 +154,43 @@ import Testing
             _ = try VMXFile(contentsOf: "/nonexistent/dir/x.vmx")
             Issue.record("expected an error")
         } catch {
+            #expect(error.errors.count == 1)
             #expect(error.description.hasPrefix("/nonexistent/dir/x.vmx: cannot read the file"))
-            #expect(error.line == nil)
+            #expect(error.errors[0].line == nil)
+        }
+        let (file, problems) = VMXFile.read(contentsOf: "/nonexistent/dir/x.vmx")
+        #expect(file == nil)
+        #expect(problems.map(\.line) == [nil])
+    }
+
+    /// Every bad line is reported, in file order, and the good lines around them are kept.
+    @Test func everySyntaxErrorIsReportedAndGoodLinesKept() throws {
+        let text = """
+            memsize = "64"
+            numvcpus "2"
+            displayName = "web01
+            guestOS = "linux"
+            mem size = 4
+            MemSize = "128"
+            annotation = "a" b
+            """
+        let (file, problems) = VMXFile.parse(text, path: path)
+        #expect(problems.map(\.line) == [2, 3, 5, 6, 7])
+        #expect(problems[0].description.hasPrefix("\(path):2: missing \"=\""))
+        #expect(problems[1].description.hasPrefix("\(path):3: unterminated quote in the value of \"displayName\""))
+        #expect(problems[2].description.hasPrefix("\(path):5: bad character a space in key \"mem size\""))
+        #expect(problems[3].description.hasPrefix("\(path):6: MemSize = \"128\": duplicate key, already set on line 1"))
+        #expect(problems[4].description.hasPrefix("\(path):7: unexpected 'b' after the closing quote of \"annotation\""))
+        #expect(problems.allSatisfy { $0.description.contains(", expected ") })
+        #expect(file.entries.map(\.key) == ["memsize", "guestOS"])
+        #expect(file["memsize"] == "64")
+        // The throwing initializer reports the same list.
+        do {
+            _ = try VMXFile(parsing: text, path: path)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.errors == problems)
+            #expect(error.description.split(separator: "\n").count == 5)
         }
     }
 

@@ -25,6 +25,214 @@ final class ConsoleTests: XCTestCase {
         XCTAssertThrowsError(try ServiceConsole.request("help", at: path + ".missing"))
     }
 
+    // MARK: Serving clients
+
+    /// A connected client socket (the test closes it), with a 10 s receive timeout so a
+    /// console that never answers fails the test instead of hanging it.
+    private func connectClient(to path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else {
+            let e = errno
+            close(fd)
+            throw ServiceConsole.CommandError("connect \(path): \(String(cString: strerror(e)))")
+        }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    private func send(_ text: String, on fd: Int32) {
+        let bytes = Array(text.utf8)
+        XCTAssertEqual(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, bytes.count)
+    }
+
+    /// Everything until the console closes the connection (or 10 s pass).
+    private func readReply(_ fd: Int32) -> String {
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            reply += buffer[0..<n]
+        }
+        return String(decoding: reply, as: UTF8.self)
+    }
+
+    /// True while the console keeps `fd` open without having written anything.
+    private func isWaiting(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) == 0
+    }
+
+    /// Idle clients and a client trickling its request hold no one up: with a request
+    /// timeout of 60 s, a one-at-a-time console would make the next client wait minutes.
+    func testIdleAndSlowClientsDoNotDelayOthers() throws {
+        let slowPath = path + ".slow"
+        let slow = try ServiceConsole(path: slowPath, requestTimeoutSeconds: 60)
+        slow.register("echo", summary: "echo words") { $0.joined(separator: "+") }
+        slow.start()
+        defer { slow.stop() }
+        let idle = try (0..<5).map { _ in try connectClient(to: slowPath) }
+        defer { idle.forEach { close($0) } }
+        let trickle = try connectClient(to: slowPath)
+        defer { close(trickle) }
+        send("ec", on: trickle)
+
+        let other = try connectClient(to: slowPath)
+        defer { close(other) }
+        send("echo a b\n", on: other)
+        XCTAssertEqual(readReply(other), "a+b\n")
+        XCTAssertTrue(idle.allSatisfy(isWaiting), "the idle clients are still being served")
+        XCTAssertTrue(isWaiting(trickle))
+        send("ho slow\n", on: trickle)
+        XCTAssertEqual(readReply(trickle), "slow\n")
+    }
+
+    /// More clients at once than the console serves concurrently: the rest wait in the
+    /// listen backlog and every one gets its answer.
+    func testManyClientsAtOnceAllGetAnswers() throws {
+        console.register("echo", summary: "echo words") { $0.joined(separator: "+") }
+        let count = 3 * ServiceConsole.maximumConcurrentClients
+        let clients = try (0..<count).map { _ in try connectClient(to: path) }
+        defer { clients.forEach { close($0) } }
+        for (i, fd) in clients.enumerated() { send("echo \(i)\n", on: fd) }
+        for (i, fd) in clients.enumerated() {
+            XCTAssertEqual(readReply(fd), "\(i)\n")
+        }
+    }
+
+    func testARequestNotFinishedInTimeIsDropped() throws {
+        let strictPath = path + ".strict"
+        let strict = try ServiceConsole(path: strictPath, requestTimeoutSeconds: 0.2)
+        strict.start()
+        defer { strict.stop() }
+        let fd = try connectClient(to: strictPath)
+        defer { close(fd) }
+        send("hel", on: fd)
+        XCTAssertEqual(readReply(fd), "error: no complete request line within 0.2 s\n")
+        XCTAssertTrue(try ServiceConsole.request("help", at: strictPath).contains("help\tlist commands"))
+    }
+
+    func testAnOversizeRequestIsRefused() throws {
+        let fd = try connectClient(to: path)
+        defer { close(fd) }
+        send(String(repeating: "a", count: ServiceConsole.maximumRequestBytes + 100), on: fd)
+        XCTAssertEqual(readReply(fd), "error: request longer than \(ServiceConsole.maximumRequestBytes) bytes\n")
+    }
+
+    // MARK: The socket and who may use it
+
+    func testTheSocketIsTheOwnersAlone() throws {
+        var st = stat()
+        XCTAssertEqual(lstat(path, &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFSOCK)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+        XCTAssertEqual(st.st_uid, geteuid())
+    }
+
+    func testAFileThatIsNotASocketIsNeverReplaced() throws {
+        let file = path + ".file"
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data("keep me".utf8)))
+        defer { unlink(file) }
+        XCTAssertThrowsError(try ServiceConsole(path: file)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("\(file) exists and is not a socket (a regular file); refusing to replace it"), "\(error)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "keep me")
+        let dir = path + ".dir"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        defer { rmdir(dir) }
+        XCTAssertThrowsError(try ServiceConsole(path: dir)) { error in
+            XCTAssertTrue("\(error)".contains("is not a socket (a directory)"), "\(error)")
+        }
+    }
+
+    func testALiveConsoleIsNotTakenOver() throws {
+        console.register("who", summary: "which console") { _ in "first" }
+        XCTAssertThrowsError(try ServiceConsole(path: path)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("another process is serving a console at \(path!)"), "\(error)")
+        }
+        XCTAssertEqual(try ServiceConsole.request("who", at: path), "first\n")
+    }
+
+    /// A socket left by a host that died (nothing listens) is replaced.
+    func testAStaleSocketIsReplaced() throws {
+        let stale = path + ".stale"
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in stale.utf8.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(rc, 0)
+        close(fd)
+        let successor = try ServiceConsole(path: stale)
+        successor.start()
+        defer { successor.stop() }
+        XCTAssertTrue(try ServiceConsole.request("help", at: stale).contains("help\tlist commands"))
+    }
+
+    /// Stopping removes the socket only if it is still the one this console bound.
+    func testStopLeavesASuccessorsSocketAlone() throws {
+        unlink(path)
+        let successor = try ServiceConsole(path: path)
+        successor.register("who", summary: "which console") { _ in "successor" }
+        successor.start()
+        defer { successor.stop() }
+        console.stop()
+        XCTAssertEqual(try ServiceConsole.request("who", at: path), "successor\n")
+    }
+
+    func testOnlyRootOrTheHostsUserIsAllowed() {
+        XCTAssertTrue(ServiceConsole.isAllowed(peerUID: 0, hostUID: 1000))
+        XCTAssertTrue(ServiceConsole.isAllowed(peerUID: 1000, hostUID: 1000))
+        XCTAssertFalse(ServiceConsole.isAllowed(peerUID: 1001, hostUID: 1000))
+        XCTAssertFalse(ServiceConsole.isAllowed(peerUID: 65534, hostUID: 0))
+    }
+
+    /// Another user, run through setpriv: the socket's mode keeps it out, and when an
+    /// operator loosens the mode the peer-credential check still refuses it.
+    func testAnotherUserIsRefused() throws {
+        guard geteuid() == 0 else { throw XCTSkip("needs root to run a client as another user") }
+        let setpriv = "/usr/bin/setpriv", perl = "/usr/bin/perl"
+        for tool in [setpriv, perl] where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw XCTSkip("\(tool) is not installed")
+        }
+        let client = #"""
+            use Socket;
+            socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!\n";
+            connect($s, pack_sockaddr_un($ARGV[0])) or die "connect: $!\n";
+            syswrite($s, "help\n");
+            while (sysread($s, my $b, 4096)) { print $b }
+            """#
+        func runAsNobody() throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: setpriv)
+            p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", perl, "-e", client, path]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        XCTAssertEqual(try runAsNobody(), "connect: Permission denied\n")
+        XCTAssertEqual(chmod(path, 0o666), 0)
+        XCTAssertEqual(try runAsNobody(), "error: permission denied: uid 65534 is neither root nor the host's user (uid 0)\n")
+        XCTAssertTrue(try ServiceConsole.request("help", at: path).contains("help\tlist commands"), "root still is")
+    }
+
     func testNetPortsCountersAndLinkControl() throws {
         let switches = SwitchRegistry()
         let lab = switches.virtualSwitch(named: "lab")

@@ -11,8 +11,64 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(r.status, 2, "never 1, which would read as a guest pass")
         XCTAssertTrue(r.stderr.contains("\(path):3:"), r.stderr)
         let v = HostHarness.hvhostRun(["validate", path])
-        XCTAssertNotEqual(v.status, 0)
+        XCTAssertEqual(v.status, 2)
         XCTAssertTrue((v.stdout + v.stderr).contains("\(path):3:"), v.stdout + v.stderr)
+    }
+
+    /// `validate` lists every problem of a file in one pass: syntax, values, the plugin a
+    /// device needs; `run` refuses the file listing all of its configuration problems.
+    func testValidateAndRunListEveryProblemInAFile() throws {
+        try HostHarness.requireHost()
+        let path = HostHarness.workDir + "/many-problems.vmx"
+        try """
+            displayName = "many"
+            memsize = "63"
+            numvcpus "2"
+            hv.kernel = "\(HostHarness.guest("hello"))"
+            sched.cpu.shares = "lots"
+            hv.device0.present = "TRUE"
+            hv.device0.model = "fluxcapacitor"
+
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let v = HostHarness.hvhostRun(["validate", "--plugin-path", HostHarness.pluginDir, path])
+        XCTAssertEqual(v.status, 2, v.stderr)
+        XCTAssertEqual(v.stdout, "")
+        let lines = v.stderr.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 4, v.stderr)
+        let expected = ["\(path):2: memsize = \"63\": 63 MiB is not a multiple of 4, expected ",
+                        "\(path):3: missing \"=\" in line \"numvcpus \"2\"\", expected key = \"value\"",
+                        "\(path):5: sched.cpu.shares = \"lots\": not a share level or number, expected ",
+                        "\(path):7: hv.device0.model = \"fluxcapacitor\": no plugin provides device model 'fluxcapacitor'"]
+        for (line, prefix) in zip(lines, expected) {
+            XCTAssertTrue(line.hasPrefix(prefix), "\(line)\ndoes not start with\n\(prefix)")
+        }
+
+        let r = HostHarness.hvhostRun(["run", "--plugin-path", HostHarness.pluginDir, path])
+        XCTAssertEqual(r.status, 2)
+        for prefix in expected.prefix(3) {
+            XCTAssertTrue(r.stderr.contains("error: " + prefix), r.stderr)
+        }
+        XCTAssertFalse(r.stderr.contains("powered on"), r.stderr)
+    }
+
+    /// A disk mode the host cannot run (redo logs) is refused by `validate` and before
+    /// `run` powers anything on, naming the key and the mode the host supports.
+    func testDiskModeNeedingRedoLogsIsRefusedUpFront() throws {
+        try HostHarness.requireHost()
+        let image = HostHarness.workDir + "/undoable.img"
+        FileManager.default.createFile(atPath: image, contents: Data(count: 64 * 1024))
+        let vmx = HostHarness.vmx("undoable", guest: "hello", extra: [
+            "scsi0.present": "TRUE", "scsi0:0.present": "TRUE", "scsi0:0.fileName": image,
+            "scsi0:0.mode": "undoable"])
+        let message = ": scsi0:0.mode = \"undoable\": undoable disks need redo logs, which this host does not support yet, expected persistent (the only mode this host runs)"
+        let v = HostHarness.hvhostRun(["validate", vmx])
+        XCTAssertEqual(v.status, 2)
+        XCTAssertTrue(v.stderr.contains(vmx + ":"), v.stderr)
+        XCTAssertTrue(v.stderr.contains(message), v.stderr)
+        let r = HostHarness.hvhostRun(["run", vmx])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains(message), r.stderr)
+        XCTAssertFalse(r.stderr.contains("cannot power on"), "refused at power-on, not up front: " + r.stderr)
     }
 
     func testBadValueNamesTheKey() throws {
@@ -64,6 +120,17 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("BAR1: index already used"), r.stderr)
         XCTAssertTrue(r.stderr.contains("cannot power on overlap"), r.stderr)
         XCTAssertTrue(r.stderr.contains("bystander: guest exit code 0"), r.stderr)
+    }
+
+    /// `--console PATH` never deletes a file that is not a socket: the host refuses to start.
+    func testConsolePathHoldingAFileIsRefused() throws {
+        try HostHarness.requireHost()
+        let file = HostHarness.workDir + "/not-a-socket"
+        try "precious\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let r = HostHarness.hvhostRun(["run", "--console", file, HostHarness.vmx("consolefile", guest: "hello")])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(file) exists and is not a socket (a regular file)"), r.stderr)
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "precious\n")
     }
 
     func testMissingKernelNamesTheFile() throws {

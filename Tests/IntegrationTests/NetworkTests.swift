@@ -86,14 +86,55 @@ final class NetworkTests: XCTestCase {
     /// VMs in one host: A pings B across the "lab" switch; C sniffs promiscuously on
     /// "other" and must see nothing of it. D sniffs on "lab" as the control: it must see
     /// A's ARP broadcasts (a learning switch sends it none of the unicast).
+    ///
+    /// Ordered by events on the serial ports of A, C and D (`go=serial`, `stop=serial`):
+    /// the sniffers start listening, A starts only once both say they listen, and they
+    /// stop only once A is done, so both watch all of A's traffic however slowly each
+    /// VM boots.
     func testPingAcrossTheLabSwitchAndIsolationFromOtherNetwork() throws {
         try requireVlance()
-        let a = nicVMX("net-a", cmdline: "ip=10.0.0.1 peer=10.0.0.2 role=ping count=5", network: "lab")
-        let b = nicVMX("net-b", cmdline: "ip=10.0.0.2 role=respond count=5 timeout=30", network: "lab")
-        let c = nicVMX("net-c", cmdline: "role=sniff timeout=6", network: "other")
-        let d = nicVMX("net-d", cmdline: "role=sniff timeout=6", network: "lab")
-        let r = HostHarness.hvhostRun(["run", a.vmx, b.vmx, c.vmx, d.vmx], timeout: 90)
-        let logA = read(a.log), logB = read(b.log), logC = read(c.log), logD = read(d.log)
+        func socketPath(_ name: String) -> String {
+            let path = HostHarness.workDir + "/\(name).sock"
+            try? FileManager.default.removeItem(atPath: path)
+            return path
+        }
+        let sockA = socketPath("net-a"), sockC = socketPath("net-c"), sockD = socketPath("net-d")
+        let a = nicVMX("net-a", cmdline: "ip=10.0.0.1 peer=10.0.0.2 role=ping count=5 go=serial", network: "lab",
+                       extra: ["hv.serial": "unix:" + sockA])
+        let b = nicVMX("net-b", cmdline: "ip=10.0.0.2 role=respond count=5 timeout=120", network: "lab")
+        let c = nicVMX("net-c", cmdline: "role=sniff go=serial stop=serial", network: "other",
+                       extra: ["hv.serial": "unix:" + sockC])
+        let d = nicVMX("net-d", cmdline: "role=sniff go=serial stop=serial", network: "lab",
+                       extra: ["hv.serial": "unix:" + sockD])
+        let waitLimit: TimeInterval = 60
+        var serialA: SerialSocketClient?, serialC: SerialSocketClient?, serialD: SerialSocketClient?
+        var sequenceFailure: Error?
+        let r = HostHarness.hvhostRun(["run", a.vmx, b.vmx, c.vmx, d.vmx], timeout: 150) { process in
+            do {
+                let ca = try SerialSocketClient(path: sockA, timeout: waitLimit)
+                let cc = try SerialSocketClient(path: sockC, timeout: waitLimit)
+                let cd = try SerialSocketClient(path: sockD, timeout: waitLimit)
+                (serialA, serialC, serialD) = (ca, cc, cd)
+                for sniffer in [cc, cd] {
+                    try sniffer.waitFor("net: waiting for a byte on the serial port", timeout: waitLimit)
+                    try sniffer.send(UInt8(ascii: "g"))
+                }
+                for sniffer in [cc, cd] {
+                    try sniffer.waitFor("sniff: listening until a byte arrives", timeout: waitLimit)
+                }
+                try ca.waitFor("net: waiting for a byte on the serial port", timeout: waitLimit)
+                try ca.send(UInt8(ascii: "g"))
+                // A has its 5 replies (B sent them before): all of the traffic is over.
+                try ca.waitFor("EXIT ", timeout: waitLimit)
+                for sniffer in [cc, cd] { try sniffer.send(UInt8(ascii: "s")) }
+                for sniffer in [cc, cd] { try sniffer.waitFor("EXIT ", timeout: waitLimit) }
+            } catch {
+                sequenceFailure = error
+                kill(process.processIdentifier, SIGTERM)
+            }
+        }
+        if let sequenceFailure { XCTFail("\(sequenceFailure)\nhvhost stderr:\n\(r.stderr)") }
+        let logA = serialA?.text ?? "", logB = read(b.log), logC = serialC?.text ?? "", logD = serialD?.text ?? ""
         XCTAssertFalse(r.timedOut, r.stderr)
         XCTAssertEqual(r.status, 0, r.stderr)
         for seq in 1...5 {
@@ -107,7 +148,7 @@ final class NetworkTests: XCTestCase {
         XCTAssertTrue(logC.contains("(promiscuous)"), logC)
         XCTAssertTrue(logC.contains("sniff: 0 frames\n"), "a frame leaked onto network 'other':\n" + logC)
         XCTAssertTrue(logC.contains("EXIT 0"), logC)
-        let macA = logA.range(of: #"(?<=pcnet: mac )[0-9a-f:]{17}"#, options: .regularExpression)
+        let macA = logA.range(of: #"(?<=net: pcnet mac )[0-9a-f:]{17}"#, options: .regularExpression)
             .map { String(logA[$0]) } ?? "?"
         XCTAssertTrue(logD.contains("sniff: frame 1: \(macA) > ff:ff:ff:ff:ff:ff type 0x0806"),
                       "the control sniffer on 'lab' did not see A's ARP request:\n" + logD)

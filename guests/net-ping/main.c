@@ -365,6 +365,7 @@ static uint64_t app(void)
     };
     memcpy(p->nif.mac, aprom_mac, ETH_ALEN);
 
+    net_await_go(&cfg);
     uint64_t csr0 = usys(SYS_START, (uint64_t)p->ib, 0);
     if (!csr0) {
         uprintf("FAIL: pcnet: no IDON after INIT (init block at 0x%lx)\n", (uint64_t)p->ib);

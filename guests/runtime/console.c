@@ -21,6 +21,14 @@ void serial_putc(char c)
     outb(COM1, (uint8_t)c);
 }
 
+/* The next received byte, or -1 when none is waiting (LSR.DR). */
+int serial_getc(void)
+{
+    if (!(inb(COM1 + 5) & 0x01))
+        return -1;
+    return inb(COM1);
+}
+
 void serial_puts(const char *s)
 {
     while (*s)

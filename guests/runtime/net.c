@@ -98,6 +98,13 @@ static uint64_t k_print(uint64_t buf, uint64_t len)
     return len;
 }
 
+static uint64_t k_getc(uint64_t a0, uint64_t a1)
+{
+    (void)a0, (void)a1;
+    int c = serial_getc();
+    return c < 0 ? 0 : 0x100 | (uint64_t)c;
+}
+
 static uint64_t k_idle(uint64_t a0, uint64_t a1)
 {
     (void)a0, (void)a1;
@@ -125,6 +132,7 @@ void ksys_init(void)
     set_int_handler(3, ksys_trap);
     ksys_register(KSYS_PRINT, k_print);
     ksys_register(KSYS_IDLE, k_idle);
+    ksys_register(KSYS_GETC, k_getc);
 }
 
 int uprintf(const char *fmt, ...)
@@ -266,7 +274,36 @@ bool net_parse_config(struct net_config *c)
     c->arp_secs = (uint32_t)net_arg_u64("arp", c->role == ROLE_FLOOD ? 15 : 3);
     c->ring = (uint32_t)net_arg_u64("ring", bulk ? 128 : 8);
     c->promisc = c->role == ROLE_SNIFF;
+    if (net_arg("go", v, sizeof v)) {
+        if (strcmp(v, "serial") != 0) {
+            printf("net: bad go=%s (only go=serial)\n", v);
+            return false;
+        }
+        c->go_serial = true;
+    }
+    if (net_arg("stop", v, sizeof v)) {
+        if (strcmp(v, "serial") != 0 || c->role != ROLE_SNIFF) {
+            printf("net: bad stop=%s (only stop=serial, with role=sniff)\n", v);
+            return false;
+        }
+        c->stop_serial = true;
+    }
     return true;
+}
+
+void net_await_go(const struct net_config *c)
+{
+    if (!c->go_serial)
+        return;
+    uint64_t prompted = net_ticks - NET_HZ;
+    while (!usys(KSYS_GETC, 0, 0)) {
+        if (net_ticks - prompted >= NET_HZ) {
+            uprintf("net: waiting for a byte on the serial port\n");
+            prompted = net_ticks;
+        }
+        usys(KSYS_IDLE, 0, 0);
+    }
+    uprintf("net: go\n");
 }
 
 /* =============================================================== roles */
@@ -624,7 +661,12 @@ static int role_sniff(struct ctx *x)
 {
     uint32_t start = net_rtc_elapsed, frames = 0;
     char a[18], b[18];
-    while (!timed_out(x, start)) {
+    bool stop = x->c->stop_serial;
+    if (stop)
+        uprintf("sniff: listening until a byte arrives on the serial port\n");
+    else
+        uprintf("sniff: listening for %u s\n", x->c->timeout);
+    while (stop ? !usys(KSYS_GETC, 0, 0) : !timed_out(x, start)) {
         const uint8_t *f;
         unsigned len;
         bool any = false;

@@ -89,6 +89,7 @@ typedef uint64_t (*ksys_fn)(uint64_t a0, uint64_t a1);
 #define KSYS_MAX   16
 #define KSYS_PRINT 0  /* (buf, len): write to COM1 */
 #define KSYS_IDLE  1  /* (): sti; hlt; cli -- returns after one interrupt */
+#define KSYS_GETC  2  /* (): 0x100 | the next COM1 byte, or 0 when none is waiting */
 #define KSYS_DRIVER 4 /* first number free for drivers */
 void ksys_init(void);                           /* kernel */
 void ksys_register(unsigned nr, ksys_fn fn);    /* kernel */
@@ -142,10 +143,17 @@ struct net_config {
     uint32_t arp_secs;      /* how long to retry ARP (every 200 ms) */
     uint32_t ring;          /* descriptors per ring (driver hint; power of 2) */
     bool promisc;           /* sniff */
+    bool go_serial;         /* go=serial: start the NIC only after a byte arrives on COM1 */
+    bool stop_serial;       /* stop=serial: sniff until the next COM1 byte (no timeout) */
 };
-/* Parses ip= peer= role= count= timeout= arp= ring=; prints and returns false
- * on a bad command line. Callable in either ring. */
+/* Parses ip= peer= role= count= timeout= arp= ring= go= stop=; prints and
+ * returns false on a bad command line. Callable in either ring. */
 bool net_parse_config(struct net_config *c);
+/* Ring 3, before the driver starts the NIC: with go=serial, prints
+ * "net: waiting for a byte on the serial port" every second until a byte
+ * arrives (so a host that connects late still sees the prompt), then "net: go".
+ * This lets a test order guests by events: nothing is sent before the go. */
+void net_await_go(const struct net_config *c);
 /* Runs the role (ring 3). Returns the guest exit code. */
 int net_run(struct netif *n, const struct net_config *c);
 

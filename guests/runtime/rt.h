@@ -50,6 +50,7 @@ static inline uint64_t rdtsc(void) { uint32_t lo, hi; __asm__ volatile("rdtsc" :
 void serial_init(void);
 void serial_putc(char c);
 void serial_puts(const char *s);
+int serial_getc(void); /* -1 when no byte is waiting */
 int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int vprintf(const char *fmt, va_list ap);
 int snprintf(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -43,3 +43,26 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
         return s
     }
 }
+
+/// Every problem found in one `.vmx` file, in file order (problems about absent keys
+/// last). Never empty. `description` is one `ConfigError` description per line.
+public struct ConfigErrors: Error, CustomStringConvertible, Equatable, Sendable {
+    public let errors: [ConfigError]
+
+    /// `errors` must not be empty.
+    public init(_ errors: [ConfigError]) {
+        precondition(!errors.isEmpty, "ConfigErrors needs at least one error")
+        self.errors = errors
+    }
+
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+
+    /// Sorts problems by line (absent keys, which have no line, last), keeping the
+    /// order of problems on the same line.
+    static func inFileOrder(_ problems: [ConfigError]) -> [ConfigError] {
+        problems.enumerated().sorted { a, b in
+            let la = a.element.line ?? Int.max, lb = b.element.line ?? Int.max
+            return la != lb ? la < lb : a.offset < b.offset
+        }.map(\.element)
+    }
+}

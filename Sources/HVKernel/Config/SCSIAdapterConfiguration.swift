@@ -8,6 +8,12 @@ public enum DiskMode: String, Sendable, CaseIterable {
     case undoable
     /// Writes go to a redo log that keeps growing until committed.
     case append
+
+    /// The modes this host runs: the others need redo logs, which the VMkernel's
+    /// storage does not have yet, so configuration refuses them up front (power-on
+    /// would fail).
+    public static let supported: [DiskMode] = [.persistent]
+    public var isSupported: Bool { Self.supported.contains(self) }
 }
 
 /// One disk on a SCSI adapter, `scsiN:M.*`.

@@ -66,25 +66,47 @@ public struct VMConfiguration: Sendable {
     /// `hv.cmdline`, "" when absent.
     public var commandLine: String { boot.commandLine }
 
-    /// Reads, parses and validates the `.vmx` file at `path`.
-    public init(contentsOf path: String) throws(ConfigError) {
-        try self.init(file: VMXFile(contentsOf: path))
+    /// Reads, parses and validates the `.vmx` file at `path`; throws every problem
+    /// (syntax and values) in file order.
+    public init(contentsOf path: String) throws(ConfigErrors) {
+        let check = Self.check(contentsOf: path)
+        guard let configuration = check.configuration else { throw ConfigErrors(check.problems) }
+        self = configuration
     }
 
-    /// Validates a parsed file. Throws the first problem in file order (problems about
-    /// missing keys come last); `problems(in:)` lists them all.
-    public init(file: VMXFile) throws(ConfigError) {
-        let v = Validator(file: file)
-        let result = v.run()
-        if let first = Validator.sorted(v.problems).first { throw first }
-        self = result!
+    /// Validates a parsed file; throws every problem in file order (problems about
+    /// missing keys come last).
+    public init(file: VMXFile) throws(ConfigErrors) {
+        let check = Self.check(file: file)
+        guard let configuration = check.configuration else { throw ConfigErrors(check.problems) }
+        self = configuration
     }
 
     /// Every problem in `file`, in file order (missing required keys last).
     public static func problems(in file: VMXFile) -> [ConfigError] {
+        check(file: file).problems
+    }
+
+    /// Reads and validates the file at `path`, keeping what is valid (see
+    /// `VMConfigurationCheck`): a syntax error on one line does not hide the problems of
+    /// the others.
+    public static func check(contentsOf path: String) -> VMConfigurationCheck {
+        let (file, syntaxProblems) = VMXFile.read(contentsOf: path)
+        guard let file else {
+            return VMConfigurationCheck(file: nil, problems: syntaxProblems, configuration: nil, devices: [],
+                                        boot: nil, memoryMiB: nil)
+        }
+        return check(file: file, syntaxProblems: syntaxProblems)
+    }
+
+    /// Validates `file`; `syntaxProblems` are those `VMXFile.parse` found in it.
+    public static func check(file: VMXFile, syntaxProblems: [ConfigError] = []) -> VMConfigurationCheck {
         let v = Validator(file: file)
-        _ = v.run()
-        return Validator.sorted(v.problems)
+        let result = v.run()
+        let problems = ConfigErrors.inFileOrder(syntaxProblems + v.problems)
+        return VMConfigurationCheck(
+            file: file, problems: problems, configuration: problems.isEmpty ? result : nil,
+            devices: v.validDevices, boot: v.validBoot, memoryMiB: v.validMemoryMiB)
     }
 
     fileprivate init(file: VMXFile, directory: String, displayName: String, guestOS: String?,
@@ -148,17 +170,15 @@ private final class Validator {
     let file: VMXFile
     let directory: String
     var problems: [ConfigError] = []
+    /// What was valid, for the checks that follow (plugins, kernel) when other keys
+    /// have problems: devices with a valid model key, the boot settings, memsize.
+    private(set) var validDevices: [DeviceConfiguration] = []
+    private(set) var validBoot: BootConfiguration?
+    private(set) var validMemoryMiB: Int?
 
     init(file: VMXFile) {
         self.file = file
         self.directory = ConfigFiles.absoluteDirectory(of: file.path)
-    }
-
-    static func sorted(_ problems: [ConfigError]) -> [ConfigError] {
-        problems.enumerated().sorted { a, b in
-            let la = a.element.line ?? Int.max, lb = b.element.line ?? Int.max
-            return la != lb ? la < lb : a.offset < b.offset
-        }.map(\.element)
     }
 
     // MARK: Reporting
@@ -169,6 +189,8 @@ private final class Validator {
     }
 
     func reportMissing(_ key: String, expected: String) {
+        // A key whose line has a syntax error is reported there already.
+        if file.refusedKeys.contains(key.lowercased()) { return }
         problems.append(ConfigError(path: file.path, line: nil, key: key, problem: "missing",
                                     expected: expected))
     }
@@ -229,12 +251,13 @@ private final class Validator {
         return first != "." && first != "-" && s.unicodeScalars.allSatisfy(ok)
     }
 
-    func model(_ key: String, default d: String) -> String {
+    /// The model name, `d` when the key is absent, nil (reported) when it is invalid.
+    func model(_ key: String, default d: String) -> String? {
         guard let e = entry(key) else { return d }
         let name = e.value.trimmingSpaces
         guard isModelName(name) else {
             report(e, name.isEmpty ? "empty model name" : "not a valid model name", expected: Self.modelExpected)
-            return d
+            return nil
         }
         return name
     }
@@ -372,6 +395,9 @@ private final class Validator {
         var networks: [String] = []
         for nic in nics where !networks.contains(nic.networkName) { networks.append(nic.networkName) }
 
+        validDevices = devices
+        validBoot = boot
+        validMemoryMiB = memory > 0 ? memory : nil
         guard problems.isEmpty, let boot else { return nil }
         return VMConfiguration(
             file: file, directory: directory, displayName: displayName, guestOS: guestOS,
@@ -439,8 +465,11 @@ private final class Validator {
 
     // MARK: hv.*
 
+    /// nil (reported) unless both hv.kernel and hv.boot are valid.
     func bootConfiguration() -> BootConfiguration? {
+        let before = problems.count
         let proto = choice("hv.boot", [("pvh", BootProtocol.pvh), ("elf64", .elf64)], default: .pvh)
+        let protocolValid = problems.count == before
         let cmdline = entry("hv.cmdline")?.value ?? ""
         guard let e = entry("hv.kernel") else {
             reportMissing("hv.kernel", expected: "the guest ELF to boot, e.g. hv.kernel = \"guest.elf\" (relative to the .vmx directory)")
@@ -456,6 +485,7 @@ private final class Validator {
             report(e, "no such file: \(path)", expected: expected)
             return nil
         }
+        guard protocolValid else { return nil }
         return BootConfiguration(kernelPath: path, commandLine: cmdline, bootProtocol: proto)
     }
 
@@ -498,7 +528,8 @@ private final class Validator {
             let p = "ethernet\(n)"
             let present = bool(p + ".present", default: false)
             var nic = NetworkAdapterConfiguration(index: n)
-            nic.model = model(p + ".virtualDev", default: "vlance")
+            let modelName = model(p + ".virtualDev", default: "vlance")
+            nic.model = modelName ?? "vlance"
             nic.networkName = nonEmptyString(p + ".networkName", default: "VM Network",
                                              expected: "the name of a virtual switch, e.g. \"VM Network\"") ?? "VM Network"
             nic.addressType = choice(p + ".addressType",
@@ -526,6 +557,7 @@ private final class Validator {
             }
             guard present else { continue }
             result.append(nic)
+            guard modelName != nil else { continue }
             devices.append(DeviceConfiguration(
                 kind: .nic, modelName: nic.model, prefix: p, index: n,
                 location: (entry(p + ".virtualDev") ?? entry(p + ".present")!).location,
@@ -559,7 +591,8 @@ private final class Validator {
             let p = "scsi\(n)"
             let present = bool(p + ".present", default: false)
             var adapter = SCSIAdapterConfiguration(index: n)
-            adapter.model = model(p + ".virtualDev", default: "buslogic")
+            let modelName = model(p + ".virtualDev", default: "buslogic")
+            adapter.model = modelName ?? "buslogic"
             for unit in SCSIAdapterConfiguration.validUnits {
                 let d = "\(p):\(unit)"
                 let diskPresent = bool(d + ".present", default: false)
@@ -580,6 +613,11 @@ private final class Validator {
                            expected: "\(d).fileName = \"disk.vmdk\" (relative to the .vmx directory)")
                     continue
                 }
+                if !mode.isSupported, let m = entry(d + ".mode") {
+                    let supported = DiskMode.supported.map(\.rawValue).joined(separator: ", ", lastSeparator: " or ")
+                    report(m, "\(mode.rawValue) disks need redo logs, which this host does not support yet",
+                           expected: "\(supported) (the only mode\(DiskMode.supported.count == 1 ? "" : "s") this host runs)")
+                }
                 guard !f.value.trimmingSpaces.isEmpty else { continue }
                 adapter.disks.append(VirtualDiskConfiguration(
                     unit: unit, path: ConfigFiles.resolve(f.value, relativeTo: directory), mode: mode,
@@ -587,6 +625,7 @@ private final class Validator {
             }
             guard present else { continue }
             result.append(adapter)
+            guard modelName != nil else { continue }
             devices.append(DeviceConfiguration(
                 kind: .scsi, modelName: adapter.model, prefix: p, index: n,
                 location: (entry(p + ".virtualDev") ?? entry(p + ".present")!).location,
@@ -598,7 +637,8 @@ private final class Validator {
     func displayAdapter(into devices: inout [DeviceConfiguration]) -> DisplayConfiguration? {
         let present = bool("svga.present", default: false)
         var display = DisplayConfiguration()
-        display.model = model("svga.virtualDev", default: "svga")
+        let modelName = model("svga.virtualDev", default: "svga")
+        display.model = modelName ?? "svga"
         let vramMax = 1 << 30
         let vramExpected = "a size in bytes, a multiple of 4096 up to \(vramMax) (e.g. 4194304 for 4 MiB)"
         if let v = int("svga.vramSize", in: 4096...vramMax, unit: " bytes", expected: vramExpected) {
@@ -609,6 +649,7 @@ private final class Validator {
             }
         }
         guard present else { return nil }
+        guard modelName != nil else { return display }
         devices.append(DeviceConfiguration(
             kind: .display, modelName: display.model, prefix: "svga", index: 0,
             location: (entry("svga.virtualDev") ?? entry("svga.present")!).location,

@@ -44,26 +44,60 @@ public struct VMXFile: Equatable, Sendable {
     /// Every entry, in file order.
     public private(set) var entries: [Entry]
     private var indexByKey: [String: Int]
+    /// Lowercased keys of lines refused for their syntax after a valid key: such a key
+    /// is not "missing" (its line already has a problem).
+    private(set) var refusedKeys: Set<String> = []
 
-    /// Reads and parses the file at `path`.
-    public init(contentsOf path: String) throws(ConfigError) {
+    /// Reads and parses the file at `path`; throws every problem found.
+    public init(contentsOf path: String) throws(ConfigErrors) {
+        let (file, problems) = Self.read(contentsOf: path)
+        guard let file, problems.isEmpty else { throw ConfigErrors(problems) }
+        self = file
+    }
+
+    /// Parses `text` as the contents of a file named `path` (used in messages and to
+    /// resolve relative paths; the file need not exist); throws every problem found.
+    public init(parsing text: String, path: String) throws(ConfigErrors) {
+        let (file, problems) = Self.parse(text, path: path)
+        guard problems.isEmpty else { throw ConfigErrors(problems) }
+        self = file
+    }
+
+    /// Builds a file from entries (for tools and tests). Duplicate keys are an error.
+    public init(path: String, entries: [Entry]) throws(ConfigErrors) {
+        self.init(empty: path)
+        var problems: [ConfigError] = []
+        for entry in entries {
+            if let problem = add(entry) { problems.append(problem) }
+        }
+        guard problems.isEmpty else { throw ConfigErrors(problems) }
+    }
+
+    private init(empty path: String) {
+        self.path = path
+        self.entries = []
+        self.indexByKey = [:]
+    }
+
+    /// Reads the file at `path`, keeping every line that parses: the file (nil when it
+    /// cannot be read) and every problem, in file order.
+    public static func read(contentsOf path: String) -> (file: VMXFile?, problems: [ConfigError]) {
         let text: String
         do {
             text = try ConfigFiles.readText(path)
         } catch {
-            throw ConfigError(path: path, line: nil, problem: "cannot read the file (\(error.description))",
-                              expected: "a readable .vmx file")
+            return (nil, [ConfigError(path: path, line: nil, problem: "cannot read the file (\(error.description))",
+                                      expected: "a readable .vmx file")])
         }
-        try self.init(parsing: text, path: path)
+        let (file, problems) = parse(text, path: path)
+        return (file, problems)
     }
 
-    /// Parses `text` as the contents of a file named `path` (used in messages and to
-    /// resolve relative paths; the file need not exist).
-    public init(parsing text: String, path: String) throws(ConfigError) {
-        self.path = path
-        self.entries = []
-        self.indexByKey = [:]
-
+    /// Parses `text`, keeping every line that parses: a line with a syntax error, and the
+    /// second setting of a key, are left out and reported, in file order.
+    public static func parse(_ text: String, path: String) -> (file: VMXFile, problems: [ConfigError]) {
+        var file = VMXFile(empty: path)
+        var problems: [ConfigError] = []
         var lineNumber = 0
         var rest = Substring(text)
         if rest.hasPrefix("\u{FEFF}") { rest = rest.dropFirst() }
@@ -76,32 +110,33 @@ public struct VMXFile: Equatable, Sendable {
             let end = scalars[start...].firstIndex(of: "\n") ?? scalars.endIndex
             var lineScalars = scalars[start..<end]
             if lineScalars.last == "\r" { lineScalars = lineScalars.dropLast() }
-            if let entry = try Self.parseLine(Substring(lineScalars), path: path, line: lineNumber) {
-                try add(entry)
+            switch parseLine(Substring(lineScalars), path: path, line: lineNumber) {
+            case .blank:
+                break
+            case .entry(let entry):
+                if let problem = file.add(entry) { problems.append(problem) }
+            case .refused(let problem, let key):
+                problems.append(problem)
+                if let key { file.refusedKeys.insert(key.lowercased()) }
             }
             if end == scalars.endIndex { break }
             start = scalars.index(after: end)
         }
+        return (file, problems)
     }
 
-    /// Builds a file from entries (for tools and tests). Duplicate keys are an error.
-    public init(path: String, entries: [Entry]) throws(ConfigError) {
-        self.path = path
-        self.entries = []
-        self.indexByKey = [:]
-        for entry in entries { try add(entry) }
-    }
-
-    private mutating func add(_ entry: Entry) throws(ConfigError) {
+    /// Adds `entry`, or returns the problem when its key is already set.
+    private mutating func add(_ entry: Entry) -> ConfigError? {
         if let first = indexByKey[entry.normalizedKey] {
             let previous = entries[first]
-            throw ConfigError(
+            return ConfigError(
                 path: path, line: entry.line, key: entry.key, value: entry.value,
                 problem: "duplicate key, already set on line \(previous.line) (\(previous.key) = \"\(previous.value)\")",
                 expected: "each key at most once")
         }
         indexByKey[entry.normalizedKey] = entries.count
         entries.append(entry)
+        return nil
     }
 
     // MARK: Lookup
@@ -156,26 +191,34 @@ public struct VMXFile: Equatable, Sendable {
         return s
     }
 
-    static func parseLine(_ raw: Substring, path: String, line: Int) throws(ConfigError) -> Entry? {
-        let text = trim(raw.unicodeScalars)
-        if text.isEmpty || text.first == "#" { return nil }
+    /// What one line holds.
+    enum Line {
+        case blank
+        case entry(Entry)
+        /// A syntax error; `key` when the line got as far as a valid key.
+        case refused(ConfigError, key: String?)
+    }
 
-        func error(_ problem: String, expected: String) -> ConfigError {
-            ConfigError(path: path, line: line, problem: problem, expected: expected)
+    static func parseLine(_ raw: Substring, path: String, line: Int) -> Line {
+        let text = trim(raw.unicodeScalars)
+        if text.isEmpty || text.first == "#" { return .blank }
+
+        func refuse(_ problem: String, expected: String, key: String? = nil) -> Line {
+            .refused(ConfigError(path: path, line: line, problem: problem, expected: expected), key: key)
         }
 
         guard let eq = text.firstIndex(of: "=") else {
             let shown = String(String.UnicodeScalarView(text.prefix(40)))
-            throw error("missing \"=\" in line \"\(shown)\"", expected: "key = \"value\"")
+            return refuse("missing \"=\" in line \"\(shown)\"", expected: "key = \"value\"")
         }
         let keyScalars = trim(text[..<eq])
         if keyScalars.isEmpty {
-            throw error("empty key before \"=\"", expected: "a key such as memsize = \"256\"")
+            return refuse("empty key before \"=\"", expected: "a key such as memsize = \"256\"")
         }
         let key = String(String.UnicodeScalarView(keyScalars))
         if let bad = keyScalars.first(where: { !isKeyCharacter($0) }) {
-            throw error("bad character \(describe(bad)) in key \"\(key)\"",
-                        expected: "a key of letters, digits, '.', ':', '_' and '-'")
+            return refuse("bad character \(describe(bad)) in key \"\(key)\"",
+                          expected: "a key of letters, digits, '.', ':', '_' and '-'")
         }
 
         let valueText = trim(text[text.index(after: eq)...])
@@ -183,24 +226,24 @@ public struct VMXFile: Equatable, Sendable {
         if valueText.first == "\"" {
             let inner = valueText.dropFirst()
             guard let close = inner.firstIndex(of: "\"") else {
-                throw error("unterminated quote in the value of \"\(key)\"", expected: "a closing '\"'")
+                return refuse("unterminated quote in the value of \"\(key)\"", expected: "a closing '\"'", key: key)
             }
             let after = trim(inner[inner.index(after: close)...])
             if let first = after.first, first != "#" {
-                throw error("unexpected \(describe(first)) after the closing quote of \"\(key)\"",
-                            expected: "end of line or a '#' comment")
+                return refuse("unexpected \(describe(first)) after the closing quote of \"\(key)\"",
+                              expected: "end of line or a '#' comment", key: key)
             }
             value = decodeEscapes(inner[..<close])
         } else {
             let end = valueText.firstIndex(of: "#") ?? valueText.endIndex
             let unquoted = trim(valueText[..<end])
             if unquoted.contains("\"") {
-                throw error("stray '\"' in the unquoted value of \"\(key)\"",
-                            expected: "a value in double quotes, key = \"value\"")
+                return refuse("stray '\"' in the unquoted value of \"\(key)\"",
+                              expected: "a value in double quotes, key = \"value\"", key: key)
             }
             value = String(String.UnicodeScalarView(unquoted))
         }
-        return Entry(key: key, value: value, path: path, line: line)
+        return .entry(Entry(key: key, value: value, path: path, line: line))
     }
 
     /// Decodes VMware's `|XX` escapes (as bytes, so multi-byte UTF-8 survives).
