@@ -135,6 +135,20 @@ final class PluginDeviceExtensionTests: XCTestCase {
         XCTAssertEqual(mmio.read(0xA_0000, size: 4), 0xA_0000)
     }
 
+    func testAFailedCreateReleasesTheClaimsItGot() throws {
+        final class Window: BusDevice {
+            func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) { data.storeLittleEndian(0x77) }
+            func write(offset: UInt64, data: UnsafeRawBufferPointer) {}
+        }
+        try legacy.claim(.memory, base: 0xB_F000, size: 0x1000, name: "other window", device: Window())
+        XCTAssertThrowsError(try makeDevice()) { error in
+            XCTAssertTrue("\(error)".contains("'hv.device0 (devext) vga-window' at 0xa0000 (+0x20000) overlaps 'other window'"), "\(error)")
+        }
+        XCTAssertNil(ports.region(at: 0x3C0), "the ports it had claimed are free again")
+        XCTAssertNil(ports.region(at: 0x5658))
+        XCTAssertEqual(legacy.memoryWindows, [0xB_F000..<0xC_0000])
+    }
+
     func testExtensionsRefuseCallsAfterCreate() throws {
         let d = try makeDevice()
         try d.realize()
