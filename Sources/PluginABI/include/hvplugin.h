@@ -435,11 +435,13 @@ typedef struct hv_timer_ext {
 
 /* "hv.legacy-io/1" (1.1): fixed legacy decoding, as ISA devices and VGA have it.
  * A device claims port ranges (e.g. VGA 0x3C0-0x3DF, Bochs DISPI 0x1CE-0x1CF, the
- * VMware backdoor 0x5658) and memory windows in the legacy hole 0xA0000-0xFFFFF
- * (e.g. VGA 0xA0000-0xBFFFF). A claimed memory window is not RAM in the guest: the
- * host leaves it out of guest memory (mem_read/mem_write/mem_map of it fail) and
- * every guest access reaches the handlers. Claims are released when the instance is
- * destroyed. */
+ * VMware backdoor 0x5658-0x565B: a 32-bit IN at 0x5658 covers four ports) and memory
+ * windows in the legacy hole 0xA0000-0xFFFFF (e.g. VGA 0xA0000-0xBFFFF). A claimed
+ * memory window is not RAM in the guest: the host leaves it out of guest memory
+ * (mem_read/mem_write/mem_map of it fail) and every guest access reaches the
+ * handlers. Claims are released when the instance is destroyed. Handlers see the
+ * access's value only; a protocol that also passes other vCPU registers (the VMware
+ * backdoor's command in ECX, its answers in EBX-EDX) needs a later extension. */
 #define HV_EXT_LEGACY_IO "hv.legacy-io/1"
 
 #define HV_LEGACY_PORT   1u   /* port I/O space 0x0000-0xFFFF */
