@@ -84,6 +84,50 @@ final class PlatformPCITests: XCTestCase {
         XCTAssertNotNil(mmio.lookup(0xE010_0000))
     }
 
+    func testExpansionROMSizingEnableAndDecode() throws {
+        let bridge = try makeBridge()
+        let regs = Registers()
+        let f = PCIFunction(name: "rom", identity: PCIIdentity(vendorID: 0x1234, deviceID: 2, classCode: 0x030000))
+        try f.addBAR(PCIBARDescription(index: 0, kind: .memory32, size: 0x1000), device: regs.bar(0))
+        let rom = try XCTUnwrap(PCIExpansionROM(contents: [0x55, 0xAA, 0x10] + [UInt8](repeating: 0xEE, count: 0x9000)))
+        XCTAssertEqual(rom.size, 0x10000, "0x9003 bytes round up to 64 KiB")
+        try f.addROM(rom)
+        XCTAssertThrowsError(try f.addROM(rom), "one ROM per function")
+        try bridge.attach(f, slot: 4)
+        try bridge.assignResources()
+        // Firmware placed it after the BAR, aligned to its size, and left it disabled.
+        XCTAssertEqual(config(bridge, slot: 4, 0x30), 0xE001_0000)
+        XCTAssertNil(mmio.lookup(0xE001_0000))
+        // Sizing: all ones read back as the size mask (and the enable bit).
+        setConfig(bridge, slot: 4, 0x30, 0xFFFF_FFFE)
+        XCTAssertEqual(config(bridge, slot: 4, 0x30), 0xFFFF_0000)
+        setConfig(bridge, slot: 4, 0x30, 0xFFFF_FFFF)
+        XCTAssertEqual(config(bridge, slot: 4, 0x30), 0xFFFF_0001)
+        // Enabled at an address: decodes read-only while memory decoding is on.
+        setConfig(bridge, slot: 4, 0x30, 0xE020_0001)
+        let (h, off) = try XCTUnwrap(mmio.lookup(0xE020_0000))
+        XCTAssertEqual(h.mmioRead(offset: off, size: 4), 0xEE10_AA55)
+        XCTAssertEqual(h.mmioRead(offset: 0x9002, size: 4), 0x0000_00EE, "padding reads as zero")
+        h.mmioWrite(offset: 0, size: 4, value: 0)
+        XCTAssertEqual(h.mmioRead(offset: 0, size: 2), 0xAA55, "writes are ignored")
+        XCTAssertNotNil(mmio.lookup(0xE020_FFFF))
+        XCTAssertNil(mmio.lookup(0xE021_0000))
+        setConfig(bridge, slot: 4, 0x04, 0x0, size: 2)
+        XCTAssertNil(mmio.lookup(0xE020_0000), "memory decoding off")
+        setConfig(bridge, slot: 4, 0x04, 0x2, size: 2)
+        XCTAssertNotNil(mmio.lookup(0xE020_0000))
+        setConfig(bridge, slot: 4, 0x30, 0xE020_0000)
+        XCTAssertNil(mmio.lookup(0xE020_0000), "enable bit cleared")
+        setConfig(bridge, slot: 4, 0x31, 0x01, size: 1)
+        XCTAssertEqual(config(bridge, slot: 4, 0x30), 0xE020_0000, "address bits below the size are read-only zero")
+        // A function without a ROM reads 0 at 0x30 and ignores writes.
+        setConfig(bridge, slot: 0, 0x30, 0xFFFF_FFFF)
+        XCTAssertEqual(config(bridge, slot: 0, 0x30), 0)
+        XCTAssertNil(PCIExpansionROM(contents: []))
+        XCTAssertNil(PCIExpansionROM(contents: [UInt8](repeating: 0, count: (16 << 20) + 1)))
+        XCTAssertEqual(PCIExpansionROM(contents: [1])?.size, 2048, "at least 2 KiB")
+    }
+
     func testBadBARsAreRefused() {
         let f = PCIFunction(name: "dev", identity: PCIIdentity(vendorID: 0x1234, deviceID: 1, classCode: 0))
         let regs = Registers()

@@ -116,10 +116,11 @@ enum HostHarness {
                       stderr: String(decoding: errData, as: UTF8.self), timedOut: timedOut)
     }
 
-    /// Compiles a C plugin from Tests/IntegrationTests/Fixtures into `dir`.
+    /// Compiles a C plugin from Tests/IntegrationTests/Fixtures (or a path relative to
+    /// it) into `dir`.
     static func buildFixturePlugin(_ source: String, into dir: String) throws -> String {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let name = (source as NSString).deletingPathExtension
+        let name = ((source as NSString).lastPathComponent as NSString).deletingPathExtension
         let output = dir + "/lib\(name).so"
         let r = run("/usr/bin/cc", ["-std=c99", "-Wall", "-Werror", "-shared", "-fPIC",
                                     "-I", repoRoot + "/Sources/PluginABI/include",

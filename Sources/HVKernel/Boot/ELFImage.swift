@@ -55,7 +55,7 @@ public struct ELFImage: Sendable {
     public init(contentsOf path: String) throws(BootError) {
         let bytes: [UInt8]
         do {
-            bytes = try Self.readFile(path)
+            bytes = try HostFile.read(path)
         } catch {
             throw BootError(file: path, reason: .unreadable(String(cString: strerror(error.errno))))
         }
@@ -257,32 +257,6 @@ public struct ELFImage: Sendable {
             at = descAt + roundUp(descsz)
         }
         return found
-    }
-
-    // MARK: - File reading
-
-    struct ReadError: Error { var errno: Int32 }
-
-    static func readFile(_ path: String) throws(ReadError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ReadError(errno: errno) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw ReadError(errno: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ReadError(errno: (st.st_mode & S_IFMT) == S_IFDIR ? EISDIR : EINVAL) }
-        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
-        var filled = 0
-        while filled < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ReadError(errno: errno)
-            }
-            if n == 0 { break }
-            filled += n
-        }
-        if filled < bytes.count { bytes.removeLast(bytes.count - filled) }
-        return bytes
     }
 }
 

@@ -17,7 +17,8 @@ public enum GuestMemoryError: Error, CustomStringConvertible {
 }
 
 /// Guest RAM: one memfd, mapped once into the VMM and split into KVM memslots around
-/// the PCI hole (RAM above `lowMemoryLimit` moves to 4 GiB, as on a PC).
+/// the PCI hole (RAM above `lowMemoryLimit` moves to 4 GiB, as on a PC) and around
+/// the device windows `exclude` leaves out before the backend maps memory.
 /// Writes made by the VMM on the guest's behalf are recorded in a dirty bitmap that
 /// migration merges with KVM's dirty log.
 public final class GuestMemory: @unchecked Sendable {
@@ -33,7 +34,9 @@ public final class GuestMemory: @unchecked Sendable {
     public static let lowMemoryLimit: UInt64 = 0xC000_0000
 
     public let size: UInt64
-    public let regions: [Region]
+    /// The RAM regions; changed only by `exclude`, before the backend maps them.
+    private let layout: Mutex<[Region]>
+    public var regions: [Region] { layout.withLock { $0 } }
     public let fd: Int32
     let base: UnsafeMutableRawPointer
     private let dirty: Mutex<[UInt64]>
@@ -59,7 +62,7 @@ public final class GuestMemory: @unchecked Sendable {
         if size > low {
             regions.append(Region(guestAddress: 0x1_0000_0000, size: size - low, offset: low))
         }
-        self.regions = regions
+        self.layout = Mutex(regions)
         let pages = Int(size / GuestMemory.pageSize)
         self.dirty = Mutex([UInt64](repeating: 0, count: (pages + 63) / 64))
     }
@@ -74,15 +77,40 @@ public final class GuestMemory: @unchecked Sendable {
         UInt64(UInt(bitPattern: base)) + region.offset
     }
 
+    /// Leaves the page-aligned `range` out of guest RAM (a legacy device window): no
+    /// region covers it any more, so the backend maps no memslot there and the VMM's
+    /// accessors refuse it. Call before the backend maps memory; the memfd keeps the
+    /// bytes, unused.
+    public func exclude(_ range: Range<UInt64>) {
+        precondition(range.lowerBound % GuestMemory.pageSize == 0 && range.upperBound % GuestMemory.pageSize == 0)
+        layout.withLock { regions in
+            regions = regions.flatMap { r -> [Region] in
+                let end = r.guestAddress + r.size
+                guard range.lowerBound < end, r.guestAddress < range.upperBound else { return [r] }
+                var parts: [Region] = []
+                if r.guestAddress < range.lowerBound {
+                    parts.append(Region(guestAddress: r.guestAddress, size: range.lowerBound - r.guestAddress, offset: r.offset))
+                }
+                if range.upperBound < end {
+                    parts.append(Region(guestAddress: range.upperBound, size: end - range.upperBound,
+                                        offset: r.offset + (range.upperBound - r.guestAddress)))
+                }
+                return parts
+            }
+        }
+    }
+
     /// Offset into the mapping of `length` bytes at `gpa`, or nil unless all of it is RAM
     /// inside one region.
     func offset(of gpa: UInt64, length: Int) -> UInt64? {
         guard length >= 0 else { return nil }
-        for r in regions where gpa >= r.guestAddress {
-            let rel = gpa - r.guestAddress
-            if rel <= r.size, UInt64(length) <= r.size - rel { return r.offset + rel }
+        return layout.withLock { regions in
+            for r in regions where gpa >= r.guestAddress {
+                let rel = gpa - r.guestAddress
+                if rel <= r.size, UInt64(length) <= r.size - rel { return r.offset + rel }
+            }
+            return nil
         }
-        return nil
     }
 
     /// A host pointer to `length` bytes at `gpa`, nil unless the whole range is RAM.

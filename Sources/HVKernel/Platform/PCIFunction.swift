@@ -23,7 +23,8 @@ public enum PCIError: Error, CustomStringConvertible, Equatable {
         switch self {
         case let .badBAR(f, i, reason): return "\(f): BAR\(i): \(reason)"
         case let .busFull(f): return "\(f): no free PCI slot on bus 0"
-        case let .resourcesExhausted(f, bar): return "\(f): BAR\(bar) does not fit the remaining address window"
+        case let .resourcesExhausted(f, bar):
+            return "\(f): \(bar == PCIFunction.romIndex ? "expansion ROM" : "BAR\(bar)") does not fit the remaining address window"
         }
     }
 }
@@ -71,11 +72,16 @@ public final class PCIFunction: @unchecked Sendable {
     /// The device's own INTx output, before Interrupt Disable is applied.
     var intxAsserted = false
     var msi: MSICapability?
+    /// The expansion ROM behind register 0x30; it decodes as `mapped[romIndex]`.
+    public private(set) var rom: PCIExpansionROM?
 
     static let commandIO: UInt16 = 1 << 0
     static let commandMemory: UInt16 = 1 << 1
     static let commandBusMaster: UInt16 = 1 << 2
     static let commandInterruptDisable: UInt16 = 1 << 10
+    static let romRegister = 0x30
+    /// The key of the expansion ROM in `mapped` (Linux calls it resource 6 too).
+    static let romIndex = 6
 
     public init(name: String, identity: PCIIdentity) {
         self.name = name
@@ -128,6 +134,21 @@ public final class PCIFunction: @unchecked Sendable {
         msi!.install(into: &config, mask: &writeMask)
     }
 
+    /// Gives the function an expansion ROM: register 0x30 sizes like a BAR, bit 0 enables.
+    public func addROM(_ rom: PCIExpansionROM) throws {
+        guard self.rom == nil else {
+            throw PCIError.badBAR(function: name, index: Self.romIndex, reason: "the expansion ROM is already set")
+        }
+        self.rom = rom
+        putMask32(Self.romRegister, ~UInt32(rom.size - 1) | 1)
+    }
+
+    /// The ROM's programmed address, and whether the guest enabled it.
+    var romSetting: (address: UInt64, enabled: Bool) {
+        let v = get32(Self.romRegister)
+        return (UInt64(v & 0xFFFF_F800), v & 1 != 0)
+    }
+
     func barFlags(_ bar: PCIBARDescription) -> UInt32 {
         switch bar.kind {
         case .io: return 0x1
@@ -176,7 +197,8 @@ public final class PCIFunction: @unchecked Sendable {
             config[o] = (config[o] & ~writeMask[o]) | (byte & writeMask[o])
         }
         msi?.normalize(config: &config)
-        return offset < 0x28 && offset + size > 0x04
+        let rom = offset < Self.romRegister + 4 && offset + size > Self.romRegister
+        return (offset < 0x28 && offset + size > 0x04) || rom
     }
 
     // MARK: little-endian helpers

@@ -75,6 +75,15 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
                     if bar.kind == .io { nextIO = aligned + bar.size; command |= PCIFunction.commandIO }
                     else { nextMMIO = aligned + bar.size; command |= PCIFunction.commandMemory }
                 }
+                if let rom = f.rom {
+                    // Placed but left disabled: firmware enables a ROM only while it copies it.
+                    let aligned = (nextMMIO + rom.size - 1) & ~(rom.size - 1)
+                    guard aligned + rom.size - 1 <= PCIHostBridge.mmioWindow.upperBound else {
+                        throw PCIError.resourcesExhausted(function: f.name, bar: PCIFunction.romIndex)
+                    }
+                    f.put32(PCIFunction.romRegister, UInt32(aligned))
+                    nextMMIO = aligned + rom.size
+                }
                 if f.identity.interruptPin != 0 {
                     f.config[0x3C] = UInt8(gsi(for: f))
                 }
@@ -151,6 +160,26 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
                 // Real hardware would decode both and collide; we leave this BAR dark.
                 mappingConflicts.append("\(error)")
             }
+        }
+        if let rom = f.rom { remapROM(f, rom) }
+    }
+
+    /// The expansion ROM decodes while enabled and memory decoding is on.
+    private func remapROM(_ f: PCIFunction, _ rom: PCIExpansionROM) {
+        let (address, enabled) = f.romSetting
+        let decode = enabled && f.command & PCIFunction.commandMemory != 0 && address != 0
+        let want: UInt64? = decode ? address : nil
+        guard f.mapped[PCIFunction.romIndex] != want else { return }
+        if let old = f.mapped[PCIFunction.romIndex] {
+            mmioBus.unregister(base: old, device: rom)
+            f.mapped[PCIFunction.romIndex] = nil
+        }
+        guard let base = want else { return }
+        do {
+            try mmioBus.register(base: base, size: rom.size, name: "\(f.name) ROM", device: rom)
+            f.mapped[PCIFunction.romIndex] = base
+        } catch {
+            mappingConflicts.append("\(error)")
         }
     }
 

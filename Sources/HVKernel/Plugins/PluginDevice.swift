@@ -15,6 +15,12 @@ public struct PluginDeviceContext {
     public let configValue: (String) -> String?
     public let logger: Logger
     public let backends: PluginBackends
+    /// What the 1.1 device extensions reach; an extension whose resource is nil is not
+    /// offered. Relative ROM paths resolve against `configDirectory` (the .vmx's).
+    public var legacy: LegacySpace?
+    public var display: DisplaySurface?
+    public var input: InputRouter?
+    public var configDirectory = "."
 
     public init(vmName: String, prefix: String, memory: GuestMemory, clock: VMClock, timers: TimerQueue,
                 pci: PCIHostBridge, configValue: @escaping (String) -> String?, logger: Logger,
@@ -59,6 +65,11 @@ public final class PluginDevice: @unchecked Sendable {
     var configStrings: [String: UnsafeMutablePointer<CChar>] = [:]
     var netPorts: [PluginNetPort] = []
     var disks: [PluginDisk] = []
+    /// Undo actions of extension resources (legacy claims, display, input), run before
+    /// the destroy op so nothing reaches the instance after it.
+    var extensionReleases: [() -> Void] = []
+    /// Why an extension refused a request during create(), for create()'s error.
+    var createProblems: [String] = []
     var destroyed = false
 
     /// The `hv_host *` handed to the plugin: this object, unretained (it outlives the instance).
@@ -90,7 +101,8 @@ public final class PluginDevice: @unchecked Sendable {
         let rc = lock.withLock { model.pointee.create(PluginHostServices.table, handle, &out) }
         guard rc == 0, let out else {
             releaseResources()
-            let why = rc == 0 ? "returned no instance" : "failed: \(PluginHostServices.describe(rc))"
+            var why = rc == 0 ? "returned no instance" : "failed: \(PluginHostServices.describe(rc))"
+            if !createProblems.isEmpty { why += ": " + createProblems.joined(separator: "; ") }
             throw PluginDeviceError(message: "\(context.prefix): device model '\(modelName)' (plugin \(pluginName)) create \(why)")
         }
         instance = out
@@ -130,6 +142,18 @@ public final class PluginDevice: @unchecked Sendable {
         for p in netPorts { p.detach() }
         netPorts.removeAll()
         disks.removeAll()
+        let releases = resources.withLock { () -> [() -> Void] in
+            defer { extensionReleases.removeAll() }
+            return extensionReleases
+        }
+        for release in releases { release() }
+    }
+
+    /// Logs an extension's refusal; during create() it also goes into create()'s error.
+    func refuse(_ rc: Int32, _ message: String) -> Int32 {
+        context.logger.error("\(context.vmName): \(context.prefix) (\(modelName)): \(message)")
+        if creating { createProblems.append(message) }
+        return rc
     }
 
     /// Runs `body` with the instance under the device lock (or without, for thread-safe models).

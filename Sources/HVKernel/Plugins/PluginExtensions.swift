@@ -11,6 +11,10 @@ enum PluginExtensions {
 
     static let all: [String: Extension] = [
         HV_EXT_TIMER: Extension(table: allocate(timerTable()), offered: { _ in true }),
+        HV_EXT_LEGACY_IO: Extension(table: allocate(legacyIOTable()), offered: { $0.context.legacy != nil }),
+        HV_EXT_ROM: Extension(table: allocate(romTable()), offered: { _ in true }),
+        HV_EXT_DISPLAY: Extension(table: allocate(displayTable()), offered: { $0.context.display != nil }),
+        HV_EXT_INPUT: Extension(table: allocate(inputTable()), offered: { $0.context.input != nil }),
     ]
 
     static func lookup(_ id: String, for device: PluginDevice) -> UnsafeRawPointer? {

@@ -50,6 +50,12 @@ public final class VirtualMachine: @unchecked Sendable {
     let mmioBus = AddressBus()
     let chipset: Chipset
     public let pci: PCIHostBridge
+    /// Legacy ports and windows devices claimed ("hv.legacy-io/1").
+    let legacy: LegacySpace
+    /// The screen a display device publishes, for the host's consoles.
+    public let display = DisplaySurface()
+    /// Where the host's consoles send keyboard and pointer events.
+    public let input = InputRouter()
     public private(set) var devices: [PluginDevice] = []
     private let backend: KVMVirtualMachine
     private var runners: [VCPURunner] = []
@@ -86,9 +92,12 @@ public final class VirtualMachine: @unchecked Sendable {
         try chipset.register(portBus: portBus, mmioBus: mmioBus)
         pci = try PCIHostBridge(portBus: portBus, mmioBus: mmioBus, interrupts: chipset)
         backend = try host.kvm.makeVirtualMachine()
-        try backend.map(memory: memory)
+        legacy = LegacySpace(portBus: portBus, mmioBus: mmioBus)
 
         try createDevices(host: host)
+        // The windows devices claimed are theirs, not RAM: map memory only now.
+        for window in legacy.memoryWindows { memory.exclude(window) }
+        try backend.map(memory: memory)
         try pci.assignResources()
         for d in devices { try d.realize() }
 
@@ -158,7 +167,7 @@ public final class VirtualMachine: @unchecked Sendable {
                 }
                 return try FlatDisk(path: disk.path, readOnly: false)
             }
-            let context = PluginDeviceContext(
+            var context = PluginDeviceContext(
                 vmName: name, prefix: device.prefix, memory: memory, clock: clock, timers: timers, pci: pci,
                 configValue: { [path = configuration.path] key in
                     if let v = device.value(forDeviceKey: key) { return v }
@@ -167,6 +176,10 @@ public final class VirtualMachine: @unchecked Sendable {
                     return VirtualMachine.generatedMAC(seed: path + "/" + device.prefix).description
                 },
                 logger: logger, backends: backends)
+            context.legacy = legacy
+            context.display = display
+            context.input = input
+            context.configDirectory = configuration.directory
             let instance = PluginDevice(model: resolved.model, pluginName: resolved.pluginName, context: context)
             try instance.create()
             devices.append(instance)

@@ -29,6 +29,10 @@
  *       hv_plugin_entry.init_with_info (the plugin learns its own path);
  *       extension "hv.timer/1" (timer_cancel_wait: cancel and wait out a callback in
  *       flight, so a thread-safe model can free itself).
+ *       Extensions "hv.legacy-io/1" (fixed ISA port ranges and memory windows in the
+ *       legacy hole), "hv.rom/1" (PCI expansion ROM), "hv.display/1" (a display
+ *       surface: mode, framebuffer, damage, cursor), "hv.input/1" (keyboard and
+ *       pointer events from the host's consoles).
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -428,6 +432,199 @@ typedef struct hv_timer_ext {
      * running (it needs that lock), and the call returns at once. */
     int (*timer_cancel_wait)(hv_host *host, hv_timer *timer);
 } hv_timer_ext;
+
+/* "hv.legacy-io/1" (1.1): fixed legacy decoding, as ISA devices and VGA have it.
+ * A device claims port ranges (e.g. VGA 0x3C0-0x3DF, Bochs DISPI 0x1CE-0x1CF, the
+ * VMware backdoor 0x5658-0x565B: a 32-bit IN at 0x5658 covers four ports) and memory
+ * windows in the legacy hole 0xA0000-0xFFFFF (e.g. VGA 0xA0000-0xBFFFF). A claimed
+ * memory window is not RAM in the guest: the host leaves it out of guest memory
+ * (mem_read/mem_write/mem_map of it fail) and every guest access reaches the
+ * handlers. Claims are released when the instance is destroyed. Handlers see the
+ * access's value only; a protocol that also passes other vCPU registers (the VMware
+ * backdoor's command in ECX, its answers in EBX-EDX) needs a later extension. */
+#define HV_EXT_LEGACY_IO "hv.legacy-io/1"
+
+#define HV_LEGACY_PORT   1u   /* port I/O space 0x0000-0xFFFF */
+#define HV_LEGACY_MEMORY 2u   /* guest-physical memory, inside 0xA0000-0xFFFFF */
+
+/*
+ * Access handlers of a claimed region. `addr` is absolute: the port number, or the
+ * guest-physical address. `size` is 1, 2 or 4 for ports (string I/O is one call per
+ * element), 1, 2, 4 or 8 for memory. Accesses never straddle the end of the region
+ * (the part beyond it reads as all ones and is not written). `opaque` is the claim's.
+ * [device] Called on the vCPU thread that made the access. A read handler left NULL
+ * reads as all ones; a write handler left NULL ignores writes.
+ */
+typedef uint64_t (*hv_legacy_read_fn)(hv_device *dev, void *opaque, uint64_t addr, uint32_t size);
+typedef void (*hv_legacy_write_fn)(hv_device *dev, void *opaque, uint64_t addr, uint32_t size,
+                                   uint64_t value);
+
+typedef struct hv_legacy_region {
+    uint32_t struct_size;
+    uint32_t space;              /* HV_LEGACY_PORT / HV_LEGACY_MEMORY */
+    uint64_t base;               /* first port or guest-physical address */
+    uint64_t size;               /* bytes (ports); memory: a multiple of 4096, base aligned */
+    hv_legacy_read_fn read;
+    hv_legacy_write_fn write;
+    void *opaque;                /* passed to the handlers */
+    const char *name;            /* for logs and conflict messages ("vga-crtc"); may be NULL */
+} hv_legacy_region;
+
+typedef struct hv_legacy_io_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [control] During create() only (HV_EPERM after). Claims `region`, which the host
+     * copies (the name too). HV_EINVAL for a bad space, size or handler set, for ports
+     * beyond 0xFFFF or inside the PCI I/O window 0xC000-0xFFFF (the firmware's, for
+     * BARs), and for memory outside 0xA0000-0xFFFFF or not page-aligned.
+     * HV_EBUSY when the range overlaps a chipset device, the PCI configuration ports or
+     * another claim of this VM; the host logs which region it collides with. */
+    int (*claim)(hv_host *host, const hv_legacy_region *region);
+} hv_legacy_io_ext;
+
+/* "hv.rom/1" (1.1): a PCI expansion ROM (configuration register 0x30). The ROM's size
+ * is its contents rounded up to a power of two, at least 2 KiB, at most 16 MiB; the
+ * padding reads as zero. The host sizes, assigns and decodes it like a BAR: the guest
+ * sizes it by writing all ones, and it decodes read-only on the MMIO bus while its
+ * enable bit (0x30 bit 0) and memory decoding (command bit 1) are both set. The
+ * host's firmware-style assignment gives it an address but leaves it disabled, as
+ * firmware does until it copies a ROM. Writes to the ROM are ignored. */
+#define HV_EXT_ROM "hv.rom/1"
+
+typedef struct hv_rom_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [control] During create() only (HV_EPERM after), after pci_set_identity
+     * (HV_EINVAL before); one ROM per function (HV_EEXIST for a second). Reads the
+     * whole file at `path` now. A relative path resolves against the directory of the
+     * VM's .vmx file, like every path in it; a plugin shipping its own ROM image builds
+     * an absolute path from init_with_info's plugin_path. HV_ENOENT when the file does
+     * not exist, HV_EIO when it cannot be read, HV_EINVAL when it is empty, not a regular
+     * file or larger than 16 MiB; the host logs the file and the reason, and a create()
+     * that returns the error fails with that message. */
+    int (*load_file)(hv_host *host, const char *path);
+    /* [control] The same with `len` bytes the host copies before returning. */
+    int (*set_bytes)(hv_host *host, const void *data, size_t len);
+} hv_rom_ext;
+
+/* "hv.display/1" (1.1): the VM's display surface, which the host's consoles (VNC, a
+ * browser console) read. One device per VM publishes it. The device owns the
+ * framebuffer memory (its RAM BAR, its own buffer); the host copies from it when a
+ * console asks and never writes it. */
+#define HV_EXT_DISPLAY "hv.display/1"
+
+/* Pixel formats, in memory order of a little-endian pixel value. */
+#define HV_PIXEL_XRGB8888 1u  /* 32 bpp: bits 23..16 red, 15..8 green, 7..0 blue, 31..24 ignored */
+#define HV_PIXEL_RGB888   2u  /* 24 bpp: bytes blue, green, red */
+#define HV_PIXEL_RGB565   3u  /* 16 bpp: bits 15..11 red, 10..5 green, 4..0 blue */
+#define HV_PIXEL_XRGB1555 4u  /* 16 bpp: bits 14..10 red, 9..5 green, 4..0 blue, 15 ignored */
+#define HV_PIXEL_INDEXED8 5u  /* 8 bpp: an index into the palette (set_palette) */
+
+typedef struct hv_display_mode {
+    uint32_t struct_size;
+    uint32_t width;              /* pixels, 1..8192 */
+    uint32_t height;             /* lines, 1..8192 */
+    uint32_t bits_per_pixel;     /* 32, 24, 16, 16, 8: what the format takes */
+    uint32_t pitch;              /* bytes from one line to the next, >= width * bpp / 8;
+                                    pitch * height at most 256 MiB */
+    uint32_t format;             /* HV_PIXEL_* */
+    /* pitch * height bytes, owned by the device. Valid from set_mode until the next
+     * set_mode returns or the instance is destroyed: the host reads it only inside its
+     * own copies, and set_mode waits out a copy in progress, so the device may free or
+     * reuse the old buffer as soon as set_mode returns. */
+    const void *framebuffer;
+} hv_display_mode;
+
+typedef struct hv_display_cursor {
+    uint32_t struct_size;
+    uint32_t width;              /* 1..256 */
+    uint32_t height;             /* 1..256 */
+    uint32_t hot_x;              /* hotspot, < width */
+    uint32_t hot_y;              /* < height */
+    uint32_t reserved;           /* 0 */
+    /* width * height pixels, rows top to bottom without padding, each 0xAARRGGBB
+     * (straight alpha: 0 transparent, 255 opaque). Copied by the host. */
+    const uint32_t *pixels;
+} hv_display_cursor;
+
+typedef struct hv_display_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [control] During create() only (HV_EPERM after). Makes this device the VM's
+     * display; HV_EBUSY when another device of the VM already is. The other ops return
+     * HV_EPERM for a device that has not attached. Detached when the instance is
+     * destroyed (before its destroy op: the host stops reading the framebuffer). */
+    int (*attach)(hv_host *host);
+    /* [any] Publishes a new mode and framebuffer (see hv_display_mode), or none with
+     * mode == NULL (a blank screen, e.g. while the guest has the device disabled).
+     * The whole screen counts as damaged. HV_EINVAL when a field is out of range or
+     * bits_per_pixel does not match the format; the previous mode stays then. */
+    int (*set_mode)(hv_host *host, const hv_display_mode *mode);
+    /* [any] Sets palette entries first..first+count-1 (first + count <= 256) to
+     * 0x00RRGGBB values, copied. Used by HV_PIXEL_INDEXED8; damages the whole screen
+     * while that format is shown. */
+    int (*set_palette)(hv_host *host, uint32_t first, uint32_t count, const uint32_t *xrgb);
+    /* [any] The rectangle changed in the framebuffer. Clipped to the mode; an empty
+     * rectangle, or one wholly outside, records nothing. HV_OK without a mode. */
+    int (*update)(hv_host *host, uint32_t x, uint32_t y, uint32_t width, uint32_t height);
+    /* [any] Defines the pointer's image (see hv_display_cursor). HV_EINVAL for a bad
+     * size, hotspot or NULL pixels. */
+    int (*cursor_define)(hv_host *host, const hv_display_cursor *cursor);
+    /* [any] Moves the cursor's hotspot to screen pixel (x, y); -65536..65535 on each
+     * axis (partly or wholly off screen is allowed), else HV_EINVAL. */
+    int (*cursor_move)(hv_host *host, int32_t x, int32_t y);
+    /* [any] Shows (1) or hides (0) the cursor. It starts hidden. */
+    int (*cursor_show)(hv_host *host, int visible);
+} hv_display_ext;
+
+/* "hv.input/1" (1.1): keyboard and pointer events from the host's consoles. Devices
+ * attach clients; each event is offered to the attached clients in the order they
+ * attached (the VM's device order) until one takes it. */
+#define HV_EXT_INPUT "hv.input/1"
+
+/* Pointer event kinds. */
+#define HV_POINTER_ABSOLUTE 1u  /* x, y: 0..0xFFFF across the screen (a tablet) */
+#define HV_POINTER_RELATIVE 2u  /* x, y: motion in mickeys, -32768..32767 (a mouse) */
+
+/* Buttons held, in hv_pointer_event.buttons. */
+#define HV_BUTTON_LEFT   0x01u
+#define HV_BUTTON_RIGHT  0x02u
+#define HV_BUTTON_MIDDLE 0x04u
+#define HV_BUTTON_SIDE   0x08u   /* back */
+#define HV_BUTTON_EXTRA  0x10u   /* forward */
+
+typedef struct hv_pointer_event {
+    uint32_t struct_size;
+    uint32_t kind;               /* HV_POINTER_ABSOLUTE / HV_POINTER_RELATIVE */
+    int32_t x;                   /* absolute: 0 left .. 0xFFFF right; relative: dx */
+    int32_t y;                   /* absolute: 0 top .. 0xFFFF bottom; relative: dy, + down */
+    int32_t wheel;               /* notches, -127..127, positive = away from the user */
+    uint32_t buttons;            /* HV_BUTTON_* held after this event */
+} hv_pointer_event;
+
+typedef struct hv_input_client {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [device] Optional. A key went down (pressed = 1) or up (0). `scancode` is a
+     * PC scancode set 1 make code: 0x01..0x7F, 0xE001..0xE07F for E0-prefixed keys
+     * (0xE01D right Ctrl, 0xE048 cursor up), or 0xE11D for Pause (a press only).
+     * Return HV_OK when taken; any other result (e.g. HV_EAGAIN while the guest has
+     * not enabled the device) offers the event to the next client. Called on the
+     * host thread that injects the event, never on a vCPU thread of another VM. */
+    int (*key)(hv_device *dev, uint32_t scancode, int pressed);
+    /* [device] Optional. A pointer event, valid only during the call; the same
+     * result rule and thread as key. */
+    int (*pointer)(hv_device *dev, const hv_pointer_event *event);
+} hv_input_client;
+
+typedef struct hv_input_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [control] During create() only (HV_EPERM after); once per instance (HV_EEXIST).
+     * Copies `client`, which has key, pointer or both (HV_EINVAL otherwise). Events
+     * stop before the instance's destroy op: the host waits out one in flight. */
+    int (*attach)(hv_host *host, const hv_input_client *client);
+} hv_input_ext;
 
 /* ------------------------------------------------------------------------ */
 /* Device factory                                                           */
