@@ -59,6 +59,7 @@ public final class PluginDevice: @unchecked Sendable {
     var configStrings: [String: UnsafeMutablePointer<CChar>] = [:]
     var netPorts: [PluginNetPort] = []
     var disks: [PluginDisk] = []
+    var doorbells: PluginDoorbells?
     var destroyed = false
 
     /// The `hv_host *` handed to the plugin: this object, unretained (it outlives the instance).
@@ -127,6 +128,7 @@ public final class PluginDevice: @unchecked Sendable {
             return timers
         }
         for t in owned { t.cancel() }
+        doorbells?.stop()
         for p in netPorts { p.detach() }
         netPorts.removeAll()
         disks.removeAll()

@@ -11,6 +11,9 @@ enum PluginExtensions {
 
     static let all: [String: Extension] = [
         HV_EXT_TIMER: Extension(table: allocate(timerTable()), offered: { _ in true }),
+        HV_EXT_RAM_BAR: Extension(table: allocate(ramBARTable()), offered: { _ in true }),
+        HV_EXT_MSIX: Extension(table: allocate(msixTable()), offered: { _ in true }),
+        HV_EXT_DOORBELL: Extension(table: allocate(doorbellTable()), offered: { _ in true }),
     ]
 
     static func lookup(_ id: String, for device: PluginDevice) -> UnsafeRawPointer? {

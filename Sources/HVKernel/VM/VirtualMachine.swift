@@ -84,9 +84,9 @@ public final class VirtualMachine: @unchecked Sendable {
             configuration: VirtualMachine.chipsetConfiguration(for: configuration),
             clock: clock, timers: timers)
         try chipset.register(portBus: portBus, mmioBus: mmioBus)
-        pci = try PCIHostBridge(portBus: portBus, mmioBus: mmioBus, interrupts: chipset)
         backend = try host.kvm.makeVirtualMachine()
         try backend.map(memory: memory)
+        pci = try PCIHostBridge(portBus: portBus, mmioBus: mmioBus, interrupts: chipset, mapper: backend)
 
         try createDevices(host: host)
         try pci.assignResources()
