@@ -7,8 +7,10 @@ import Glibc
 final class PCIRAMBAR: BusDevice, PCIBARBinding, @unchecked Sendable {
     let memory: SharedMemoryRegion
     let pageCount: Int
-    /// Told when the backend refuses a mapping or a dirty-log query (for the log).
+    /// Told the first time the backend refuses a mapping or a dirty-log query (the
+    /// guest chooses where the BAR goes, so it must not be able to flood the log).
     var onBackendError: ((String) -> Void)?
+    private var reported = false
     private let lock = HostLock()
     private var mapping: GuestRAMMapping?
     private weak var mapper: GuestPhysicalMapper?
@@ -30,7 +32,7 @@ final class PCIRAMBAR: BusDevice, PCIBARBinding, @unchecked Sendable {
                 mapping = try mapper.mapRAM(guestAddress: base, size: memory.size, host: memory.base)
                 self.mapper = mapper
             } catch {
-                onBackendError?("cannot map the RAM BAR at 0x\(String(base, radix: 16)) (guest accesses exit to the host instead): \(error)")
+                report("cannot map the RAM BAR at 0x\(String(base, radix: 16)) (there the guest reaches it only through exits, and not where its own RAM is): \(error)")
             }
         }
     }
@@ -44,7 +46,7 @@ final class PCIRAMBAR: BusDevice, PCIBARBinding, @unchecked Sendable {
             // writes would be lost: count every page.
             markAllDirty()
             do { try mapper.unmapRAM(m) } catch {
-                onBackendError?("cannot unmap the RAM BAR at 0x\(String(m.guestAddress, radix: 16)): \(error)")
+                report("cannot unmap the RAM BAR at 0x\(String(m.guestAddress, radix: 16)): \(error)")
             }
         }
     }
@@ -56,12 +58,19 @@ final class PCIRAMBAR: BusDevice, PCIBARBinding, @unchecked Sendable {
             for i in dirty.indices { dirty[i] = 0 }
             if let m = mapping, let mapper {
                 do { try mapper.collectDirtyPages(of: m, into: &pages) } catch {
-                    onBackendError?("cannot read the RAM BAR's dirty log: \(error)")
+                    report("cannot read the RAM BAR's dirty log: \(error)")
                     markAll(&pages)
                 }
             }
             return pages
         }
+    }
+
+    /// Lock held.
+    private func report(_ message: String) {
+        guard !reported else { return }
+        reported = true
+        onBackendError?(message)
     }
 
     private func markAllDirty() { markAll(&dirty) }

@@ -17,7 +17,8 @@
  *   0x058 R  writes that reached the BAR0 handler at 0x100..0x10f or the BAR1 handler
  *   0x060 R  doorbell callbacks run
  *   0x068 R  the path of the last doorbell-B interrupt (as 0x030)
- *   0x080.. R  results of declarations that must be refused (see create)
+ *   0x080.. R  results of declarations that must be refused (see refusals(); made only
+ *            when the device's config says probeRefusals = "TRUE")
  *   0x0e0 W  ram_bar_add after create(); R: its result
  *   0x100 doorbell A: 4 bytes, any value. Answers the request at RAM 0xE000 with
  *         request * 2 + 1 at RAM 0xE004.
@@ -199,7 +200,8 @@ static int create(const hv_host_services *s, hv_host *h, hv_device **out) {
     if (rc == 0 && (rc = d->bell_ext->doorbell_add(h, &p)) == 0) d->status |= 4;
     if (rc) { free(d); return rc; }
     d->ram = mem;
-    refusals(d);
+    const char *refuse = s->config_get(h, "probeRefusals");
+    if (refuse && strcmp(refuse, "TRUE") == 0) refusals(d);
     *out = d;
     return HV_OK;
 }
