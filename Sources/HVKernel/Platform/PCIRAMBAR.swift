@@ -87,7 +87,7 @@ final class PCIRAMBAR: BusDevice, PCIBARBinding, @unchecked Sendable {
     }
 
     func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-        guard let src = data.baseAddress else { return }
+        guard let src = data.baseAddress, data.count > 0 else { return }
         (memory.base + Int(offset)).copyMemory(from: src, byteCount: data.count)
         let first = Int(offset / GuestMemory.pageSize), last = Int((offset + UInt64(data.count) - 1) / GuestMemory.pageSize)
         lock.withLock { for page in first...last { dirty[page / 64] |= 1 << UInt64(page % 64) } }

@@ -68,7 +68,7 @@ extension PluginExtensions {
         }
         t.msix_notify = { host, vector in
             guard let d = PluginDevice.from(host), let f = d.function else { return HV_EINVAL }
-            return PluginHostServices.code(d.context.pci.sendMSIX(f, vector: Int(min(vector, UInt32(Int32.max)))))
+            return PluginHostServices.code(d.context.pci.sendMSIX(f, vector: Int(vector)))
         }
         return t
     }

@@ -448,7 +448,7 @@ typedef struct hv_ram_bar_desc {
     uint32_t kind;               /* HV_BAR_MMIO32 or HV_BAR_MMIO64 */
     uint32_t flags;              /* HV_BAR_PREFETCHABLE */
     uint64_t size;               /* bytes, power of two, >= HV_RAM_BAR_PAGE_SIZE
-                                  * (MMIO32: <= 256 MiB) */
+                                  * (MMIO32: <= 256 MiB, MMIO64: <= 4 GiB) */
 } hv_ram_bar_desc;
 
 typedef struct hv_ram_bar_ext {
