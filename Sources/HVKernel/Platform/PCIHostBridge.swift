@@ -17,7 +17,7 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
     public static let ioWindow: ClosedRange<UInt64> = 0xC000...0xFFFF
     public static let mmioWindow: ClosedRange<UInt64> = 0xE000_0000...0xFEBF_FFFF
 
-    let lock = HostLock()
+    private let lock = HostLock()
     private var address: UInt32 = 0
     private var slots = [PCIFunction?](repeating: nil, count: 32)
     private let portBus: AddressBus
