@@ -28,6 +28,18 @@ _Static_assert(offsetof(hv_display_ext, cursor_show) == 56, "hv_display_ext layo
 _Static_assert(sizeof(hv_pointer_event) == 24, "hv_pointer_event layout changed");
 _Static_assert(sizeof(hv_input_client) == 24, "hv_input_client layout changed");
 _Static_assert(sizeof(hv_input_ext) == 16, "hv_input_ext layout changed");
+_Static_assert(sizeof(hv_ram_bar_desc) == 24, "hv_ram_bar_desc layout changed");
+_Static_assert(offsetof(hv_ram_bar_desc, size) == 16, "hv_ram_bar_desc layout changed");
+_Static_assert(sizeof(hv_ram_bar_ext) == 24, "hv_ram_bar_ext layout changed");
+_Static_assert(offsetof(hv_ram_bar_ext, ram_bar_dirty) == 16, "hv_ram_bar_ext layout changed");
+_Static_assert(sizeof(hv_msix_desc) == 24, "hv_msix_desc layout changed");
+_Static_assert(offsetof(hv_msix_desc, pba_offset) == 16, "hv_msix_desc layout changed");
+_Static_assert(sizeof(hv_msix_ext) == 24, "hv_msix_ext layout changed");
+_Static_assert(offsetof(hv_msix_ext, msix_notify) == 16, "hv_msix_ext layout changed");
+_Static_assert(sizeof(hv_doorbell_desc) == 48, "hv_doorbell_desc layout changed");
+_Static_assert(offsetof(hv_doorbell_desc, datamatch) == 24, "hv_doorbell_desc layout changed");
+_Static_assert(offsetof(hv_doorbell_desc, ring) == 32, "hv_doorbell_desc layout changed");
+_Static_assert(sizeof(hv_doorbell_ext) == 16, "hv_doorbell_ext layout changed");
 _Static_assert(sizeof(hv_device_model) == 48, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
 _Static_assert(sizeof(hv_sched_ops) == 104, "hv_sched_ops layout changed");

@@ -1,6 +1,6 @@
 /* The parts of the Linux API Swift cannot import: KVM ioctl request numbers are built
  * with _IO/_IOW macros, so they are exposed here as constants; memfd_create needs
- * _GNU_SOURCE. Nothing else lives here. */
+ * _GNU_SOURCE; <sys/eventfd.h> is not in the Glibc module. Nothing else lives here. */
 #ifndef CKVM_H
 #define CKVM_H
 #ifndef _GNU_SOURCE
@@ -10,6 +10,7 @@
 #include <linux/kvm.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
 
 static const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
 static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
@@ -21,6 +22,10 @@ static const unsigned long CKVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REG
 static const unsigned long CKVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
 static const unsigned long CKVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
 static const unsigned long CKVM_GET_DIRTY_LOG = KVM_GET_DIRTY_LOG;
+static const unsigned long CKVM_IOEVENTFD = KVM_IOEVENTFD;
+static const unsigned int CKVM_IOEVENTFD_FLAG_DATAMATCH = KVM_IOEVENTFD_FLAG_DATAMATCH;
+static const unsigned int CKVM_IOEVENTFD_FLAG_PIO = KVM_IOEVENTFD_FLAG_PIO;
+static const unsigned int CKVM_IOEVENTFD_FLAG_DEASSIGN = KVM_IOEVENTFD_FLAG_DEASSIGN;
 static const unsigned long CKVM_RUN = KVM_RUN;
 static const unsigned long CKVM_GET_REGS = KVM_GET_REGS;
 static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
@@ -41,4 +46,9 @@ static inline int ckvm_memfd_create(const char *name, unsigned int flags) {
     return memfd_create(name, flags);
 }
 static const unsigned int CKVM_MFD_CLOEXEC = MFD_CLOEXEC;
+static inline int ckvm_eventfd(unsigned int initval, int flags) {
+    return eventfd(initval, flags);
+}
+static const int CKVM_EFD_NONBLOCK = EFD_NONBLOCK;
+static const int CKVM_EFD_CLOEXEC = EFD_CLOEXEC;
 #endif

@@ -2,7 +2,7 @@ import CKVM
 import Glibc
 
 /// `/dev/kvm`: the system-level KVM handle. Wraps KVM_GET_API_VERSION,
-/// KVM_GET_VCPU_MMAP_SIZE, KVM_GET_SUPPORTED_CPUID and KVM_CREATE_VM.
+/// KVM_GET_VCPU_MMAP_SIZE, KVM_GET_SUPPORTED_CPUID, KVM_CHECK_EXTENSION and KVM_CREATE_VM.
 public final class KVMSystem: @unchecked Sendable {
     public let fd: Int32
     public let runMapSize: Int
@@ -44,6 +44,11 @@ public final class KVMSystem: @unchecked Sendable {
     }
 
     deinit { close(fd) }
+
+    /// KVM_CHECK_EXTENSION: 0 when `capability` is absent, else its value (often 1).
+    func checkExtension(_ capability: Int32) -> Int32 {
+        max(0, ioctl(fd, CKVM_CHECK_EXTENSION, capability))
+    }
 
     /// KVM_CREATE_VM.
     public func makeVirtualMachine() throws -> KVMVirtualMachine {

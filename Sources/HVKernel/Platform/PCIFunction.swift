@@ -64,6 +64,10 @@ public final class PCIFunction: @unchecked Sendable {
     public private(set) var bars: [PCIBARDescription] = []
     /// What decodes each BAR, registered on the bus at the BAR's address while mapped.
     private(set) var barDevices: [Int: any BusDevice] = [:]
+    /// What the bus decodes for each BAR: the host's windows, then the BAR's device.
+    private(set) var barDecoders: [Int: PCIBARDecoder] = [:]
+    /// Doorbell registers in the BARs, in the order declared.
+    var doorbells: [PCIDoorbell] = []
 
     var config = [UInt8](repeating: 0, count: 256)
     private var writeMask = [UInt8](repeating: 0, count: 256)
@@ -74,6 +78,7 @@ public final class PCIFunction: @unchecked Sendable {
     var msi: MSICapability?
     /// The expansion ROM behind register 0x30; it decodes as `mapped[romIndex]`.
     public private(set) var rom: PCIExpansionROM?
+    var msix: MSIXCapability?
 
     static let commandIO: UInt16 = 1 << 0
     static let commandMemory: UInt16 = 1 << 1
@@ -116,6 +121,7 @@ public final class PCIFunction: @unchecked Sendable {
         }
         bars.append(bar)
         barDevices[bar.index] = device
+        barDecoders[bar.index] = PCIBARDecoder(device: device)
         let offset = 0x10 + 4 * bar.index
         put32(offset, barFlags(bar))
         let mask = ~UInt32(truncatingIfNeeded: bar.size - 1) & (bar.kind == .io ? 0xFFFF_FFFC : 0xFFFF_FFF0)
@@ -130,8 +136,39 @@ public final class PCIFunction: @unchecked Sendable {
         }
         msi = MSICapability(offset: 0x40, vectors: vectors)
         config[0x06] |= 0x10                        // capability list
-        config[0x34] = 0x40
         msi!.install(into: &config, mask: &writeMask)
+        linkCapabilities()
+    }
+
+    /// Adds an MSI-X capability at 0x60 whose table and PBA live in memory BAR `bar`.
+    func addMSIX(vectors: Int, bar: Int, tableOffset: UInt64, pbaOffset: UInt64) throws(PCIDeclarationError) {
+        guard let b = bars.first(where: { $0.index == bar }), b.kind != .io, !(barDevices[bar] is PCIRAMBAR) else {
+            throw PCIDeclarationError(.invalid, "\(name): MSI-X needs BAR\(bar) declared as a memory BAR with handlers")
+        }
+        if let why = MSIXCapability.problem(vectors: vectors, barSize: b.size, tableOffset: tableOffset, pbaOffset: pbaOffset) {
+            throw PCIDeclarationError(.invalid, "\(name): \(why)")
+        }
+        let cap = MSIXCapability(offset: 0x60, vectors: vectors, bar: bar, tableOffset: tableOffset, pbaOffset: pbaOffset)
+        if doorbells.contains(where: { $0.bar == bar && ($0.range.overlaps(cap.tableRange) || $0.range.overlaps(cap.pbaRange)) }) {
+            throw PCIDeclarationError(.invalid, "\(name): the MSI-X table or PBA overlaps a doorbell")
+        }
+        guard msix == nil else { throw PCIDeclarationError(.duplicate, "\(name): MSI-X is already declared") }
+        msix = cap
+        config[0x06] |= 0x10                        // capability list
+        cap.install(into: &config, mask: &writeMask)
+        linkCapabilities()
+    }
+
+    /// Chains the capabilities present (MSI at 0x40, MSI-X at 0x60) from 0x34.
+    private func linkCapabilities() {
+        let offsets = [msi?.offset, msix?.offset].compactMap { $0 }
+        config[0x34] = UInt8(offsets.first ?? 0)
+        for (i, o) in offsets.enumerated() { config[o + 1] = i + 1 < offsets.count ? UInt8(offsets[i + 1]) : 0 }
+    }
+
+    /// MSI or MSI-X is enabled: the function must not use INTx.
+    var messageSignalledInterruptsEnabled: Bool {
+        msi?.enabled(config) == true || msix?.enabled(config) == true
     }
 
     /// Gives the function an expansion ROM: register 0x30 sizes like a BAR, bit 0 enables.

@@ -8,8 +8,9 @@ public protocol PCIInterruptSink: AnyObject {
 
 /// The i440BX host bridge with its PIIX4 ISA bridge: configuration mechanism #1 at
 /// 0xCF8/0xCFC, bus 0 with up to 32 single-function slots, firmware-style BAR and IRQ
-/// assignment, BAR decoding onto the port and MMIO buses, shared level-triggered INTx
-/// through the PIIX4 PIRQ routing, and MSI. One lock serialises all of it.
+/// assignment, BAR decoding onto the port and MMIO buses (and, through `mapper`, BARs the
+/// backend maps itself: RAM, doorbells), shared level-triggered INTx through the PIIX4
+/// PIRQ routing, MSI and MSI-X. One lock serialises all of it.
 public final class PCIHostBridge: BusDevice, @unchecked Sendable {
     /// PIRQA..D as the firmware routes them (SeaBIOS does the same on PIIX).
     public static let pirqToGSI = [10, 10, 11, 11]
@@ -21,12 +22,15 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
     private var slots = [PCIFunction?](repeating: nil, count: 32)
     private let portBus: AddressBus
     private let mmioBus: AddressBus
-    private weak var interrupts: PCIInterruptSink?
+    weak var interrupts: PCIInterruptSink?
+    private let mapper: GuestPhysicalMapper?
     private var gsiLevels: [Int: Bool] = [:]
     /// Conflicts seen while mapping guest-programmed BARs (for diagnostics).
     public private(set) var mappingConflicts: [String] = []
 
-    public init(portBus: AddressBus, mmioBus: AddressBus, interrupts: PCIInterruptSink) throws {
+    public init(portBus: AddressBus, mmioBus: AddressBus, interrupts: PCIInterruptSink,
+                mapper: GuestPhysicalMapper? = nil) throws {
+        self.mapper = mapper
         self.portBus = portBus
         self.mmioBus = mmioBus
         self.interrupts = interrupts
@@ -41,7 +45,7 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
         try portBus.register(base: 0xCF8, size: 8, name: "PCI configuration mechanism #1", device: self)
     }
 
-    private func locked<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock(body) }
+    func locked<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock(body) }
 
     /// Plugs `function` into `slot`, or the first free slot from 2.
     public func attach(_ function: PCIFunction, slot: Int? = nil) throws {
@@ -51,6 +55,9 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
             }
             function.slot = s
             slots[s] = function
+            if let x = function.msix {
+                function.barDecoders[x.bar]?.add(window: MSIXWindow(bridge: self, function: function, capability: x))
+            }
         }
     }
 
@@ -121,10 +128,12 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
                 return
             }
             guard let (f, reg) = selected(offset: UInt16(offset)) else { return }
-            let before = f.command
+            let before = f.command, messagesBefore = f.messageSignalledInterruptsEnabled
             if f.writeConfig(offset: reg, size: size, value: value) { remap(f) }
-            if (before ^ f.command) & PCIFunction.commandInterruptDisable != 0 { updateINTx() }
+            if (before ^ f.command) & PCIFunction.commandInterruptDisable != 0
+                || messagesBefore != f.messageSignalledInterruptsEnabled { updateINTx() }
             if let msi = f.msi, reg + size > msi.offset + 16, reg < msi.offset + 20 { flushPendingMSI(f) }
+            if let x = f.msix, reg + size > x.offset + 2, reg < x.offset + 4 { flushPendingMSIX(f) }
         }
     }
 
@@ -140,7 +149,7 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
     /// Brings the buses in line with the function's command register and BARs.
     private func remap(_ f: PCIFunction) {
         for bar in f.bars {
-            guard let device = f.barDevices[bar.index] else { continue }
+            guard let device = f.barDecoders[bar.index] else { continue }
             let decode = bar.kind == .io ? f.command & PCIFunction.commandIO != 0 : f.command & PCIFunction.commandMemory != 0
             let programmed = f.programmedAddress(bar)
             let limit: UInt64 = bar.kind == .io ? 0x1_0000 : UInt64.max
@@ -150,12 +159,14 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
             if let old = f.mapped[bar.index] {
                 (bar.kind == .io ? portBus : mmioBus).unregister(base: old, device: device)
                 f.mapped[bar.index] = nil
+                if let mapper { device.unbind(mapper: mapper) }
             }
             guard let base = want else { continue }
             do {
                 let name = "\(f.name) BAR\(bar.index)"
                 try (bar.kind == .io ? portBus : mmioBus).register(base: base, size: bar.size, name: name, device: device)
                 f.mapped[bar.index] = base
+                if let mapper { device.bind(at: base, space: bar.kind == .io ? .port : .memory, mapper: mapper) }
             } catch {
                 // Real hardware would decode both and collide; we leave this BAR dark.
                 mappingConflicts.append("\(error)")
@@ -192,7 +203,8 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
     // MARK: interrupts
 
     /// Sets the function's INTx output. Lines are shared: a GSI is asserted while any
-    /// function routed to it asserts and has not set Interrupt Disable.
+    /// function routed to it asserts, has not set Interrupt Disable and has neither MSI
+    /// nor MSI-X enabled.
     public func setINTx(_ f: PCIFunction, asserted: Bool) {
         locked {
             guard f.intxAsserted != asserted else { return }
@@ -205,6 +217,7 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
         var levels: [Int: Bool] = [:]
         for case let f? in slots where f.identity.interruptPin != 0 {
             let active = f.intxAsserted && f.command & PCIFunction.commandInterruptDisable == 0
+                && !f.messageSignalledInterruptsEnabled
             if active { f.config[0x06] |= 0x08 } else { f.config[0x06] &= ~0x08 }
             levels[gsi(for: f), default: false] = levels[gsi(for: f), default: false] || active
             if f.intxAsserted && !active { f.config[0x06] |= 0x08 }   // status shows the pending INTx
@@ -218,9 +231,10 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
     public enum MSIResult: Equatable { case sent, notEnabled, masked, outOfRange }
 
     /// Sends MSI `vector` of `f` (the message data's low bits carry the vector number).
+    /// With MSI-X enabled too, MSI-X wins: MSI is not enabled then.
     public func sendMSI(_ f: PCIFunction, vector: Int) -> MSIResult {
         locked {
-            guard let msi = f.msi, msi.enabled(f.config) else { return .notEnabled }
+            guard let msi = f.msi, msi.enabled(f.config), f.msix?.enabled(f.config) != true else { return .notEnabled }
             guard vector >= 0, vector < msi.enabledVectors(f.config) else { return .outOfRange }
             if msi.masked(f.config, vector: vector) {
                 f.msi!.pending |= 1 << UInt32(vector)

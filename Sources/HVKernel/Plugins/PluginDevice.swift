@@ -70,6 +70,7 @@ public final class PluginDevice: @unchecked Sendable {
     var extensionReleases: [() -> Void] = []
     /// Why an extension refused a request during create(), for create()'s error.
     var createProblems: [String] = []
+    var doorbells: PluginDoorbells?
     var destroyed = false
 
     /// The `hv_host *` handed to the plugin: this object, unretained (it outlives the instance).
@@ -139,6 +140,7 @@ public final class PluginDevice: @unchecked Sendable {
             return timers
         }
         for t in owned { t.cancel() }
+        doorbells?.stop()
         for p in netPorts { p.detach() }
         netPorts.removeAll()
         disks.removeAll()

@@ -15,6 +15,9 @@ enum PluginExtensions {
         HV_EXT_ROM: Extension(table: allocate(romTable()), offered: { _ in true }),
         HV_EXT_DISPLAY: Extension(table: allocate(displayTable()), offered: { $0.context.display != nil }),
         HV_EXT_INPUT: Extension(table: allocate(inputTable()), offered: { $0.context.input != nil }),
+        HV_EXT_RAM_BAR: Extension(table: allocate(ramBARTable()), offered: { _ in true }),
+        HV_EXT_MSIX: Extension(table: allocate(msixTable()), offered: { _ in true }),
+        HV_EXT_DOORBELL: Extension(table: allocate(doorbellTable()), offered: { _ in true }),
     ]
 
     static func lookup(_ id: String, for device: PluginDevice) -> UnsafeRawPointer? {

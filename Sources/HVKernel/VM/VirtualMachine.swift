@@ -90,8 +90,8 @@ public final class VirtualMachine: @unchecked Sendable {
             configuration: VirtualMachine.chipsetConfiguration(for: configuration),
             clock: clock, timers: timers)
         try chipset.register(portBus: portBus, mmioBus: mmioBus)
-        pci = try PCIHostBridge(portBus: portBus, mmioBus: mmioBus, interrupts: chipset)
         backend = try host.kvm.makeVirtualMachine()
+        pci = try PCIHostBridge(portBus: portBus, mmioBus: mmioBus, interrupts: chipset, mapper: backend)
         legacy = LegacySpace(portBus: portBus, mmioBus: mmioBus)
 
         try createDevices(host: host)

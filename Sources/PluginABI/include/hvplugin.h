@@ -33,6 +33,10 @@
  *       legacy hole), "hv.rom/1" (PCI expansion ROM), "hv.display/1" (a display
  *       surface: mode, framebuffer, damage, cursor), "hv.input/1" (keyboard and
  *       pointer events from the host's consoles).
+ *       Extensions "hv.ram-bar/1" (a memory BAR backed by host RAM the guest reaches
+ *       without exits, with a dirty-page query), "hv.msix/1" (an MSI-X capability
+ *       with its table and PBA in a BAR) and "hv.doorbell/1" (write-only doorbell
+ *       registers completed by the host, the device called on a doorbell thread).
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -625,6 +629,122 @@ typedef struct hv_input_ext {
      * stop before the instance's destroy op: the host waits out one in flight. */
     int (*attach)(hv_host *host, const hv_input_client *client);
 } hv_input_ext;
+
+/* "hv.ram-bar/1" (1.1): a memory BAR that is host RAM. While the guest has the BAR
+ * programmed and memory decoding on, the host maps the RAM at that address as guest
+ * memory (a KVM memslot): guest reads and writes go straight to the RAM, with no exit
+ * and no handler call. Moving the BAR or turning decoding off unmaps it and maps it
+ * again at the new address; the contents stay. Meant for frame buffers and other large
+ * shared memory (SVGA VRAM and FIFO). */
+#define HV_EXT_RAM_BAR "hv.ram-bar/1"
+#define HV_RAM_BAR_PAGE_SIZE 4096u   /* the unit of the dirty bitmap */
+
+typedef struct hv_ram_bar_desc {
+    uint32_t struct_size;
+    uint32_t index;              /* 0..5 */
+    uint32_t kind;               /* HV_BAR_MMIO32 or HV_BAR_MMIO64 */
+    uint32_t flags;              /* HV_BAR_PREFETCHABLE */
+    uint64_t size;               /* bytes, power of two, >= HV_RAM_BAR_PAGE_SIZE
+                                  * (MMIO32: <= 256 MiB, MMIO64: <= 4 GiB) */
+} hv_ram_bar_desc;
+
+typedef struct hv_ram_bar_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [control] During create() only. Declares BAR desc->index as RAM of desc->size
+     * zero bytes and stores its host address in *host_ptr. The memory is shared with
+     * the guest and stays valid until the instance's destroy op has returned; the
+     * guest may change any byte at any time, so copy guest-owned fields once and
+     * validate the copy. HV_EINVAL for a bad size, kind or index, HV_EEXIST for an
+     * index already used, HV_ENOMEM when the memory cannot be allocated. */
+    int (*ram_bar_add)(hv_host *host, const hv_ram_bar_desc *desc, void **host_ptr);
+    /* [any] The pages of RAM BAR `bar` the guest wrote since the previous call (since
+     * ram_bar_add for the first): bit i % 64 of bitmap[i / 64] is page i (offset
+     * i * HV_RAM_BAR_PAGE_SIZE). Clears what it reports. `bitmap_words` must cover the
+     * BAR: at least (size / HV_RAM_BAR_PAGE_SIZE + 63) / 64. Returns the number of
+     * dirty pages, HV_EINVAL when `bar` is not a RAM BAR of this instance, HV_ERANGE
+     * for a short bitmap. Not included: the device's own writes through host_ptr.
+     * Moving the BAR or switching decoding off marks every page dirty (writes in
+     * flight while the host moves the mapping cannot be told apart). */
+    int (*ram_bar_dirty)(hv_host *host, uint32_t bar, uint64_t *bitmap, size_t bitmap_words);
+} hv_ram_bar_ext;
+
+/* "hv.msix/1" (1.1): an MSI-X capability. The table (16 bytes per vector) and the
+ * pending-bit array (one bit per vector, in 64-bit words) live in one of the device's
+ * memory BARs at the given offsets; the host decodes those two ranges itself (the
+ * rest of the BAR still reaches the BAR's handlers), validates what the guest writes
+ * there, and keeps the capability's enable and function-mask bits. A device may offer
+ * MSI (pci_add_msi) and MSI-X; while the guest has MSI-X enabled, msi_notify answers
+ * HV_ENOENT, and while either is enabled the function's INTx is not asserted. */
+#define HV_EXT_MSIX "hv.msix/1"
+#define HV_MSIX_MAX_VECTORS 2048u
+
+typedef struct hv_msix_desc {
+    uint32_t struct_size;
+    uint32_t vectors;            /* 1..HV_MSIX_MAX_VECTORS */
+    uint32_t bar;                /* a memory BAR declared with pci_add_bar (not a RAM BAR) */
+    uint32_t table_offset;       /* 8-byte aligned; 16 * vectors bytes */
+    uint32_t pba_offset;         /* 8-byte aligned; 8 * ((vectors + 63) / 64) bytes */
+    uint32_t reserved;
+} hv_msix_desc;
+
+typedef struct hv_msix_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [control] During create() only, after the BAR is declared. One per instance.
+     * HV_EINVAL for a bad vector count, a BAR that is not a declared memory BAR, or a
+     * table or PBA that is misaligned, outside the BAR or overlaps the other (or a
+     * doorbell); HV_EEXIST for a second call. */
+    int (*msix_add)(hv_host *host, const hv_msix_desc *desc);
+    /* [any] Sends MSI-X vector `vector` with the address and data the guest wrote in
+     * its table entry. HV_ENOENT when the guest has not enabled MSI-X (fall back to
+     * msi_notify, then INTx), HV_EAGAIN when the vector or the whole function is
+     * masked (the pending bit is set and the message is sent on unmask), HV_ERANGE for
+     * a vector beyond the table. Like MSI, a message is not sent while bus mastering
+     * is off in the command register (the call still returns HV_OK). */
+    int (*msix_notify)(hv_host *host, uint32_t vector);
+} hv_msix_ext;
+
+/* "hv.doorbell/1" (1.1): doorbell registers. A guest write of exactly `size` bytes at
+ * `offset` in the BAR (and, with HV_DOORBELL_DATAMATCH, of the value `datamatch`) is
+ * completed by the host without calling the BAR's write handler: with KVM it never
+ * leaves the kernel (KVM_IOEVENTFD, assigned at the BAR's current address while it
+ * decodes), and the device's `ring` callback runs soon after on the instance's
+ * doorbell thread, not on the vCPU. The written value is not passed on: a doorbell
+ * says "something changed"; the device reads its ring index from shared memory, or
+ * registers one doorbell per value with HV_DOORBELL_DATAMATCH. Every other access to
+ * the register (reads, other sizes, other values) reaches the BAR's handlers as usual.
+ * Rings that arrive before the callback runs are coalesced: `count` says how many. */
+#define HV_EXT_DOORBELL "hv.doorbell/1"
+#define HV_DOORBELL_DATAMATCH 0x1u
+#define HV_DOORBELL_MAX 64u          /* per instance */
+
+/* [device] On the instance's doorbell thread (for an HV_DEVICE_THREAD_SAFE model with
+ * no host lock held). count >= 1. */
+typedef void (*hv_doorbell_fn)(hv_device *dev, void *opaque, uint64_t count);
+
+typedef struct hv_doorbell_desc {
+    uint32_t struct_size;
+    uint32_t bar;                /* a BAR declared with pci_add_bar (I/O or memory) */
+    uint64_t offset;             /* naturally aligned to size */
+    uint32_t size;               /* 1, 2, 4 or 8 (8 not for I/O BARs) */
+    uint32_t flags;              /* HV_DOORBELL_DATAMATCH */
+    uint64_t datamatch;          /* with HV_DOORBELL_DATAMATCH: the value that rings */
+    hv_doorbell_fn ring;         /* mandatory */
+    void *opaque;                /* passed to ring */
+} hv_doorbell_desc;
+
+typedef struct hv_doorbell_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [control] During create() only, after the BAR is declared. The doorbell lives
+     * until the instance is destroyed; its callback does not run after the destroy op
+     * begins. HV_EINVAL for a bad BAR, size, alignment or range, a NULL ring, or a
+     * register inside the MSI-X table or PBA; HV_EEXIST when a doorbell of the same
+     * offset and size already rings for this value (or for any value); HV_ENOSPC
+     * beyond HV_DOORBELL_MAX. */
+    int (*doorbell_add)(hv_host *host, const hv_doorbell_desc *desc);
+} hv_doorbell_ext;
 
 /* ------------------------------------------------------------------------ */
 /* Device factory                                                           */

@@ -193,6 +193,9 @@ static int m_state_get(hv_state_reader *r, const char *name, uint32_t type, void
     return HV_ENOENT;
 }
 
+/* This mock host offers no extensions; edu needs none. */
+static const void *m_get_extension(hv_host *h, const char *id) { (void)h; (void)id; return NULL; }
+
 static const hv_host_services services = {
     sizeof(hv_host_services), HV_ABI_VERSION,
     m_log, m_config_get,
@@ -204,6 +207,7 @@ static const hv_host_services services = {
     NULL, NULL, NULL,       /* network backend: unused by edu */
     NULL, NULL, NULL,       /* disk backend: unused by edu */
     m_pci_command,
+    m_get_extension,
 };
 
 /* Advances the VM clock by `ns` and fires due timers, earliest first. */
