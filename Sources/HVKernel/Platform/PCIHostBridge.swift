@@ -39,7 +39,17 @@ public final class PCIHostBridge: PortIOHandler, @unchecked Sendable {
         for (i, gsi) in PCIHostBridge.pirqToGSI.enumerated() { isa.config[0x60 + i] = UInt8(gsi) }
         try attach(host, slot: 0)
         try attach(isa, slot: 1)
-        try portBus.register(base: 0xCF8, size: 8, name: "PCI configuration mechanism #1", handler: self)
+        try portBus.register(base: 0xCF8, size: 8, name: "PCI configuration mechanism #1",
+                             handler: ConfigurationPorts(bridge: self))
+    }
+
+    /// The 0xCF8 ports on the bus. The bridge holds its buses, so the bus holds it only
+    /// weakly: a strong cycle would keep every VM's chipset alive after power-off.
+    private final class ConfigurationPorts: PortIOHandler {
+        weak var bridge: PCIHostBridge?
+        init(bridge: PCIHostBridge) { self.bridge = bridge }
+        func ioRead(offset: UInt16, size: Int) -> UInt32 { bridge?.ioRead(offset: offset, size: size) ?? ~0 }
+        func ioWrite(offset: UInt16, size: Int, value: UInt32) { bridge?.ioWrite(offset: offset, size: size, value: value) }
     }
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock(body) }
