@@ -140,10 +140,11 @@ struct net_config {
     uint32_t count;         /* echos / frames */
     uint32_t timeout;       /* RTC seconds */
     uint32_t arp_secs;      /* how long to retry ARP (every 200 ms) */
+    uint32_t interval_ms;   /* ping: from one echo request to the next (0: back to back) */
     uint32_t ring;          /* descriptors per ring (driver hint; power of 2) */
     bool promisc;           /* sniff */
 };
-/* Parses ip= peer= role= count= timeout= arp= ring=; prints and returns false
+/* Parses ip= peer= role= count= timeout= arp= ring= interval=; prints and returns false
  * on a bad command line. Callable in either ring. */
 bool net_parse_config(struct net_config *c);
 /* Runs the role (ring 3). Returns the guest exit code. */
