@@ -27,7 +27,7 @@ struct ResumeCommand: ParsableCommand {
                 do {
                     try host.resume(from: file)
                 } catch {
-                    logger.error("cannot resume \(file): \(error)")
+                    logger.error("cannot resume: \(error)")   // the error names the file
                     failed += 1
                 }
             }

@@ -64,9 +64,16 @@ public final class VMHost: @unchecked Sendable {
         let image = try SuspendImage(path: path)
         let configuration = try image.configuration()
         if isRunning(configuration.displayName) {
-            throw VMError("\(path): a VM named '\(configuration.displayName)' is already running on this host")
+            throw SuspendError("\(path): a VM named '\(configuration.displayName)' is already running on this host")
         }
-        let vm = try VirtualMachine(configuration: configuration, host: services, logger: logger, restoring: image)
+        let vm: VirtualMachine
+        do {
+            vm = try VirtualMachine(configuration: configuration, host: services, logger: logger, restoring: image)
+        } catch let e as SuspendError {
+            throw e
+        } catch {
+            throw SuspendError("\(path): \(error)")
+        }
         return try start(vm)
     }
 
