@@ -11,7 +11,7 @@ struct RunCommand: ParsableCommand {
         discussion: """
             SIGINT or SIGTERM powers every VM off cleanly. With one VM the exit status is the \
             guest's debug-exit status ((value << 1) | 1, as QEMU's isa-debug-exit), 0 after a \
-            clean power-off and 2 when the VM failed or could not start (triple fault, bad \
+            clean power-off or a suspend and 2 when the VM failed or could not start (triple fault, bad \
             configuration, missing plugin). With several VMs it is \
             0 when none failed.
             """)

@@ -127,13 +127,15 @@ public final class PluginDevice: PCIBARHandler, @unchecked Sendable {
     /// Whether the model can be suspended (it has both saved-state ops).
     public var canSaveState: Bool { ops.pointee.save_state != nil && ops.pointee.load_state != nil }
 
-    /// Quiets the instance, then lets the plugin free it: ports are detached (which waits
-    /// out a receive in flight) and timers cancelled, so after its destroy op nothing
-    /// calls the plugin. The timers stay valid handles until that op returns, for its
+    /// Quiets the instance, then lets the plugin free it: disk requests in flight finish
+    /// (their completions are no longer delivered), ports are detached (which waits out a
+    /// receive in flight) and timers cancelled, so after its destroy op nothing calls the
+    /// plugin. The timers stay valid handles until that op returns, for its
     /// timer_cancel_wait.
     public func destroy() {
         guard !destroyed else { return }
         lock.withLock { destroyed = true }
+        activity.close()
         quiet()
         if let instance { lock.withLock { ops.pointee.destroy(instance) } }
         instance = nil

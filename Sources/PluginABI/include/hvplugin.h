@@ -463,9 +463,10 @@ typedef struct hv_timer_ext {
  *             MSI, INTx) -> realize -> load_state (instead of reset; the VM clock reads
  *             the saved time and stands still) -> resume -> the vCPUs run. No
  *             receive reaches the device before its resume.
- *  Destroy    from any state after create: the host detaches the network port (waiting
- *             out a receive in flight) and cancels every timer without waiting, then
- *             calls destroy; timer handles stay valid until destroy returns and are
+ *  Destroy    from any state after create: the host waits for disk requests in flight
+ *             (their completions are no longer delivered), detaches the network port
+ *             (waiting out a receive in flight) and cancels every timer without waiting,
+ *             then calls destroy; timer handles stay valid until destroy returns and are
  *             freed after. An ordinary model's callbacks need the device lock, so none
  *             runs after destroy begins. A thread-safe model's callback may still be
  *             running: such a model calls timer_cancel_wait ("hv.timer/1") on each
