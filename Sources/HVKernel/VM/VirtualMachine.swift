@@ -265,9 +265,9 @@ public final class VirtualMachine: @unchecked Sendable {
     /// VM exits taken by all vCPUs so far.
     public var exitCount: UInt64 { runners.reduce(0) { $0 + $1.vcpu.exitCount } }
 
-    /// "running", or why the VM stopped.
+    /// "running", "paused", or why the VM stopped.
     public var stateDescription: String {
-        state.withLock { stopReason.map { "stopped: \($0)" } ?? "running" }
+        state.withLock { stopReason.map { "stopped: \($0)" } ?? (paused ? "paused" : "running") }
     }
 
     /// Registers a callback for the stop (runs on the stopping thread).
