@@ -4,9 +4,16 @@ import XCTest
 /// Saved chipset and PCI state: a fresh model loaded with it is the model that saved it,
 /// and a state no guest could have produced is refused.
 final class PlatformStateTests: XCTestCase {
+    /// A machine whose timers never fire, so that nothing changes between two looks.
+    private func still(vcpus: Int = 2) throws -> PlatformTestMachine {
+        let m = try PlatformTestMachine(vcpus: vcpus)
+        m.timers.stop()
+        return m
+    }
+
     /// A machine with every model off its reset state.
     private func programmed() throws -> PlatformTestMachine {
-        let m = try PlatformTestMachine(vcpus: 2)
+        let m = try still()
         m.initPIC(unmasked: 0x0013)
         m.chipset.setGSI(4, level: true)                 // pending on the PIC
         m.out(0x43, 0x34); m.out(0x40, 0x34); m.out(0x40, 0x12)   // PIT ch0 mode 2, count 0x1234
@@ -26,7 +33,7 @@ final class PlatformStateTests: XCTestCase {
     func testChipsetStateLoadsIntoAFreshChipset() throws {
         let m = try programmed()
         let saved = m.chipset.saveState()
-        let fresh = try PlatformTestMachine(vcpus: 2)
+        let fresh = try still()
         try fresh.chipset.loadState(saved)
         XCTAssertEqual(fresh.chipset.saveState(), saved)
         // What the guest sees.
@@ -47,7 +54,7 @@ final class PlatformStateTests: XCTestCase {
 
     func testImpossibleOrForeignChipsetStateIsRefused() throws {
         let saved = try programmed().chipset.saveState()
-        let fresh = try PlatformTestMachine(vcpus: 2)
+        let fresh = try still()
         XCTAssertThrowsError(try fresh.chipset.loadState(Array(saved.prefix(100)))) {
             XCTAssertTrue("\($0)".contains("section 'chipset': truncated"), "\($0)")
         }
@@ -57,7 +64,7 @@ final class PlatformStateTests: XCTestCase {
         XCTAssertThrowsError(try fresh.chipset.loadState(zeroCount)) {
             XCTAssertTrue("\($0)".contains("8254 channel 0 holds values a guest cannot program"), "\($0)")
         }
-        XCTAssertThrowsError(try PlatformTestMachine(vcpus: 1).chipset.loadState(saved)) {
+        XCTAssertThrowsError(try still(vcpus: 1).chipset.loadState(saved)) {
             XCTAssertTrue("\($0)".contains("2 local APICs saved, this VM has 1 vCPUs"), "\($0)")
         }
         XCTAssertThrowsError(try fresh.chipset.loadState(saved + [0])) {
