@@ -204,6 +204,7 @@ static const hv_host_services services = {
     NULL, NULL, NULL,       /* network backend: unused by edu */
     NULL, NULL, NULL,       /* disk backend: unused by edu */
     m_pci_command,
+    NULL,                   /* get_extension: edu uses no host extension */
 };
 
 /* Advances the VM clock by `ns` and fires due timers, earliest first. */
