@@ -51,6 +51,8 @@ final class VlanceDevice {
 
     var port: OpaquePointer?
     var pollTimer: OpaquePointer?
+    /// hv.timer/1's timer_cancel_wait; nil on a host without the extension.
+    var timerCancelWait: (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)?
     let mac: [UInt8]
 
     // MARK: locks
@@ -161,7 +163,7 @@ final class VlanceDevice {
         hardReset()
     }
 
-    /// Runs only when create fails after allocating the device (shutdown never releases it).
+    /// Runs when create fails after allocating the device, or when destroy releases it.
     deinit {
         if !dead { freeBuffers() }
         csr.deallocate()
@@ -286,16 +288,22 @@ final class VlanceDevice {
         finish()
     }
 
+    /// The VM runs again. Link changes are not delivered while paused: read the link.
     func resumed() {
         guard lockLive() else { return }
+        if let port, let linkUpFn = services.pointee.net_link_up { linkUp = linkUpFn(port) != 0 }
         pollArmed = false
         finish()
     }
 
-    /// Called once by destroy: waits for any sender, marks the instance dead and frees
-    /// its buffers. The object itself (with its mutexes) is deliberately never freed: the
-    /// host may still be inside `receive` for this port until after destroy returns.
-    func shutdown() {
+    /// Called once by destroy, after the host detached the port (no receive is in flight)
+    /// and cancelled the poll timer. A poll callback may still be running on the timer
+    /// thread: timer_cancel_wait waits it out, and then nothing can call the instance, so
+    /// it may be freed (returns true). Without hv.timer/1 (an older host) it only marks
+    /// itself dead and frees its buffers; the object and its mutexes stay allocated for a
+    /// late callback to find it dead (returns false).
+    func shutdown() -> Bool {
+        let quiet = pollTimer.map { timerCancelWait?(host, $0) == HV_OK } ?? true
         pthread_mutex_lock(txMutex)
         pthread_mutex_lock(mutex)
         dead = true
@@ -303,6 +311,7 @@ final class VlanceDevice {
         pthread_mutex_unlock(mutex)
         pthread_mutex_unlock(txMutex)
         freeBuffers()
+        return quiet
     }
 
     // MARK: sending (after `mutex`)

@@ -24,8 +24,8 @@ private let vlanceOps: UnsafePointer<hv_device_ops> = {
     ops.save_state = { dev, writer in instance(dev)?.saveState(writer) ?? HV_EINVAL }
     ops.load_state = { dev, reader, version in instance(dev)?.loadState(reader, version: version) ?? HV_EINVAL }
     ops.destroy = { dev in
-        // The instance object stays allocated on purpose (see VlanceDevice.shutdown).
-        instance(dev)?.shutdown()
+        guard let dev, let device = instance(dev), device.shutdown() else { return }
+        Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(dev)).release()
     }
     let p = UnsafeMutablePointer<hv_device_ops>.allocate(capacity: 1)
     p.initialize(to: ops)
@@ -46,16 +46,24 @@ private let pollCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointe
     instance(dev)?.pollTimerFired()
 }
 
-/// The client handed to net_attach (the host copies what it needs; kept per instance).
-private func makeClient(mac: [UInt8]) -> UnsafeMutablePointer<hv_net_client> {
+/// The client handed to net_attach (which copies it).
+private func makeClient(mac: [UInt8]) -> hv_net_client {
     var client = hv_net_client()
     client.struct_size = UInt32(MemoryLayout<hv_net_client>.size)
     withUnsafeMutableBytes(of: &client.mac) { for i in 0..<6 { $0[i] = mac[i] } }
     client.receive = { dev, frame, len in instance(dev)?.receive(frame, len) ?? HV_EAGAIN }
     client.link_changed = { dev, up in instance(dev)?.linkChanged(up != 0) }
-    let p = UnsafeMutablePointer<hv_net_client>.allocate(capacity: 1)
-    p.initialize(to: client)
-    return p
+    return client
+}
+
+/// hv.timer/1's timer_cancel_wait, when the host offers it.
+private func timerCancelWait(_ services: hv_host_services, _ host: OpaquePointer)
+    -> (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)? {
+    guard let lookup = services.get_extension,
+          let raw = HV_EXT_TIMER.withCString({ lookup(host, $0) }) else { return nil }
+    let ext = raw.assumingMemoryBound(to: hv_timer_ext.self)
+    guard ext.pointee.struct_size >= UInt32(MemoryLayout<hv_timer_ext>.size) else { return nil }
+    return ext.pointee.timer_cancel_wait
 }
 
 /// Parses "00:50:56:12:34:56" (or with '-'); nil when malformed.
@@ -127,12 +135,14 @@ private func vlanceCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
     let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
 
     device.pollTimer = timerCreate(host, pollCallback, nil)
+    device.timerCancelWait = timerCancelWait(hs, host)
     guard device.pollTimer != nil else {
         Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(handle)).release()
         return HV_ENOMEM
     }
     var port: OpaquePointer?
-    rc = attach(host, makeClient(mac: mac), &port)
+    var client = makeClient(mac: mac)
+    rc = attach(host, &client, &port)
     guard rc >= 0, let port else {
         say(HV_LOG_ERROR, "cannot attach to the virtual switch (error \(rc))")
         Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(handle)).release()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import HVKernel
 
 /// `hvhost console --socket PATH words…`: one command against a running host.
@@ -15,8 +16,24 @@ struct ConsoleCommand: ParsableCommand {
     var words: [String]
 
     func run() throws {
-        let reply = try ServiceConsole.request(words.joined(separator: " "), at: socket)
+        let reply = try ServiceConsole.request(absolutized(words).joined(separator: " "), at: socket)
         print(reply, terminator: reply.hasSuffix("\n") ? "" : "\n")
         if reply.hasPrefix("error:") { throw ExitCode(1) }
+    }
+
+    /// The file of `suspend VM FILE` and `resume FILE` relative to this directory, not
+    /// to the host's.
+    private func absolutized(_ words: [String]) -> [String] {
+        let fileIndex: Int
+        switch words.first {
+        case "suspend": fileIndex = 2
+        case "resume": fileIndex = 1
+        default: return words
+        }
+        guard words.count > fileIndex, !words[fileIndex].hasPrefix("/"), let cwd = getcwd(nil, 0) else { return words }
+        defer { free(cwd) }
+        var out = words
+        out[fileIndex] = String(cString: cwd) + "/" + words[fileIndex]
+        return out
     }
 }

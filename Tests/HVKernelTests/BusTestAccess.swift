@@ -47,3 +47,9 @@ extension Chipset {
         return (ports, mmio)
     }
 }
+
+/// A BAR whose registers read as zero and ignore writes, for tests about PCI plumbing.
+final class InertBAR: BusDevice {
+    func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) { data.storeLittleEndian(0) }
+    func write(offset: UInt64, data: UnsafeRawBufferPointer) {}
+}

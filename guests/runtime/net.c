@@ -273,6 +273,7 @@ bool net_parse_config(struct net_config *c)
     c->timeout = (uint32_t)net_arg_u64("timeout", c->role == ROLE_SNIFF ? 5 : 30);
     c->arp_secs = (uint32_t)net_arg_u64("arp", c->role == ROLE_FLOOD ? 15 : 3);
     c->ring = (uint32_t)net_arg_u64("ring", bulk ? 128 : 8);
+    c->interval_ms = (uint32_t)net_arg_u64("interval", 0);
     c->promisc = c->role == ROLE_SNIFF;
     if (net_arg("go", v, sizeof v)) {
         if (strcmp(v, "serial") != 0) {
@@ -551,6 +552,23 @@ static const char *check_reply(const struct ctx *x, const struct pkt *p, uint16_
     return NULL;
 }
 
+/* Answers ARP (through classify) and drops other frames until net_ticks reaches `until`. */
+static void idle_until(struct ctx *x, uint64_t until)
+{
+    while (net_ticks < until) {
+        const uint8_t *f;
+        unsigned len;
+        bool any = false;
+        while ((f = x->n->rx_peek(x->n, &len))) {
+            classify(x, f, len);
+            x->n->rx_release(x->n);
+            any = true;
+        }
+        if (!any)
+            x->n->wait(x->n);
+    }
+}
+
 static int role_ping(struct ctx *x)
 {
     char ips[16];
@@ -594,6 +612,8 @@ static int role_ping(struct ctx *x)
         } else {
             uprintf("ping: %s seq=%u FAILED: %s\n", ips, seq, result ? result : "?");
         }
+        if (x->c->interval_ms && seq < x->c->count)
+            idle_until(x, start + (uint64_t)x->c->interval_ms * NET_HZ / 1000);
     }
     uprintf("ping: %u/%u replies\n", ok, x->c->count);
     while (!x->n->tx_done(x->n))

@@ -141,12 +141,13 @@ struct net_config {
     uint32_t count;         /* echos / frames */
     uint32_t timeout;       /* RTC seconds */
     uint32_t arp_secs;      /* how long to retry ARP (every 200 ms) */
+    uint32_t interval_ms;   /* ping: from one echo request to the next (0: back to back) */
     uint32_t ring;          /* descriptors per ring (driver hint; power of 2) */
     bool promisc;           /* sniff */
     bool go_serial;         /* go=serial: start the NIC only after a byte arrives on COM1 */
     bool stop_serial;       /* stop=serial: sniff until the next COM1 byte (no timeout) */
 };
-/* Parses ip= peer= role= count= timeout= arp= ring= go= stop=; prints and
+/* Parses ip= peer= role= count= timeout= arp= ring= go= stop= interval=; prints and
  * returns false on a bad command line. Callable in either ring. */
 bool net_parse_config(struct net_config *c);
 /* Ring 3, before the driver starts the NIC: with go=serial, prints

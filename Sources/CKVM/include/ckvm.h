@@ -35,12 +35,33 @@ static const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
 static const unsigned long CKVM_INTERRUPT = KVM_INTERRUPT;
 static const unsigned long CKVM_NMI = KVM_NMI;
 static const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
+static const unsigned long CKVM_GET_MSRS = KVM_GET_MSRS;
+static const unsigned long CKVM_GET_MSR_INDEX_LIST = KVM_GET_MSR_INDEX_LIST;
+static const unsigned long CKVM_GET_FPU = KVM_GET_FPU;
+static const unsigned long CKVM_SET_FPU = KVM_SET_FPU;
+static const unsigned long CKVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
+static const unsigned long CKVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
+static const unsigned long CKVM_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+static const unsigned long CKVM_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
+static const unsigned int CKVM_VCPUEVENT_VALID_NMI_PENDING = KVM_VCPUEVENT_VALID_NMI_PENDING;
+static const unsigned int CKVM_VCPUEVENT_VALID_SHADOW = KVM_VCPUEVENT_VALID_SHADOW;
 
 /* KVM_GET_SUPPORTED_CPUID / KVM_SET_CPUID2 take a header followed by entries. */
 #define CKVM_MAX_CPUID_ENTRIES 128
 struct ckvm_cpuid {
     struct kvm_cpuid2 header;
     struct kvm_cpuid_entry2 entries[CKVM_MAX_CPUID_ENTRIES];
+};
+/* KVM_GET_MSRS / KVM_SET_MSRS and KVM_GET_MSR_INDEX_LIST take a header followed by entries. */
+#define CKVM_MAX_MSRS 32
+struct ckvm_msrs {
+    struct kvm_msrs header;
+    struct kvm_msr_entry entries[CKVM_MAX_MSRS];
+};
+#define CKVM_MAX_MSR_INDICES 1024
+struct ckvm_msr_list {
+    struct kvm_msr_list header;
+    __u32 indices[CKVM_MAX_MSR_INDICES];
 };
 static inline int ckvm_memfd_create(const char *name, unsigned int flags) {
     return memfd_create(name, flags);

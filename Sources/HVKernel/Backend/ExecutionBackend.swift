@@ -44,6 +44,10 @@ public protocol VirtualCPU: AnyObject {
     func bindToCurrentThread()
     /// General-purpose registers, for diagnostics.
     func registerSummary() -> String
+    /// Everything the backend holds for this vCPU, for suspend. Only while it is not running.
+    func saveState() throws -> VCPUState
+    /// Loads a state `saveState` wrote, before the vCPU first runs.
+    func restoreState(_ state: VCPUState) throws
 }
 
 /// A VM on an execution backend: guest memory mapped in, vCPUs created on demand.

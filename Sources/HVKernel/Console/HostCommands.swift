@@ -2,6 +2,7 @@
 extension ServiceConsole {
     public func registerHostCommands(_ host: VMHost) {
         registerNetCommands(host.services.switches)
+        registerSuspendCommands(host)
         register("vms", summary: "list running VMs: name, memory, vCPUs, exits, state") { _ in
             var lines = ["NAME\tMEMORY\tVCPUS\tEXITS\tSTATE"]
             for vm in host.vms {

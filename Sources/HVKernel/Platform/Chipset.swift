@@ -161,7 +161,7 @@ public final class Chipset: @unchecked Sendable {
     // MARK: Locking
 
     @discardableResult
-    private func locked<R>(_ body: () -> R) -> R {
+    func locked<R>(_ body: () -> R) -> R {
         let (result, work) = mutex.withLock { () -> (R, [Deferred]) in
             let r = body()
             syncTimers()
@@ -232,6 +232,19 @@ public final class Chipset: @unchecked Sendable {
         }
     }
 
+    // MARK: Saved state (PlatformState.swift)
+
+    /// Runs `body` on the models under the chipset lock. With `restoring`, every timer is
+    /// then re-armed from the models' deadlines, whatever was armed before.
+    func withModels<R>(restoring: Bool = false, _ body: () throws -> R) throws -> R {
+        var result: Result<R, Error>!
+        locked {
+            result = Result { try body() }
+            if restoring { for i in armed.indices { armed[i] = nil } }
+        }
+        return try result.get()
+    }
+
     // MARK: Reset
 
     /// Puts every model in its reset state (a VM reset: CMOS RAM and the RTC's time
@@ -240,7 +253,7 @@ public final class Chipset: @unchecked Sendable {
         locked { resetModels() }
     }
 
-    private func resetModels() {
+    func resetModels() {
         pic.reset()
         for irq in configuration.levelTriggeredIRQs {
             switch irq {

@@ -42,7 +42,20 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
         for (i, gsi) in PCIHostBridge.pirqToGSI.enumerated() { isa.config[0x60 + i] = UInt8(gsi) }
         try attach(host, slot: 0)
         try attach(isa, slot: 1)
-        try portBus.register(base: 0xCF8, size: 8, name: "PCI configuration mechanism #1", device: self)
+        try portBus.register(base: 0xCF8, size: 8, name: "PCI configuration mechanism #1",
+                             device: ConfigurationPorts(bridge: self))
+    }
+
+    /// The 0xCF8 ports on the bus. The bridge holds its buses, so the bus holds it only
+    /// weakly: a strong cycle would keep every VM's chipset alive after power-off.
+    private final class ConfigurationPorts: BusDevice {
+        weak var bridge: PCIHostBridge?
+        init(bridge: PCIHostBridge) { self.bridge = bridge }
+        func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
+            if let bridge { bridge.read(offset: offset, data: data) }
+            else { data.initializeMemory(as: UInt8.self, repeating: 0xFF) }
+        }
+        func write(offset: UInt64, data: UnsafeRawBufferPointer) { bridge?.write(offset: offset, data: data) }
     }
 
     func locked<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock(body) }
@@ -261,5 +274,76 @@ public final class PCIHostBridge: BusDevice, @unchecked Sendable {
         }
         f.msi = msi
         f.msi!.normalize(config: &f.config)
+    }
+}
+
+// MARK: Saved state (the "pci" section of a suspend file)
+
+extension PCIHostBridge {
+    static let stateVersion: UInt32 = 1
+
+    /// The 0xCF8 latch, then per function: slot, vendor and device ID, the 256-byte
+    /// configuration space, the INTx output and the MSI pending bits.
+    func saveState() -> [UInt8] {
+        locked {
+            var e = StateEncoder()
+            e.u32(address)
+            let present = slots.compactMap { $0 }
+            e.u32(UInt32(present.count))
+            for f in present {
+                e.u8(UInt8(f.slot))
+                e.u16(f.identity.vendorID)
+                e.u16(f.identity.deviceID)
+                e.data(f.config)
+                e.bool(f.intxAsserted)
+                e.u32(f.msi?.pending ?? 0)
+            }
+            return e.bytes
+        }
+    }
+
+    /// Restores a saved state into the same functions (same slots and IDs). Every
+    /// configuration dword goes through the guest's write path, so read-only bits stay
+    /// this host's; then BARs decode and INTx lines are driven as the registers say.
+    func loadState(_ bytes: [UInt8]) throws {
+        var d = StateDecoder(bytes, context: "section 'pci'")
+        let latch = try d.u32()
+        let count = Int(try d.u32())
+        let present = functions
+        guard count == present.count else {
+            throw StateDecodingError("section 'pci': \(count) PCI functions saved, this VM has \(present.count)")
+        }
+        var saved: [(PCIFunction, config: [UInt8], intx: Bool, pending: UInt32)] = []
+        for f in present {
+            let slot = Int(try d.u8()), vendor = try d.u16(), device = try d.u16()
+            guard slot == f.slot, vendor == f.identity.vendorID, device == f.identity.deviceID else {
+                func id(_ v: UInt16, _ d: UInt16) -> String {
+                    [v, d].map { n in
+                        let hex = String(n, radix: 16)
+                        return String(repeating: "0", count: 4 - hex.count) + hex
+                    }.joined(separator: ":")
+                }
+                throw StateDecodingError("section 'pci': slot \(slot) held \(id(vendor, device)), this VM has \(f.name) (\(id(f.identity.vendorID, f.identity.deviceID))) in slot \(f.slot)")
+            }
+            saved.append((f, try d.data(count: 256), try d.bool(), try d.u32()))
+        }
+        try d.finish()
+        locked {
+            address = latch & 0x80FF_FFFC
+            for (f, config, intx, pending) in saved {
+                for offset in stride(from: 0x04, to: 0x100, by: 4) {
+                    let dword = UInt32(config[offset]) | UInt32(config[offset + 1]) << 8
+                        | UInt32(config[offset + 2]) << 16 | UInt32(config[offset + 3]) << 24
+                    _ = f.writeConfig(offset: offset, size: 4, value: dword)
+                }
+                f.intxAsserted = intx
+                if let msi = f.msi {
+                    f.msi!.pending = msi.vectors == 32 ? pending : pending & ((1 << UInt32(msi.vectors)) - 1)
+                    f.msi!.normalize(config: &f.config)
+                }
+                remap(f)
+            }
+            updateINTx()
+        }
     }
 }

@@ -252,7 +252,7 @@ public final class PIC8259 {
     }
 
     /// Propagates the slave's output to master IR2 and recomputes INTR.
-    private func update() {
+    func update() {
         // The slave's INT output is a level on master IR2, whatever the trigger mode.
         if slave.pendingIRQ(isMaster: false) != nil { master.irr |= 0x04 } else { master.irr &= ~0x04 }
         let out = master.pendingIRQ(isMaster: true) != nil

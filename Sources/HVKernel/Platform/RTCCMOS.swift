@@ -21,7 +21,7 @@ public final class RTCCMOS {
     var cmos = [UInt8](repeating: 0, count: 128)
     var index = 0
     /// Bit 7 of the last index written to port 0x70.
-    public private(set) var nmiDisabled = false
+    public internal(set) var nmiDisabled = false
 
     /// Unix time (seconds) at `origin`.
     var baseSeconds: Int64 = 0

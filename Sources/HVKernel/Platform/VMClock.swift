@@ -17,6 +17,12 @@ public final class VMClock: Sendable {
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 
+    /// A clock that reads `vmTime` and stands still until `resume()` (a restored VM).
+    public init(pausedAt vmTime: UInt64) {
+        let host = VMClock.hostNanoseconds()
+        state = Mutex(State(offset: host &- vmTime, pausedAt: host))
+    }
+
     public func now() -> UInt64 {
         state.withLock { s in (s.pausedAt ?? VMClock.hostNanoseconds()) &- s.offset }
     }

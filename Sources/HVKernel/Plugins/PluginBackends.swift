@@ -64,7 +64,9 @@ final class PluginDisk {
         }
         let op = req.op, sector = req.sector, tag = req.tag
         let byteCount = total, ranges = segments
+        device.activity.beginDiskRequest()
         let queued = device.context.backends.diskQueue.submit { [device, disk] in
+            defer { device.activity.endDiskRequest() }
             var result = Int64(byteCount)
             do {
                 var buffer = [UInt8](repeating: 0, count: byteCount)
@@ -94,7 +96,11 @@ final class PluginDisk {
             if let instance = device.instance, !device.destroyed { complete(instance, tag, result) }
         }
         // The queue refuses work once the host is shutting down; no completion will come.
-        return queued ? HV_OK : HV_EIO
+        guard queued else {
+            device.activity.endDiskRequest()
+            return HV_EIO
+        }
+        return HV_OK
     }
 }
 
@@ -118,11 +124,13 @@ extension PluginHostServices {
             let port = sw.makePort(
                 name: "\(d.context.vmName).\(d.context.prefix)", mac: mac,
                 receive: { [weak d] frame in
-                    guard let d, let instance = d.instance, !d.destroyed else { return false }
+                    guard let d, let instance = d.instance, !d.destroyed, d.activity.beginReceive() else { return false }
+                    defer { d.activity.endReceive() }
                     return frame.withUnsafeBytes { receive(instance, $0.baseAddress, $0.count) } == HV_OK
                 },
                 linkChanged: { [weak d] up in
-                    guard let d, let instance = d.instance, !d.destroyed else { return }
+                    guard let d, let instance = d.instance, !d.destroyed, d.activity.beginReceive() else { return }
+                    defer { d.activity.endReceive() }
                     linkChanged?(instance, up ? 1 : 0)
                 })
             let p = PluginNetPort(port: port, virtualSwitch: sw)

@@ -72,6 +72,8 @@ public final class PluginDevice: @unchecked Sendable {
     var createProblems: [String] = []
     var doorbells: PluginDoorbells?
     var destroyed = false
+    /// Receives and disk completions, closed while the VM is paused.
+    let activity = DeviceActivity()
 
     /// The `hv_host *` handed to the plugin: this object, unretained (it outlives the instance).
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
@@ -101,7 +103,8 @@ public final class PluginDevice: @unchecked Sendable {
         var out: OpaquePointer?
         let rc = lock.withLock { model.pointee.create(PluginHostServices.table, handle, &out) }
         guard rc == 0, let out else {
-            releaseResources()
+            quiet()
+            freeResources()
             var why = rc == 0 ? "returned no instance" : "failed: \(PluginHostServices.describe(rc))"
             if !createProblems.isEmpty { why += ": " + createProblems.joined(separator: "; ") }
             throw PluginDeviceError(message: "\(context.prefix): device model '\(modelName)' (plugin \(pluginName)) create \(why)")
@@ -120,29 +123,46 @@ public final class PluginDevice: @unchecked Sendable {
     }
 
     public func reset() { call { ops.pointee.reset?($0) } }
-    public func pause() { call { ops.pointee.pause?($0) } }
-    public func resume() { call { ops.pointee.resume?($0) } }
 
-    /// Quiets the instance before the plugin frees it: timers are cancelled and ports
-    /// detached (which waits out a receive in flight), so nothing calls the plugin after
-    /// its destroy op.
+    /// The VM is paused (its vCPUs are out and its timer thread stopped): receives stop
+    /// and disk requests in flight complete, then the plugin's pause op runs.
+    public func pause() {
+        activity.close()
+        call { ops.pointee.pause?($0) }
+    }
+
+    public func resume() {
+        call { ops.pointee.resume?($0) }
+        activity.open()
+    }
+
+    /// Whether the model can be suspended (it has both saved-state ops).
+    public var canSaveState: Bool { ops.pointee.save_state != nil && ops.pointee.load_state != nil }
+
+    /// Quiets the instance, then lets the plugin free it: disk requests in flight finish
+    /// (their completions are no longer delivered), ports are detached (which waits out a
+    /// receive in flight) and timers cancelled, so after its destroy op nothing calls the
+    /// plugin. The timers stay valid handles until that op returns, for its
+    /// timer_cancel_wait.
     public func destroy() {
         guard !destroyed else { return }
         lock.withLock { destroyed = true }
-        releaseResources()
+        activity.close()
+        quiet()
         if let instance { lock.withLock { ops.pointee.destroy(instance) } }
         instance = nil
+        freeResources()
     }
 
-    private func releaseResources() {
-        let owned = resources.withLock { () -> [PluginTimer] in
-            defer { timers.removeAll() }
-            return timers
-        }
-        for t in owned { t.cancel() }
+    private func quiet() {
+        for t in resources.withLock({ timers }) { t.cancel() }
         doorbells?.stop()
         for p in netPorts { p.detach() }
         netPorts.removeAll()
+    }
+
+    private func freeResources() {
+        resources.withLock { timers.removeAll() }
         disks.removeAll()
         let releases = resources.withLock { () -> [() -> Void] in
             defer { extensionReleases.removeAll() }

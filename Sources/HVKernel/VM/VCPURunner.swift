@@ -17,7 +17,8 @@ public protocol VCPUInterruptController: AnyObject {
 /// The BSP starts at the boot state at power-on. An application processor's thread
 /// waits in wait-for-SIPI state (outside the pool) until a STARTUP IPI gives it a
 /// vector; it then starts in real mode at `vector << 12` and joins the pool. An INIT
-/// sends it back to wait-for-SIPI.
+/// sends it back to wait-for-SIPI. A restored vCPU starts in the activity it was saved in.
+/// While the VM is paused (``VCPUGate``) the thread gives its slot back and parks.
 final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     let vcpu: VirtualCPU
     private unowned let vm: VirtualMachine
@@ -33,19 +34,27 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     /// AP: waiting for a STARTUP IPI (true from power-on and after INIT).
     private var waitingForSIPI: Bool
     private var sipiVector: UInt8?
+    /// In HLT, waiting for an interrupt (or restored so: it halts before running).
+    private var halted = false
     /// AP: an INIT arrived while it ran; it must leave the guest.
     private let initPending = Atomic<Bool>(false)
     private var thread: pthread_t?
 
     init(vcpu: VirtualCPU, vm: VirtualMachine, interrupts: VCPUInterruptController,
-         scheduler: Scheduler, schedVM: SchedulerVM) {
+         scheduler: Scheduler, schedVM: SchedulerVM, activity: VCPUActivity? = nil) {
         self.vcpu = vcpu
         self.vm = vm
         self.interrupts = interrupts
         self.scheduler = scheduler
         self.schedVM = schedVM
         self.vcpuID = scheduler.makeVCPUID()
-        waitingForSIPI = vcpu.index != 0
+        waitingForSIPI = (activity ?? (vcpu.index == 0 ? .running : .waitingForSIPI)) == .waitingForSIPI
+        halted = activity == .halted
+    }
+
+    /// What the vCPU is doing, as suspend saves it (read while the VM is paused).
+    var activity: VCPUActivity {
+        wake.withLock { waitingForSIPI ? .waitingForSIPI : halted ? .halted : .running }
     }
 
     func start() {
@@ -117,16 +126,22 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
             runGuest()
             return
         }
+        var started = !wake.withLock { waitingForSIPI }    // restored while running
         while true {
-            guard let vector = waitForStartup() else { return }
-            do { try vcpu.setBootState(Self.startupState(vector: vector)) } catch {
-                vm.stop(.failure("vCPU \(vcpu.index): cannot start at SIPI vector 0x\(String(vector, radix: 16)): \(error)"))
-                return
-            }
-            if let m = currentMember {
-                pool.wake(m)
-            } else {
+            if started {
                 guard joinPool() else { return }
+                started = false
+            } else {
+                guard let vector = waitForStartup() else { return }
+                do { try vcpu.setBootState(Self.startupState(vector: vector)) } catch {
+                    vm.stop(.failure("vCPU \(vcpu.index): cannot start at SIPI vector 0x\(String(vector, radix: 16)): \(error)"))
+                    return
+                }
+                if let m = currentMember {
+                    pool.wake(m)
+                } else {
+                    guard joinPool() else { return }
+                }
             }
             runGuest()
             guard !vm.isStopping, let m = currentMember else { return }
@@ -177,6 +192,9 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     private func runGuest() {
         guard let m = currentMember else { return }
         let index = vcpu.index
+        if wake.withLock({ halted }) {
+            guard halt(m) else { return }
+        }
         while !vm.isStopping {
             if m.needsPool.load(ordering: .acquiring) {
                 // Slice ended, slot drained, or no slot yet: back through the pool.
@@ -195,37 +213,62 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
                 continue
             }
             if initPending.load(ordering: .acquiring) { return }
+            guard vm.gate.enter() else {
+                // Paused: out of the pool until the VM resumes or stops.
+                pool.block(m, ranNanoseconds: ranSinceGrant(m))
+                vm.gate.waitWhileClosed()
+                pool.wake(m)
+                continue
+            }
+            let exit: VCPUExit
             do {
-                if interrupts.takeNMI(vcpu: index) { try vcpu.injectNMI() }
-                if interrupts.nextInterrupt(vcpu: index) != nil {
-                    if vcpu.canInjectInterrupt, let vector = interrupts.acknowledgeInterrupt(vcpu: index) {
-                        try vcpu.injectInterrupt(vector: vector)
-                        vcpu.requestInterruptWindow(false)
-                    } else {
-                        vcpu.requestInterruptWindow(true)
-                    }
-                } else {
-                    vcpu.requestInterruptWindow(false)
-                }
-                let exit = try vcpu.run(handler: self)
-                switch exit {
-                case .halt:
-                    if interrupts.nextInterrupt(vcpu: index) != nil { continue }
-                    pool.block(m, ranNanoseconds: ranSinceGrant(m))
-                    waitForInterrupt()
-                    if initPending.load(ordering: .acquiring) { return }
-                    pool.wake(m)
-                case .interrupted, .interruptWindow:
-                    continue
-                case .shutdown:
-                    vm.stop(.tripleFault(vcpu.registerSummary()))
-                case .failure(let why):
-                    vm.stop(.failure("vCPU \(index): \(why)"))
-                }
+                defer { vm.gate.leave() }
+                exit = try enterGuest(index)
+                // Halted before it leaves the gate, so a pause sees it halted.
+                if exit == .halt && interrupts.nextInterrupt(vcpu: index) == nil { wake.withLock { halted = true } }
             } catch {
                 vm.stop(.failure("vCPU \(index): \(error)"))
+                continue
+            }
+            switch exit {
+            case .halt:
+                guard wake.withLock({ halted }) else { continue }
+                guard halt(m) else { return }
+            case .interrupted, .interruptWindow:
+                continue
+            case .shutdown:
+                vm.stop(.tripleFault(vcpu.registerSummary()))
+            case .failure(let why):
+                vm.stop(.failure("vCPU \(index): \(why)"))
             }
         }
+    }
+
+    /// Injects what is pending and runs the guest until an exit the VMkernel handles.
+    private func enterGuest(_ index: Int) throws -> VCPUExit {
+        if interrupts.takeNMI(vcpu: index) { try vcpu.injectNMI() }
+        if interrupts.nextInterrupt(vcpu: index) != nil {
+            if vcpu.canInjectInterrupt, let vector = interrupts.acknowledgeInterrupt(vcpu: index) {
+                try vcpu.injectInterrupt(vector: vector)
+                vcpu.requestInterruptWindow(false)
+            } else {
+                vcpu.requestInterruptWindow(true)
+            }
+        } else {
+            vcpu.requestInterruptWindow(false)
+        }
+        return try vcpu.run(handler: self)
+    }
+
+    /// HLT: gives the slot back until an interrupt is pending; false when (AP) an INIT
+    /// arrived meanwhile.
+    private func halt(_ m: PoolMember) -> Bool {
+        pool.block(m, ranNanoseconds: ranSinceGrant(m))
+        waitForInterrupt()
+        wake.withLock { halted = false }
+        if initPending.load(ordering: .acquiring) { return false }
+        pool.wake(m)
+        return true
     }
 
     /// Moves this thread to the slot's host CPU (or back to any CPU) when that changed.

@@ -4,7 +4,8 @@ import Logging
 /// One ESX-style host: the VMs running in this process and the host-wide services
 /// they share (KVM, virtual switches, the disk I/O queue, the plugin catalog).
 /// A VM whose guest asks for a reset is rebuilt from its configuration and powered on
-/// again, like pressing reset: the guest boots anew.
+/// again, like pressing reset: the guest boots anew. A VM can be suspended to a file and
+/// resumed from it, in this host or another.
 public final class VMHost: @unchecked Sendable {
     public let services: HostServices
     public let logger: Logger
@@ -33,19 +34,69 @@ public final class VMHost: @unchecked Sendable {
     /// The VMs powered on in this host (current incarnations), in power-on order.
     public var vms: [VirtualMachine] { lock.withLock { slots.map(\.vm) } }
 
-    public func vm(named name: String) -> VirtualMachine? { vms.first { $0.name == name } }
+    /// The latest VM with this name (a running one if there is one).
+    public func vm(named name: String) -> VirtualMachine? {
+        lock.withLock {
+            let named = slots.filter { $0.vm.name == name }
+            return (named.last { $0.outcome == nil } ?? named.last)?.vm
+        }
+    }
+
+    private func isRunning(_ name: String) -> Bool {
+        lock.withLock { slots.contains { $0.outcome == nil && $0.vm.name == name } }
+    }
 
     /// Builds and starts a VM. A VM that cannot be built changes nothing else.
     @discardableResult
     public func powerOn(_ configuration: VMConfiguration) throws -> VirtualMachine {
-        if vm(named: configuration.displayName) != nil {
+        if isRunning(configuration.displayName) {
             throw VMError("\(configuration.path): a VM named '\(configuration.displayName)' is already running on this host")
         }
         let vm = try VirtualMachine(configuration: configuration, host: services, logger: logger)
-        let slot = Slot(configuration: configuration, vm: vm)
-        lock.withLock { slots.append(slot) }
+        return try start(vm)
+    }
+
+    /// Recreates a suspended VM from its file and continues it; its NICs join this host's
+    /// switches of the same names. The file is checked (format, checksum, configuration,
+    /// devices) before anything is created.
+    @discardableResult
+    public func resume(from path: String) throws -> VirtualMachine {
+        let image = try SuspendImage(path: path)
+        let configuration = try image.configuration()
+        if isRunning(configuration.displayName) {
+            throw SuspendError("\(path): a VM named '\(configuration.displayName)' is already running on this host")
+        }
+        let vm: VirtualMachine
+        do {
+            vm = try VirtualMachine(configuration: configuration, host: services, logger: logger, restoring: image)
+        } catch let e as SuspendError {
+            throw e
+        } catch {
+            throw SuspendError("\(path): \(error)")
+        }
+        return try start(vm)
+    }
+
+    /// Suspends the running VM `name` to `path` (see `VirtualMachine.suspend(to:)`).
+    public func suspend(vmNamed name: String, to path: String) throws {
+        guard isRunning(name), let vm = vm(named: name) else { throw VMError("no running VM named '\(name)'") }
+        try vm.suspend(to: path)
+    }
+
+    private func start(_ vm: VirtualMachine) throws -> VirtualMachine {
+        let slot = Slot(configuration: vm.configuration, vm: vm)
+        let accepted: Bool = lock.withLock {
+            guard !shuttingDown else { return false }
+            slots.append(slot)
+            slot.watcher = HostThread.spawn(name: "watch-\(vm.name)") { [self] in watch(slot) }
+            return true
+        }
+        guard accepted else {
+            vm.stop(.poweredOff)
+            vm.waitUntilStopped()
+            throw VMError("\(vm.name): this host is powering off")
+        }
         vm.start()
-        slot.watcher = HostThread.spawn(name: "watch-\(vm.name)") { [self] in watch(slot) }
         return vm
     }
 
@@ -90,10 +141,15 @@ public final class VMHost: @unchecked Sendable {
         for vm in current { vm.stop(.poweredOff) }
     }
 
-    /// Waits for every VM powered on so far to stop for good; their reasons in power-on order.
+    /// Waits until every VM has stopped for good, including VMs resumed meanwhile;
+    /// their reasons in power-on order.
     public func waitForAll() -> [VMStopReason] {
-        let all = lock.withLock { slots }
-        for slot in all { if let t = slot.watcher { pthread_join(t, nil) } }
-        return lock.withLock { all.map { $0.outcome ?? .poweredOff } }
+        var joined = 0
+        while true {
+            let all = lock.withLock { slots }
+            guard joined < all.count else { return lock.withLock { all.map { $0.outcome ?? .poweredOff } } }
+            for slot in all[joined...] { if let t = slot.watcher { pthread_join(t, nil) } }
+            joined = all.count
+        }
     }
 }

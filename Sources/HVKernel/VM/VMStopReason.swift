@@ -10,6 +10,8 @@ public enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
     case tripleFault(String)
     /// The VMkernel could not continue the guest.
     case failure(String)
+    /// Suspended to this file (`hvhost resume` continues it).
+    case suspended(String)
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
         case .guestReset: return "reset by the guest"
         case .tripleFault(let regs): return "triple fault: the guest's CPU shut down (\(regs))"
         case .failure(let why): return "failed: \(why)"
+        case .suspended(let path): return "suspended to \(path)"
         }
     }
 
@@ -26,7 +29,7 @@ public enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
     public var exitStatus: Int32 {
         switch self {
         case .debugExit(let v): return (Int32(v) << 1) | 1
-        case .poweredOff, .guestReset: return 0
+        case .poweredOff, .guestReset, .suspended: return 0
         case .tripleFault, .failure: return 2
         }
     }

@@ -40,11 +40,15 @@ public struct HostServices {
 
 /// One virtual machine: guest RAM, the KVM VM and its vCPU threads, the chipset, the
 /// PCI bus with the plugin devices the configuration names, and the VM's clock.
+///
+/// Its devices go through the lifecycle hvplugin.h documents ("Device lifecycle"):
+/// power-on (init, then `start`), pause/resume, suspend (`suspend(to:)`), restore
+/// (init from a `SuspendImage`, then `start`) and destroy (when it stops).
 public final class VirtualMachine: @unchecked Sendable {
     public let name: String
     public let configuration: VMConfiguration
     public let memory: GuestMemory
-    public let clock = VMClock()
+    public let clock: VMClock
     let timers: TimerQueue
     let portBus = AddressBus()
     let mmioBus = AddressBus()
@@ -58,33 +62,52 @@ public final class VirtualMachine: @unchecked Sendable {
     public let input = InputRouter()
     public private(set) var devices: [PluginDevice] = []
     private let backend: KVMVirtualMachine
-    private var runners: [VCPURunner] = []
+    private(set) var runners: [VCPURunner] = []
+    /// Keeps the vCPUs out of guest mode while paused.
+    let gate = VCPUGate()
+    /// The suspend file this VM was restored from; nil when it booted.
+    public let restoredFrom: String?
     private let scheduler: Scheduler
     /// The VM's registration with its scheduler pool (`hv.sched.pool`, `sched.cpu.*`);
     /// set at the end of init.
     public private(set) var schedulerVM: SchedulerVM!
     private var unregistered = false
-    private let logger: Logger
-    public let bootPlan: BootPlan
+    let logger: Logger
+    /// How the guest was loaded; nil for a VM restored from a suspend file.
+    public let bootPlan: BootPlan?
 
-    private let state = HostLock()
-    private var stopReason: VMStopReason?
+    let state = HostLock()
+    var stopReason: VMStopReason?
+    /// [state] Paused (or being paused) by `pause`.
+    var paused = false
     private let stopping = Atomic<Bool>(false)
     private var onStop: [(VMStopReason) -> Void] = []
 
     var isStopping: Bool { stopping.load(ordering: .acquiring) }
 
-    public init(configuration: VMConfiguration, host: HostServices, logger: Logger) throws {
+    /// Builds a VM from its configuration, powered off until `start`; with `snapshot`,
+    /// in the state a suspend saved (`configuration` is then the snapshot's).
+    public init(configuration: VMConfiguration, host: HostServices, logger: Logger,
+                restoring snapshot: SuspendImage? = nil) throws {
         self.configuration = configuration
         self.name = configuration.displayName
         self.logger = logger
         self.scheduler = host.scheduler
-        let image = try ELFImage(contentsOf: configuration.kernelPath)
+        restoredFrom = snapshot?.path
         memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
-        // Without hv.boot the image decides: PVH when it has the note, else 64-bit entry.
-        let mode = configuration.entry(forKey: "hv.boot") == nil
-            ? nil : BootMode(rawValue: configuration.boot.bootProtocol.rawValue)
-        bootPlan = try BootLoader.load(image: image, into: memory, commandLine: configuration.commandLine, mode: mode)
+        let machine = try snapshot.map { try $0.machine(for: configuration) }
+        if let snapshot {
+            try snapshot.restoreMemory(into: memory)
+            bootPlan = nil
+            clock = VMClock(pausedAt: machine!.clock)
+        } else {
+            let image = try ELFImage(contentsOf: configuration.kernelPath)
+            // Without hv.boot the image decides: PVH when it has the note, else 64-bit entry.
+            let mode = configuration.entry(forKey: "hv.boot") == nil
+                ? nil : BootMode(rawValue: configuration.boot.bootProtocol.rawValue)
+            bootPlan = try BootLoader.load(image: image, into: memory, commandLine: configuration.commandLine, mode: mode)
+            clock = VMClock()
+        }
         timers = TimerQueue(clock: clock, name: "\(configuration.displayName)-timers")
         chipset = try Chipset(
             configuration: VirtualMachine.chipsetConfiguration(for: configuration),
@@ -99,22 +122,39 @@ public final class VirtualMachine: @unchecked Sendable {
         for window in legacy.memoryWindows { memory.exclude(window) }
         try backend.map(memory: memory)
         try pci.assignResources()
+        if let snapshot { try pci.loadState(snapshot.section("pci", maxVersion: PCIHostBridge.stateVersion).payload) }
         for d in devices { try d.realize() }
+        if let snapshot {
+            try chipset.loadState(snapshot.section("chipset", maxVersion: Chipset.stateVersion).payload)
+            try snapshot.checkDeviceSections(against: devices.map(\.context.prefix))
+            for d in devices { try d.loadState(snapshot.deviceState(prefix: d.context.prefix)) }
+        }
 
         let cpuid = CPUIDPolicy(vmwareSignature: configuration.advertisesVMwareHypervisor,
                                 vcpuCount: configuration.vcpuCount)
         // The BSP starts at the boot state; APs wait for INIT/SIPI from the BSP's local APIC.
-        var vcpus: [VirtualCPU] = []
+        // A restored vCPU gets its saved state and activity.
+        var vcpus: [(VirtualCPU, VCPUActivity?)] = []
         for index in 0..<configuration.vcpuCount {
             let vcpu = try backend.makeVCPU(index: index, cpuid: cpuid)
-            if index == 0 { try vcpu.setBootState(bootPlan.cpu) }
-            vcpus.append(vcpu)
+            var activity: VCPUActivity?
+            if let snapshot {
+                let (saved, state) = try snapshot.vcpu(index)
+                do { try vcpu.restoreState(state) } catch {
+                    throw SuspendError("\(snapshot.path): vCPU \(index): \(error)")
+                }
+                activity = saved
+            } else if index == 0, let bootPlan {
+                try vcpu.setBootState(bootPlan.cpu)
+            }
+            vcpus.append((vcpu, activity))
         }
         // Last, so that nothing can fail after the pool has reserved the VM's minimum.
         let registration = try host.scheduler.register(configuration)
         schedulerVM = registration
         runners = vcpus.map {
-            VCPURunner(vcpu: $0, vm: self, interrupts: chipset, scheduler: host.scheduler, schedVM: registration)
+            VCPURunner(vcpu: $0.0, vm: self, interrupts: chipset, scheduler: host.scheduler, schedVM: registration,
+                       activity: $0.1)
         }
 
         chipset.onInterruptPending = { [weak self] vcpu in self?.runner(vcpu)?.notify() }
@@ -181,6 +221,8 @@ public final class VirtualMachine: @unchecked Sendable {
             context.input = input
             context.configDirectory = configuration.directory
             let instance = PluginDevice(model: resolved.model, pluginName: resolved.pluginName, context: context)
+            // No receive reaches the device before its reset (or, restored, its resume).
+            instance.activity.close()
             try instance.create()
             devices.append(instance)
         }
@@ -195,11 +237,22 @@ public final class VirtualMachine: @unchecked Sendable {
                           UInt8(truncatingIfNeeded: h >> 8), UInt8(truncatingIfNeeded: h))
     }
 
-    /// Powers on: starts the timers and the vCPU threads.
+    /// Powers on: resets the devices (a restored VM: resumes them and its clock), starts
+    /// the timers and the vCPU threads.
     public func start() {
+        guard !isStopping else { return }
+        if let restoredFrom {
+            clock.resume()
+            for d in devices { d.resume() }
+            logger.info("\(name): resumed from \(restoredFrom) (\(configuration.memoryMiB) MiB, \(configuration.vcpuCount) vCPU)")
+        } else {
+            for d in devices {
+                d.reset()
+                d.activity.open()
+            }
+            logger.info("\(name): powered on (\(configuration.memoryMiB) MiB, \(configuration.vcpuCount) vCPU, \(bootPlan.map { "\($0.mode)" } ?? "?") boot)")
+        }
         timers.start()
-        for d in devices { d.reset() }
-        logger.info("\(name): powered on (\(configuration.memoryMiB) MiB, \(configuration.vcpuCount) vCPU, \(bootPlan.mode) boot)")
         for r in runners { r.start() }
     }
 
@@ -213,6 +266,7 @@ public final class VirtualMachine: @unchecked Sendable {
             return onStop
         }
         guard let callbacks else { return }
+        gate.release()
         for r in runners { r.notify() }
         switch reason {
         case .tripleFault, .failure: logger.error("\(name): \(reason)")
@@ -224,9 +278,9 @@ public final class VirtualMachine: @unchecked Sendable {
     /// VM exits taken by all vCPUs so far.
     public var exitCount: UInt64 { runners.reduce(0) { $0 + $1.vcpu.exitCount } }
 
-    /// "running", or why the VM stopped.
+    /// "running", "paused", or why the VM stopped.
     public var stateDescription: String {
-        state.withLock { stopReason.map { "stopped: \($0)" } ?? "running" }
+        state.withLock { stopReason.map { "stopped: \($0)" } ?? (paused ? "paused" : "running") }
     }
 
     /// Registers a callback for the stop (runs on the stopping thread).

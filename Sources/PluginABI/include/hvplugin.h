@@ -37,6 +37,8 @@
  *       without exits, with a dirty-page query), "hv.msix/1" (an MSI-X capability
  *       with its table and PBA in a BAR) and "hv.doorbell/1" (write-only doorbell
  *       registers completed by the host, the device called on a doorbell thread).
+ *       Device lifecycle documented in one place (before hv_device_ops); the host now
+ *       calls pause, resume, save_state and load_state (suspend/resume).
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -750,7 +752,46 @@ typedef struct hv_doorbell_ext {
 /* Device factory                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* Operations on an instance. Only destroy is mandatory. */
+/*
+ * Device lifecycle: the one order in which the host calls a device (since 1.1).
+ * Each step runs on the host's control thread, device after device in .vmx order,
+ * and only once the previous step has finished for every device of the VM.
+ *
+ *  Power-on   create (declares PCI identity, BARs, MSI; may create timers and attach
+ *             backends) -> the host assigns BAR addresses and interrupt lines, as
+ *             firmware would -> realize -> reset -> the vCPUs run. No receive
+ *             reaches the device before its reset.
+ *  Running    [device] calls: BAR accesses (vCPU threads), timer callbacks (the VM's
+ *             timer thread), receive/link_changed (the sender's thread), disk
+ *             completions (I/O threads).
+ *  Guest reset  the VM is powered off (destroy) and powered on again (create ...).
+ *  Pause      the vCPUs leave guest mode and stay out -> the timer thread stops (a
+ *             callback in flight returns first) -> receives stop (one in flight returns
+ *             first; later frames are dropped and counted by the switch, link changes
+ *             are not delivered) and every disk request submitted so far completes ->
+ *             pause -> the VM clock stops. Until resume, no [device] or [any] call
+ *             reaches the device.
+ *  Resume     the VM clock runs -> resume -> receives, disk completions and timer
+ *             callbacks flow again -> the vCPUs run.
+ *  Suspend    (save) pause -> save_state -> destroy. The host refuses to suspend a VM
+ *             whose devices lack save_state or load_state, naming the device, before
+ *             anything stops; when the state cannot be written, resume follows instead.
+ *  Restore    create -> the host restores PCI configuration space (BARs, command,
+ *             MSI, INTx) -> realize -> load_state (instead of reset; the VM clock reads
+ *             the saved time and stands still) -> resume -> the vCPUs run. No
+ *             receive reaches the device before its resume.
+ *  Destroy    from any state after create: the host waits for disk requests in flight
+ *             (their completions are no longer delivered), detaches the network port
+ *             (waiting out a receive in flight) and cancels every timer without waiting,
+ *             then calls destroy; timer handles stay valid until destroy returns and are
+ *             freed after. An ordinary model's callbacks need the device lock, so none
+ *             runs after destroy begins. A thread-safe model's callback may still be
+ *             running: such a model calls timer_cancel_wait ("hv.timer/1") on each
+ *             timer in destroy before it frees what the callbacks use.
+ */
+
+/* Operations on an instance. Only destroy is mandatory. The order of the calls is
+ * "Device lifecycle" above. */
 typedef struct hv_device_ops {
     uint32_t struct_size;
     /* [control] After every device of the VM is created and BARs are assigned,
@@ -758,20 +799,22 @@ typedef struct hv_device_ops {
     int (*realize)(hv_device *dev);
     /* [device] Power-on or guest-visible reset: return to the hardware reset state. */
     void (*reset)(hv_device *dev);
-    /* [control] VM paused / resumed (e.g. before save). Optional; timers and the
-     * network port are quiet while paused. */
+    /* [control] VM paused / resumed (before save, after restore). Optional; timers,
+     * receives and disk completions are quiet while paused. */
     void (*pause)(hv_device *dev);
     void (*resume)(hv_device *dev);
     /* [control] Writes the device's state through host->state_put. The host stores
      * it as a section named after the model, with the model's `state_version`.
      * PCI configuration space (BARs, command, MSI) is saved and restored by the host;
      * the device restores its own INTx level in load_state (irq_set_level) from its
-     * registers. Optional; a device without it cannot be migrated and the host says so. */
+     * registers. Optional; a device without it cannot be suspended or migrated and the
+     * host says so. */
     int (*save_state)(hv_device *dev, hv_state_writer *w);
-    /* [control] Reads state written by save_state of `version` (<= its own). */
+    /* [control] Reads state written by save_state of `version` (<= its own), on a
+     * fresh instance (after create and realize, instead of reset). */
     int (*load_state)(hv_device *dev, hv_state_reader *r, uint32_t version);
-    /* [control] Frees the instance. Timers and ports are torn down by the host after
-     * this returns. Mandatory. */
+    /* [control] Frees the instance. The port is already detached and timers are
+     * cancelled; timer handles are freed after this returns. Mandatory. */
     void (*destroy)(hv_device *dev);
 } hv_device_ops;
 

@@ -1,0 +1,84 @@
+import Glibc
+
+/// Pause, resume and suspend: the order hvplugin.h's "Device lifecycle" documents.
+extension VirtualMachine {
+    /// Stops the guest without powering it off: the vCPUs leave guest mode and stay out,
+    /// the timer thread stops (a callback in flight finishes first), every device pauses
+    /// (receives stop, disk requests in flight complete, then its pause op) and the VM
+    /// clock stops. Throws when the VM is stopping or already paused.
+    public func pause() throws {
+        try state.withLock {
+            if let stopReason { throw VMError("\(name) is not running (\(stopReason))") }
+            guard !paused else { throw VMError("\(name) is already paused") }
+            paused = true
+        }
+        gate.close { for r in runners { r.vcpu.kick() } }
+        timers.stop()
+        for d in devices { d.pause() }
+        clock.pause()
+        logger.info("\(name): paused")
+    }
+
+    /// Undoes `pause`: the clock runs, every device resumes, timers fire and vCPUs run again.
+    public func resume() {
+        guard state.withLock({ paused }) else { return }
+        clock.resume()
+        for d in devices { d.resume() }
+        timers.start()
+        gate.open()
+        state.withLock { paused = false }
+        logger.info("\(name): resumed")
+    }
+
+    public var isPaused: Bool { state.withLock { paused } }
+
+    /// ESX's suspend: pauses the VM, writes its complete state and configuration to
+    /// `path` and powers it off (stop reason `.suspended`). A VM with a device that
+    /// cannot save its state is refused before anything stops; when the file cannot be
+    /// written the VM resumes and the error is thrown.
+    public func suspend(to path: String) throws {
+        if let d = devices.first(where: { !$0.canSaveState }) {
+            throw VMError("cannot suspend \(name): \(d.context.prefix) (model '\(d.modelName)', plugin \(d.pluginName)) has no save_state/load_state; the VM keeps running")
+        }
+        try pause()
+        do {
+            try write(to: path)
+        } catch {
+            resume()
+            throw error
+        }
+        stop(.suspended(path))
+        // A guest exit or failure that won the race keeps its reason; its file is void.
+        if let reason = state.withLock({ stopReason }), reason != .suspended(path) {
+            unlink(path)
+            throw VMError("\(name) stopped while suspending (\(reason)); no suspend file was kept")
+        }
+    }
+
+    private func write(to path: String) throws {
+        let w = try SuspendFileWriter(path: path)
+        var generated: [String: String] = [:]
+        for d in configuration.devices where d.kind == .nic && d.value(forDeviceKey: "address") == nil
+            && d.value(forDeviceKey: "generatedAddress") == nil {
+            generated[d.prefix] = VirtualMachine.generatedMAC(seed: configuration.path + "/" + d.prefix).description
+        }
+        try w.section("config", version: 1, SuspendSections.config(configuration, generatedAddresses: generated))
+        try w.section("machine", version: 1, SuspendSections.machine(
+            .init(memoryBytes: memory.size, vcpuCount: runners.count, clock: clock.now())))
+        try w.memorySection(memory)
+        for r in runners {
+            do {
+                try w.section("vcpu.\(r.vcpu.index)", version: 1, SuspendSections.vcpu(r.activity, r.vcpu.saveState()))
+            } catch let e as KVMError {
+                throw VMError("cannot save vCPU \(r.vcpu.index) of \(name): \(e)")
+            }
+        }
+        try w.section("chipset", version: Chipset.stateVersion, chipset.saveState())
+        try w.section("pci", version: PCIHostBridge.stateVersion, pci.saveState())
+        for d in devices {
+            guard let s = try d.saveState() else { continue }
+            try w.section("device:\(d.context.prefix)", version: s.version, SuspendSections.device(s))
+        }
+        try w.finish()
+    }
+}

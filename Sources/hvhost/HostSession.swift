@@ -1,0 +1,100 @@
+import ArgumentParser
+import Glibc
+import HVKernel
+import Logging
+
+/// The options `run` and `resume` share: how the host around the VMs is built.
+struct HostOptions: ParsableArguments {
+    @OptionGroup var plugins: PluginPathOptions
+
+    @Option(name: .customLong("kvm-device"), help: "The KVM device node.")
+    var kvmDevice = "/dev/kvm"
+
+    @Option(name: .customLong("console"), help: "Serve the service console on this Unix socket path.")
+    var consolePath: String?
+
+    @Option(name: .customLong("pcpus"), help: ArgumentHelp(
+        "pCPU slots: N (not pinned) or N@CPULIST (slot i pinned to the i-th host CPU of the list, e.g. 2@0-1). Default: one per host CPU.",
+        valueName: "spec"))
+    var pcpus: String?
+
+    @Option(name: .customLong("pool"), help: ArgumentHelp(
+        "A scheduler pool NAME:SLOTS[:POLICY], e.g. default:0-1:propshare (repeatable). Default: pool 'default' with every slot and the built-in fallback policy.",
+        valueName: "spec"))
+    var pools: [String] = []
+
+    @Option(name: .customLong("sched-watchdog-ms"), help: ArgumentHelp(
+        "How long a runnable vCPU may wait for a pCPU slot before a plugin policy is replaced by the fallback.",
+        valueName: "ms"))
+    var watchdogMilliseconds: UInt64 = 2000
+
+    @Flag(name: .shortAndLong, help: "Log debug messages.")
+    var verbose = false
+
+    /// Builds the host (plugins, KVM, scheduler, console, signals), lets `start` power
+    /// on or resume VMs (returning how many failed to start), waits until every VM has
+    /// stopped for good and exits: with one VM, with its status (`VMStopReason.exitStatus`),
+    /// otherwise 0 when none failed and 2 when one did.
+    func runHost(vmCount: Int, logger: Logger, start: (VMHost) -> Int) throws -> Never {
+        let catalog = plugins.loadCatalog()
+        for failure in catalog.failures { logger.warning("plugin not loaded: \(failure)") }
+        let kvm: KVMSystem
+        do { kvm = try KVMSystem(path: kvmDevice) } catch {
+            logger.error("cannot start VMs: \(error)")
+            throw ExitCode(2)
+        }
+        let scheduler: Scheduler
+        do {
+            var schedConfig = try SchedulerConfiguration.parse(pcpus: pcpus, pools: pools)
+            schedConfig.watchdogNanoseconds = max(1, watchdogMilliseconds) * 1_000_000
+            scheduler = try Scheduler(configuration: schedConfig, resolvePolicy: { name in
+                let hit = try catalog.schedPolicyInfo(named: name)
+                return SchedulerPolicySource(name: hit.policy.name,
+                                             plugin: (name: hit.plugin.name, path: hit.plugin.path, desc: hit.policy.pointer))
+            }, logger: logger)
+        } catch {
+            logger.error("cannot set up the CPU scheduler: \(error)")
+            throw ExitCode(2)
+        }
+        for pool in scheduler.pools {
+            let slots = pool.slots.map { s in s.hostCPU.map { "\(s.index)@cpu\($0)" } ?? String(s.index) }
+            logger.info("scheduler pool '\(pool.name)': pCPU slots \(slots.joined(separator: ",")), policy '\(pool.policyName)' (\(pool.policyOrigin))")
+        }
+        let services = HostServices(
+            kvm: kvm, switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "disk-io"), scheduler: scheduler,
+            resolveModel: { device in
+                let found = try catalog.deviceModel(named: device.modelName, for: device)
+                return ResolvedDeviceModel(pluginName: found.pluginName, model: found.model)
+            })
+        let host = VMHost(services: services, logger: logger)
+
+        let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
+        signals.onSignal = { signal in
+            logger.info("received \(signal == SIGINT ? "SIGINT" : "SIGTERM"); powering off \(host.vms.count) VM(s)")
+            host.powerOffAll()
+        }
+        var console: ServiceConsole?
+        if let path = consolePath {
+            do { console = try ServiceConsole(path: path) } catch {
+                logger.error("\(error)")
+                throw ExitCode(2)
+            }
+            console?.registerHostCommands(host)
+            console?.registerSchedCommands(scheduler, policyNames: { catalog.schedPolicyNames })
+            console?.start()
+        }
+        defer { console?.stop() }
+
+        var failed = start(host)
+        let reasons = host.waitForAll()
+        signals.stop()
+        scheduler.stop()
+        guard !reasons.isEmpty else { throw ExitCode(2) }
+
+        if vmCount == 1, reasons.count == 1, let only = reasons.first {
+            throw ExitCode(only.exitStatus)
+        }
+        failed += reasons.filter { $0.exitStatus == 2 }.count
+        throw ExitCode(failed == 0 ? 0 : 2)
+    }
+}
