@@ -15,6 +15,9 @@ _Static_assert(offsetof(hv_host_services, pci_command) == 8 + 23 * 8, "hv_host_s
 _Static_assert(offsetof(hv_host_services, get_extension) == 8 + 24 * 8, "hv_host_services layout changed");
 _Static_assert(sizeof(hv_host_services) == 8 + 25 * 8, "hv_host_services grows only by extensions since 1.1");
 _Static_assert(sizeof(hv_timer_ext) == 16, "hv_timer_ext layout changed");
+_Static_assert(sizeof(hv_net_segment) == 16, "hv_net_segment layout changed");
+_Static_assert(sizeof(hv_net_queue_ext) == 32, "hv_net_queue_ext layout changed");
+_Static_assert(offsetof(hv_net_queue_ext, rx_ready) == 24, "hv_net_queue_ext layout changed");
 _Static_assert(sizeof(hv_device_model) == 48, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
 _Static_assert(sizeof(hv_sched_ops) == 104, "hv_sched_ops layout changed");

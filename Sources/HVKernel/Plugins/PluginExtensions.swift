@@ -11,6 +11,7 @@ enum PluginExtensions {
 
     static let all: [String: Extension] = [
         HV_EXT_TIMER: Extension(table: allocate(timerTable()), offered: { _ in true }),
+        HV_EXT_NET_QUEUE: Extension(table: allocate(netQueueTable()), offered: { _ in true }),
     ]
 
     static func lookup(_ id: String, for device: PluginDevice) -> UnsafeRawPointer? {
