@@ -25,8 +25,10 @@ final class VlanceDevice {
     static let descriptorsPerPass = 512
     /// Transmit-ring polling interval while STRT and not TXDPOLL.
     static let pollIntervalNs: UInt64 = 1_600_000
-    /// Receive-ring polling interval while the switch holds frames for want of a buffer.
-    static let rxWaitPollNs: UInt64 = 100_000
+    /// First receive-ring poll after the switch began holding frames for want of a
+    /// buffer; each poll that finds none doubles the interval, up to pollIntervalNs. A
+    /// guest that is consuming is served within microseconds, an idle one costs little.
+    static let rxWaitPollNs: UInt64 = 20_000
     /// Guest-error log lines per instance before they are suppressed.
     static let guestErrorLogLimit = 32
 
@@ -81,6 +83,8 @@ final class VlanceDevice {
     /// The switch holds frames for us (`receive` said HV_EAGAIN: no receive buffer);
     /// the ring is polled until the guest gives one, then `rx_ready` resumes delivery.
     var rxWaiting = false
+    /// The next receive-ring poll interval while `rxWaiting`.
+    var rxPollDelay = VlanceDevice.rxWaitPollNs
 
     // MARK: bookkeeping (under `mutex`)
 
@@ -213,7 +217,7 @@ final class VlanceDevice {
         if receiving {
             dmaAllowed = pciCommand(host) & 0x4 != 0
             if dmaAllowed, let d = loadDescriptor(at: rxDescriptorAddress(rxIndex)), !d.owned {
-                requestPoll(after: Self.rxWaitPollNs)
+                requestPoll(after: rxPollDelay)
                 return
             }
         }
@@ -271,6 +275,7 @@ final class VlanceDevice {
     func pollTimerFired() {
         guard lockLive() else { return }
         pollArmed = false
+        if rxWaiting { rxPollDelay = min(rxPollDelay &* 2, Self.pollIntervalNs) }
         if pollWanted || txContinue || csr[0] & CSR0.TDMD != 0 {
             txContinue = false
             transmitPass()

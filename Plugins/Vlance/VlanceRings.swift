@@ -356,6 +356,7 @@ extension VlanceDevice {
         guard d0.owned else {
             guard loopback else {
                 rxWaiting = true
+                rxPollDelay = Self.rxWaitPollNs
                 return HV_EAGAIN
             }
             // No buffer for the internal loopback: missed frame.

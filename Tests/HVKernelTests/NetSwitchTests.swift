@@ -199,6 +199,7 @@ final class NetSwitchTests: XCTestCase {
         XCTAssertEqual(f60.count, 60)
         XCTAssertEqual(a.send(f60), .sent)
         XCTAssertEqual(a.send(f60), .sent)
+        XCTAssertEqual(inB.count, 2)
         inB.accepting.store(false, ordering: .relaxed)
         XCTAssertEqual(a.send(f60), .sent)
         XCTAssertEqual(a.send(Array(f60.prefix(10))), .invalidLength)
