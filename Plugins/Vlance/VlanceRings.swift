@@ -386,7 +386,7 @@ extension VlanceDevice {
             tail = pad + 4
         }
         let messageLength = data + tail
-        /// Writes message bytes [offset, offset + n) to guest memory at `gpa`.
+        // Writes message bytes [offset, offset + n) to guest memory at `gpa`.
         func store(_ gpa: UInt64, _ offset: Int, _ n: Int) -> Bool {
             let fromFrame = max(0, min(n, data - offset))
             if fromFrame > 0 && !dmaWrite(gpa, frame.baseAddress! + offset, fromFrame) { return false }

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// What a port's receiver did with a frame (the `receive` closure of `VirtualSwitch.makePort`).
 public enum PortReceiveResult: Sendable {
@@ -71,6 +72,8 @@ final class PortReceiveQueue: @unchecked Sendable {
     private var readyCalls: UInt64 = 0
     private var holdWhenFull = false
     private var stopping = false
+    /// `stopping`, readable by the receive thread between frames without the lock.
+    private let halt = Atomic<Bool>(false)
     private var idleWaiters = 0
     private var thread: pthread_t?
     private var framesIn: UInt64 = 0
@@ -205,6 +208,7 @@ final class PortReceiveQueue: @unchecked Sendable {
     func stop() {
         lock.lock()
         stopping = true
+        halt.store(true, ordering: .relaxed)
         work.signal()
         idle.broadcast()
         let t = thread
@@ -232,7 +236,7 @@ final class PortReceiveQueue: @unchecked Sendable {
 
             var done = 0, taken: UInt64 = 0, bytes: UInt64 = 0, dropped: UInt64 = 0
             var full = false
-            while done < n {
+            while done < n && !halt.load(ordering: .relaxed) {
                 let slot = (first + done) % depth
                 let frame = UnsafeRawBufferPointer(start: arena + offsets[slot], count: lengths[slot])
                 switch receiver(frame) {

@@ -79,7 +79,7 @@ public final class VirtualPort: Sendable, CustomStringConvertible {
         if exchanged { linkChanged(up) }
     }
 
-    /// A consistent snapshot of all counters.
+    /// A snapshot of the counters (the tx and the rx side each consistent).
     public var counters: PortCounters {
         var c = txCounters.withLock { $0 }
         (c.rxFrames, c.rxBytes, c.rxDrops) = queue.counters
