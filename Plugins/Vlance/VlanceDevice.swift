@@ -5,17 +5,14 @@ import PluginABI
 ///
 /// Threading (the model sets HV_DEVICE_THREAD_SAFE; see README.md):
 /// - `mutex` guards every register, ring position and buffer below. Every entry point
-///   (BAR access on a vCPU thread, `receive` and `link_changed` on whatever thread sent the
-///   frame, the poll timer on the host timer thread, reset/save/load on the control
-///   thread) takes it.
+///   (BAR access on a vCPU thread, `receive` on the port's receive thread, `link_changed`
+///   on the thread that changed the link, the poll timer on the host timer thread,
+///   reset/save/load on the control thread) takes it.
 /// - While holding `mutex` the device calls only host services that never call back into
-///   a device: guest memory, `irq_set_level`, `pci_command`, `clock_ns`, `log`.
-/// - Frames for the switch are queued under `mutex` and sent after it is released, under
-///   `txMutex`, which keeps them in ring order. Sending under `mutex` could deadlock two
-///   NICs on one switch sending to each other (each `receive` takes the other's `mutex`).
-/// - The poll timer is (re)armed after `mutex` is released: the host runs timer callbacks
-///   holding its own per-device lock, and `timer_arm` takes that lock too.
-/// Lock order: host device lock (timer thread only) → `txMutex` → `mutex`.
+///   a device: guest memory, `irq_set_level`, `pci_command`, `clock_ns`, `log`, and the
+///   network sends and `rx_ready` ("hv.net-queue/1": ports are queues drained on the
+///   receiver's own thread), so frames go to the switch straight from the ring.
+/// - The poll timer is (re)armed once per entry point, after `mutex` is released.
 final class VlanceDevice {
     // MARK: limits
 
@@ -23,13 +20,15 @@ final class VlanceDevice {
     static let maxFrame = 1536
     /// Frames shorter than this (without FCS) are padded with zeros.
     static let minFrame = 60
-    /// Frames queued for the switch before the transmit pass pauses.
-    static let queueSlots = 32
     /// Descriptors one transmit pass may consume before it yields to the poll timer
     /// (checked between frames; one frame uses at most maxFrame + 1 descriptors).
     static let descriptorsPerPass = 512
     /// Transmit-ring polling interval while STRT and not TXDPOLL.
     static let pollIntervalNs: UInt64 = 1_600_000
+    /// First receive-ring poll after the switch began holding frames for want of a
+    /// buffer; each poll that finds none doubles the interval, up to pollIntervalNs. A
+    /// guest that is consuming is served within microseconds, an idle one costs little.
+    static let rxWaitPollNs: UInt64 = 20_000
     /// Guest-error log lines per instance before they are suppressed.
     static let guestErrorLogLimit = 32
 
@@ -47,7 +46,9 @@ final class VlanceDevice {
     private let pciCommand: @convention(c) (OpaquePointer?) -> UInt16
     private let logFn: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?) -> Void
     private let timerArm: @convention(c) (OpaquePointer?, OpaquePointer?, UInt64) -> Void
-    private let netSend: @convention(c) (OpaquePointer?, UnsafeRawPointer?, Int) -> Int32
+    let netSend: @convention(c) (OpaquePointer?, UnsafeRawPointer?, Int) -> Int32
+    let sendGuest: @convention(c) (OpaquePointer?, UnsafePointer<hv_net_segment>?, UInt32, UInt32) -> Int32
+    private let rxReady: @convention(c) (OpaquePointer?) -> Void
 
     var port: OpaquePointer?
     var pollTimer: OpaquePointer?
@@ -58,7 +59,6 @@ final class VlanceDevice {
     // MARK: locks
 
     let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    let txMutex: UnsafeMutablePointer<pthread_mutex_t>
 
     // MARK: guest-visible state (under `mutex`)
 
@@ -80,8 +80,13 @@ final class VlanceDevice {
     var linkUp = true
     /// A memory error on the transmit ring: polling stops until TDMD, STRT or INIT.
     var txStalled = false
-    /// A transmit pass stopped early (budget or full queue); the poll timer continues it.
+    /// A transmit pass stopped early (budget); the poll timer continues it.
     var txContinue = false
+    /// The switch holds frames for us (`receive` said HV_EAGAIN: no receive buffer);
+    /// the ring is polled until the guest gives one, then `rx_ready` resumes delivery.
+    var rxWaiting = false
+    /// The next receive-ring poll interval while `rxWaiting`.
+    var rxPollDelay = VlanceDevice.rxWaitPollNs
 
     // MARK: bookkeeping (under `mutex`)
 
@@ -95,23 +100,17 @@ final class VlanceDevice {
     /// Set by destroy; every entry point checks it first.
     var dead = false
 
-    // MARK: buffers (under `mutex`, except `staging` which belongs to the `txMutex` holder)
+    // MARK: buffers (under `mutex`)
 
     /// Scratch for descriptors and the init block.
     let scratch: UnsafeMutableRawPointer
-    /// A frame being gathered from transmit descriptors.
+    /// A transmit frame as guest-memory pieces, for `send_guest` (one copy to the switch).
+    let txSegments: UnsafeMutablePointer<hv_net_segment>
+    /// A frame gathered from transmit descriptors when it must be copied here: loopback,
+    /// or more pieces than `send_guest` takes.
     let txBuf: UnsafeMutablePointer<UInt8>
-    /// A received frame with pad and FCS.
-    let rxBuf: UnsafeMutablePointer<UInt8>
-    /// Frames waiting for the switch, FIFO.
-    let queue: UnsafeMutablePointer<UInt8>
-    let queueLen: UnsafeMutablePointer<Int>
-    var queueHead = 0
-    var queueCount = 0
-    /// Frames moved to `staging` are being sent by the `txMutex` holder.
-    var sending = false
-    let staging: UnsafeMutablePointer<UInt8>
-    let stagingLen: UnsafeMutablePointer<Int>
+    /// What the chip appends to a received frame: pad to 60 bytes, then the FCS.
+    let rxTail: UnsafeMutablePointer<UInt8>
 
     // MARK: counters (diagnostics)
 
@@ -119,11 +118,14 @@ final class VlanceDevice {
     var framesReceived: UInt64 = 0
     var sendFailures: UInt64 = 0
 
-    init?(services: UnsafePointer<hv_host_services>, host: OpaquePointer, mac: [UInt8]) {
+    init?(services: UnsafePointer<hv_host_services>, host: OpaquePointer, mac: [UInt8],
+          netQueue: UnsafePointer<hv_net_queue_ext>) {
         let s = services.pointee
+        let q = netQueue.pointee
         guard let memRead = s.mem_read, let memWrite = s.mem_write, let irq = s.irq_set_level,
               let clock = s.clock_ns, let command = s.pci_command, let log = s.log,
-              let arm = s.timer_arm, let send = s.net_send else { return nil }
+              let arm = s.timer_arm, let send = s.net_send, let sendGuest = q.send_guest,
+              let rxReady = q.rx_ready else { return nil }
         self.services = services
         self.host = host
         self.memRead = memRead
@@ -134,12 +136,12 @@ final class VlanceDevice {
         self.logFn = log
         self.timerArm = arm
         self.netSend = send
+        self.sendGuest = sendGuest
+        self.rxReady = rxReady
         self.mac = mac
 
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
-        txMutex = .allocate(capacity: 1)
-        pthread_mutex_init(txMutex, nil)
 
         csr = .allocate(capacity: 128)
         csr.initialize(repeating: 0, count: 128)
@@ -148,16 +150,12 @@ final class VlanceDevice {
         prom = .allocate(capacity: 16)
         prom.initialize(repeating: 0, count: 16)
         scratch = .allocate(byteCount: 32, alignment: 8)
+        txSegments = .allocate(capacity: Int(HV_NET_MAX_SEGMENTS))
+        txSegments.initialize(repeating: hv_net_segment(), count: Int(HV_NET_MAX_SEGMENTS))
         txBuf = .allocate(capacity: Self.maxFrame)
         txBuf.initialize(repeating: 0, count: Self.maxFrame)
-        rxBuf = .allocate(capacity: Self.maxFrame + 4)
-        rxBuf.initialize(repeating: 0, count: Self.maxFrame + 4)
-        queue = .allocate(capacity: Self.queueSlots * Self.maxFrame)
-        queueLen = .allocate(capacity: Self.queueSlots)
-        queueLen.initialize(repeating: 0, count: Self.queueSlots)
-        staging = .allocate(capacity: Self.queueSlots * Self.maxFrame)
-        stagingLen = .allocate(capacity: Self.queueSlots)
-        stagingLen.initialize(repeating: 0, count: Self.queueSlots)
+        rxTail = .allocate(capacity: Self.minFrame + 4)
+        rxTail.initialize(repeating: 0, count: Self.minFrame + 4)
 
         buildPROM()
         hardReset()
@@ -170,18 +168,13 @@ final class VlanceDevice {
         bcr.deallocate()
         prom.deallocate()
         pthread_mutex_destroy(mutex)
-        pthread_mutex_destroy(txMutex)
         mutex.deallocate()
-        txMutex.deallocate()
     }
 
     private func freeBuffers() {
+        txSegments.deallocate()
         txBuf.deallocate()
-        rxBuf.deallocate()
-        queue.deallocate()
-        staging.deallocate()
-        queueLen.deallocate()
-        stagingLen.deallocate()
+        rxTail.deallocate()
         scratch.deallocate()
     }
 
@@ -201,27 +194,37 @@ final class VlanceDevice {
         return true
     }
 
-    /// Ends a locked operation: updates the interrupt line, decides about polling,
-    /// releases `mutex`, then sends queued frames and arms the poll timer.
-    ///
-    /// With `send` (register accesses, the timer, control calls) the caller also waits for
-    /// a send in progress on another thread, so once a TDMD write returns every frame the
-    /// device took from the ring is on the switch. `receive` and `link_changed` pass false:
-    /// they may run inside another NIC's send (holding that NIC's `txMutex`), and a
-    /// receive path that waited for `txMutex` could deadlock two NICs sending to each
-    /// other. They never queue frames themselves.
-    func finish(send: Bool = true) {
-        var flush = false
+    /// Ends a locked operation: updates the interrupt line, decides about polling and
+    /// about frames the switch holds for us, releases `mutex`, then arms the poll timer
+    /// (once per operation, however many polls it asked for).
+    func finish() {
         if !dead {
+            if rxWaiting { checkReceiveRoom() }
             updateIRQ()
             if pollWanted && !pollArmed { requestPoll(after: Self.pollIntervalNs) }
-            flush = send && (queueCount > 0 || sending)
         }
         let deadline = armAt
         armAt = 0
         pthread_mutex_unlock(mutex)
-        if flush { flushQueue() }
         if deadline != 0, let t = pollTimer { timerArm(host, t, deadline) }
+    }
+
+    /// While the switch holds frames: once the guest owns the current receive descriptor
+    /// (or the receiver went off, or the ring is unreadable, so the frame will be dropped
+    /// rather than stored) delivery resumes; until then the ring is polled.
+    func checkReceiveRoom() {
+        let c0 = csr[0]
+        let receiving = c0 & CSR0.RXON != 0 && c0 & CSR0.STOP == 0 && csr[5] & CSR5.SPND == 0
+            && csr[15] & CSR15.LOOP == 0
+        if receiving {
+            dmaAllowed = pciCommand(host) & 0x4 != 0
+            if dmaAllowed, let d = loadDescriptor(at: rxDescriptorAddress(rxIndex)), !d.owned {
+                requestPoll(after: rxPollDelay)
+                return
+            }
+        }
+        rxWaiting = false
+        rxReady(port)
     }
 
     /// Whether the transmit ring should be polled.
@@ -254,25 +257,27 @@ final class VlanceDevice {
         finish()
     }
 
-    /// A frame from the switch. [any], without the host's device lock.
+    /// A frame from the switch, on the port's receive thread. HV_EAGAIN (no receive
+    /// buffer) makes the switch hold it until `rx_ready`.
     func receive(_ frame: UnsafeRawPointer?, _ len: Int) -> Int32 {
-        guard let frame, len > 0 else { return HV_EAGAIN }
-        guard lockLive() else { return HV_EAGAIN }
+        guard let frame, len > 0 else { return HV_EINVAL }
+        guard lockLive() else { return HV_EIO }
         let r = receiveFrame(UnsafeRawBufferPointer(start: frame, count: len), loopback: false)
-        finish(send: false)
+        finish()
         return r
     }
 
     func linkChanged(_ up: Bool) {
         guard lockLive() else { return }
         linkUp = up
-        finish(send: false)
+        finish()
     }
 
     /// The poll timer: [device] on the host timer thread.
     func pollTimerFired() {
         guard lockLive() else { return }
         pollArmed = false
+        if rxWaiting { rxPollDelay = min(rxPollDelay &* 2, Self.pollIntervalNs) }
         if pollWanted || txContinue || csr[0] & CSR0.TDMD != 0 {
             txContinue = false
             transmitPass()
@@ -284,7 +289,6 @@ final class VlanceDevice {
     func powerOnReset() {
         guard lockLive() else { return }
         hardReset()
-        queueCount = 0
         finish()
     }
 
@@ -296,70 +300,24 @@ final class VlanceDevice {
         finish()
     }
 
-    /// Called once by destroy, after the host detached the port (no receive is in flight)
-    /// and cancelled the poll timer. A poll callback may still be running on the timer
-    /// thread: timer_cancel_wait waits it out, and then nothing can call the instance, so
-    /// it may be freed (returns true). Without hv.timer/1 (an older host) it only marks
-    /// itself dead and frees its buffers; the object and its mutexes stay allocated for a
-    /// late callback to find it dead (returns false).
+    /// Called once by destroy, after the host detached the port (its receive thread is
+    /// stopped) and cancelled the poll timer. A poll callback may still be running on the
+    /// timer thread: timer_cancel_wait waits it out, and then nothing can call the
+    /// instance, so it may be freed (returns true). Without hv.timer/1 (an older host) it
+    /// only marks itself dead and frees its buffers; the object and its mutex stay
+    /// allocated for a late callback to find it dead (returns false).
     func shutdown() -> Bool {
         let quiet = pollTimer.map { timerCancelWait?(host, $0) == HV_OK } ?? true
-        pthread_mutex_lock(txMutex)
         pthread_mutex_lock(mutex)
         dead = true
-        queueCount = 0
         pthread_mutex_unlock(mutex)
-        pthread_mutex_unlock(txMutex)
         freeBuffers()
         return quiet
     }
 
-    // MARK: sending (after `mutex`)
-
-    /// Sends every queued frame, in order. Runs without `mutex` held, under `txMutex`.
-    func flushQueue() {
-        pthread_mutex_lock(txMutex)
-        var rounds = 0
-        while rounds < 8 {
-            rounds += 1
-            lock()
-            if dead { pthread_mutex_unlock(mutex); break }
-            let n = queueCount
-            for i in 0..<n {
-                let slot = (queueHead + i) % Self.queueSlots
-                (staging + i * Self.maxFrame).update(from: queue + slot * Self.maxFrame, count: queueLen[slot])
-                stagingLen[i] = queueLen[slot]
-            }
-            queueHead = (queueHead + n) % Self.queueSlots
-            queueCount = 0
-            sending = n > 0
-            pthread_mutex_unlock(mutex)
-            if n == 0 { break }
-            var failed: UInt64 = 0
-            if let port {
-                for i in 0..<n where netSend(port, staging + i * Self.maxFrame, stagingLen[i]) != HV_OK {
-                    failed += 1
-                }
-            } else {
-                failed = UInt64(n)
-            }
-            lock()
-            sending = false
-            framesSent &+= UInt64(n) - failed
-            sendFailures &+= failed
-            pthread_mutex_unlock(mutex)
-        }
-        pthread_mutex_unlock(txMutex)
-    }
-
-    /// Queues the frame in `txBuf[0..<len]`; false when the queue is full.
-    func enqueue(_ len: Int) -> Bool {
-        guard queueCount < Self.queueSlots else { return false }
-        let slot = (queueHead + queueCount) % Self.queueSlots
-        (queue + slot * Self.maxFrame).update(from: txBuf, count: len)
-        queueLen[slot] = len
-        queueCount += 1
-        return true
+    /// Counts the result of a send (a failure is the link going down meanwhile).
+    func countSend(_ rc: Int32) {
+        if rc == HV_OK { framesSent &+= 1 } else { sendFailures &+= 1 }
     }
 
     // MARK: interrupts

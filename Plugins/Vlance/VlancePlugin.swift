@@ -131,7 +131,16 @@ private func vlanceCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
         guard rc >= 0 else { return rc }
     }
 
-    guard let device = VlanceDevice(services: services, host: host, mac: mac) else { return HV_ENOTSUP }
+    // Ports are queues ("hv.net-queue/1"): the NIC sends straight from the ring and the
+    // switch holds frames while the guest has no receive buffer.
+    guard let getExtension = hs.get_extension,
+          let ext = HV_EXT_NET_QUEUE.withCString({ getExtension(host, $0) })?.assumingMemoryBound(to: hv_net_queue_ext.self),
+          ext.pointee.struct_size >= UInt32(MemoryLayout<hv_net_queue_ext>.size),
+          let backpressure = ext.pointee.rx_backpressure else {
+        say(HV_LOG_ERROR, "the host does not offer \(HV_EXT_NET_QUEUE) (ABI 1.1)")
+        return HV_ENOTSUP
+    }
+    guard let device = VlanceDevice(services: services, host: host, mac: mac, netQueue: ext) else { return HV_ENOTSUP }
     let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
 
     device.pollTimer = timerCreate(host, pollCallback, nil)
@@ -150,6 +159,11 @@ private func vlanceCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
     }
     device.port = port
     device.linkUp = linkUp(port) != 0
+    rc = backpressure(port, 1)
+    guard rc >= 0 else {
+        Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(handle)).release()
+        return rc
+    }
     out.pointee = handle
     return HV_OK
 }

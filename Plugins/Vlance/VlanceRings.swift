@@ -123,7 +123,7 @@ extension VlanceDevice {
     // MARK: transmit
 
     /// One pass over the transmit ring: sends every frame the guest owns, up to
-    /// `descriptorsPerPass` descriptors or a full send queue (the poll timer continues).
+    /// `descriptorsPerPass` descriptors (the poll timer continues).
     func transmitPass() {
         csr[0] &= ~CSR0.TDMD
         let c0 = csr[0]
@@ -135,11 +135,6 @@ extension VlanceDevice {
         }
         var budget = Self.descriptorsPerPass
         while budget > 0 && csr[0] & CSR0.TXON != 0 {
-            if queueCount == Self.queueSlots {
-                txContinue = true
-                requestPoll(after: 0)   // continue once the queue has drained
-                return
-            }
             let used = transmitFrame()
             if used == 0 { return }
             budget -= used
@@ -183,6 +178,8 @@ extension VlanceDevice {
         var address = firstAddress
         var d = d0
         var length = 0            // bytes the descriptors describe
+        var pieces = 0            // buffers recorded in txSegments
+        var copied = false        // gathering into txBuf instead (more than HV_NET_MAX_SEGMENTS pieces)
         var memoryFault = false
         var lateInterrupt = d0.flags & Desc.LTINT != 0
         var count = 0
@@ -190,7 +187,14 @@ extension VlanceDevice {
             count += 1
             let n = d.bufferLength
             if !memoryFault && length + n <= Self.maxFrame {
-                if !dmaRead(UInt64(d.base), txBuf + length, n) {
+                if !copied && pieces == Int(HV_NET_MAX_SEGMENTS) {
+                    copied = true
+                    memoryFault = !copySegments(pieces)
+                }
+                if !copied {
+                    txSegments[pieces] = hv_net_segment(gpa: UInt64(d.base), len: UInt32(n), reserved: 0)
+                    pieces += 1
+                } else if !memoryFault && !dmaRead(UInt64(d.base), txBuf + length, n) {
                     guestError("transmit buffer at 0x\(String(d.base, radix: 16)) (\(n) bytes) is not in guest RAM")
                     memoryFault = true
                 }
@@ -252,14 +256,8 @@ extension VlanceDevice {
             csr[0] |= CSR0.CERR
         } else {
             if length + 4 > 1518 { csr[0] |= CSR0.BABL }   // longer than a maximum frame
-            if length < Self.minFrame {
-                (txBuf + length).update(repeating: 0, count: Self.minFrame - length)
-                length = Self.minFrame
-            }
-            if loopback {
-                _ = receiveFrame(UnsafeRawBufferPointer(start: txBuf, count: length), loopback: true)
-            } else {
-                _ = enqueue(length)   // transmitPass checked that a slot is free
+            if !transmit(length: length, pieces: pieces, copied: copied, loopback: loopback) {
+                csr[0] |= CSR0.MERR
             }
         }
         guard storeStatus(at: address, status: status, misc: misc, transmit: true) else {
@@ -270,6 +268,48 @@ extension VlanceDevice {
         let ltint = csr[5] & CSR5.LTINTEN != 0 && lateInterrupt
         if status & Desc.ERR != 0 || !tokintd || ltint { csr[0] |= CSR0.TINT }
         return count
+    }
+
+    /// Copies the first `pieces` recorded transmit buffers into `txBuf`; false (logged)
+    /// when one is not in guest RAM.
+    private func copySegments(_ pieces: Int) -> Bool {
+        var at = 0
+        for i in 0..<pieces {
+            let s = txSegments[i]
+            guard dmaRead(s.gpa, txBuf + at, Int(s.len)) else {
+                guestError("transmit buffer at 0x\(String(s.gpa, radix: 16)) (\(s.len) bytes) is not in guest RAM")
+                return false
+            }
+            at += Int(s.len)
+        }
+        return true
+    }
+
+    /// Puts a complete frame of `length` bytes on the wire, padded to 60: from guest memory
+    /// through `send_guest` (the switch copies it once, into the receivers' queues), or
+    /// from `txBuf` when it is `copied` there or loops back. False on a guest-memory fault.
+    private func transmit(length: Int, pieces: Int, copied: Bool, loopback: Bool) -> Bool {
+        if !copied && !loopback {
+            let rc = sendGuest(port, txSegments, UInt32(pieces), UInt32(Self.minFrame))
+            if rc == HV_EFAULT {
+                guestError("a transmit buffer of the \(length)-byte frame at descriptor \(txIndex) is not in guest RAM")
+                return false
+            }
+            countSend(rc)
+            return true
+        }
+        if !copied { guard copySegments(pieces) else { return false } }
+        var n = length
+        if n < Self.minFrame {
+            (txBuf + n).update(repeating: 0, count: Self.minFrame - n)
+            n = Self.minFrame
+        }
+        if loopback {
+            _ = receiveFrame(UnsafeRawBufferPointer(start: txBuf, count: n), loopback: true)
+        } else {
+            countSend(netSend(port, txBuf, n))
+        }
+        return true
     }
 
     // MARK: receive
@@ -296,43 +336,62 @@ extension VlanceDevice {
     }
 
     /// Stores a frame into the receive ring. Returns HV_OK when it was taken or filtered
-    /// out, HV_EAGAIN when the receiver is off, the frame is too long, no descriptor is
-    /// owned (MISS) or guest memory failed (MERR).
+    /// out; HV_EAGAIN when no descriptor is owned (the switch holds the frame and
+    /// `rxWaiting` polls for a buffer; a looped-back frame is missed instead: MISS);
+    /// HV_EIO (dropped) when the receiver is off, the frame is too long, it overflowed the
+    /// owned buffers (OFLO) or guest memory failed (MERR).
     func receiveFrame(_ frame: UnsafeRawBufferPointer, loopback: Bool) -> Int32 {
         let c0 = csr[0]
-        guard c0 & CSR0.RXON != 0, c0 & CSR0.STOP == 0, csr[5] & CSR5.SPND == 0 else { return HV_EAGAIN }
+        guard c0 & CSR0.RXON != 0, c0 & CSR0.STOP == 0, csr[5] & CSR5.SPND == 0 else { return HV_EIO }
         // In loopback mode the receiver listens to the transmitter only.
-        guard loopback || csr[15] & CSR15.LOOP == 0 else { return HV_EAGAIN }
-        guard frame.count >= 14, frame.count <= Self.maxFrame else { return HV_EAGAIN }
+        guard loopback || csr[15] & CSR15.LOOP == 0 else { return HV_EIO }
+        guard frame.count >= 14, frame.count <= Self.maxFrame else { return HV_EIO }
         let match = acceptance(of: UnsafeRawBufferPointer(rebasing: frame[0..<6]))
         guard match.accept else { return HV_OK }
 
-        guard refreshDMA() else { csr[0] |= CSR0.MERR; return HV_EAGAIN }
+        guard refreshDMA() else { csr[0] |= CSR0.MERR; return HV_EIO }
         let first = rxIndex
         let firstAddress = rxDescriptorAddress(first)
         guard let d0 = loadDescriptor(at: firstAddress) else { return receiveRingFault(firstAddress) }
         guard d0.owned else {
-            // No buffer: missed frame.
+            guard loopback else {
+                rxWaiting = true
+                rxPollDelay = Self.rxWaitPollNs
+                return HV_EAGAIN
+            }
+            // No buffer for the internal loopback: missed frame.
             csr[0] |= CSR0.MISS
             csr[112] &+= 1
             if csr[112] == 0 { csr[4] |= CSR4.MFCO }
-            return HV_EAGAIN
+            return HV_EIO
         }
 
-        // The message as the chip stores it: data, pad to 60 bytes, FCS.
-        UnsafeMutableRawPointer(rxBuf).copyMemory(from: frame.baseAddress!, byteCount: frame.count)
-        var messageLength = frame.count
-        if messageLength < Self.minFrame {
-            (rxBuf + messageLength).update(repeating: 0, count: Self.minFrame - messageLength)
-            messageLength = Self.minFrame
-        }
-        let typeLength = Int(rxBuf[12]) << 8 | Int(rxBuf[13])
+        // The message as the chip stores it: the frame (read in place), then `tail`
+        // bytes from rxTail: zeros to 60 bytes and the FCS; with ASTRP_RCV an 802.3
+        // frame's data only, without pad and FCS.
+        let data: Int
+        let tail: Int
+        let typeLength = Int(frame[12]) << 8 | Int(frame[13])
         if csr[4] & CSR4.ASTRP_RCV != 0 && typeLength < 46 {
-            messageLength = 14 + typeLength   // pad and FCS stripped
+            data = min(frame.count, 14 + typeLength)
+            tail = 14 + typeLength - data
+            rxTail.update(repeating: 0, count: tail)
         } else {
-            let fcs = VlanceCRC.fcs(UnsafeRawBufferPointer(start: rxBuf, count: messageLength))
-            for i in 0..<4 { rxBuf[messageLength + i] = UInt8(truncatingIfNeeded: fcs >> (8 * UInt32(i))) }
-            messageLength += 4
+            data = frame.count
+            let pad = max(0, Self.minFrame - data)
+            rxTail.update(repeating: 0, count: pad)
+            let fcs = ~VlanceCRC.update(VlanceCRC.update(0xFFFF_FFFF, frame),
+                                        UnsafeRawBufferPointer(start: rxTail, count: pad))
+            for i in 0..<4 { rxTail[pad + i] = UInt8(truncatingIfNeeded: fcs >> (8 * UInt32(i))) }
+            tail = pad + 4
+        }
+        let messageLength = data + tail
+        // Writes message bytes [offset, offset + n) to guest memory at `gpa`.
+        func store(_ gpa: UInt64, _ offset: Int, _ n: Int) -> Bool {
+            let fromFrame = max(0, min(n, data - offset))
+            if fromFrame > 0 && !dmaWrite(gpa, frame.baseAddress! + offset, fromFrame) { return false }
+            let rest = n - fromFrame
+            return rest == 0 || dmaWrite(gpa &+ UInt64(fromFrame), rxTail + (offset + fromFrame - data), rest)
         }
 
         var index = first
@@ -344,10 +403,10 @@ extension VlanceDevice {
         while true {
             count += 1
             let n = min(d.bufferLength, messageLength - offset)
-            guard dmaWrite(UInt64(d.base), rxBuf + offset, n) else {
+            guard store(UInt64(d.base), offset, n) else {
                 guestError("receive buffer at 0x\(String(d.base, radix: 16)) is not in guest RAM")
                 csr[0] |= CSR0.MERR
-                return HV_EAGAIN
+                return HV_EIO
             }
             offset += n
             if offset == messageLength {
@@ -389,13 +448,13 @@ extension VlanceDevice {
         rxIndex = (index + 1) % rxLen
         csr[0] |= CSR0.RINT
         framesReceived &+= 1
-        return finalStatus & Desc.ERR == 0 ? HV_OK : HV_EAGAIN
+        return finalStatus & Desc.ERR == 0 ? HV_OK : HV_EIO
     }
 
     private func receiveRingFault(_ address: UInt64) -> Int32 {
         guestError("receive descriptor at 0x\(String(address, radix: 16)) is not in guest RAM")
         csr[0] |= CSR0.MERR
-        return HV_EAGAIN
+        return HV_EIO
     }
 }
 
@@ -409,14 +468,14 @@ enum VlanceCRC {
 
     /// The raw register value over `bytes` (initial all ones, no final inversion), as the
     /// chip's hash uses it.
-    static func hashLE(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
+    static func hashLE(_ bytes: UnsafeRawBufferPointer) -> UInt32 { update(0xFFFF_FFFF, bytes) }
+
+    /// The register after feeding `bytes` to it.
+    static func update(_ register: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var crc = register
         table.withUnsafeBufferPointer { t in
             for b in bytes { crc = t[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
         }
         return crc
     }
-
-    /// The Ethernet FCS, transmitted least significant byte first.
-    static func fcs(_ bytes: UnsafeRawBufferPointer) -> UInt32 { ~hashLE(bytes) }
 }

@@ -3,9 +3,9 @@ import PluginABI
 /// Saved state, section "vlance" version 1. Fields:
 ///   csr (bytes, 128 x u16 LE), bcr (bytes, 32 x u16 LE), aprom (bytes, 16), rap (u16),
 ///   rdra, tdra, rxLen, txLen, rxIndex, txIndex (u32), txStalled (u8).
-/// The link state is the port's and is read back from the host; frames waiting for the
-/// switch are never pending while the VM is paused (the thread that queues them sends
-/// them before it returns).
+/// The link state is the port's and is read back from the host; the device keeps no
+/// frames of its own (transmitted frames go to the switch at once; received ones wait in
+/// the host's port queue, which is not saved: frames on the wire).
 extension VlanceDevice {
     static let stateVersion: UInt32 = 1
 
@@ -50,7 +50,6 @@ extension VlanceDevice {
         guard lockLive() else { return HV_EINVAL }
         defer { finish() }
         hardReset()
-        queueCount = 0
         var rc: Int32 = HV_OK
         func field(_ name: String, _ type: UInt32, _ data: UnsafeMutableRawPointer, _ len: Int) -> Bool {
             guard rc >= 0 else { return false }

@@ -40,6 +40,9 @@ _Static_assert(sizeof(hv_doorbell_desc) == 48, "hv_doorbell_desc layout changed"
 _Static_assert(offsetof(hv_doorbell_desc, datamatch) == 24, "hv_doorbell_desc layout changed");
 _Static_assert(offsetof(hv_doorbell_desc, ring) == 32, "hv_doorbell_desc layout changed");
 _Static_assert(sizeof(hv_doorbell_ext) == 16, "hv_doorbell_ext layout changed");
+_Static_assert(sizeof(hv_net_segment) == 16, "hv_net_segment layout changed");
+_Static_assert(sizeof(hv_net_queue_ext) == 32, "hv_net_queue_ext layout changed");
+_Static_assert(offsetof(hv_net_queue_ext, rx_ready) == 24, "hv_net_queue_ext layout changed");
 _Static_assert(sizeof(hv_device_model) == 48, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
 _Static_assert(sizeof(hv_sched_ops) == 104, "hv_sched_ops layout changed");

@@ -237,13 +237,15 @@ final class ConsoleTests: XCTestCase {
         let switches = SwitchRegistry()
         let lab = switches.virtualSwitch(named: "lab")
         let received = LockedCount()
-        let a = lab.makePort(name: "vm1.ethernet0", mac: [0x00, 0x50, 0x56, 0, 0, 1], receive: { _ in true }, linkChanged: { _ in })
-        _ = lab.makePort(name: "vm2.ethernet0", mac: [0x00, 0x50, 0x56, 0, 0, 2], receive: { _ in received.add(); return true },
-                         linkChanged: { _ in })
+        let a = lab.makePort(name: "vm1.ethernet0", mac: [0x00, 0x50, 0x56, 0, 0, 1], receive: { _ in .taken }, linkChanged: { _ in })
+        let b = lab.makePort(name: "vm2.ethernet0", mac: [0x00, 0x50, 0x56, 0, 0, 2], receive: { _ in received.add(); return .taken },
+                             linkChanged: { _ in })
+        defer { for p in [a, b] { lab.removePort(p) } }
         _ = switches.virtualSwitch(named: "other")
         console.registerNetCommands(switches)
 
         XCTAssertEqual(a.send([UInt8](repeating: 0xFF, count: 6) + [0x00, 0x50, 0x56, 0, 0, 1, 0x08, 0x00] + [UInt8](repeating: 0, count: 46)), .sent)
+        XCTAssertTrue(lab.waitUntilDelivered())
         let switchesText = console.execute("net switches")
         XCTAssertTrue(switchesText.contains("lab\t2") && switchesText.contains("other\t0"), switchesText)
         let ports = console.execute("net ports lab")
@@ -252,6 +254,7 @@ final class ConsoleTests: XCTestCase {
 
         XCTAssertEqual(console.execute("net link vm2 ethernet0 down"), "vm2.ethernet0: link down")
         XCTAssertEqual(a.send([UInt8](repeating: 0xFF, count: 60)), .sent)
+        XCTAssertTrue(lab.waitUntilDelivered())
         XCTAssertEqual(received.value, 1, "a port whose link is down receives nothing")
         XCTAssertTrue(console.execute("net ports").contains("vm2.ethernet0\t00:50:56:00:00:02\tdown"))
         XCTAssertEqual(console.execute("net link vm2 ethernet0 up"), "vm2.ethernet0: link up")

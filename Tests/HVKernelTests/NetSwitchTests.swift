@@ -4,19 +4,28 @@ import XCTest
 @testable import HVKernel
 
 /// What one port's NIC has received; thread-safe. `accepting = false` simulates a full ring.
+/// Reading what was received first waits until the switch has delivered everything.
 private final class Inbox: Sendable {
+    let sw: VirtualSwitch
     let frames = Mutex<[[UInt8]]>([])
+    let threads = Mutex<[pthread_t]>([])
     let links = Mutex<[Bool]>([])
     let accepting = Atomic<Bool>(true)
 
-    var received: [[UInt8]] { frames.withLock { $0 } }
-    var count: Int { frames.withLock { $0.count } }
+    init(_ sw: VirtualSwitch) { self.sw = sw }
+
+    var received: [[UInt8]] {
+        XCTAssertTrue(sw.waitUntilDelivered(), "\(sw) did not settle")
+        return frames.withLock { $0 }
+    }
+    var count: Int { received.count }
     var linkEvents: [Bool] { links.withLock { $0 } }
 
-    func receive(_ frame: [UInt8]) -> Bool {
-        guard accepting.load(ordering: .relaxed) else { return false }
-        frames.withLock { $0.append(frame) }
-        return true
+    func receive(_ frame: UnsafeRawBufferPointer) -> PortReceiveResult {
+        threads.withLock { $0.append(pthread_self()) }
+        guard accepting.load(ordering: .relaxed) else { return .full }
+        frames.withLock { $0.append(Array(frame)) }
+        return .taken
     }
 }
 
@@ -33,17 +42,32 @@ private func frame(to dst: [UInt8], from src: [UInt8], payload: [UInt8] = [0x08,
     dst + src + payload
 }
 
-private func makePort(_ sw: VirtualSwitch, _ name: String, _ last: UInt8) -> (VirtualPort, Inbox) {
-    let inbox = Inbox()
-    let port = sw.makePort(name: name, mac: mac(last),
+private func makePort(_ sw: VirtualSwitch, _ name: String, _ last: UInt8,
+                      queue: PortQueueLimits = .standard) -> (VirtualPort, Inbox) {
+    let inbox = Inbox(sw)
+    let port = sw.makePort(name: name, mac: mac(last), queue: queue,
                            receive: { inbox.receive($0) },
                            linkChanged: { up in inbox.links.withLock { $0.append(up) } })
     return (port, inbox)
 }
 
 final class NetSwitchTests: XCTestCase {
+    /// Every switch a test makes; tearDown unplugs their ports, which ends the receive threads.
+    private var made: [VirtualSwitch] = []
+
+    private func makeSwitch(_ name: String = "vSwitch0") -> VirtualSwitch {
+        let sw = VirtualSwitch(name: name)
+        made.append(sw)
+        return sw
+    }
+
+    override func tearDown() {
+        for sw in made { for p in sw.ports { sw.removePort(p) } }
+        made = []
+    }
+
     func testPortIdentity() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, _) = makePort(sw, "vm1.ethernet0", 1)
         XCTAssertEqual(a.name, "vm1.ethernet0")
         XCTAssertEqual(a.mac, MACAddress(0x00, 0x50, 0x56, 0x00, 0x00, 0x01))
@@ -53,7 +77,7 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testLearnedUnicastGoesOnlyToThatPort() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, inA) = makePort(sw, "a", 1)
         let (b, inB) = makePort(sw, "b", 2)
         let (_, inC) = makePort(sw, "c", 3)
@@ -79,7 +103,7 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testUnknownUnicastFloodsToAllOtherPorts() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, inA) = makePort(sw, "a", 1)
         let (_, inB) = makePort(sw, "b", 2)
         let (_, inC) = makePort(sw, "c", 3)
@@ -91,7 +115,7 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testBroadcastAndMulticastFlood() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, inA) = makePort(sw, "a", 1)
         let (b, inB) = makePort(sw, "b", 2)
         let (_, inC) = makePort(sw, "c", 3)
@@ -108,7 +132,7 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testNeverEchoesToSender() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, inA) = makePort(sw, "a", 1)
         let (_, inB) = makePort(sw, "b", 2)
         XCTAssertEqual(a.send(frame(to: broadcast, from: mac(1))), .sent)
@@ -120,7 +144,7 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testStationMoveRelearnsAddress() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, inA) = makePort(sw, "a", 1)
         let (b, inB) = makePort(sw, "b", 2)
         let (c, inC) = makePort(sw, "c", 3)
@@ -135,7 +159,7 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testLinkDownPortNeitherSendsNorReceives() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, inA) = makePort(sw, "a", 1)
         let (b, inB) = makePort(sw, "b", 2)
         let (_, inC) = makePort(sw, "c", 3)
@@ -168,13 +192,14 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testCountersAndReceiveRingFull() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, _) = makePort(sw, "a", 1)
         let (b, inB) = makePort(sw, "b", 2)
         let f60 = frame(to: mac(2), from: mac(1), payload: [UInt8](repeating: 0xEE, count: 48))
         XCTAssertEqual(f60.count, 60)
         XCTAssertEqual(a.send(f60), .sent)
         XCTAssertEqual(a.send(f60), .sent)
+        XCTAssertEqual(inB.count, 2)
         inB.accepting.store(false, ordering: .relaxed)
         XCTAssertEqual(a.send(f60), .sent)
         XCTAssertEqual(a.send(Array(f60.prefix(10))), .invalidLength)
@@ -183,6 +208,7 @@ final class NetSwitchTests: XCTestCase {
         expectA.txFrames = 3
         expectA.txBytes = 180
         expectA.txDrops = 1
+        XCTAssertTrue(sw.waitUntilDelivered())
         XCTAssertEqual(a.counters, expectA)
 
         var expectB = PortCounters()
@@ -194,7 +220,7 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testBadLengthsAreRejectedAndCounted() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, _) = makePort(sw, "a", 1)
         let (_, inB) = makePort(sw, "b", 2)
         XCTAssertEqual(a.send([]), .invalidLength)
@@ -240,18 +266,18 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testReceiverMaySendFromInsideReceive() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, inA) = makePort(sw, "a", 1)
         let responderBox = PortBox()
         let requests = Atomic<Int>(0)
         let responder = sw.makePort(name: "echo", mac: mac(2), receive: { f in
             requests.wrappingAdd(1, ordering: .relaxed)
             // Reply to the sender, and flood a broadcast too, from inside receive.
-            guard let me = responderBox.port.withLock({ $0 }) else { return false }
+            guard let me = responderBox.port.withLock({ $0 }) else { return .dropped }
             let source = Array(f[6..<12])
             _ = me.send(frame(to: source, from: mac(2), payload: [0x08, 0x00] + f[14...]))
             _ = me.send(frame(to: broadcast, from: mac(2)))
-            return true
+            return .taken
         }, linkChanged: { _ in })
         responderBox.port.withLock { $0 = responder }
 
@@ -264,17 +290,19 @@ final class NetSwitchTests: XCTestCase {
             done.fulfill()
         }
         wait(for: [done], timeout: 10)
-        XCTAssertEqual(requests.load(ordering: .relaxed), 100)
         XCTAssertEqual(inA.count, 200)
+        XCTAssertEqual(requests.load(ordering: .relaxed), 100)
         XCTAssertEqual(inA.received.filter { $0.count == 15 }.map { $0[14] }, (0..<100).map { UInt8($0) })
         XCTAssertEqual(responder.counters.txFrames, 200)
         responderBox.port.withLock { $0 = nil }
     }
 
     func testConcurrentSendersLoseNothing() {
-        let sw = VirtualSwitch(name: "vSwitch0")
-        let (sink, inSink) = makePort(sw, "sink", 0x10)
-        let senders = (1...4).map { makePort(sw, "s\($0)", UInt8($0)) }
+        let sw = makeSwitch()
+        // Queues deep enough for everything: this test is about ordering, not overload.
+        let deep = PortQueueLimits(frames: 16384, bytes: 1 << 20)
+        let (sink, inSink) = makePort(sw, "sink", 0x10, queue: deep)
+        let senders = (1...4).map { makePort(sw, "s\($0)", UInt8($0), queue: deep) }
         _ = sink.send(frame(to: broadcast, from: mac(0x10)))   // learn the sink
         for (p, _) in senders { _ = p.send(frame(to: broadcast, from: p.mac.array)) }   // and the senders
         let perThread = 2000
@@ -325,7 +353,7 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testRemovedPortIsForgottenAndSilent() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, _) = makePort(sw, "a", 1)
         let (b, inB) = makePort(sw, "b", 2)
         let (_, inC) = makePort(sw, "c", 3)
@@ -344,13 +372,13 @@ final class NetSwitchTests: XCTestCase {
         XCTAssertEqual(inB.count, 0)
         XCTAssertEqual(inC.count, 2)
         // A port of another switch is ignored.
-        let other = VirtualSwitch(name: "other")
+        let other = makeSwitch("other")
         other.removePort(a)
         XCTAssertEqual(sw.ports.count, 2)
     }
 
     func testRemovePortWaitsForDeliveryInProgress() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, _) = makePort(sw, "a", 1)
         let inside = DispatchSemaphore(value: 0)
         let finished = Atomic<Bool>(false)
@@ -358,7 +386,7 @@ final class NetSwitchTests: XCTestCase {
             inside.signal()
             usleep(200_000)
             finished.store(true, ordering: .sequentiallyConsistent)
-            return true
+            return .taken
         }, linkChanged: { _ in })
         Thread.detachNewThread { _ = a.send(frame(to: broadcast, from: mac(1))) }
         inside.wait()
@@ -368,14 +396,156 @@ final class NetSwitchTests: XCTestCase {
     }
 
     func testMACTableIsBounded() {
-        let sw = VirtualSwitch(name: "vSwitch0")
+        let sw = makeSwitch()
         let (a, _) = makePort(sw, "a", 1)
-        let (_, inB) = makePort(sw, "b", 2)
+        let (_, inB) = makePort(sw, "b", 2, queue: PortQueueLimits(frames: 8192, bytes: 1 << 20))
         for i in 0..<(VirtualSwitch.macTableCapacity + 500) {
             let src: [UInt8] = [0x02, 0x00, 0x00, UInt8(i >> 16 & 0xFF), UInt8(i >> 8 & 0xFF), UInt8(i & 0xFF)]
             XCTAssertEqual(a.send(frame(to: broadcast, from: src)), .sent)
         }
         XCTAssertEqual(sw.learnedAddressCount, VirtualSwitch.macTableCapacity)
         XCTAssertEqual(inB.count, VirtualSwitch.macTableCapacity + 500)
+    }
+
+    // MARK: - Ports are queues
+
+    func testReceiveRunsOnThePortsOwnThreadNeverTheSenders() {
+        let sw = makeSwitch()
+        let (a, inA) = makePort(sw, "a", 1)
+        let (b, inB) = makePort(sw, "b", 2)
+        _ = a.send(frame(to: broadcast, from: mac(1)))
+        _ = a.send(frame(to: mac(2), from: mac(1)))
+        let helper = Mutex<pthread_t?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            helper.withLock { $0 = pthread_self() }
+            for _ in 0..<3 { _ = b.send(frame(to: mac(1), from: mac(2))) }
+            done.signal()
+        }
+        done.wait()
+        XCTAssertEqual(inB.count, 2)
+        XCTAssertEqual(inA.count, 3)
+        let bThreads = inB.threads.withLock { $0 }, aThreads = inA.threads.withLock { $0 }
+        guard let sender = helper.withLock({ $0 }) else { return XCTFail("the helper thread did not run") }
+        XCTAssertEqual(Set(bThreads).count, 1, "one receive thread per port")
+        XCTAssertEqual(Set(aThreads).count, 1, "one receive thread per port")
+        XCTAssertEqual(pthread_equal(bThreads[0], pthread_self()), 0, "b's receive ran on the sending (test) thread")
+        XCTAssertEqual(pthread_equal(aThreads[0], sender), 0, "a's receive ran on the sending thread")
+        XCTAssertEqual(pthread_equal(aThreads[0], bThreads[0]), 0, "two ports share a receive thread")
+    }
+
+    /// A receiver stuck in `receive`: the queue fills (the frame being delivered counts),
+    /// and what does not fit is dropped and counted; sending never waits for the receiver.
+    func testFullQueueDropsAndCounts() {
+        let sw = makeSwitch()
+        let (a, _) = makePort(sw, "a", 1)
+        let entered = DispatchSemaphore(value: 0), gate = DispatchSemaphore(value: 0)
+        let got = Mutex<[[UInt8]]>([])
+        let b = sw.makePort(name: "b", mac: mac(2), queue: PortQueueLimits(frames: 4, bytes: 1 << 17), receive: { f in
+            entered.signal()
+            gate.wait()
+            got.withLock { $0.append(Array(f)) }
+            return .taken
+        }, linkChanged: { _ in })
+        let frames = (0..<11).map { frame(to: mac(2), from: mac(1), payload: [0x08, 0x00, UInt8($0)]) }
+        XCTAssertEqual(a.send(frames[0]), .sent)
+        entered.wait()
+        for f in frames[1...] { XCTAssertEqual(a.send(f), .sent) }
+        XCTAssertEqual(b.counters.rxDrops, 7, "4 frames fit (1 being delivered + 3 waiting); 7 do not")
+        XCTAssertEqual(b.queuedFrames, 4)
+        for _ in 0..<4 { gate.signal() }
+        XCTAssertTrue(sw.waitUntilDelivered())
+        XCTAssertEqual(got.withLock { $0 }, Array(frames[0..<4]))
+        XCTAssertEqual(b.counters.rxFrames, 4)
+        XCTAssertEqual(b.counters.rxBytes, 4 * 15)
+        XCTAssertEqual(b.counters.rxDrops, 7)
+        XCTAssertEqual(a.counters.txFrames, 11, "the sender's side saw every frame go out")
+    }
+
+    /// The byte bound, and records wrapping to the start of the arena: frames are never
+    /// split, and what was stored comes out intact and in order.
+    func testQueueBytesWrapAroundAndBoundTheQueue() {
+        let sw = makeSwitch()
+        let (a, _) = makePort(sw, "a", 1)
+        let entered = DispatchSemaphore(value: 0), gate = DispatchSemaphore(value: 0)
+        let got = Mutex<[[UInt8]]>([])
+        let b = sw.makePort(name: "b", mac: mac(2), queue: PortQueueLimits(frames: 64, bytes: 70000), receive: { f in
+            entered.signal()
+            gate.wait()
+            got.withLock { $0.append(Array(f)) }
+            return .taken
+        }, linkChanged: { _ in })
+        func big(_ size: Int, _ tag: UInt8) -> [UInt8] {
+            frame(to: mac(2), from: mac(1), payload: (0..<(size - 12)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(tag)) })
+        }
+        let (fa, fb, fc, fd, fe) = (big(30000, 1), big(30000, 2), big(20000, 3), big(15000, 4), big(9000, 5))
+        XCTAssertEqual(a.send(fa), .sent)          // at 0, being delivered
+        entered.wait()
+        XCTAssertEqual(a.send(fb), .sent)          // at 30000
+        XCTAssertEqual(a.send(fc), .sent)          // 10000 left at the end, 0 at the start: dropped
+        XCTAssertEqual(b.counters.rxDrops, 1)
+        gate.signal()                               // fa done; fb (at 30000) is delivered next
+        entered.wait()
+        XCTAssertEqual(a.send(fc), .sent)          // wraps to 0
+        XCTAssertEqual(a.send(fd), .sent)          // 10000 free before fb: dropped
+        XCTAssertEqual(a.send(fe), .sent)          // fits at 20000
+        XCTAssertEqual(b.counters.rxDrops, 2)
+        XCTAssertEqual(b.queuedFrames, 3)
+        for _ in 0..<3 { gate.signal() }
+        XCTAssertTrue(sw.waitUntilDelivered())
+        XCTAssertEqual(got.withLock { $0 }, [fa, fb, fc, fe])
+        XCTAssertEqual(b.counters.rxFrames, 4)
+    }
+
+    /// Back-pressure: a port that holds frames keeps the one its NIC had no room for at the
+    /// head of the queue, delivers nothing until `receiveReady`, and only drops what does
+    /// not fit into the queue.
+    func testHeldFramesWaitForReceiveReady() {
+        let sw = makeSwitch()
+        let (a, _) = makePort(sw, "a", 1)
+        let room = Atomic<Int>(0)
+        let got = Mutex<[[UInt8]]>([])
+        let b = sw.makePort(name: "b", mac: mac(2), queue: PortQueueLimits(frames: 8, bytes: 1 << 17), receive: { f in
+            guard room.load(ordering: .sequentiallyConsistent) > 0 else { return .full }
+            room.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+            got.withLock { $0.append(Array(f)) }
+            return .taken
+        }, linkChanged: { _ in })
+        XCTAssertFalse(b.holdsFramesWhenFull)
+        b.holdsFramesWhenFull = true
+        let frames = (0..<12).map { frame(to: mac(2), from: mac(1), payload: [0x08, 0x00, UInt8($0)]) }
+        for f in frames[0..<5] { XCTAssertEqual(a.send(f), .sent) }
+        XCTAssertTrue(sw.waitUntilDelivered(), "a held queue is idle")
+        XCTAssertEqual(got.withLock { $0.count }, 0)
+        XCTAssertEqual(b.queuedFrames, 5)
+        XCTAssertEqual(b.counters.rxDrops, 0, "held, not dropped")
+
+        room.store(2, ordering: .sequentiallyConsistent)
+        b.receiveReady()
+        XCTAssertTrue(sw.waitUntilDelivered())
+        XCTAssertEqual(got.withLock { $0 }, Array(frames[0..<2]))
+        XCTAssertEqual(b.queuedFrames, 3)
+
+        // While held the queue still bounds what waits: 3 + 6 > 8.
+        for f in frames[5..<11] { XCTAssertEqual(a.send(f), .sent) }
+        XCTAssertEqual(b.counters.rxDrops, 1)
+        XCTAssertEqual(b.queuedFrames, 8)
+        b.receiveReady()   // no room yet: tried again, held again
+        XCTAssertTrue(sw.waitUntilDelivered())
+        XCTAssertEqual(got.withLock { $0.count }, 2)
+
+        room.store(100, ordering: .sequentiallyConsistent)
+        b.receiveReady()
+        XCTAssertTrue(sw.waitUntilDelivered())
+        XCTAssertEqual(got.withLock { $0 }, Array(frames[0..<10]))
+        XCTAssertEqual(b.counters.rxFrames, 10)
+
+        // Without holding, "no room" drops at once.
+        room.store(0, ordering: .sequentiallyConsistent)
+        b.holdsFramesWhenFull = false
+        XCTAssertEqual(a.send(frames[11]), .sent)
+        XCTAssertTrue(sw.waitUntilDelivered())
+        XCTAssertEqual(b.counters.rxDrops, 2)
+        XCTAssertEqual(b.queuedFrames, 0)
     }
 }

@@ -47,7 +47,7 @@ final class PluginLifecycleTests: XCTestCase {
         device = PluginDevice(model: match.model, pluginName: match.plugin.name, context: context)
         try device.create()
         peer = switches.virtualSwitch(named: "lifecycle-net").makePort(
-            name: "peer", mac: [0x02, 0, 0, 0, 0, 0x99], receive: { _ in true }, linkChanged: { _ in })
+            name: "peer", mac: [0x02, 0, 0, 0, 0, 0x99], receive: { _ in .taken }, linkChanged: { _ in })
     }
 
     override func tearDown() {
@@ -57,8 +57,11 @@ final class PluginLifecycleTests: XCTestCase {
 
     private func reg(_ offset: UInt64) -> UInt64 { device.barRead(bar: 0, offset: offset, size: 8) }
 
+    /// Sends a frame to the probe and waits until the switch has delivered it (ports are queues).
     private func sendToProbe() -> SendResult {
-        peer.send([0x02, 0, 0, 0, 0x11, 0xFE, 0x02, 0, 0, 0, 0, 0x99, 0x08, 0x00] + [UInt8](repeating: 0, count: 46))
+        let result = peer.send([0x02, 0, 0, 0, 0x11, 0xFE, 0x02, 0, 0, 0, 0, 0x99, 0x08, 0x00] + [UInt8](repeating: 0, count: 46))
+        XCTAssertTrue(switches.virtualSwitch(named: "lifecycle-net").waitUntilDelivered())
+        return result
     }
 
     private var probePort: VirtualPort {

@@ -38,6 +38,8 @@ final class VlanceTests: XCTestCase {
     override func tearDown() {
         for r in rigs { r.tearDown() }
         rigs = []
+        // Unplug the test peers too, which ends their receive threads.
+        for sw in switches.switches { for p in sw.ports { sw.removePort(p) } }
     }
 
     func makeRig(mac: String = "00:50:56:00:00:01", network: String = "testnet",
@@ -271,7 +273,7 @@ final class VlanceTests: XCTestCase {
         rig.bringUp(style: 2)
         rig.ackAll()
         let frame = VlanceRig.frame(to: rig.mac, from: peer.mac, length: 100)
-        XCTAssertEqual(peer.port.send(frame), .sent)
+        XCTAssertEqual(peer.send(frame), .sent)
         let rmd = rig.rxDescriptor(0)
         XCTAssertEqual(rmd.flags & 0xFF00_0000, 0x0300_0000, "OWN cleared, STP|ENP, no errors")
         XCTAssertEqual(rmd.flags & 0x0040_0000, 0x0040_0000, "PAM")
@@ -284,7 +286,7 @@ final class VlanceTests: XCTestCase {
         rig.setCSR(0, 0x0400 | 0x0040)
         XCTAssertFalse(rig.intx)
         // The next frame uses the next descriptor.
-        XCTAssertEqual(peer.port.send(frame), .sent)
+        XCTAssertEqual(peer.send(frame), .sent)
         XCTAssertEqual(rig.rxDescriptor(1).flags & 0x8300_0000, 0x0300_0000)
         XCTAssertEqual(rig.csr(72), UInt32(UInt16(truncatingIfNeeded: 2 - 16)), "CSR72 ring counter")
     }
@@ -294,7 +296,7 @@ final class VlanceTests: XCTestCase {
         let peer = makePeer()
         rig.bringUp(style: 2, rxBufferSize: 64)
         let frame = VlanceRig.frame(to: rig.mac, from: peer.mac, length: 150)
-        XCTAssertEqual(peer.port.send(frame), .sent)
+        XCTAssertEqual(peer.send(frame), .sent)
         // 154 bytes with FCS over 64-byte buffers: STP, middle, ENP.
         XCTAssertEqual(rig.rxDescriptor(0).flags & 0xFF00_0000, 0x0200_0000)
         XCTAssertEqual(rig.rxDescriptor(1).flags & 0xFF00_0000, 0x0000_0000)
@@ -311,11 +313,11 @@ final class VlanceTests: XCTestCase {
         let group: [UInt8] = [0x01, 0x00, 0x5E, 0x00, 0x00, 0xFB]
         rig.bringUp(style: 2)
         // Broadcast is accepted (BAM).
-        XCTAssertEqual(peer.port.send(VlanceRig.frame(to: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], from: peer.mac, length: 60)), .sent)
+        XCTAssertEqual(peer.send(VlanceRig.frame(to: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], from: peer.mac, length: 60)), .sent)
         XCTAssertEqual(rig.rxDescriptor(0).flags & 0x8010_0000, 0x0010_0000)
         // Someone else's unicast and an unsubscribed group are dropped.
-        XCTAssertEqual(peer.port.send(VlanceRig.frame(to: [0x00, 0x50, 0x56, 0x00, 0x00, 0x42], from: peer.mac, length: 60)), .sent)
-        XCTAssertEqual(peer.port.send(VlanceRig.frame(to: group, from: peer.mac, length: 60)), .sent)
+        XCTAssertEqual(peer.send(VlanceRig.frame(to: [0x00, 0x50, 0x56, 0x00, 0x00, 0x42], from: peer.mac, length: 60)), .sent)
+        XCTAssertEqual(peer.send(VlanceRig.frame(to: group, from: peer.mac, length: 60)), .sent)
         XCTAssertEqual(rig.rxDescriptor(1).flags & 0x8000_0000, 0x8000_0000, "still owned by the guest")
 
         // Linux's set_multicast_list: suspend, write LADRF (CSR8-11) and CSR15, resume.
@@ -324,32 +326,59 @@ final class VlanceTests: XCTestCase {
         let hash = Int(VlanceRig.crcLE(group) >> 26)
         for i in 0..<4 { rig.setCSR(8 + i, i == hash >> 4 ? UInt32(1) << UInt32(hash & 15) : 0) }
         rig.setCSR(5, 0)
-        XCTAssertEqual(peer.port.send(VlanceRig.frame(to: group, from: peer.mac, length: 60)), .sent)
+        XCTAssertEqual(peer.send(VlanceRig.frame(to: group, from: peer.mac, length: 60)), .sent)
         XCTAssertEqual(rig.rxDescriptor(1).flags & 0x8020_0000, 0x0020_0000, "accepted by the hash (LAFM)")
-        XCTAssertEqual(peer.port.send(VlanceRig.frame(to: [0x01, 0x00, 0x5E, 0x00, 0x00, 0x01], from: peer.mac, length: 60)), .sent)
+        XCTAssertEqual(peer.send(VlanceRig.frame(to: [0x01, 0x00, 0x5E, 0x00, 0x00, 0x01], from: peer.mac, length: 60)), .sent)
         XCTAssertEqual(rig.rxDescriptor(2).flags & 0x8000_0000, 0x8000_0000, "other groups still dropped")
 
         // Promiscuous mode takes everything.
         rig.setCSR(5, 0x0001)
         rig.setCSR(15, rig.csr(15) | 0x8000)
         rig.setCSR(5, 0)
-        XCTAssertEqual(peer.port.send(VlanceRig.frame(to: [0x00, 0x50, 0x56, 0x00, 0x00, 0x42], from: peer.mac, length: 60)), .sent)
+        XCTAssertEqual(peer.send(VlanceRig.frame(to: [0x00, 0x50, 0x56, 0x00, 0x00, 0x42], from: peer.mac, length: 60)), .sent)
         XCTAssertEqual(rig.rxDescriptor(2).flags & 0x8300_0000, 0x0300_0000)
     }
 
-    func testMissWhenNoReceiveDescriptorIsOwned() throws {
+    /// No receive buffer: the switch holds the frame (no MISS, nothing lost) while the NIC
+    /// polls its ring; once the guest gives buffers (without touching a register) the
+    /// frame lands. The port's queue bounds what waits; a receiver that stops drops it.
+    func testNoReceiveBufferHoldsFramesUntilTheGuestGivesOne() throws {
         let rig = try makeRig()
         let peer = makePeer()
         rig.bringUp(style: 2, rxOwned: false)
         rig.ackAll()
-        XCTAssertEqual(peer.port.send(VlanceRig.frame(to: rig.mac, from: peer.mac, length: 80)), .sent)
-        XCTAssertEqual(rig.csr(0) & 0x9000, 0x9000, "MISS and ERR")
-        XCTAssertEqual(rig.csr(112), 1, "missed frame count")
-        XCTAssertTrue(rig.intx)
         let port = try XCTUnwrap(rig.port(in: switches))
-        XCTAssertEqual(port.counters.rxDrops, 1, "HV_EAGAIN: the host counts the drop")
-        rig.setCSR(3, 0x1000)   // MISSM
+        XCTAssertTrue(port.holdsFramesWhenFull, "Vlance asks for back-pressure")
+        let frame = VlanceRig.frame(to: rig.mac, from: peer.mac, length: 80)
+        XCTAssertEqual(peer.send(frame), .sent)
+        XCTAssertEqual(rig.csr(0) & 0x1000, 0, "no MISS: the frame is not lost")
+        XCTAssertEqual(rig.csr(112), 0)
+        XCTAssertEqual(port.queuedFrames, 1)
+        XCTAssertEqual(port.counters.rxDrops, 0)
         XCTAssertFalse(rig.intx)
+
+        rig.replenishRx()
+        waitUntil("the held frame lands") { rig.rxDescriptor(0).flags & 0x8300_0000 == 0x0300_0000 }
+        XCTAssertTrue(peer.settle())
+        XCTAssertEqual(rig.memory(at: VlanceRig.rxBuffer(0), count: 80), frame)
+        XCTAssertEqual(rig.rxDescriptor(0).misc & 0xFFF, 84)
+        XCTAssertEqual(port.counters.rxFrames, 1)
+        XCTAssertEqual(port.queuedFrames, 0)
+        XCTAssertTrue(rig.intx, "RINT")
+        rig.ackAll()
+
+        // No buffers again: 512 frames wait in the port's queue, the rest are dropped.
+        rig.replenishRx(owned: false)
+        for _ in 0..<(512 + 3) { XCTAssertEqual(peer.port.send(frame), .sent) }
+        XCTAssertTrue(peer.settle())
+        XCTAssertEqual(port.queuedFrames, 512)
+        XCTAssertEqual(port.counters.rxDrops, 3)
+        XCTAssertEqual(rig.csr(0) & 0x1000, 0)
+        // STOP: the receiver is off, so the held frames are dropped, not stored.
+        rig.setCSR(0, 0x0004)
+        waitUntil("the held frames are dropped after STOP") { port.queuedFrames == 0 }
+        XCTAssertEqual(port.counters.rxDrops, 3 + 512)
+        XCTAssertEqual(port.counters.rxFrames, 1)
     }
 
     func testRingsOutsideRAMSetMERR() throws {
@@ -362,7 +391,7 @@ final class VlanceTests: XCTestCase {
         XCTAssertTrue(rig.intx)
         rig.setCSR(0, 0x0840)
         XCTAssertFalse(rig.intx)
-        XCTAssertEqual(peer.port.send(VlanceRig.frame(to: rig.mac, from: peer.mac, length: 80)), .sent)
+        XCTAssertEqual(peer.send(VlanceRig.frame(to: rig.mac, from: peer.mac, length: 80)), .sent)
         XCTAssertEqual(rig.csr(0) & 0x0800, 0x0800, "MERR from the receive ring")
         // Buffers outside RAM in a valid ring: MERR, the frame is dropped, nothing crashes.
         rig.setCSR(0, 0x0004)
@@ -423,7 +452,7 @@ final class VlanceTests: XCTestCase {
         rig.setCSR(5, 0)
         rig.rxRingBase = 0
         let frame = VlanceRig.frame(to: rig.mac, from: peer.mac, length: 1500)
-        XCTAssertEqual(peer.port.send(frame), .sent)
+        XCTAssertEqual(peer.send(frame), .sent)
         XCTAssertEqual(rig.rxDescriptor(0).flags & 0xFF00_0000, 0x0200_0000)
         XCTAssertEqual(rig.rxDescriptor(1503).flags & 0xFF00_0000, 0x0100_0000)
         XCTAssertEqual(rig.rxDescriptor(1503).misc & 0xFFF, 1504)
@@ -443,7 +472,7 @@ final class VlanceTests: XCTestCase {
         XCTAssertEqual(peer.frames, [frame])
         // Word 0 carries misc/MCNT and word 2 the buffer address in SWSTYLE 3.
         let incoming = VlanceRig.frame(to: rig.mac, from: peer.mac, length: 90)
-        XCTAssertEqual(peer.port.send(incoming), .sent)
+        XCTAssertEqual(peer.send(incoming), .sent)
         let word0 = rig.get32(UInt64(VlanceRig.rxRing))
         let word2 = rig.get32(UInt64(VlanceRig.rxRing) + 8)
         XCTAssertEqual(word0 & 0xFFF, 94)
@@ -461,7 +490,7 @@ final class VlanceTests: XCTestCase {
         rig.setCSR(0, 0x0048)
         XCTAssertEqual(peer.frames, [frame])
         let incoming = VlanceRig.frame(to: rig.mac, from: peer.mac, length: 70)
-        XCTAssertEqual(peer.port.send(incoming), .sent)
+        XCTAssertEqual(peer.send(incoming), .sent)
         let rmd = rig.rxDescriptor(0)
         XCTAssertEqual(rmd.flags & 0xFF00_0000, 0x0300_0000)
         XCTAssertEqual(rmd.misc & 0xFFF, 74)
@@ -478,6 +507,13 @@ final class VlanceTests: XCTestCase {
         XCTAssertEqual(peer.frames.count, 0, "nothing on the wire")
         XCTAssertEqual(rig.rxDescriptor(0).flags & 0xFF00_0000, 0x0300_0000)
         XCTAssertEqual(rig.memory(at: VlanceRig.rxBuffer(0), count: 64), frame)
+        // Looped back with no receive buffer, the frame is missed (no switch to hold it).
+        rig.ackAll()
+        rig.replenishRx(owned: false)
+        rig.putTx(1, [frame])
+        rig.setCSR(0, 0x0048)
+        XCTAssertEqual(rig.csr(0) & 0x1000, 0x1000, "MISS")
+        XCTAssertEqual(rig.csr(112), 1, "missed frame count")
     }
 
     // MARK: saved state
@@ -488,7 +524,7 @@ final class VlanceTests: XCTestCase {
         rig.bringUp(style: 3)
         rig.write(0x10, 0, size: 4)   // DWIO
         rig.dwio = true
-        for _ in 0..<3 { XCTAssertEqual(peer.port.send(VlanceRig.frame(to: rig.mac, from: peer.mac, length: 60)), .sent) }
+        for _ in 0..<3 { XCTAssertEqual(peer.send(VlanceRig.frame(to: rig.mac, from: peer.mac, length: 60)), .sent) }
         rig.setCSR(3, 0x0200)
         let before = [0, 3, 4, 15, 58, 72, 74, 76, 78, 24, 25, 30, 31, 12, 13, 14].map { rig.csr($0) }
         XCTAssertTrue(rig.intx, "RINT pending")
@@ -505,7 +541,7 @@ final class VlanceTests: XCTestCase {
         XCTAssertEqual([0, 3, 4, 15, 58, 72, 74, 76, 78, 24, 25, 30, 31, 12, 13, 14].map { rig.csr($0) }, before)
         XCTAssertTrue(rig.intx, "INTx re-driven from the registers")
         // The ring position survived: the next frame lands in descriptor 3.
-        XCTAssertEqual(peer.port.send(VlanceRig.frame(to: rig.mac, from: peer.mac, length: 60)), .sent)
+        XCTAssertEqual(peer.send(VlanceRig.frame(to: rig.mac, from: peer.mac, length: 60)), .sent)
         XCTAssertEqual(rig.rxDescriptor(3).flags & 0x8300_0000, 0x0300_0000)
 
         // A hostile state is clamped, not trusted.
@@ -644,7 +680,7 @@ final class VlanceTests: XCTestCase {
                 }
                 let dst = macs[Int((value >> 12) & 3)]
                 for i in 0..<6 { frame[i] = dst[i] }
-                _ = frame.withUnsafeBytes { peer.port.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+                _ = frame.withUnsafeBytes { peer.port.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }  // no waiting
             case 92..<93:
                 rig.device.reset()
                 rig.dwio = false
@@ -710,9 +746,11 @@ struct VlanceSplitMix {
     }
 }
 
-/// A port on a switch that records the frames it receives.
+/// A port on a switch that records the frames it receives. Reading `frames` or `count`,
+/// and `send`, first wait until the switch has delivered everything (ports are queues).
 final class VlanceTestPeer: @unchecked Sendable {
     let mac: [UInt8]
+    let sw: VirtualSwitch
     private let lock = NSLock()
     private var received: [[UInt8]] = []
     private var total = 0
@@ -721,18 +759,36 @@ final class VlanceTestPeer: @unchecked Sendable {
 
     init(switch sw: VirtualSwitch, mac: [UInt8]) {
         self.mac = mac
+        self.sw = sw
         port = sw.makePort(name: "peer", mac: mac, receive: { [weak self] frame in
-            guard let self else { return false }
+            guard let self else { return .dropped }
             self.lock.withLock {
                 self.total += 1
-                if self.recording { self.received.append(frame) }
+                if self.recording { self.received.append(Array(frame)) }
             }
-            return true
+            return .taken
         }, linkChanged: { _ in })
     }
 
-    var frames: [[UInt8]] { lock.withLock { received } }
-    var count: Int { lock.withLock { total } }
+    /// Waits until the switch has delivered every queued frame (or holds it for a NIC).
+    func settle() -> Bool { sw.waitUntilDelivered() }
+
+    /// Sends a frame and waits until it (and anything it caused) has been delivered.
+    func send(_ frame: [UInt8]) -> SendResult {
+        let r = port.send(frame)
+        XCTAssertTrue(settle(), "the switch did not settle")
+        return r
+    }
+
+    var frames: [[UInt8]] {
+        XCTAssertTrue(settle(), "the switch did not settle")
+        return lock.withLock { received }
+    }
+
+    var count: Int {
+        XCTAssertTrue(settle(), "the switch did not settle")
+        return lock.withLock { total }
+    }
 }
 
 /// One VM's worth of host objects around a Vlance instance, plus a little pcnet32-style

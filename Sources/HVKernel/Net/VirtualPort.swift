@@ -10,7 +10,8 @@ public struct PortCounters: Sendable, Equatable, CustomStringConvertible {
     public var rxBytes: UInt64 = 0
     /// Frames the port refused to send: bad length, or link down.
     public var txDrops: UInt64 = 0
-    /// Frames for this port that its NIC refused (receive returned false: ring full).
+    /// Frames for this port that were lost: its receive queue was full, or its NIC
+    /// refused them (receiver off, or ring full on a port that does not hold frames).
     public var rxDrops: UInt64 = 0
 
     public init() {}
@@ -34,9 +35,11 @@ public enum SendResult: Sendable, Equatable {
 /// One port of a `VirtualSwitch`, owned by one virtual NIC. Create with
 /// `VirtualSwitch.makePort`. Thread contract: every member may be called from any thread.
 ///
-/// - `receive` is called by whatever thread sent the frame, with no switch lock held, so
-///   it may itself send (on this or any port). It must not call `removePort` for its own
-///   port (that waits for in-flight deliveries to this port, including its own call).
+/// - A port is a bounded receive queue drained by the port's own host thread: `send`
+///   copies the frame into each receiving port's queue and returns; `receive` runs on the
+///   receiving port's thread, one frame at a time in arrival order, with no switch or
+///   queue lock held, so it may itself send (on this or any port). It must not call
+///   `removePort` for its own port (that waits for the receive thread).
 /// - `linkChanged` is called by the thread that changed the link, with no lock held.
 /// - After `VirtualSwitch.removePort` returns, neither closure is called again.
 /// - A port starts with its link up ("connected at power on").
@@ -47,21 +50,19 @@ public final class VirtualPort: Sendable, CustomStringConvertible {
     /// attached ports keep each other alive; `removePort` breaks the switch's side.)
     public let virtualSwitch: VirtualSwitch
 
-    private let receive: @Sendable ([UInt8]) -> Bool
+    private let queue: PortReceiveQueue
     private let linkChanged: @Sendable (Bool) -> Void
     private let link = Atomic<Bool>(true)
     private let removed = Atomic<Bool>(false)
-    /// Deliveries currently inside `receive`; `waitForDeliveries()` waits for it to reach zero.
-    private let inFlight = Atomic<Int>(0)
-    private let counterState = Mutex(PortCounters())
+    private let txCounters = Mutex(PortCounters())
 
-    init(name: String, mac: MACAddress, switch owner: VirtualSwitch,
-         receive: @escaping @Sendable ([UInt8]) -> Bool,
+    init(name: String, mac: MACAddress, switch owner: VirtualSwitch, limits: PortQueueLimits,
+         receive: @escaping PortReceiveQueue.Receiver,
          linkChanged: @escaping @Sendable (Bool) -> Void) {
         self.name = name
         self.mac = mac
         self.virtualSwitch = owner
-        self.receive = receive
+        self.queue = PortReceiveQueue(limits: limits, threadName: "rx \(name)", receiver: receive)
         self.linkChanged = linkChanged
     }
 
@@ -78,26 +79,55 @@ public final class VirtualPort: Sendable, CustomStringConvertible {
         if exchanged { linkChanged(up) }
     }
 
-    /// A consistent snapshot of all counters.
-    public var counters: PortCounters { counterState.withLock { $0 } }
+    /// A snapshot of the counters (the tx and the rx side each consistent).
+    public var counters: PortCounters {
+        var c = txCounters.withLock { $0 }
+        (c.rxFrames, c.rxBytes, c.rxDrops) = queue.counters
+        return c
+    }
 
-    /// Sends one Ethernet frame (destination MAC first, no FCS). The frame is copied
-    /// before this returns; receivers run on this thread before it returns.
-    public func send(_ frame: UnsafeRawBufferPointer) -> SendResult {
-        guard Ethernet.isValidLength(frame.count) else {
-            counterState.withLock { $0.txDrops &+= 1 }
+    /// Frames waiting in the receive queue (including one being delivered).
+    var queuedFrames: Int { queue.queuedFrames }
+
+    // MARK: - Receive-side flow control
+
+    /// When true, a `.full` from `receive` keeps the frame at the head of the queue and
+    /// delivery pauses until `receiveReady()` (the queue itself still drops what does not
+    /// fit). When false (the default), `.full` drops the frame and counts it.
+    public var holdsFramesWhenFull: Bool {
+        get { queue.holdsWhenFull }
+        set { queue.setHoldWhenFull(newValue) }
+    }
+
+    /// The NIC has room again (e.g. the guest posted receive buffers): delivery of held
+    /// frames resumes on the port's receive thread. Cheap, and safe from inside `receive`.
+    public func receiveReady() { queue.receiveReady() }
+
+    // MARK: - Sending
+
+    /// Sends one Ethernet frame (destination MAC first, no FCS), gathered from `frame`'s
+    /// buffers. Before this returns the frame is copied into the queue of every port it
+    /// goes to; the receivers run later, on their own threads.
+    public func send(_ frame: FrameSegments) -> SendResult {
+        guard Ethernet.isValidLength(frame.length) else {
+            txCounters.withLock { $0.txDrops &+= 1 }
             return .invalidLength
         }
         guard isLinkUp else {
-            counterState.withLock { $0.txDrops &+= 1 }
+            txCounters.withLock { $0.txDrops &+= 1 }
             return .linkDown
         }
-        counterState.withLock {
+        txCounters.withLock {
             $0.txFrames &+= 1
-            $0.txBytes &+= UInt64(frame.count)
+            $0.txBytes &+= UInt64(frame.length)
         }
         virtualSwitch.forward(frame, from: self)
         return .sent
+    }
+
+    /// Sends one frame held in a single buffer.
+    public func send(_ frame: UnsafeRawBufferPointer) -> SendResult {
+        withUnsafePointer(to: frame) { send(FrameSegments(UnsafeBufferPointer(start: $0, count: 1))) }
     }
 
     /// Convenience overload of `send(_:)` for a byte array.
@@ -109,23 +139,11 @@ public final class VirtualPort: Sendable, CustomStringConvertible {
 
     var isRemoved: Bool { removed.load(ordering: .sequentiallyConsistent) }
 
-    /// Hands a frame to the NIC. Called by the switch outside its lock.
-    func deliver(_ frame: [UInt8]) {
-        // Announce the delivery before checking `removed`: with `markRemoved()` storing
-        // `removed` before reading `inFlight` (both sequentially consistent), either we
-        // see the removal or waitForDeliveries() sees us and waits.
-        inFlight.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        defer { inFlight.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
+    /// Queues a frame for this port's NIC. Called by the switch outside its lock. A port
+    /// whose link is down does not see (or count) the frame.
+    func enqueue(_ frame: FrameSegments) {
         guard !isRemoved, link.load(ordering: .sequentiallyConsistent) else { return }
-        let taken = receive(frame)
-        counterState.withLock {
-            if taken {
-                $0.rxFrames &+= 1
-                $0.rxBytes &+= UInt64(frame.count)
-            } else {
-                $0.rxDrops &+= 1
-            }
-        }
+        _ = queue.enqueue(frame)
     }
 
     /// Marks the port removed. The switch calls this under its lock, so a send racing
@@ -134,12 +152,15 @@ public final class VirtualPort: Sendable, CustomStringConvertible {
         removed.store(true, ordering: .sequentiallyConsistent)
     }
 
-    /// Waits until no delivery is inside `receive` (after `markRemoved()`).
-    func waitForDeliveries() {
-        var spins = 0
-        while inFlight.load(ordering: .sequentiallyConsistent) != 0 {
-            spins += 1
-            if spins < 100 { sched_yield() } else { usleep(100) }
-        }
+    /// Stops the receive thread (after `markRemoved()`): waits for a delivery in progress,
+    /// and no frame is queued or delivered afterwards.
+    func stopReceiving() { queue.stop() }
+
+    /// Frames ever taken into the receive queue (tests).
+    var framesQueued: UInt64 { queue.framesQueued }
+
+    /// Waits until the receive thread has delivered everything it can (tests). False on timeout.
+    func waitUntilDelivered(timeout nanoseconds: UInt64 = 10_000_000_000) -> Bool {
+        queue.waitUntilIdle(timeout: nanoseconds)
     }
 }

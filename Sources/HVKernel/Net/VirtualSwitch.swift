@@ -13,8 +13,9 @@ import Synchronization
 /// - ports whose link is down receive nothing.
 ///
 /// Thread contract: every member may be called from any thread. One lock guards the
-/// port list and MAC table; receivers are called after it is released, so a receiver may
-/// send from inside `receive`.
+/// port list and MAC table; frames are copied into the receiving ports' queues after it
+/// is released, and each port's own receive thread delivers them (see `VirtualPort`), so
+/// a sender never runs a receiver's code and a receiver may send from inside `receive`.
 ///
 /// Extension points for later work (VLANs, uplinks, teaming, shaping): `forward(_:from:)`
 /// is the single place that turns a frame into a destination list.
@@ -49,24 +50,24 @@ public final class VirtualSwitch: Sendable, CustomStringConvertible {
     /// The attached ports, in creation order.
     public var ports: [VirtualPort] { state.withLock { $0.ports } }
 
-    /// Plugs a new port into the switch. `mac` must be 6 bytes. The port's link starts up.
-    /// See `VirtualPort` for when `receive` and `linkChanged` are called; `receive`
-    /// returns false when the NIC's receive ring is full (the frame is dropped and
-    /// counted in the port's `rxDrops`).
-    public func makePort(name: String, mac: [UInt8],
-                         receive: @escaping @Sendable ([UInt8]) -> Bool,
+    /// Plugs a new port into the switch and starts its receive thread. `mac` must be 6
+    /// bytes. The port's link starts up. See `VirtualPort` for when `receive` and
+    /// `linkChanged` are called, and `PortReceiveResult` for what `receive` returns.
+    public func makePort(name: String, mac: [UInt8], queue limits: PortQueueLimits = .standard,
+                         receive: @escaping @Sendable (UnsafeRawBufferPointer) -> PortReceiveResult,
                          linkChanged: @escaping @Sendable (Bool) -> Void) -> VirtualPort {
         precondition(mac.count == 6, "VirtualSwitch.makePort: a MAC address is 6 bytes, got \(mac.count)")
         let port = VirtualPort(name: name, mac: MACAddress(mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]),
-                               switch: self, receive: receive, linkChanged: linkChanged)
+                               switch: self, limits: limits, receive: receive, linkChanged: linkChanged)
         state.withLock { $0.ports.append(port) }
         return port
     }
 
     /// Unplugs a port: it is forgotten by the MAC table, its sends fail with `.linkDown`,
-    /// and once this returns its closures are never called again (this waits for
-    /// deliveries already in progress). Must not be called from inside that port's own
-    /// `receive`. Removing a port twice, or a port of another switch, does nothing.
+    /// frames still queued for it are discarded, and once this returns its closures are
+    /// never called again (this waits for a delivery in progress and stops the port's
+    /// receive thread). Must not be called from inside that port's own `receive`.
+    /// Removing a port twice, or a port of another switch, does nothing.
     public func removePort(_ port: VirtualPort) {
         guard port.virtualSwitch === self else { return }
         let wasAttached = state.withLock { s -> Bool in
@@ -76,15 +77,15 @@ public final class VirtualSwitch: Sendable, CustomStringConvertible {
             s.table = s.table.filter { $0.value.port !== port }
             return true
         }
-        if wasAttached { port.waitForDeliveries() }
+        if wasAttached { port.stopReceiving() }
     }
 
     // MARK: - Forwarding
 
-    /// Delivers a frame of valid length sent by `source` (already counted as sent).
-    func forward(_ frame: UnsafeRawBufferPointer, from source: VirtualPort) {
-        let destination = Ethernet.destination(of: frame)
-        let sourceAddress = Ethernet.source(of: frame)
+    /// Queues a frame of valid length sent by `source` (already counted as sent) for
+    /// every port it goes to.
+    func forward(_ frame: FrameSegments, from source: VirtualPort) {
+        let (destination, sourceAddress) = frame.addresses()
         let now = monotonicCoarseNanoseconds()
 
         let targets: Targets = state.withLock { s in
@@ -106,16 +107,15 @@ public final class VirtualSwitch: Sendable, CustomStringConvertible {
         case .none:
             return
         case .one(let port):
-            port.deliver([UInt8](frame))
+            port.enqueue(frame)
         case .flood(let ports):
-            let copy = [UInt8](frame)
             for port in ports where port !== source {
-                port.deliver(copy)
+                port.enqueue(frame)
             }
         }
     }
 
-    /// Where a frame goes; built under the lock, delivered outside it. (`.flood` carries
+    /// Where a frame goes; built under the lock, queued outside it. (`.flood` carries
     /// a snapshot of the port list, the sender included; delivery skips it.)
     private enum Targets {
         case none
@@ -145,5 +145,17 @@ public final class VirtualSwitch: Sendable, CustomStringConvertible {
 
     func learnedPort(for address: MACAddress) -> VirtualPort? {
         state.withLock { $0.table[address.value]?.port }
+    }
+
+    /// Waits until every port has delivered what it can: frames sent before the call, and
+    /// those its receivers sent in turn. False on timeout.
+    func waitUntilDelivered(timeout nanoseconds: UInt64 = 10_000_000_000) -> Bool {
+        // Settled when a pass finds every port idle and no port took a frame meanwhile
+        // (a receiver may send to a port that was already checked).
+        while true {
+            let before = ports.reduce(UInt64(0)) { $0 &+ $1.framesQueued }
+            for port in ports where !port.waitUntilDelivered(timeout: nanoseconds) { return false }
+            if ports.reduce(UInt64(0), { $0 &+ $1.framesQueued }) == before { return true }
+        }
     }
 }

@@ -18,9 +18,12 @@ public struct PluginBackends {
 final class PluginNetPort {
     let port: VirtualPort
     let virtualSwitch: VirtualSwitch
-    init(port: VirtualPort, virtualSwitch: VirtualSwitch) {
+    /// The device's guest memory, where `send_guest` gathers frames from.
+    let memory: GuestMemory
+    init(port: VirtualPort, virtualSwitch: VirtualSwitch, memory: GuestMemory) {
         self.port = port
         self.virtualSwitch = virtualSwitch
+        self.memory = memory
     }
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
     static func from(_ p: OpaquePointer) -> PluginNetPort { Unmanaged.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue() }
@@ -124,16 +127,24 @@ extension PluginHostServices {
             let port = sw.makePort(
                 name: "\(d.context.vmName).\(d.context.prefix)", mac: mac,
                 receive: { [weak d] frame in
-                    guard let d, let instance = d.instance, !d.destroyed, d.activity.beginReceive() else { return false }
+                    // [net-rx]: on the port's receive thread, a [device] call; a paused or
+                    // destroyed device takes nothing.
+                    guard let d, d.activity.beginReceive() else { return .dropped }
                     defer { d.activity.endReceive() }
-                    return frame.withUnsafeBytes { receive(instance, $0.baseAddress, $0.count) } == HV_OK
+                    var rc = HV_EIO
+                    d.call { rc = receive($0, frame.baseAddress, frame.count) }
+                    switch rc {
+                    case HV_OK: return .taken
+                    case HV_EAGAIN: return .full
+                    default: return .dropped
+                    }
                 },
                 linkChanged: { [weak d] up in
                     guard let d, let instance = d.instance, !d.destroyed, d.activity.beginReceive() else { return }
                     defer { d.activity.endReceive() }
                     linkChanged?(instance, up ? 1 : 0)
                 })
-            let p = PluginNetPort(port: port, virtualSwitch: sw)
+            let p = PluginNetPort(port: port, virtualSwitch: sw, memory: d.context.memory)
             d.netPorts.append(p)
             out.pointee = p.handle
             return HV_OK

@@ -39,6 +39,12 @@
  *       registers completed by the host, the device called on a doorbell thread).
  *       Device lifecycle documented in one place (before hv_device_ops); the host now
  *       calls pause, resume, save_state and load_state (suspend/resume).
+ *       Network ports are queues: net_send copies the frame into each receiving
+ *       port's bounded queue and returns; hv_net_client.receive runs [net-rx] on the
+ *       receiving port's own host thread (1.0: [any], on the sender's thread).
+ *       Extension "hv.net-queue/1" (send_guest: a frame gathered from guest memory,
+ *       copied once into each receiving queue; rx_backpressure / rx_ready: HV_EAGAIN
+ *       from receive keeps the frame queued until the NIC has room).
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -63,6 +69,9 @@
  *  [any]       a host service callable from any thread, including from inside a
  *              [device] call on the same instance (no host lock is held that it needs).
  *  [sched]     called with the scheduler pool's lock held (see the scheduler section).
+ *  [net-rx]    (1.1) a [device] call made on the receiving port's own host receive
+ *              thread (one per port): never on the thread of the device that sent the
+ *              frame, one frame at a time, in the order the port queued them.
  */
 #ifndef HVPLUGIN_H
 #define HVPLUGIN_H
@@ -232,10 +241,16 @@ typedef struct hv_net_client {
     uint32_t struct_size;
     uint8_t mac[6];              /* the NIC's address (from config or generated) */
     uint8_t reserved[2];
-    /* [any] A frame for the guest. `frame` is valid only during the call. Return
-     * HV_OK when taken, HV_EAGAIN when the receive ring is full (the host drops the
-     * frame and counts it). Called without the device lock: the plugin takes its own
-     * care, or sets HV_DEVICE_THREAD_SAFE. Mandatory. */
+    /* [net-rx] A frame for the guest, from the port's queue. `frame` points into the
+     * queue and is valid only during the call. Return HV_OK when taken (or filtered
+     * out by the NIC); HV_EAGAIN when the receive ring is full: the host drops the
+     * frame and counts it (rxDrops), or, once the plugin enabled rx_backpressure
+     * ("hv.net-queue/1"), keeps it at the head of the queue and calls receive again
+     * only after rx_ready; any other negative result drops the frame and counts it.
+     * Runs under the device lock unless the model sets HV_DEVICE_THREAD_SAFE. (Until
+     * 1.1 it ran on the sending thread without the device lock; a 1.0 plugin that
+     * takes its own lock here still works: no host service waits for the device lock,
+     * so the order device lock -> plugin lock cannot be reversed.) Mandatory. */
     int (*receive)(hv_device *dev, const void *frame, size_t len);
     /* [any] Optional. The port's link went up (1) or down (0). */
     void (*link_changed)(hv_device *dev, int up);
@@ -379,12 +394,12 @@ typedef struct hv_host_services {
      * second; HV_EBUSY when another port on this host already has client->mac.
      * The port lives until the instance is destroyed. */
     int (*net_attach)(hv_host *host, const hv_net_client *client, hv_net_port **port);
-    /* [any] Sends one Ethernet frame (14..65535 bytes, without FCS). Delivery is
-     * synchronous: the receiving NICs' receive callbacks run on the calling thread
-     * before this returns, so never call it while holding a lock your own receive
-     * callback takes (queue frames and send after unlocking). The frame is
-     * copied before return. HV_EINVAL for a bad length, HV_EAGAIN when the link is
-     * down (the frame is dropped and counted). */
+    /* [any] Sends one Ethernet frame (14..65535 bytes, without FCS). The frame is
+     * copied into the queue of every port it goes to before this returns (a full
+     * queue drops it and counts it in that port's rxDrops); receivers run later on
+     * their own [net-rx] threads, never on this one, so it may be called with any
+     * lock held, from any [device] call including receive. HV_EINVAL for a bad
+     * length, HV_EAGAIN when the link is down (the frame is dropped and counted). */
     int (*net_send)(hv_net_port *port, const void *frame, size_t len);
     /* [any] 1 when the port's link is up. */
     int (*net_link_up)(hv_net_port *port);
@@ -747,6 +762,55 @@ typedef struct hv_doorbell_ext {
      * beyond HV_DOORBELL_MAX. */
     int (*doorbell_add)(hv_host *host, const hv_doorbell_desc *desc);
 } hv_doorbell_ext;
+
+/* "hv.net-queue/1" (1.1): network ports are queues.
+ *
+ * Every port has a bounded receive queue (512 frames) with buffers allocated once, drained
+ * by the port's own host thread, which calls hv_net_client.receive [net-rx]. A frame
+ * from one guest to another is copied twice: by send_guest from the sender's guest
+ * memory into the receiving port's queue, and by the receiving NIC from the queue into
+ * its guest's buffers (net_send adds the copy into the plugin's own buffer before it).
+ * No call runs one device's code on another device's thread, so a NIC needs no
+ * transmit queue of its own: it may send from inside any [device] call. */
+#define HV_EXT_NET_QUEUE "hv.net-queue/1"
+
+/* Most segments send_guest takes for one frame. */
+#define HV_NET_MAX_SEGMENTS 64u
+
+/* A piece of a frame in the device's guest memory. */
+typedef struct hv_net_segment {
+    uint64_t gpa;
+    uint32_t len;                /* bytes, >= 1 */
+    uint32_t reserved;           /* 0 */
+} hv_net_segment;
+
+typedef struct hv_net_queue_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [any] Sends one frame gathered from the device's guest memory: the segments in
+     * order, then zeros up to `pad_to` bytes (0 = no padding; an auto-padding NIC
+     * passes 60). The host validates everything before it copies anything: HV_EINVAL
+     * for 0 or more than HV_NET_MAX_SEGMENTS segments, a segment of length 0 or with
+     * reserved != 0, or a frame outside 14..65535 bytes; HV_EFAULT when a segment is
+     * not entirely guest RAM; HV_EAGAIN when the link is down (dropped and counted).
+     * The bytes are copied from guest memory into the receiving ports' queues before
+     * this returns; `segments` is read only during the call. Bus-master checks are the
+     * device's. Like net_send, never calls into any device. */
+    int (*send_guest)(hv_net_port *port, const hv_net_segment *segments, uint32_t count,
+                      uint32_t pad_to);
+    /* [any] enable = 1: from now on HV_EAGAIN from receive keeps the frame at the head
+     * of the port's queue and the host stops delivering to this port until rx_ready;
+     * frames that arrive meanwhile wait in the queue, and those that do not fit are
+     * dropped and counted (rxDrops), as by a NIC without descriptors. enable = 0 (the
+     * default): HV_EAGAIN drops the frame; held frames are retried at once. Call it
+     * right after net_attach. HV_EINVAL for a NULL port. */
+    int (*rx_backpressure)(hv_net_port *port, int enable);
+    /* [any] The device has room again (e.g. the guest posted receive buffers): the
+     * port's thread retries the held frame. Returns at once and never calls receive
+     * itself, so it may be called under the plugin's own locks and from inside any
+     * [device] call, receive included. Calls while nothing is held are harmless. */
+    void (*rx_ready)(hv_net_port *port);
+} hv_net_queue_ext;
 
 /* ------------------------------------------------------------------------ */
 /* Device factory                                                           */
