@@ -42,6 +42,8 @@ public protocol VirtualCPU: AnyObject {
     func kick()
     /// Prepares the calling thread to receive kicks (call once on the vCPU thread).
     func bindToCurrentThread()
+    /// Undoes `bindToCurrentThread` (call on the vCPU thread before it ends).
+    func unbindFromCurrentThread()
     /// General-purpose registers, for diagnostics.
     func registerSummary() -> String
     /// Everything the backend holds for this vCPU, for suspend. Only while it is not running.

@@ -53,9 +53,16 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         thread.withLock { $0 = pthread_self() }
     }
 
+    /// Called by the vCPU thread before it ends: a kick must never signal a thread that
+    /// is gone (pthread_kill on a joined thread's id is undefined; here it crashed).
+    func unbindFromCurrentThread() {
+        thread.withLock { $0 = nil }
+    }
+
     func kick() {
         run.pointee.immediate_exit = 1
-        if let t = thread.withLock({ $0 }) { pthread_kill(t, SIGUSR1) }
+        // Signal under the lock, so the thread cannot unbind and exit in between.
+        thread.withLock { if let t = $0 { pthread_kill(t, SIGUSR1) } }
     }
 
     func setCPUID(_ entries: [kvm_cpuid_entry2]) throws {

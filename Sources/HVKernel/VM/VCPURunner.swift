@@ -120,7 +120,10 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
 
     private func main() {
         vcpu.bindToCurrentThread()
-        defer { leavePool() }
+        defer {
+            leavePool()
+            vcpu.unbindFromCurrentThread()
+        }
         if vcpu.index == 0 {
             guard joinPool() else { return }
             runGuest()
