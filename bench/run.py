@@ -16,25 +16,28 @@ from benchlib import MEM_MIB, ROOT, have_qemu, hvhost_path, make_guests, print_c
 GUEST = os.path.join(ROOT, "guests/build/bench.elf")
 
 
-def hvhost_cmd(binary, cmdline, vms=1):
+def hvhost_cmd(binary, cmdline, vms=1, serial_logs=None):
+    """`hvhost run` of `vms` VMs; with `serial_logs`, VM i writes its serial port there."""
     tmp = tempfile.gettempdir()
-    paths = [write_vmx(os.path.join(tmp, f"bench-{os.getpid()}-{i}.vmx"), f"bench{i}" if i else "bench", GUEST, cmdline)
-             for i in range(vms)]
+    paths = []
+    for i in range(vms):
+        extra = f'hv.serial = "file:{serial_logs[i]}"\n' if serial_logs else ""
+        paths.append(write_vmx(os.path.join(tmp, f"bench-{os.getpid()}-{i}.vmx"), f"bench{i}" if i else "bench",
+                               GUEST, cmdline, extra))
     return [binary, "run", *paths]
 
 
-def idle_rss_kib(cmds, vms, until=b"bench: idle"):
-    """Total RSS (KiB) of the processes of `cmds` once `vms` guests printed `until`."""
-    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL) for c in cmds]
-    bufs = {p.stdout.fileno(): b"" for p in procs}
+def idle_rss_kib(cmds, logs, until=b"bench: idle"):
+    """Total RSS (KiB) of the processes of `cmds` once every serial log holds `until`."""
+    for log in logs:
+        open(log, "wb").close()
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL) for c in cmds]
     start = time.monotonic()
     try:
-        while sum(b.count(until) for b in bufs.values()) < vms:
-            r, _, _ = select.select(list(bufs), [], [], 0.1)
-            for fd in r:
-                bufs[fd] += os.read(fd, 65536)
-            if time.monotonic() - start > 120:
+        while not all(until in open(log, "rb").read() for log in logs):
+            if time.monotonic() - start > 120 or any(p.poll() is not None for p in procs):
                 raise RuntimeError("guests did not reach idle")
+            time.sleep(0.05)
         return sum(resident_beyond_guest_ram(p.pid)[0] for p in procs)
     finally:
         for p in procs:
@@ -121,11 +124,14 @@ def main():
         results[name] = {"cold_ms": median(cold) * 1000, "pio_per_s": rate,
                          "rss_kib": mem[0], "overhead_kib": mem[1]}
     # Eight idle VMs: one hvhost process runs them all; QEMU needs a process each.
-    eight = {"hvhost": lambda: [hvhost_cmd(binary, "idle=30", vms=8)],
-             "qemu": lambda: [qemu_cmd(GUEST, "idle=30") for _ in range(8)]}
+    logs = [os.path.join(tempfile.gettempdir(), f"bench-{os.getpid()}-serial{i}.log") for i in range(8)]
     for name in results:
-        one = idle_rss_kib(eight[name]()[:1] if name == "qemu" else [hvhost_cmd(binary, "idle=30")], 1)
-        total = idle_rss_kib(eight[name](), 8)
+        if name == "hvhost":
+            one = idle_rss_kib([hvhost_cmd(binary, "idle=30", 1, logs)], logs[:1])
+            total = idle_rss_kib([hvhost_cmd(binary, "idle=30", 8, logs)], logs)
+        else:
+            one = idle_rss_kib([qemu_cmd(GUEST, "idle=30", serial=f"file:{logs[0]}")], logs[:1])
+            total = idle_rss_kib([qemu_cmd(GUEST, "idle=30", serial=f"file:{log}") for log in logs], logs)
         results[name].update({"rss8_mib": total / 1024, "marginal_mib": (total - one) / 7 / 1024})
 
     rows = [("cold start to first serial byte (ms, median of %d)" % args.repeat, "cold_ms", "{:.1f}"),
