@@ -6,7 +6,7 @@ import Glibc
 public struct BootPlan: Equatable, Sendable {
     public var mode: BootMode
     /// The boot processor's registers at the kernel's first instruction.
-    public var cpu: BootCPUState
+    public var cpu: VCPURegisterState
     /// Guest-physical address of `struct hvm_start_info` (also in RBX).
     public var startInfoAddress: UInt64
     public var startInfo: HVMStartInfo
@@ -46,7 +46,7 @@ public enum BootLoader {
         info.memoryMapEntries = UInt32(map.count)
 
         let start = BootLayout.startInfoAddress
-        let cpu: BootCPUState = switch mode {
+        let cpu: VCPURegisterState = switch mode {
         case .pvh: .pvh(entry: UInt32(entry), startInfo: start)
         case .elf64: .longMode(entry: entry, startInfo: start, pml4: BootLayout.pml4Address)
         }
@@ -89,7 +89,7 @@ public enum BootLoader {
     /// The GDT: null, 0x08 unused (null), 0x10 code (32-bit for PVH, 64-bit for
     /// elf64), 0x18 flat data, 0x20 busy TSS (16-byte system descriptor).
     public static func gdtBytes(for mode: BootMode) -> [UInt8] {
-        let cpu: BootCPUState = switch mode {
+        let cpu: VCPURegisterState = switch mode {
         case .pvh: .pvh(entry: 0, startInfo: 0)
         case .elf64: .longMode(entry: 0, startInfo: 0, pml4: 0)
         }

@@ -94,17 +94,17 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
 
     /// The state a STARTUP IPI with `vector` leaves an AP in: real mode, CS = vector << 8
     /// (base vector << 12), IP = 0, 64 KiB segments, CR0 = ET.
-    static func startupState(vector: UInt8) -> BootCPUState {
-        typealias Seg = BootCPUState.SegmentState
+    static func startupState(vector: UInt8) -> VCPURegisterState {
+        typealias Seg = VCPURegisterState.Segment
         let data = Seg(selector: 0, base: 0, limit: 0xFFFF, type: 0x3, present: true, dpl: 0,
                        db: false, s: true, l: false, g: false, avl: false, unusable: false)
         let code = Seg(selector: UInt16(vector) << 8, base: UInt64(vector) << 12, limit: 0xFFFF, type: 0xB,
                        present: true, dpl: 0, db: false, s: true, l: false, g: false, avl: false, unusable: false)
         let tr = Seg(selector: 0, base: 0, limit: 0xFFFF, type: 0x3, present: true, dpl: 0,
                      db: false, s: false, l: false, g: false, avl: false, unusable: false)
-        return BootCPUState(
-            rip: 0, rsp: 0, rbx: 0, rsi: 0, rflags: BootCPUState.rflagsReserved,
-            cr0: BootCPUState.cr0ET, cr3: 0, cr4: 0, efer: 0,
+        return VCPURegisterState(
+            rip: 0, rsp: 0, rbx: 0, rsi: 0, rflags: VCPURegisterState.rflagsReserved,
+            cr0: VCPURegisterState.cr0ET, cr3: 0, cr4: 0, efer: 0,
             gdt: .init(base: 0, limit: 0xFFFF), idt: .init(base: 0, limit: 0xFFFF),
             cs: code, ds: data, es: data, fs: data, gs: data, ss: data, tr: tr, ldtr: .unusableLDT)
     }
@@ -119,7 +119,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
         }
         while true {
             guard let vector = waitForStartup() else { return }
-            do { try vcpu.setBootState(Self.startupState(vector: vector)) } catch {
+            do { try vcpu.setRegisters(Self.startupState(vector: vector)) } catch {
                 vm.stop(.failure("vCPU \(vcpu.index): cannot start at SIPI vector 0x\(String(vector, radix: 16)): \(error)"))
                 return
             }

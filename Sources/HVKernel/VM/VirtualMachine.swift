@@ -97,8 +97,8 @@ public final class VirtualMachine: @unchecked Sendable {
         // The BSP starts at the boot state; APs wait for INIT/SIPI from the BSP's local APIC.
         var vcpus: [VirtualCPU] = []
         for index in 0..<configuration.vcpuCount {
-            let vcpu = try backend.makeVCPU(index: index, cpuid: cpuid)
-            if index == 0 { try vcpu.setBootState(bootPlan.cpu) }
+            let vcpu = try backend.makeVCPU(index: index, cpuid: cpuid, lapicBase: Chipset.lapicBase)
+            if index == 0 { try vcpu.setRegisters(bootPlan.cpu) }
             vcpus.append(vcpu)
         }
         // Last, so that nothing can fail after the pool has reserved the VM's minimum.
