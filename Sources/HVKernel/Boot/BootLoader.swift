@@ -1,5 +1,3 @@
-import Glibc
-
 /// Everything the boot loader decided for one boot: the mode, the CPU state at entry
 /// and what it wrote where. `BootLoader.plan` computes it without touching memory;
 /// `BootLoader.load` computes it and writes the guest.
@@ -62,14 +60,11 @@ public enum BootLoader {
                             mode: BootMode? = nil) throws(BootError) -> BootPlan {
         let plan = try plan(image: image, memorySize: memory.size, commandLine: commandLine, mode: mode)
         do {
-            try zero(memory, at: BootLayout.bootAreaStart, count: BootLayout.bootAreaEnd - BootLayout.bootAreaStart)
-            try image.bytes.withUnsafeBytes { file in
-                for s in image.segments {
-                    let from = Int(s.fileOffset)
-                    let bytes = UnsafeRawBufferPointer(rebasing: file[from..<(from + Int(s.fileSize))])
-                    try memory.write(at: s.physicalAddress, from: bytes)
-                    try zero(memory, at: s.physicalAddress + s.fileSize, count: s.memorySize - s.fileSize)
-                }
+            try memory.zero(at: BootLayout.bootAreaStart, count: BootLayout.bootAreaEnd - BootLayout.bootAreaStart)
+            for s in image.segments {
+                let from = Int(s.fileOffset)
+                try memory.write(image.bytes[from..<(from + Int(s.fileSize))], at: s.physicalAddress)
+                try memory.zero(at: s.physicalAddress + s.fileSize, count: s.memorySize - s.fileSize)
             }
             try memory.write(gdtBytes(for: plan.mode), at: BootLayout.gdtAddress)
             try memory.write(plan.startInfo.encoded(), at: plan.startInfoAddress)
@@ -129,14 +124,5 @@ public enum BootLoader {
             tables.append((BootLayout.pageDirectoryAddress + UInt64(pd) * 0x1000, table(entries)))
         }
         return tables
-    }
-
-    private static func zero(_ memory: GuestMemory, at gpa: UInt64, count: UInt64) throws(GuestMemoryError) {
-        guard count > 0 else { return }
-        guard let p = memory.pointer(at: gpa, length: Int(count)) else {
-            throw GuestMemoryError.outOfRange(gpa: gpa, length: Int(count))
-        }
-        memset(p, 0, Int(count))
-        memory.markDirty(gpa: gpa, length: Int(count))
     }
 }
