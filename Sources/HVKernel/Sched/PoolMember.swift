@@ -29,7 +29,7 @@ public final class PoolMember: @unchecked Sendable {
     public let vmName: String
     /// The vCPU's index inside its VM.
     public let vcpuIndex: Int
-    /// Makes the vCPU leave `KVM_RUN` promptly (``VirtualCPU/kick()``).
+    /// Makes the vCPU leave guest mode promptly (the runner passes its backend vCPU's kick).
     let kick: () -> Void
     /// The thread's CPU clock, readable from other threads (nil in tests).
     let cpuClock: clockid_t?
