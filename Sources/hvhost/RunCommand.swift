@@ -71,11 +71,8 @@ struct RunCommand: ParsableCommand {
         do {
             var schedConfig = try SchedulerConfiguration.parse(pcpus: pcpus, pools: pools)
             schedConfig.watchdogNanoseconds = max(1, watchdogMilliseconds) * 1_000_000
-            scheduler = try Scheduler(configuration: schedConfig, resolvePolicy: { name in
-                let hit = try catalog.schedPolicyInfo(named: name)
-                return SchedulerPolicySource(name: hit.policy.name,
-                                             plugin: (name: hit.plugin.name, path: hit.plugin.path, desc: hit.policy.pointer))
-            }, logger: logger)
+            scheduler = try Scheduler(configuration: schedConfig, resolvePolicy: catalog.schedulerPolicySource(named:),
+                                      logger: logger)
         } catch {
             logger.error("cannot set up the CPU scheduler: \(error)")
             throw ExitCode(2)
