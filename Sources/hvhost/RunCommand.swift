@@ -83,10 +83,7 @@ struct RunCommand: ParsableCommand {
         }
         let services = HostServices(
             kvm: kvm, switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "disk-io"), scheduler: scheduler,
-            resolveModel: { device in
-                let found = try catalog.deviceModel(named: device.modelName, for: device)
-                return ResolvedDeviceModel(pluginName: found.pluginName, model: found.model)
-            })
+            resolveModel: { device in try catalog.deviceModel(named: device.modelName, for: device) })
         let host = VMHost(services: services, logger: logger)
 
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])

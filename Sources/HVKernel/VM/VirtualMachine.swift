@@ -1,17 +1,6 @@
 import Glibc
 import Logging
-import PluginABI
 import Synchronization
-
-/// A device model found for a device in the VM's configuration.
-public struct ResolvedDeviceModel {
-    public let pluginName: String
-    public let model: UnsafePointer<hv_device_model>
-    public init(pluginName: String, model: UnsafePointer<hv_device_model>) {
-        self.pluginName = pluginName
-        self.model = model
-    }
-}
 
 /// Host-wide services shared by every VM in one hvhost.
 public struct HostServices {
@@ -20,7 +9,7 @@ public struct HostServices {
     public let diskQueue: DiskIOQueue
     /// Finds the plugin model for a configured device (throws a message naming the
     /// .vmx key and the search path when none provides it).
-    public let resolveModel: (DeviceConfiguration) throws -> ResolvedDeviceModel
+    public let resolveModel: (DeviceConfiguration) throws -> DeviceModelMatch
     /// The CPU scheduler: pCPU slots, pools and their policies.
     public let scheduler: Scheduler
 
@@ -28,7 +17,7 @@ public struct HostServices {
     /// built-in fallback policy.
     public init(kvm: KVMSystem, switches: SwitchRegistry, diskQueue: DiskIOQueue,
                 scheduler: Scheduler? = nil,
-                resolveModel: @escaping (DeviceConfiguration) throws -> ResolvedDeviceModel) {
+                resolveModel: @escaping (DeviceConfiguration) throws -> DeviceModelMatch) {
         self.kvm = kvm
         self.switches = switches
         self.diskQueue = diskQueue
@@ -167,7 +156,7 @@ public final class VirtualMachine: @unchecked Sendable {
                     return VirtualMachine.generatedMAC(seed: path + "/" + device.prefix).description
                 },
                 logger: logger, backends: backends)
-            let instance = PluginDevice(model: resolved.model, pluginName: resolved.pluginName, context: context)
+            let instance = PluginDevice(match: resolved, context: context)
             try instance.create()
             devices.append(instance)
         }
