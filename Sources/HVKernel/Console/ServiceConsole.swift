@@ -23,16 +23,13 @@ public final class ServiceConsole: @unchecked Sendable {
     /// Listens on `path` (a stale socket file there is replaced).
     public init(path: String) throws {
         self.path = path
-        guard var addr = Self.socketAddress(path) else {
-            throw CommandError("console socket path \(path) is longer than \(Self.maximumPathLength) bytes")
+        guard let addr = UnixSocketAddress(path: path) else {
+            throw CommandError("console socket path \(path) is longer than \(UnixSocketAddress.maximumPathLength) bytes")
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw CommandError("socket: \(String(cString: strerror(errno)))") }
         unlink(path)
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0, listen(fd, 8) == 0 else {
+        guard addr.bind(fd) == 0, listen(fd, 8) == 0 else {
             let e = errno; close(fd)
             throw CommandError("cannot listen on \(path): \(String(cString: strerror(e)))")
         }
@@ -111,14 +108,11 @@ public final class ServiceConsole: @unchecked Sendable {
 
     /// Sends one request to a console at `path` and returns the reply.
     public static func request(_ line: String, at path: String) throws -> String {
-        guard var addr = socketAddress(path) else { throw CommandError("socket path too long: \(path)") }
+        guard let addr = UnixSocketAddress(path: path) else { throw CommandError("socket path too long: \(path)") }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw CommandError("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard ok == 0 else {
+        guard addr.connect(fd) == 0 else {
             throw CommandError("cannot reach the service console at \(path): \(String(cString: strerror(errno))) (is `hvhost run --console \(path)` running?)")
         }
         let bytes = Array((line + "\n").utf8)
@@ -131,19 +125,5 @@ public final class ServiceConsole: @unchecked Sendable {
             reply += buffer[0..<n]
         }
         return String(decoding: reply, as: UTF8.self)
-    }
-
-    /// Longest socket path `sockaddr_un` holds, leaving room for the NUL.
-    private static let maximumPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
-
-    /// The `AF_UNIX` address of `path`; nil when the path does not fit.
-    private static func socketAddress(_ path: String) -> sockaddr_un? {
-        guard path.utf8.count <= maximumPathLength else { return nil }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in path.utf8.enumerated() { raw[i] = b }
-        }
-        return addr
     }
 }

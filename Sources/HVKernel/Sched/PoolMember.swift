@@ -42,7 +42,7 @@ public final class PoolMember: @unchecked Sendable {
     let granted = Atomic<Bool>(false)
     let cancelRequested = Atomic<Bool>(false)
     /// Where a thread waiting for a slot sleeps; the grant or a cancel posts it.
-    let parker = PoolParker()
+    let parker = ThreadParker()
 
     // [pool lock]
     public internal(set) var params: SchedulerParams
@@ -92,6 +92,6 @@ public final class PoolMember: @unchecked Sendable {
     var cpuTime: UInt64? {
         if let finalCPUTime { return finalCPUTime }
         guard let cpuClock else { return nil }
-        return SchedulerThreads.cpuTime(of: cpuClock)
+        return HostThread.cpuTime(of: cpuClock)
     }
 }

@@ -10,6 +10,8 @@ public protocol VCPUInterruptController: AnyObject {
     func lapicWrite(vcpu: Int, offset: UInt64, size: Int, value: UInt64)
 }
 
+extension Chipset: VCPUInterruptController {}
+
 /// One vCPU's host thread: joins its scheduler pool, runs the guest only while it holds a
 /// pCPU slot, injects interrupts, dispatches its port and MMIO exits to the VM's buses,
 /// and blocks on HLT (giving the slot back) until an interrupt is pending.
@@ -159,7 +161,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
 
     /// CPU time this thread used since its current slot was granted.
     private func ranSinceGrant(_ m: PoolMember) -> UInt64 {
-        SchedulerThreads.currentThreadCPUTime() &- m.cpuAtGrant
+        HostThread.currentThreadCPUTime() &- m.cpuAtGrant
     }
 
     /// AP: waits for a STARTUP IPI; nil when the VM stops first.
@@ -189,7 +191,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
                 // Only a new grant restarts the CPU-time baseline; a kept slot (stale flag)
                 // keeps counting toward the slice the policy will be charged for.
                 if m.grantCount != grantsBefore {
-                    m.cpuAtGrant = SchedulerThreads.currentThreadCPUTime()
+                    m.cpuAtGrant = HostThread.currentThreadCPUTime()
                     pin(m, to: slot)
                 }
                 continue
@@ -232,7 +234,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     private func pin(_ m: PoolMember, to slot: PCPUSlot) {
         guard !m.pinned || m.pinnedTo != slot.hostCPU else { return }
         if !m.pinned && slot.hostCPU == nil { m.pinned = true; return }   // never pinned: nothing to undo
-        SchedulerThreads.pinCurrentThread(to: slot.hostCPU)
+        HostThread.pinCurrentThread(to: slot.hostCPU)
         m.pinned = true
         m.pinnedTo = slot.hostCPU
     }
