@@ -47,11 +47,8 @@ struct HostOptions: ParsableArguments {
         do {
             var schedConfig = try SchedulerConfiguration.parse(pcpus: pcpus, pools: pools)
             schedConfig.watchdogNanoseconds = max(1, watchdogMilliseconds) * 1_000_000
-            scheduler = try Scheduler(configuration: schedConfig, resolvePolicy: { name in
-                let hit = try catalog.schedPolicyInfo(named: name)
-                return SchedulerPolicySource(name: hit.policy.name,
-                                             plugin: (name: hit.plugin.name, path: hit.plugin.path, desc: hit.policy.pointer))
-            }, logger: logger)
+            scheduler = try Scheduler(configuration: schedConfig, resolvePolicy: catalog.schedulerPolicySource(named:),
+                                      logger: logger)
         } catch {
             logger.error("cannot set up the CPU scheduler: \(error)")
             throw ExitCode(2)
@@ -62,10 +59,7 @@ struct HostOptions: ParsableArguments {
         }
         let services = HostServices(
             kvm: kvm, switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "disk-io"), scheduler: scheduler,
-            resolveModel: { device in
-                let found = try catalog.deviceModel(named: device.modelName, for: device)
-                return ResolvedDeviceModel(pluginName: found.pluginName, model: found.model)
-            })
+            resolveModel: { device in try catalog.deviceModel(named: device.modelName, for: device) })
         let host = VMHost(services: services, logger: logger)
 
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])

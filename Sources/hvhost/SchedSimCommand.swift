@@ -44,7 +44,8 @@ struct SchedSimCommand: ParsableCommand {
             let name = policy ?? sc.policy ?? "propshare"
             let seedValue = seed ?? sc.seed ?? 1
             let catalog = plugins.loadCatalog()
-            let instance = try SchedSimulator.loadPolicy(named: name, catalog: catalog, pcpus: sc.pcpus)
+            let instance = try SchedSimulator.loadPolicy(named: name, pcpus: sc.pcpus,
+                                                         resolve: catalog.schedulerPolicySource(named:))
             let sim = SchedSimulator(scenario: sc, policy: instance, seed: seedValue)
             var traceLines: [UInt8] = []
             if let trace {

@@ -1,4 +1,5 @@
 import Glibc
+import HVKernel
 
 /// The write end of the self-pipe, for the async-signal-safe handler.
 nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
@@ -8,7 +9,7 @@ nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
 /// picks), and the watcher thread reads it and runs ordinary code.
 final class SignalWatcher: @unchecked Sendable {
     var onSignal: ((Int32) -> Void)?
-    private var thread = pthread_t()
+    private var thread: pthread_t?
     private let readEnd: Int32
 
     init(signals: [Int32]) {
@@ -27,12 +28,7 @@ final class SignalWatcher: @unchecked Sendable {
             action.sa_flags = SA_RESTART
             sigaction(s, &action, nil)
         }
-        let me = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&thread, nil, { arg in
-            let watcher = Unmanaged<SignalWatcher>.fromOpaque(arg!).takeRetainedValue()
-            watcher.loop()
-            return nil
-        }, me)
+        thread = HostThread.spawn(name: "signals") { [self] in loop() }
     }
 
     private func loop() {
@@ -49,6 +45,6 @@ final class SignalWatcher: @unchecked Sendable {
     func stop() {
         var zero: UInt8 = 0
         _ = write(signalPipeWrite, &zero, 1)
-        pthread_join(thread, nil)
+        if let thread { pthread_join(thread, nil) }
     }
 }

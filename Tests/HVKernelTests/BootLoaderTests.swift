@@ -167,7 +167,7 @@ import Testing
     }
 
     @Test func descriptorEncoding() {
-        typealias S = BootCPUState.SegmentState
+        typealias S = VCPURegisterState.Segment
         #expect(S.flatCode(selector: 0x10, long: true).descriptor == 0x00AF_9B00_0000_FFFF)
         #expect(S.flatCode(selector: 0x10, long: false).descriptor == 0x00CF_9B00_0000_FFFF)
         #expect(S.flatData(selector: 0x18).descriptor == 0x00CF_9300_0000_FFFF)

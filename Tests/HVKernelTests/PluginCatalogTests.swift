@@ -97,23 +97,24 @@ import Testing
     @Test func lookupForAConfiguredDeviceChecksKindAndNamesTheKey() throws {
         let (catalog, a, _) = try mixedCatalog("device")
         defer { catalog.plugins.forEach { $0.unload() } }
-        func device(_ kind: DeviceConfiguration.Kind, _ prefix: String, _ model: String, line: Int) -> DeviceConfiguration {
-            let key = prefix + ".virtualDev"
-            return DeviceConfiguration(
-                kind: kind, modelName: model, prefix: prefix, index: 0, location: "vm.vmx:\(line)",
-                entries: ["virtualdev": VMXFile.Entry(key: key, value: model, path: "vm.vmx", line: line)])
+        // What the VM assembly passes for `<prefix>.virtualDev = "<model>"` on line `line` of vm.vmx.
+        func lookup(_ kind: (code: UInt32, name: String), _ prefix: String, _ model: String,
+                    line: Int) throws(PluginCatalogError) -> DeviceModelMatch {
+            try catalog.deviceModel(named: model, kind: kind.code, kindName: kind.name,
+                                    context: "vm.vmx:\(line): \(prefix).virtualDev = \"\(model)\"")
         }
-        let match = try catalog.deviceModel(named: "testnic", for: device(.nic, "ethernet0", "testnic", line: 4))
+        let nic: (UInt32, String) = (1, "nic"), scsi: (UInt32, String) = (2, "scsi")   // HV_DEVICE_KIND_*
+        let match = try lookup(nic, "ethernet0", "testnic", line: 4)
         #expect(match.plugin.path == a + "/10_good.so")
         #expect(match.pluginName == "Test Plugin")
         #expect(String(cString: match.model.pointee.name) == "testnic")
 
         let wrong = #expect(throws: PluginCatalogError.self) {
-            try catalog.deviceModel(named: "testnic", for: device(.scsi, "scsi0", "testnic", line: 9))
+            try lookup(scsi, "scsi0", "testnic", line: 9)
         }
         #expect(wrong?.description == "vm.vmx:9: scsi0.virtualDev = \"testnic\": device model 'testnic' (from \(a)/10_good.so) is a nic device, expected a scsi device")
         let missing = #expect(throws: PluginCatalogError.self) {
-            try catalog.deviceModel(named: "vlance", for: device(.nic, "ethernet1", "vlance", line: 12))
+            try lookup(nic, "ethernet1", "vlance", line: 12)
         }
         #expect(missing?.description.hasPrefix("vm.vmx:12: ethernet1.virtualDev = \"vlance\": no plugin provides device model 'vlance'; searched: \(a), ") == true)
     }

@@ -71,7 +71,7 @@ enum SchedPolicyFixtures {
 
     /// A fresh instance of `name` for `pcpus` pCPUs.
     static func policy(_ name: String, pcpus: Int) throws -> SchedulerPolicy {
-        try SchedSimulator.loadPolicy(named: name, catalog: catalog(), pcpus: pcpus)
+        try SchedSimulator.loadPolicy(named: name, pcpus: pcpus, resolve: catalog().schedulerPolicySource(named:))
     }
 
     /// Parses `text` and simulates it with `policy` (default: the scenario's, else propshare).

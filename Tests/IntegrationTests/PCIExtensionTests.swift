@@ -70,10 +70,8 @@ final class PCIExtensionTests: XCTestCase {
         let scheduler = try Scheduler(logger: logger)
         defer { scheduler.stop() }
         let services = HostServices(kvm: try KVMSystem(), switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "pciext-disk"),
-                                    scheduler: scheduler, resolveModel: { device in
-            let found = try catalog.deviceModel(named: device.modelName, for: device)
-            return ResolvedDeviceModel(pluginName: found.pluginName, model: found.model)
-        })
+                                    scheduler: scheduler,
+                                    resolveModel: { device in try catalog.deviceModel(named: device.modelName, for: device) })
         let vm = try VirtualMachine(configuration: config, host: services, logger: logger)
         let inKernel = try XCTUnwrap(vm.devices.first?.function?.doorbells.first).inBackend
         vm.start()

@@ -27,7 +27,9 @@ public enum VCPUExit: Equatable, Sendable {
 /// other than the vCPU's own.
 public protocol VirtualCPU: AnyObject {
     var index: Int { get }
-    func setBootState(_ state: BootCPUState) throws
+    /// Loads the registers the vCPU starts from (boot entry, or the state a STARTUP IPI
+    /// leaves an application processor in).
+    func setRegisters(_ state: VCPURegisterState) throws
     /// Runs the guest until an exit the VMkernel must see.
     func run(handler: VCPUExitHandler) throws -> VCPUExit
     /// True when an external interrupt can be injected right now (IF=1, no shadow).
@@ -55,5 +57,7 @@ public protocol VirtualCPU: AnyObject {
 /// A VM on an execution backend: guest memory mapped in, vCPUs created on demand.
 public protocol VirtualMachineBackend: AnyObject {
     func map(memory: GuestMemory) throws
-    func makeVCPU(index: Int, cpuid: CPUIDPolicy) throws -> VirtualCPU
+    /// Creates vCPU `index`; its IA32_APIC_BASE points at `lapicBase` (the platform's
+    /// local-APIC page), enabled, with the BSP flag on vCPU 0.
+    func makeVCPU(index: Int, cpuid: CPUIDPolicy, lapicBase: UInt64) throws -> VirtualCPU
 }

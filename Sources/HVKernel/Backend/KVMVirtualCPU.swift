@@ -11,10 +11,12 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
     private let runMapSize: Int
     private let thread = Mutex<pthread_t?>(nil)
     private let exits = Atomic<UInt64>(0)
+    /// IA32_APIC_BASE loaded with the registers: the local-APIC page, enable, BSP flag.
+    private let apicBase: UInt64
 
     var exitCount: UInt64 { exits.load(ordering: .relaxed) }
 
-    init(fd: Int32, index: Int, runMapSize: Int) throws {
+    init(fd: Int32, index: Int, runMapSize: Int, apicBase: UInt64) throws {
         let p = mmap(nil, runMapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let p, p != MAP_FAILED else {
             let e = errno; close(fd)
@@ -23,6 +25,7 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         self.fd = fd
         self.index = index
         self.runMapSize = runMapSize
+        self.apicBase = apicBase
         self.run = p.bindMemory(to: kvm_run.self, capacity: 1)
         KVMVirtualCPU.installKickHandler()
     }
@@ -78,7 +81,7 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         }
     }
 
-    func setBootState(_ state: BootCPUState) throws {
+    func setRegisters(_ state: VCPURegisterState) throws {
         var sregs = kvm_sregs()
         guard ioctl(fd, CKVM_GET_SREGS, &sregs) == 0 else { throw KVMError(call: "KVM_GET_SREGS", errno: errno) }
         sregs.cs = Self.segment(state.cs)
@@ -97,7 +100,7 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         sregs.cr3 = state.cr3
         sregs.cr4 = state.cr4
         sregs.efer = state.efer
-        sregs.apic_base = Chipset.lapicBase | (1 << 11) | (index == 0 ? 1 << 8 : 0)
+        sregs.apic_base = apicBase
         guard ioctl(fd, CKVM_SET_SREGS, &sregs) == 0 else { throw KVMError(call: "KVM_SET_SREGS", errno: errno) }
         var regs = kvm_regs()
         regs.rip = state.rip
@@ -108,7 +111,7 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         guard ioctl(fd, CKVM_SET_REGS, &regs) == 0 else { throw KVMError(call: "KVM_SET_REGS", errno: errno) }
     }
 
-    private static func segment(_ s: BootCPUState.SegmentState) -> kvm_segment {
+    private static func segment(_ s: VCPURegisterState.Segment) -> kvm_segment {
         kvm_segment(base: s.base, limit: s.limit, selector: s.selector, type: s.type,
                     present: s.present ? 1 : 0, dpl: s.dpl, db: s.db ? 1 : 0, s: s.s ? 1 : 0,
                     l: s.l ? 1 : 0, g: s.g ? 1 : 0, avl: s.avl ? 1 : 0,

@@ -44,10 +44,11 @@ public final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendable
     }
 
     /// KVM_CREATE_VCPU + KVM_SET_CPUID2.
-    public func makeVCPU(index: Int, cpuid: CPUIDPolicy) throws -> VirtualCPU {
+    public func makeVCPU(index: Int, cpuid: CPUIDPolicy, lapicBase: UInt64) throws -> VirtualCPU {
         let vcpufd = ioctl(fd, CKVM_CREATE_VCPU, CInt(index))
         guard vcpufd >= 0 else { throw KVMError(call: "KVM_CREATE_VCPU(\(index))", errno: errno) }
-        let vcpu = try KVMVirtualCPU(fd: vcpufd, index: index, runMapSize: system.runMapSize)
+        let vcpu = try KVMVirtualCPU(fd: vcpufd, index: index, runMapSize: system.runMapSize,
+                                     apicBase: lapicBase | (1 << 11) | (index == 0 ? 1 << 8 : 0))
         var entries = system.supportedCPUID
         cpuid.apply(to: &entries, index: index)
         try vcpu.setCPUID(entries)

@@ -1,12 +1,10 @@
-import Glibc
-
 /// Everything the boot loader decided for one boot: the mode, the CPU state at entry
 /// and what it wrote where. `BootLoader.plan` computes it without touching memory;
 /// `BootLoader.load` computes it and writes the guest.
 public struct BootPlan: Equatable, Sendable {
     public var mode: BootMode
     /// The boot processor's registers at the kernel's first instruction.
-    public var cpu: BootCPUState
+    public var cpu: VCPURegisterState
     /// Guest-physical address of `struct hvm_start_info` (also in RBX).
     public var startInfoAddress: UInt64
     public var startInfo: HVMStartInfo
@@ -46,7 +44,7 @@ public enum BootLoader {
         info.memoryMapEntries = UInt32(map.count)
 
         let start = BootLayout.startInfoAddress
-        let cpu: BootCPUState = switch mode {
+        let cpu: VCPURegisterState = switch mode {
         case .pvh: .pvh(entry: UInt32(entry), startInfo: start)
         case .elf64: .longMode(entry: entry, startInfo: start, pml4: BootLayout.pml4Address)
         }
@@ -62,14 +60,11 @@ public enum BootLoader {
                             mode: BootMode? = nil) throws(BootError) -> BootPlan {
         let plan = try plan(image: image, memorySize: memory.size, commandLine: commandLine, mode: mode)
         do {
-            try zero(memory, at: BootLayout.bootAreaStart, count: BootLayout.bootAreaEnd - BootLayout.bootAreaStart)
-            try image.bytes.withUnsafeBytes { file in
-                for s in image.segments {
-                    let from = Int(s.fileOffset)
-                    let bytes = UnsafeRawBufferPointer(rebasing: file[from..<(from + Int(s.fileSize))])
-                    try memory.write(at: s.physicalAddress, from: bytes)
-                    try zero(memory, at: s.physicalAddress + s.fileSize, count: s.memorySize - s.fileSize)
-                }
+            try memory.zero(at: BootLayout.bootAreaStart, count: BootLayout.bootAreaEnd - BootLayout.bootAreaStart)
+            for s in image.segments {
+                let from = Int(s.fileOffset)
+                try memory.write(image.bytes[from..<(from + Int(s.fileSize))], at: s.physicalAddress)
+                try memory.zero(at: s.physicalAddress + s.fileSize, count: s.memorySize - s.fileSize)
             }
             try memory.write(gdtBytes(for: plan.mode), at: BootLayout.gdtAddress)
             try memory.write(plan.startInfo.encoded(), at: plan.startInfoAddress)
@@ -89,7 +84,7 @@ public enum BootLoader {
     /// The GDT: null, 0x08 unused (null), 0x10 code (32-bit for PVH, 64-bit for
     /// elf64), 0x18 flat data, 0x20 busy TSS (16-byte system descriptor).
     public static func gdtBytes(for mode: BootMode) -> [UInt8] {
-        let cpu: BootCPUState = switch mode {
+        let cpu: VCPURegisterState = switch mode {
         case .pvh: .pvh(entry: 0, startInfo: 0)
         case .elf64: .longMode(entry: 0, startInfo: 0, pml4: 0)
         }
@@ -129,14 +124,5 @@ public enum BootLoader {
             tables.append((BootLayout.pageDirectoryAddress + UInt64(pd) * 0x1000, table(entries)))
         }
         return tables
-    }
-
-    private static func zero(_ memory: GuestMemory, at gpa: UInt64, count: UInt64) throws(GuestMemoryError) {
-        guard count > 0 else { return }
-        guard let p = memory.pointer(at: gpa, length: Int(count)) else {
-            throw GuestMemoryError.outOfRange(gpa: gpa, length: Int(count))
-        }
-        memset(p, 0, Int(count))
-        memory.markDirty(gpa: gpa, length: Int(count))
     }
 }

@@ -43,16 +43,13 @@ public final class ServiceConsole: @unchecked Sendable {
     public init(path: String, requestTimeoutSeconds: Double = 5) throws {
         self.path = path
         self.requestTimeoutNanoseconds = UInt64(max(0.001, requestTimeoutSeconds) * 1e9)
-        guard var addr = Self.socketAddress(path) else {
-            throw CommandError("console socket path \(path) is longer than \(Self.maximumPathLength) bytes")
+        guard let addr = UnixSocketAddress(path: path) else {
+            throw CommandError("console socket path \(path) is longer than \(UnixSocketAddress.maximumPathLength) bytes")
         }
         try Self.removeStaleSocket(at: path, address: addr)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw CommandError("socket: \(Self.errnoText(errno))") }
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0 else {
+        guard addr.bind(fd) == 0 else {
             let e = errno
             close(fd)
             throw CommandError("cannot listen on \(path): bind: \(Self.errnoText(e))")
@@ -238,7 +235,7 @@ public final class ServiceConsole: @unchecked Sendable {
 
     /// Makes `path` free for a new console: absent is fine; a socket nobody serves is
     /// removed; a socket a live console answers on, or any other kind of file, is refused.
-    private static func removeStaleSocket(at path: String, address: sockaddr_un) throws {
+    private static func removeStaleSocket(at path: String, address: UnixSocketAddress) throws {
         var st = stat()
         guard lstat(path, &st) == 0 else {
             if errno == ENOENT { return }
@@ -247,12 +244,9 @@ public final class ServiceConsole: @unchecked Sendable {
         guard (st.st_mode & S_IFMT) == S_IFSOCK else {
             throw CommandError("\(path) exists and is not a socket (\(fileKind(st.st_mode))); refusing to replace it with the console socket: remove it or choose another --console path")
         }
-        var addr = address
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw CommandError("socket: \(errnoText(errno))") }
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let connected = address.connect(fd)
         let e = errno
         close(fd)
         if connected == 0 {
@@ -284,14 +278,11 @@ public final class ServiceConsole: @unchecked Sendable {
 
     /// Sends one request to a console at `path` and returns the reply.
     public static func request(_ line: String, at path: String) throws -> String {
-        guard var addr = socketAddress(path) else { throw CommandError("socket path too long: \(path)") }
+        guard let addr = UnixSocketAddress(path: path) else { throw CommandError("socket path too long: \(path)") }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw CommandError("socket: \(errnoText(errno))") }
         defer { close(fd) }
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard ok == 0 else {
+        guard addr.connect(fd) == 0 else {
             throw CommandError("cannot reach the service console at \(path): \(errnoText(errno)) (is `hvhost run --console \(path)` running?)")
         }
         let bytes = Array((line + "\n").utf8)
@@ -305,19 +296,5 @@ public final class ServiceConsole: @unchecked Sendable {
             reply += buffer[0..<n]
         }
         return String(decoding: reply, as: UTF8.self)
-    }
-
-    /// Longest socket path `sockaddr_un` holds, leaving room for the NUL.
-    private static let maximumPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
-
-    /// The `AF_UNIX` address of `path`; nil when the path does not fit.
-    private static func socketAddress(_ path: String) -> sockaddr_un? {
-        guard path.utf8.count <= maximumPathLength else { return nil }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in path.utf8.enumerated() { raw[i] = b }
-        }
-        return addr
     }
 }

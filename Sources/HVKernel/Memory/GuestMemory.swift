@@ -1,6 +1,14 @@
-import CKVM
 import Glibc
 import Synchronization
+
+/// glibc declares memfd_create only under _GNU_SOURCE, which the Glibc module does not
+/// set; its C signature is stable, so bind it directly (as HostThread does for
+/// pthread_setname_np).
+@_silgen_name("memfd_create")
+private func hostMemfdCreate(_ name: UnsafePointer<CChar>, _ flags: UInt32) -> Int32
+
+/// MFD_CLOEXEC from <linux/memfd.h>.
+private let memfdCloseOnExec: UInt32 = 0x0001
 
 public enum GuestMemoryError: Error, CustomStringConvertible {
     case outOfRange(gpa: UInt64, length: Int)
@@ -43,7 +51,7 @@ public final class GuestMemory: @unchecked Sendable {
 
     public init(size: UInt64, name: String = "guest-ram") throws {
         precondition(size > 0 && size % GuestMemory.pageSize == 0)
-        let fd = ckvm_memfd_create(name, CKVM_MFD_CLOEXEC)
+        let fd = hostMemfdCreate(name, memfdCloseOnExec)
         guard fd >= 0 else { throw GuestMemoryError.system(call: "memfd_create", errno: errno) }
         guard ftruncate(fd, off_t(size)) == 0 else {
             let e = errno; close(fd)
@@ -139,6 +147,20 @@ public final class GuestMemory: @unchecked Sendable {
 
     public func write(_ bytes: [UInt8], at gpa: UInt64) throws {
         try bytes.withUnsafeBytes { try write(at: gpa, from: $0) }
+    }
+
+    public func write(_ bytes: ArraySlice<UInt8>, at gpa: UInt64) throws {
+        try bytes.withUnsafeBytes { try write(at: gpa, from: $0) }
+    }
+
+    /// Zeroes `count` bytes at `gpa` (all of it RAM) and marks them dirty.
+    public func zero(at gpa: UInt64, count: UInt64) throws(GuestMemoryError) {
+        guard count > 0 else { return }
+        guard let o = offset(of: gpa, length: Int(count)) else {
+            throw GuestMemoryError.outOfRange(gpa: gpa, length: Int(count))
+        }
+        memset(base + Int(o), 0, Int(count))
+        markDirty(offset: o, length: count)
     }
 
     public func read(at gpa: UInt64, count: Int) throws -> [UInt8] {

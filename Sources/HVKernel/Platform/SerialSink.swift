@@ -1,9 +1,8 @@
 /// Where a virtual UART's bytes go, and where its input comes from.
 ///
-/// The operator picks one per serial port: ``TerminalSerialSink`` (stdout, optionally
-/// stdin), ``FileSerialSink`` (append to a file), ``UnixSocketSerialSink`` (the VMM
-/// listens on a path; one client at a time). ``CaptureSerialSink`` keeps output in memory
-/// for tests. The `.vmx` key `hv.serial` chooses (see `SerialSetting`).
+/// The operator picks one per serial port (the `.vmx` key `hv.serial`); the
+/// implementations (terminal, file, Unix socket, in-memory capture for tests) live with
+/// the host I/O, so a UART and its chipset see only this protocol.
 ///
 /// Thread contract: ``transmit(_:)`` is called on a vCPU or timer thread **with the
 /// chipset lock held**: it must never block for long (drop rather than wait) and must not
@@ -24,25 +23,4 @@ public protocol SerialSink: AnyObject, Sendable {
 extension SerialSink {
     public func startInput(_ receiver: @escaping @Sendable ([UInt8]) -> Int) {}
     public func flush() {}
-}
-
-/// Errors from creating serial sinks.
-public enum SerialSinkError: Error, CustomStringConvertible, Equatable {
-    case cannotOpen(path: String, errno: Int32)
-    case pathTooLong(String)
-    case notASocket(String)
-    case socketFailed(path: String, operation: String, errno: Int32)
-
-    public var description: String {
-        switch self {
-        case let .cannotOpen(path, e):
-            return "cannot open serial output file '\(path)': \(SerialSinkSupport.errnoText(e))"
-        case let .pathTooLong(path):
-            return "Unix socket path '\(path)' is longer than 107 bytes; choose a shorter path"
-        case let .notASocket(path):
-            return "'\(path)' exists and is not a socket; remove it or choose another path"
-        case let .socketFailed(path, op, e):
-            return "cannot listen on Unix socket '\(path)': \(op) failed: \(SerialSinkSupport.errnoText(e))"
-        }
-    }
 }

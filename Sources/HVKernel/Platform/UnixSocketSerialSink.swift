@@ -26,15 +26,7 @@ public final class UnixSocketSerialSink: SerialSink, @unchecked Sendable {
     /// Binds and listens at `path` (an existing socket file there is replaced).
     public init(path: String) throws {
         self.path = path
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard !bytes.isEmpty, bytes.count < capacity else { throw SerialSinkError.pathTooLong(path) }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
+        guard !path.isEmpty, let addr = UnixSocketAddress(path: path) else { throw SerialSinkError.pathTooLong(path) }
         var st = stat()
         if lstat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFSOCK else { throw SerialSinkError.notASocket(path) }
@@ -42,12 +34,7 @@ public final class UnixSocketSerialSink: SerialSink, @unchecked Sendable {
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SerialSinkError.socketFailed(path: path, operation: "socket", errno: errno) }
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard bound == 0 else {
+        guard addr.bind(fd) == 0 else {
             let e = errno
             Glibc.close(fd)
             throw SerialSinkError.socketFailed(path: path, operation: "bind", errno: e)

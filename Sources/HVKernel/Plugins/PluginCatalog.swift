@@ -205,18 +205,13 @@ public final class PluginCatalog: @unchecked Sendable {
         try lookup(modelsByName, .deviceModel, name)
     }
 
-    /// The model for a device of a VM's configuration: found by the device's model name
-    /// and checked to be of the device's kind (a NIC model for ethernetN, ...). Errors
-    /// name the `.vmx` line and key that chose the model.
-    public func deviceModel(named name: String, for device: DeviceConfiguration) throws(PluginCatalogError)
-        -> DeviceModelMatch
+    /// The model for a configured device: found by name and checked to be of the
+    /// device's `kind` (`HV_DEVICE_KIND_*`, named `kindName` in messages: a NIC model for
+    /// ethernetN, ...). Errors start with `context`, where the name came from (e.g.
+    /// `vm.vmx:7: ethernet0.virtualDev = "vlanse"`).
+    public func deviceModel(named name: String, kind: UInt32, kindName: String, context: String)
+        throws(PluginCatalogError) -> DeviceModelMatch
     {
-        let context: String
-        if let e = device.entry(forDeviceKey: "virtualDev") ?? device.entry(forDeviceKey: "model") {
-            context = "\(e.location): \(e.key) = \"\(e.value)\""
-        } else {
-            context = "\(device.location): \(device.prefix) (default model \"\(device.modelName)\")"
-        }
         let hit: (plugin: LoadedPlugin, model: LoadedPlugin.DeviceModel)
         do {
             hit = try deviceModelInfo(named: name)
@@ -225,11 +220,11 @@ public final class PluginCatalog: @unchecked Sendable {
             e.context = context
             throw e
         }
-        guard hit.model.kind == device.kind.rawValue else {
+        guard hit.model.kind == kind else {
             throw PluginCatalogError(
                 kind: .deviceModel, name: hit.model.name,
                 reason: .wrongKind(pluginPath: hit.plugin.path, modelKind: hit.model.kindName,
-                                   expectedKind: device.kind.description),
+                                   expectedKind: kindName),
                 context: context)
         }
         return DeviceModelMatch(plugin: hit.plugin, info: hit.model)

@@ -92,6 +92,11 @@ public final class PluginDevice: @unchecked Sendable {
         self.threadSafe = model.pointee.flags & HV_DEVICE_THREAD_SAFE != 0
     }
 
+    /// An instance of the model a catalog lookup found.
+    public convenience init(match: DeviceModelMatch, context: PluginDeviceContext) {
+        self.init(model: match.model, pluginName: match.pluginName, context: context)
+    }
+
     deinit {
         for s in configStrings.values { free(s) }
     }

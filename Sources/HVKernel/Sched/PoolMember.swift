@@ -29,7 +29,7 @@ public final class PoolMember: @unchecked Sendable {
     public let vmName: String
     /// The vCPU's index inside its VM.
     public let vcpuIndex: Int
-    /// Makes the vCPU leave `KVM_RUN` promptly (``VirtualCPU/kick()``).
+    /// Makes the vCPU leave guest mode promptly (the runner passes its backend vCPU's kick).
     let kick: () -> Void
     /// The thread's CPU clock, readable from other threads (nil in tests).
     let cpuClock: clockid_t?
@@ -42,7 +42,7 @@ public final class PoolMember: @unchecked Sendable {
     let granted = Atomic<Bool>(false)
     let cancelRequested = Atomic<Bool>(false)
     /// Where a thread waiting for a slot sleeps; the grant or a cancel posts it.
-    let parker = PoolParker()
+    let parker = ThreadParker()
 
     // [pool lock]
     public internal(set) var params: SchedulerParams
@@ -92,6 +92,6 @@ public final class PoolMember: @unchecked Sendable {
     var cpuTime: UInt64? {
         if let finalCPUTime { return finalCPUTime }
         guard let cpuClock else { return nil }
-        return SchedulerThreads.cpuTime(of: cpuClock)
+        return HostThread.cpuTime(of: cpuClock)
     }
 }

@@ -24,6 +24,48 @@ public final class SchedulerVM: @unchecked Sendable {
     }
 }
 
+/// What the scheduler needs to know about a VM that powers on. The VM assembly fills it
+/// from the configuration (`displayName`, `numvcpus`, `hv.sched.pool`, `sched.cpu.*`).
+public struct SchedulerVMRequest: Equatable, Sendable {
+    public var name: String
+    public var vcpuCount: Int
+    /// The pool the VM's vCPUs join.
+    public var poolName: String
+    /// The VM-level controls; shares are divided among the vCPUs.
+    public var cpu: CPUSchedulingParameters
+
+    public init(name: String, vcpuCount: Int, poolName: String = SchedulerConfiguration.defaultPoolName,
+                cpu: CPUSchedulingParameters = CPUSchedulingParameters()) {
+        self.name = name
+        self.vcpuCount = vcpuCount
+        self.poolName = poolName
+        self.cpu = cpu
+    }
+}
+
+/// A VM the scheduler cannot take, with the request setting at fault (so the caller can
+/// name the configuration key that set it).
+public struct SchedulerRegistrationError: Error, CustomStringConvertible, Sendable {
+    public enum Setting: Sendable {
+        /// `poolName`: no such pool.
+        case pool
+        /// `cpu.affinity`: no slot of the pool is allowed.
+        case affinity
+        /// `cpu.minPercent`: the pool cannot reserve it.
+        case minimum
+    }
+
+    public let setting: Setting
+    public let message: String
+
+    public init(setting: Setting, message: String) {
+        self.setting = setting
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
 /// The host's CPU scheduler: its pCPU slots, grouped in pools, each run by a policy
 /// (a plugin's or the built-in fallback), and the VMs registered with them.
 public final class Scheduler: @unchecked Sendable {
@@ -91,34 +133,30 @@ public final class Scheduler: @unchecked Sendable {
 
     // MARK: VMs
 
-    /// Registers a VM about to power on: finds its pool (`hv.sched.pool`), turns
-    /// `sched.cpu.*` into per-vCPU parameters and reserves its `sched.cpu.min`
-    /// (admission control). Errors name the `.vmx` key.
-    public func register(_ config: VMConfiguration) throws -> SchedulerVM {
-        func located(_ key: String, default value: String? = nil) -> String {
-            config.entry(forKey: key).map { "\($0.location): \(key) = \"\($0.value)\"" }
-                ?? "\(config.path): \(key)" + (value.map { " (not set: \"\($0)\")" } ?? "")
-        }
-        guard let pool = pool(named: config.schedulerPool) else {
-            throw SchedulerPolicyError("\(located("hv.sched.pool", default: SchedulerConfiguration.defaultPoolName)): no scheduler pool '\(config.schedulerPool)' on this host; pools: \(poolNames.joined(separator: ", ")) (see hvhost run --pool)")
+    /// Registers a VM about to power on: finds its pool, turns its CPU controls into
+    /// per-vCPU parameters and reserves its minimum (admission control). Errors say which
+    /// of the request's settings is at fault.
+    public func register(_ request: SchedulerVMRequest) throws(SchedulerRegistrationError) -> SchedulerVM {
+        guard let pool = pool(named: request.poolName) else {
+            throw SchedulerRegistrationError(setting: .pool, message: "no scheduler pool '\(request.poolName)' on this host; pools: \(poolNames.joined(separator: ", ")) (see hvhost run --pool)")
         }
         var mask: UInt64 = 0
-        if case .cpus(let cpus) = config.cpuScheduling.affinity {
+        if case .cpus(let cpus) = request.cpu.affinity {
             for s in pool.slots where cpus.contains(s.index) { mask |= 1 << UInt64(s.localIndex) }
             guard mask != 0 else {
-                throw SchedulerPolicyError("\(located("sched.cpu.affinity")): none of these pCPU slots is in pool '\(pool.name)' (slots \(pool.slots.map { String($0.index) }.joined(separator: ",")))")
+                throw SchedulerRegistrationError(setting: .affinity, message: "none of these pCPU slots is in pool '\(pool.name)' (slots \(pool.slots.map { String($0.index) }.joined(separator: ",")))")
             }
         }
-        let cpu = config.cpuScheduling
-        let params = SchedulerParams(shares: config.perVCPUShares, minPercent: UInt32(cpu.minPercent),
+        let cpu = request.cpu
+        let params = SchedulerParams(shares: cpu.sharesPerVCPU(vcpus: request.vcpuCount), minPercent: UInt32(cpu.minPercent),
                                      maxPercent: UInt32(cpu.maxPercent), htSharing: cpu.htSharing, affinity: mask)
         let id = nextVMID.wrappingAdd(1, ordering: .relaxed).oldValue
         do {
-            try pool.reserve(vm: id, percent: params.minPercent * UInt32(config.vcpuCount), vmName: config.displayName)
+            try pool.reserve(vm: id, percent: params.minPercent * UInt32(request.vcpuCount), vmName: request.name)
         } catch {
-            throw SchedulerPolicyError("\(located("sched.cpu.min")): \(error)")
+            throw SchedulerRegistrationError(setting: .minimum, message: "\(error)")
         }
-        let vm = SchedulerVM(id: id, name: config.displayName, vcpuCount: config.vcpuCount, pool: pool,
+        let vm = SchedulerVM(id: id, name: request.name, vcpuCount: request.vcpuCount, pool: pool,
                              params: params, shares: cpu.shares)
         lock.withLock { vms[id] = vm }
         start()

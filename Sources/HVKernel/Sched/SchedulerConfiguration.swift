@@ -41,7 +41,7 @@ public struct SchedulerConfiguration: Equatable, Sendable {
     }
 
     /// One unpinned slot per host CPU, all in pool "default" with the fallback.
-    public static func standard(hostCPUs: Int = SchedulerThreads.hostCPUCount) -> SchedulerConfiguration {
+    public static func standard(hostCPUs: Int = HostThread.hostCPUCount) -> SchedulerConfiguration {
         let n = max(1, min(hostCPUs, 64))
         return SchedulerConfiguration(slots: (0..<n).map { Slot(index: $0, hostCPU: nil) },
                                       pools: [Pool(name: defaultPoolName, slots: Array(0..<n), policy: nil)])
@@ -54,7 +54,7 @@ public struct SchedulerConfiguration: Equatable, Sendable {
 
     /// Parses the flags; `hostCPUs` bounds pinning.
     public static func parse(pcpus: String?, pools poolSpecs: [String], defaultPolicy: String? = nil,
-                             hostCPUs: Int = SchedulerThreads.hostCPUCount) throws -> SchedulerConfiguration {
+                             hostCPUs: Int = HostThread.hostCPUCount) throws -> SchedulerConfiguration {
         func fail(_ s: String) -> ParseError { ParseError(message: s) }
         var slots: [Slot]
         if let spec = pcpus {

@@ -1,7 +1,5 @@
-import PluginABI
-
 /// Per-vCPU scheduling parameters as a pool hands them to its policy
-/// (`hv_sched_params`): shares, reservation and limit in percent of one pCPU, the
+/// (`hv_sched_params` for a plugin): shares, reservation and limit in percent of one pCPU, the
 /// hyperthread-sharing mode and the pool-local pCPU affinity mask (0 = any).
 public struct SchedulerParams: Equatable, Sendable, CustomStringConvertible {
     public var shares: UInt32
@@ -23,13 +21,6 @@ public struct SchedulerParams: Equatable, Sendable, CustomStringConvertible {
     /// Whether the vCPU may run on pool-local pCPU `pcpu`.
     public func allows(pcpu: Int) -> Bool {
         affinity == 0 || (pcpu < 64 && affinity & (1 << UInt64(pcpu)) != 0)
-    }
-
-    /// The ABI struct.
-    public var abi: hv_sched_params {
-        hv_sched_params(struct_size: UInt32(MemoryLayout<hv_sched_params>.size), shares: shares,
-                        min_pct: minPercent, max_pct: maxPercent, htsharing: htSharing.rawValue,
-                        affinity: affinity)
     }
 
     public var description: String {
@@ -55,7 +46,7 @@ public struct SchedulerPick: Equatable, Sendable {
 
 /// A scheduling policy instance for one pool, Swift side of `hv_sched_ops`.
 ///
-/// **Contract** (the same for plugin policies, through ``SchedulerPluginPolicy``, and the
+/// **Contract** (the same for plugin policies, through the plugin host's adapter, and the
 /// built-in ``FallbackPolicy``). Every call is made with the pool lock held and must not
 /// block. vCPU ids are host-assigned and unique in the host; `vm` groups the sibling
 /// vCPUs of one VM.
@@ -118,24 +109,29 @@ public struct SchedulerPolicyError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// How to make a policy instance for a pool: the built-in fallback or a plugin's policy.
+/// How to make a policy instance for a pool: the built-in fallback, or a policy made
+/// elsewhere (a plugin's, which the plugin host wraps as a ``SchedulerPolicy``).
 public struct SchedulerPolicySource: @unchecked Sendable, CustomStringConvertible {
     public let name: String
-    /// Nil for the built-in fallback.
-    public let plugin: (name: String, path: String, desc: UnsafePointer<hv_sched_policy_desc>)?
+    /// The plugin offering the policy (its name and library path); nil for the built-in fallback.
+    public let plugin: (name: String, path: String)?
+    private let make: (_ pcpuCount: Int) throws -> SchedulerPolicy
 
-    public static let fallback = SchedulerPolicySource(name: FallbackPolicy.policyName, plugin: nil)
-
-    public init(name: String, plugin: (name: String, path: String, desc: UnsafePointer<hv_sched_policy_desc>)?) {
-        self.name = name
-        self.plugin = plugin
+    public static let fallback = SchedulerPolicySource(name: FallbackPolicy.policyName, plugin: nil) { _ in
+        FallbackPolicy()
     }
 
-    /// Makes an instance for a pool of `pcpuCount` slots (the plugin's `init`).
+    /// `make` creates an instance for a pool of `pcpuCount` slots (a plugin's `init`).
+    public init(name: String, plugin: (name: String, path: String)?,
+                make: @escaping (_ pcpuCount: Int) throws -> SchedulerPolicy) {
+        self.name = name
+        self.plugin = plugin
+        self.make = make
+    }
+
+    /// Makes an instance for a pool of `pcpuCount` slots.
     public func instantiate(pcpuCount: Int) throws -> SchedulerPolicy {
-        guard let plugin else { return FallbackPolicy() }
-        return try SchedulerPluginPolicy(name: name, pluginName: plugin.name, pluginPath: plugin.path,
-                                         desc: plugin.desc, pcpuCount: pcpuCount)
+        try make(pcpuCount)
     }
 
     public var description: String {

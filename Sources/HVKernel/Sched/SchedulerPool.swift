@@ -129,7 +129,7 @@ public final class SchedulerPool: @unchecked Sendable {
     /// Adds a vCPU (policy `vcpu_add`, then `wake`): it is runnable at once. Call on the
     /// vCPU's own thread (its CPU clock is taken for statistics) or pass `cpuClock`.
     public func join(id: Int32, vmID: Int32, vmName: String, vcpuIndex: Int, params: SchedulerParams,
-                     cpuClock: clockid_t? = SchedulerThreads.currentThreadCPUClock(),
+                     cpuClock: clockid_t? = HostThread.currentThreadCPUClock(),
                      kick: @escaping () -> Void) throws -> PoolMember {
         try lock.withLock {
             let m = PoolMember(id: id, vmID: vmID, vmName: vmName, vcpuIndex: vcpuIndex, params: params,
@@ -603,7 +603,7 @@ public final class SchedulerPool: @unchecked Sendable {
     }
 
     private func timerLoop() {
-        SchedulerThreads.setTimerSlack(nanoseconds: 1_000)
+        HostThread.setTimerSlack(nanoseconds: 1_000)
         lock.lock()
         while !stopping {
             let next = tickLocked()

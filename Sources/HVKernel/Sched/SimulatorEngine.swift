@@ -1,5 +1,5 @@
 /// A deterministic discrete-event simulation of one scheduler pool in virtual time: it
-/// drives a policy (a plugin's `hv_sched_ops` through ``SchedulerPluginPolicy``, or the
+/// drives a policy (a plugin's `hv_sched_ops` through the plugin host's adapter, or the
 /// built-in ``FallbackPolicy``) exactly as ``SchedulerPool`` does — `vcpu_add` then
 /// `wake` on arrival, `account` then `block` when a burst ends, `account` when a slice
 /// ends, `preempt` after every wake (a pCPU it names has its slice end at once),
@@ -91,15 +91,12 @@ public final class SchedSimulator {
         self.seed = seed
     }
 
-    /// Loads `name` for `pcpus` pCPUs: the built-in "fallback", or a plugin's policy
-    /// from `catalog` (its `init`).
-    public static func loadPolicy(named name: String, catalog: PluginCatalog, pcpus: Int) throws -> SchedulerPolicy {
+    /// Loads `name` for `pcpus` pCPUs: the built-in "fallback", or the policy `resolve`
+    /// finds (a plugin's: `PluginCatalog.schedulerPolicySource(named:)`), through its `init`.
+    public static func loadPolicy(named name: String, pcpus: Int,
+                                  resolve: (String) throws -> SchedulerPolicySource) throws -> SchedulerPolicy {
         if name.lowercased() == FallbackPolicy.policyName { return FallbackPolicy() }
-        let info = try catalog.schedPolicyInfo(named: name)
-        let source = SchedulerPolicySource(
-            name: info.policy.name,
-            plugin: (name: info.plugin.name, path: info.plugin.path, desc: info.policy.pointer))
-        return try source.instantiate(pcpuCount: pcpus)
+        return try resolve(name).instantiate(pcpuCount: pcpus)
     }
 
     /// Runs the whole scenario and shuts the policy down. Throws when the policy refuses

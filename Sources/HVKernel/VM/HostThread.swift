@@ -7,7 +7,7 @@ private func hostSetThreadName(_ thread: pthread_t, _ name: UnsafePointer<CChar>
 
 /// Starts a joinable pthread running `body` (vCPU and service threads need pthread
 /// identity for signals and per-thread CPU clocks, which Foundation's Thread hides).
-enum HostThread {
+public enum HostThread {
     private final class Box {
         let name: String?
         let body: () -> Void
@@ -15,7 +15,7 @@ enum HostThread {
     }
 
     /// `name` (at most 15 bytes are kept, Linux's limit) shows in `ps -L` and debuggers.
-    static func spawn(name: String? = nil, _ body: @escaping () -> Void) -> pthread_t {
+    public static func spawn(name: String? = nil, _ body: @escaping () -> Void) -> pthread_t {
         let box = Unmanaged.passRetained(Box(name, body)).toOpaque()
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { arg in

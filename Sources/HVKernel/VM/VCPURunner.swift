@@ -10,6 +10,8 @@ public protocol VCPUInterruptController: AnyObject {
     func lapicWrite(vcpu: Int, offset: UInt64, size: Int, value: UInt64)
 }
 
+extension Chipset: VCPUInterruptController {}
+
 /// One vCPU's host thread: joins its scheduler pool, runs the guest only while it holds a
 /// pCPU slot, injects interrupts, dispatches its port and MMIO exits to the VM's buses,
 /// and blocks on HLT (giving the slot back) until an interrupt is pending.
@@ -103,17 +105,17 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
 
     /// The state a STARTUP IPI with `vector` leaves an AP in: real mode, CS = vector << 8
     /// (base vector << 12), IP = 0, 64 KiB segments, CR0 = ET.
-    static func startupState(vector: UInt8) -> BootCPUState {
-        typealias Seg = BootCPUState.SegmentState
+    static func startupState(vector: UInt8) -> VCPURegisterState {
+        typealias Seg = VCPURegisterState.Segment
         let data = Seg(selector: 0, base: 0, limit: 0xFFFF, type: 0x3, present: true, dpl: 0,
                        db: false, s: true, l: false, g: false, avl: false, unusable: false)
         let code = Seg(selector: UInt16(vector) << 8, base: UInt64(vector) << 12, limit: 0xFFFF, type: 0xB,
                        present: true, dpl: 0, db: false, s: true, l: false, g: false, avl: false, unusable: false)
         let tr = Seg(selector: 0, base: 0, limit: 0xFFFF, type: 0x3, present: true, dpl: 0,
                      db: false, s: false, l: false, g: false, avl: false, unusable: false)
-        return BootCPUState(
-            rip: 0, rsp: 0, rbx: 0, rsi: 0, rflags: BootCPUState.rflagsReserved,
-            cr0: BootCPUState.cr0ET, cr3: 0, cr4: 0, efer: 0,
+        return VCPURegisterState(
+            rip: 0, rsp: 0, rbx: 0, rsi: 0, rflags: VCPURegisterState.rflagsReserved,
+            cr0: VCPURegisterState.cr0ET, cr3: 0, cr4: 0, efer: 0,
             gdt: .init(base: 0, limit: 0xFFFF), idt: .init(base: 0, limit: 0xFFFF),
             cs: code, ds: data, es: data, fs: data, gs: data, ss: data, tr: tr, ldtr: .unusableLDT)
     }
@@ -136,7 +138,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
                 started = false
             } else {
                 guard let vector = waitForStartup() else { return }
-                do { try vcpu.setBootState(Self.startupState(vector: vector)) } catch {
+                do { try vcpu.setRegisters(Self.startupState(vector: vector)) } catch {
                     vm.stop(.failure("vCPU \(vcpu.index): cannot start at SIPI vector 0x\(String(vector, radix: 16)): \(error)"))
                     return
                 }
@@ -177,7 +179,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
 
     /// CPU time this thread used since its current slot was granted.
     private func ranSinceGrant(_ m: PoolMember) -> UInt64 {
-        SchedulerThreads.currentThreadCPUTime() &- m.cpuAtGrant
+        HostThread.currentThreadCPUTime() &- m.cpuAtGrant
     }
 
     /// AP: waits for a STARTUP IPI; nil when the VM stops first.
@@ -210,7 +212,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
                 // Only a new grant restarts the CPU-time baseline; a kept slot (stale flag)
                 // keeps counting toward the slice the policy will be charged for.
                 if m.grantCount != grantsBefore {
-                    m.cpuAtGrant = SchedulerThreads.currentThreadCPUTime()
+                    m.cpuAtGrant = HostThread.currentThreadCPUTime()
                     pin(m, to: slot)
                 }
                 continue
@@ -278,7 +280,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
     private func pin(_ m: PoolMember, to slot: PCPUSlot) {
         guard !m.pinned || m.pinnedTo != slot.hostCPU else { return }
         if !m.pinned && slot.hostCPU == nil { m.pinned = true; return }   // never pinned: nothing to undo
-        SchedulerThreads.pinCurrentThread(to: slot.hostCPU)
+        HostThread.pinCurrentThread(to: slot.hostCPU)
         m.pinned = true
         m.pinnedTo = slot.hostCPU
     }

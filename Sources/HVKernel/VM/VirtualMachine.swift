@@ -1,17 +1,6 @@
 import Glibc
 import Logging
-import PluginABI
 import Synchronization
-
-/// A device model found for a device in the VM's configuration.
-public struct ResolvedDeviceModel {
-    public let pluginName: String
-    public let model: UnsafePointer<hv_device_model>
-    public init(pluginName: String, model: UnsafePointer<hv_device_model>) {
-        self.pluginName = pluginName
-        self.model = model
-    }
-}
 
 /// Host-wide services shared by every VM in one hvhost.
 public struct HostServices {
@@ -20,7 +9,7 @@ public struct HostServices {
     public let diskQueue: DiskIOQueue
     /// Finds the plugin model for a configured device (throws a message naming the
     /// .vmx key and the search path when none provides it).
-    public let resolveModel: (DeviceConfiguration) throws -> ResolvedDeviceModel
+    public let resolveModel: (DeviceConfiguration) throws -> DeviceModelMatch
     /// The CPU scheduler: pCPU slots, pools and their policies.
     public let scheduler: Scheduler
 
@@ -28,7 +17,7 @@ public struct HostServices {
     /// built-in fallback policy.
     public init(kvm: KVMSystem, switches: SwitchRegistry, diskQueue: DiskIOQueue,
                 scheduler: Scheduler? = nil,
-                resolveModel: @escaping (DeviceConfiguration) throws -> ResolvedDeviceModel) {
+                resolveModel: @escaping (DeviceConfiguration) throws -> DeviceModelMatch) {
         self.kvm = kvm
         self.switches = switches
         self.diskQueue = diskQueue
@@ -136,7 +125,7 @@ public final class VirtualMachine: @unchecked Sendable {
         // A restored vCPU gets its saved state and activity.
         var vcpus: [(VirtualCPU, VCPUActivity?)] = []
         for index in 0..<configuration.vcpuCount {
-            let vcpu = try backend.makeVCPU(index: index, cpuid: cpuid)
+            let vcpu = try backend.makeVCPU(index: index, cpuid: cpuid, lapicBase: Chipset.lapicBase)
             var activity: VCPUActivity?
             if let snapshot {
                 let (saved, state) = try snapshot.vcpu(index)
@@ -145,7 +134,7 @@ public final class VirtualMachine: @unchecked Sendable {
                 }
                 activity = saved
             } else if index == 0, let bootPlan {
-                try vcpu.setBootState(bootPlan.cpu)
+                try vcpu.setRegisters(bootPlan.cpu)
             }
             vcpus.append((vcpu, activity))
         }
@@ -220,7 +209,7 @@ public final class VirtualMachine: @unchecked Sendable {
             context.display = display
             context.input = input
             context.configDirectory = configuration.directory
-            let instance = PluginDevice(model: resolved.model, pluginName: resolved.pluginName, context: context)
+            let instance = PluginDevice(match: resolved, context: context)
             // No receive reaches the device before its reset (or, restored, its resume).
             instance.activity.close()
             try instance.create()

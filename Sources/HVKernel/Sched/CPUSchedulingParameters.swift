@@ -1,20 +1,3 @@
-/// A share setting: a named level or an explicit number (`sched.*.shares`).
-public enum ShareAllocation: Equatable, Sendable, CustomStringConvertible {
-    case low
-    case normal
-    case high
-    case custom(UInt32)
-
-    public var description: String {
-        switch self {
-        case .low: "low"
-        case .normal: "normal"
-        case .high: "high"
-        case .custom(let n): String(n)
-        }
-    }
-}
-
 /// Hyperthread sharing mode (`sched.cpu.htsharing`); raw values match
 /// `hv_sched_params.htsharing`.
 public enum HTSharing: UInt32, Sendable, CaseIterable, CustomStringConvertible {
@@ -65,7 +48,9 @@ public enum CPUAffinity: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// CPU resource controls of a VM (`sched.cpu.*`).
+/// CPU resource controls of a VM (`sched.cpu.*` in a `.vmx`, the `vm` lines of a
+/// simulator scenario): the scheduler's own value type, which the VM assembly fills from
+/// the configuration.
 public struct CPUSchedulingParameters: Equatable, Sendable {
     public var shares: ShareAllocation
     /// Reservation, percent of one logical CPU per vCPU (0...100).
@@ -105,38 +90,5 @@ public struct CPUSchedulingParameters: Equatable, Sendable {
     /// Shares of each vCPU (`hv_sched_params.shares`): the total divided evenly, at least 1.
     public func sharesPerVCPU(vcpus: Int) -> UInt32 {
         max(1, totalShares(vcpus: vcpus) / UInt32(max(1, vcpus)))
-    }
-}
-
-/// Memory resource controls of a VM (`sched.mem.*`), sizes in MiB.
-public struct MemorySchedulingParameters: Equatable, Sendable {
-    public var shares: ShareAllocation
-    /// Guaranteed memory (0...max).
-    public var minMiB: Int
-    /// Upper bound (...memsize); defaults to memsize.
-    public var maxMiB: Int
-
-    public init(shares: ShareAllocation = .normal, minMiB: Int = 0, maxMiB: Int) {
-        self.shares = shares
-        self.minMiB = minMiB
-        self.maxMiB = maxMiB
-    }
-
-    /// Shares per MiB of configured memory for a named level: low 5, normal 10, high 20.
-    public static func sharesPerMiB(_ level: ShareAllocation) -> UInt32? {
-        switch level {
-        case .low: 5
-        case .normal: 10
-        case .high: 20
-        case .custom: nil
-        }
-    }
-
-    /// The VM's memory shares: a named level times `memoryMiB`, or the explicit number.
-    public func totalShares(memoryMiB: Int) -> UInt32 {
-        switch shares {
-        case .custom(let n): n
-        default: Self.sharesPerMiB(shares)! * UInt32(memoryMiB)
-        }
     }
 }

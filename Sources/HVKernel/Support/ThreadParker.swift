@@ -1,7 +1,8 @@
 import Glibc
 
-/// A counting semaphore (`sem_t`) a vCPU thread sleeps on while it waits for a slot.
-final class PoolParker: @unchecked Sendable {
+/// A counting semaphore (`sem_t`) one thread sleeps on until another unparks it (a vCPU
+/// thread waiting for a pCPU slot).
+final class ThreadParker: @unchecked Sendable {
     private let sem: UnsafeMutablePointer<sem_t>
 
     init() {

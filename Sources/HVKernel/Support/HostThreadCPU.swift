@@ -7,7 +7,7 @@ private func hv_pthread_setaffinity_np(_ thread: pthread_t, _ size: Int, _ set: 
 private func hv_prctl(_ option: Int32, _ arg2: UInt, _ arg3: UInt, _ arg4: UInt, _ arg5: UInt) -> Int32
 
 /// Thread-level helpers the scheduler needs: per-thread CPU clocks and host-CPU pinning.
-public enum SchedulerThreads {
+extension HostThread {
     /// Sets the calling thread's timer slack (`prctl(PR_SET_TIMERSLACK)`): how late Linux
     /// may fire its timed waits (default 50 µs), so slices end when they should.
     @discardableResult

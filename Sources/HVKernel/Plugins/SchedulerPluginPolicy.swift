@@ -90,6 +90,36 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
     }
 }
 
+extension SchedulerPolicySource {
+    /// A plugin's policy: each instance is the plugin's `init` through ``SchedulerPluginPolicy``.
+    public static func plugin(name: String, pluginName: String, pluginPath: String,
+                              desc: UnsafePointer<hv_sched_policy_desc>) -> SchedulerPolicySource {
+        SchedulerPolicySource(name: name, plugin: (name: pluginName, path: pluginPath)) { pcpuCount in
+            try SchedulerPluginPolicy(name: name, pluginName: pluginName, pluginPath: pluginPath, desc: desc,
+                                      pcpuCount: pcpuCount)
+        }
+    }
+}
+
+extension PluginCatalog {
+    /// The scheduler policy `name` offered by a loaded plugin, as a pool or the simulator
+    /// instantiates it (the resolver ``Scheduler`` takes).
+    public func schedulerPolicySource(named name: String) throws -> SchedulerPolicySource {
+        let hit = try schedPolicyInfo(named: name)
+        return .plugin(name: hit.policy.name, pluginName: hit.plugin.name, pluginPath: hit.plugin.path,
+                       desc: hit.policy.pointer)
+    }
+}
+
+extension SchedulerParams {
+    /// The ABI struct.
+    public var abi: hv_sched_params {
+        hv_sched_params(struct_size: UInt32(MemoryLayout<hv_sched_params>.size), shares: shares,
+                        min_pct: minPercent, max_pct: maxPercent, htsharing: htSharing.rawValue,
+                        affinity: affinity)
+    }
+}
+
 /// "HV_EINVAL (-22)" for a plugin result.
 func errnoName(_ rc: Int32) -> String {
     let names: [Int32: String] = [
