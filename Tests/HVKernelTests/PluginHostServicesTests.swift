@@ -31,6 +31,7 @@ final class PluginHostServicesTests: XCTestCase {
     var clock: VMClock!
     var timers: TimerQueue!
     var bridge: PCIHostBridge!
+    let ports = AddressBus()
     let sink = Sink()
     var device: PluginDevice!
 
@@ -41,7 +42,7 @@ final class PluginHostServicesTests: XCTestCase {
         clock = VMClock()
         timers = TimerQueue(clock: clock, name: "edu-test")
         timers.start()
-        bridge = try PCIHostBridge(portBus: AddressBus(), mmioBus: AddressBus(), interrupts: sink)
+        bridge = try PCIHostBridge(portBus: ports, mmioBus: AddressBus(), interrupts: sink)
         let backends = PluginBackends(switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "edu-disk")) { _ in nil }
         let config = ["dmadelayus": "50", "computedelayus": "10"]
         let context = PluginDeviceContext(
@@ -63,8 +64,8 @@ final class PluginHostServicesTests: XCTestCase {
     private func write(_ offset: UInt64, _ value: UInt64, size: Int = 4) { device.barWrite(bar: 0, offset: offset, size: size, value: value) }
 
     private func setCommand(_ value: UInt32) {
-        bridge.ioWrite(offset: 0, size: 4, value: 0x8000_0000 | UInt32(device.function!.slot) << 11 | 0x04)
-        bridge.ioWrite(offset: 4, size: 2, value: value)
+        ports.write(0xCF8, size: 4, value: UInt64(0x8000_0000 | UInt32(device.function!.slot) << 11 | 0x04))
+        ports.write(0xCFC, size: 2, value: UInt64(value))
         XCTAssertEqual(bridge.command(of: device.function!), UInt16(value))
     }
 

@@ -59,13 +59,13 @@ final class PluginPCIExtensionTests: XCTestCase {
     func setReg(_ offset: UInt64, _ value: UInt64) { mmio.write(base(0) + offset, size: 8, value: value) }
 
     func setConfig(_ reg: Int, _ value: UInt32, size: Int = 4) {
-        bridge.ioWrite(offset: 0, size: 4, value: 0x8000_0000 | UInt32(function.slot) << 11 | UInt32(reg & 0xFC))
-        bridge.ioWrite(offset: UInt16(4 + (reg & 3)), size: size, value: value)
+        ports.write(0xCF8, size: 4, value: UInt64(0x8000_0000 | UInt32(function.slot) << 11 | UInt32(reg & 0xFC)))
+        ports.write(UInt64(0xCFC + (reg & 3)), size: size, value: UInt64(value))
     }
 
     func config(_ reg: Int, size: Int = 4) -> UInt32 {
-        bridge.ioWrite(offset: 0, size: 4, value: 0x8000_0000 | UInt32(function.slot) << 11 | UInt32(reg & 0xFC))
-        return bridge.ioRead(offset: UInt16(4 + (reg & 3)), size: size)
+        ports.write(0xCF8, size: 4, value: UInt64(0x8000_0000 | UInt32(function.slot) << 11 | UInt32(reg & 0xFC)))
+        return UInt32(truncatingIfNeeded: ports.read(UInt64(0xCFC + (reg & 3)), size: size))
     }
 
     /// Waits (up to 5 s) for a register the doorbell thread updates.

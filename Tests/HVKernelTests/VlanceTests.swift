@@ -831,7 +831,8 @@ final class VlanceRig: @unchecked Sendable {
         let clock = VMClock()
         let timers = TimerQueue(clock: clock, name: "vlance-test")
         timers.start()
-        let bridge = try PCIHostBridge(portBus: AddressBus(), mmioBus: AddressBus(), interrupts: sink)
+        let ports = AddressBus()
+        let bridge = try PCIHostBridge(portBus: ports, mmioBus: AddressBus(), interrupts: sink)
         rig = Parts(memory: memory, timers: timers, bridge: bridge)
         let backends = PluginBackends(switches: switches, diskQueue: DiskIOQueue(name: "vlance-disk")) { _ in nil }
         var logger = Logger(label: "vlance-test")
@@ -847,8 +848,8 @@ final class VlanceRig: @unchecked Sendable {
         try device.realize()
         device.reset()
         // Memory and I/O decoding plus bus mastering, as pci_set_master does.
-        bridge.ioWrite(offset: 0, size: 4, value: 0x8000_0000 | UInt32(device.function!.slot) << 11 | 0x04)
-        bridge.ioWrite(offset: 4, size: 2, value: 0x0007)
+        ports.write(0xCF8, size: 4, value: UInt64(0x8000_0000 | UInt32(device.function!.slot) << 11 | 0x04))
+        ports.write(0xCFC, size: 2, value: 0x0007)
     }
 
     func tearDown() {

@@ -1,6 +1,6 @@
-/* The parts of the Linux API Swift cannot import: KVM ioctl request numbers are built
- * with _IO/_IOW macros, so they are exposed here as constants; memfd_create needs
- * _GNU_SOURCE; <sys/eventfd.h> is not in the Glibc module. Nothing else lives here. */
+/* The parts of <linux/kvm.h> Swift cannot import: KVM ioctl request numbers are built
+ * with _IO/_IOW macros, so they are exposed here as constants, and the variable-length
+ * KVM structs get fixed-size wrappers. Nothing else lives here. */
 #ifndef CKVM_H
 #define CKVM_H
 #ifndef _GNU_SOURCE
@@ -10,7 +10,6 @@
 #include <linux/kvm.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
-#include <sys/eventfd.h>
 
 static const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
 static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
@@ -63,13 +62,4 @@ struct ckvm_msr_list {
     struct kvm_msr_list header;
     __u32 indices[CKVM_MAX_MSR_INDICES];
 };
-static inline int ckvm_memfd_create(const char *name, unsigned int flags) {
-    return memfd_create(name, flags);
-}
-static const unsigned int CKVM_MFD_CLOEXEC = MFD_CLOEXEC;
-static inline int ckvm_eventfd(unsigned int initval, int flags) {
-    return eventfd(initval, flags);
-}
-static const int CKVM_EFD_NONBLOCK = EFD_NONBLOCK;
-static const int CKVM_EFD_CLOEXEC = EFD_CLOEXEC;
 #endif

@@ -5,10 +5,10 @@ import Synchronization
 /// set; its C signature is stable, so bind it directly (as HostThread does for
 /// pthread_setname_np).
 @_silgen_name("memfd_create")
-private func hostMemfdCreate(_ name: UnsafePointer<CChar>, _ flags: UInt32) -> Int32
+func hostMemfdCreate(_ name: UnsafePointer<CChar>, _ flags: UInt32) -> Int32
 
 /// MFD_CLOEXEC from <linux/memfd.h>.
-private let memfdCloseOnExec: UInt32 = 0x0001
+let memfdCloseOnExec: UInt32 = 0x0001
 
 public enum GuestMemoryError: Error, CustomStringConvertible {
     case outOfRange(gpa: UInt64, length: Int)

@@ -1,4 +1,3 @@
-import CKVM
 import Glibc
 
 /// Zero-filled host memory that the guest can share (a RAM BAR): a memfd mapped once
@@ -11,7 +10,7 @@ public final class SharedMemoryRegion: @unchecked Sendable {
 
     public init(size: UInt64, name: String) throws(GuestMemoryError) {
         precondition(size > 0 && size % GuestMemory.pageSize == 0)
-        let fd = ckvm_memfd_create(name, CKVM_MFD_CLOEXEC)
+        let fd = hostMemfdCreate(name, memfdCloseOnExec)
         guard fd >= 0 else { throw .system(call: "memfd_create", errno: errno) }
         guard ftruncate(fd, off_t(size)) == 0 else {
             let e = errno; close(fd)
