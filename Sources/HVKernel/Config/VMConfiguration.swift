@@ -480,7 +480,7 @@ private final class Validator {
             report(e, "empty path", expected: expected)
             return nil
         }
-        let path = ConfigFiles.resolve(e.value, relativeTo: directory)
+        let path = HostFile.resolve(e.value, relativeTo: directory)
         guard ConfigFiles.isRegularFile(path) else {
             report(e, "no such file: \(path)", expected: expected)
             return nil
@@ -505,7 +505,7 @@ private final class Validator {
                 report(e, "missing path after \"\(scheme)\"", expected: expected)
                 return .stdout
             }
-            let resolved = ConfigFiles.resolve(p, relativeTo: directory)
+            let resolved = HostFile.resolve(p, relativeTo: directory)
             if scheme == "unix:" && resolved.utf8.count > 107 {
                 report(e, "socket path is \(resolved.utf8.count) bytes long",
                        expected: "a Unix socket path of at most 107 bytes")
@@ -620,7 +620,7 @@ private final class Validator {
                 }
                 guard !f.value.trimmingSpaces.isEmpty else { continue }
                 adapter.disks.append(VirtualDiskConfiguration(
-                    unit: unit, path: ConfigFiles.resolve(f.value, relativeTo: directory), mode: mode,
+                    unit: unit, path: HostFile.resolve(f.value, relativeTo: directory), mode: mode,
                     deviceType: deviceType, location: f.location))
             }
             guard present else { continue }

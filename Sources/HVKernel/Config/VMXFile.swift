@@ -320,22 +320,11 @@ enum ConfigFiles {
         } else {
             dir = "."
         }
-        return normalize(dir.hasPrefix("/") ? dir : currentDirectory() + "/" + dir)
+        return HostFile.normalize(dir.hasPrefix("/") ? dir : currentDirectory() + "/" + dir)
     }
 
     /// `path` if absolute, else `path` relative to `directory`; "." components and
     /// repeated slashes removed (".." is kept: it is not lexically safe with symlinks).
-    static func resolve(_ path: String, relativeTo directory: String) -> String {
-        normalize(path.hasPrefix("/") ? path : directory + "/" + path)
-    }
-
-    static func normalize(_ path: String) -> String {
-        let absolute = path.hasPrefix("/")
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
-        let joined = parts.joined(separator: "/")
-        if absolute { return "/" + joined }
-        return joined.isEmpty ? "." : joined
-    }
 
     /// The last path component without its extension: "/a/b/vm.vmx" → "vm".
     static func baseName(_ path: String) -> String {

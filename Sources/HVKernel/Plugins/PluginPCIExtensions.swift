@@ -91,7 +91,7 @@ extension PluginExtensions {
                                            event: try EventFD())
                 try f.addDoorbell(doorbell)
                 doorbells.add(doorbell, ring: ring, opaque: b.opaque)
-            } catch let e as KVMError {
+            } catch let e as HostCallError {
                 d.context.logger.error("\(d.context.prefix) (\(d.modelName)): doorbell: \(e)")
                 return HV_ENOMEM
             } catch { return d.refuse(error) }

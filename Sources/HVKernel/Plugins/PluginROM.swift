@@ -7,7 +7,7 @@ extension PluginExtensions {
         t.struct_size = UInt32(MemoryLayout<hv_rom_ext>.size)
         t.load_file = { host, path in
             guard let d = PluginDevice.from(host), let path else { return HV_EINVAL }
-            let file = ConfigFiles.resolve(String(cString: path), relativeTo: d.context.configDirectory)
+            let file = HostFile.resolve(String(cString: path), relativeTo: d.context.configDirectory)
             let source = "file \(file)"
             if let refused = PluginExtensions.romRefusal(d, source) { return refused }
             let bytes: [UInt8]

@@ -30,4 +30,17 @@ enum HostFile {
         if filled < bytes.count { bytes.removeLast(bytes.count - filled) }
         return bytes
     }
+
+    /// `path` made absolute against `directory` (unless it already is), without "." parts.
+    static func resolve(_ path: String, relativeTo directory: String) -> String {
+        normalize(path.hasPrefix("/") ? path : directory + "/" + path)
+    }
+
+    static func normalize(_ path: String) -> String {
+        let absolute = path.hasPrefix("/")
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
+        let joined = parts.joined(separator: "/")
+        if absolute { return "/" + joined }
+        return joined.isEmpty ? "." : joined
+    }
 }

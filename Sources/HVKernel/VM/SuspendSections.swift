@@ -17,7 +17,7 @@ enum SuspendSections {
 
     static func config(_ c: VMConfiguration, generatedAddresses: [String: String]) -> [UInt8] {
         let fileName = c.path.split(separator: "/").last.map(String.init) ?? c.path
-        let path = ConfigFiles.resolve(fileName, relativeTo: c.directory)
+        let path = HostFile.resolve(fileName, relativeTo: c.directory)
         var entries = c.file.entries.map { ($0.key, $0.value, $0.line) }
         var line = (entries.map(\.2).max() ?? 0) + 1
         for (prefix, mac) in generatedAddresses.sorted(by: { $0.key < $1.key }) {
