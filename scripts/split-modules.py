@@ -1043,6 +1043,23 @@ def proto_reqs_names(conf, proto_reqs, users):
     return out
 
 
+def find_type_declarations(name, module):
+    """(file, line) of the top-level declarations of type `name` in Sources/`module`."""
+    found = []
+    decl = re.compile(r'^(?:@\w+\s+)*(?:(?:final|package|public|internal)\s+)*(?:class|struct|enum|protocol|actor|typealias)\s+'
+                      + re.escape(name) + r'\b')
+    for dirpath, _, files in os.walk(os.path.join(ROOT, 'Sources', module)):
+        for f in files:
+            if not f.endswith('.swift'):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, f), ROOT)
+            with open(os.path.join(ROOT, rel)) as fh:
+                for i, text in enumerate(fh, 1):
+                    if decl.match(text):
+                        found.append((rel, i))
+    return found
+
+
 DIAG = re.compile(r'^(/[^:\n]+):(\d+):(\d+): (error|note|warning): (.*)$', re.M)
 
 
@@ -1119,6 +1136,10 @@ def fix_round(out, access, owner):
                     changed += 1
         elif re.search(r'cannot be declared (package|public) because .* uses an? (internal|private|fileprivate) type', msg):
             decls = [n for n in notes if n[3].endswith('declared here') and n[0].startswith('Sources/')]
+            if not decls:
+                # No note: find the named type's declaration in the module's sources.
+                named = re.search(r"type '(\w+)'", msg)
+                decls = find_type_declarations(named.group(1), module_of_path(path)) if named else []
             if not decls:
                 unhandled.append(f'{path}:{line}: {msg}')
             for d in decls:
