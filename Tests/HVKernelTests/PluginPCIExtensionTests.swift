@@ -23,7 +23,15 @@ final class PluginPCIExtensionTests: XCTestCase {
 
     let ports = AddressBus()
     let mmio = AddressBus()
-    let sink = PlatformPCITests.Sink()
+    /// Records what the bridge raises.
+    final class Sink: PCIInterruptSink {
+        var levels: [Int: Bool] = [:]
+        var messages: [(UInt64, UInt32)] = []
+        func setGSI(_ gsi: Int, level: Bool) { levels[gsi] = level }
+        func deliverMSI(address: UInt64, data: UInt32) { messages.append((address, data)) }
+    }
+
+    let sink = Sink()
     let mapper = RecordingMapper()
     let capture = PluginExtensionTests.Capture()
     var timers: TimerQueue!
