@@ -10,7 +10,7 @@ public struct DeviceStateSection: Sendable, Equatable {
 
     public let name: String
     public let version: UInt32
-    public internal(set) var fields: [String: Field] = [:]
+    public var fields: [String: Field] = [:]
 
     public init(name: String, version: UInt32) {
         self.name = name
