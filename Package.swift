@@ -1,12 +1,32 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Module layout (ARCHITECTURE.md section 2; written by scripts/split-modules.py).
+//
+//   HVSupport     locks, threads, timer queue, clocks, byte rings, SerialSink, MACAddress
+//   HVMemory      guest RAM                                   (no CKVM: memfd via Glibc)
+//   HVBackendKVM  KVM VM/vCPU backend                         (the only importer of CKVM)
+//   HVDevices     buses, PC devices, IRQ controllers, PCI, the chipset
+//   HVHostIO      serial sinks, virtual switches, virtual disks and their I/O queue
+//   HVSched       pools, slots, policy protocol, fallback     (no plugin, config or backend types)
+//   HVSchedSim    the scheduling simulator and its charts
+//   HVPluginHost  loader, catalog, host services, devices, sched adapter (the only library
+//                 importer of PluginABI)
+//   HVKernel      assembly only: VM, VMHost, .vmx configuration, boot, console
+//
+// Dependencies point down that list (HVSchedSim is separate from HVSched so the PNG
+// charts and scenario parser stay out of the VMkernel). Access: `internal` by default;
+// `package` for what another target of this package uses (hvhost, the tests and the
+// libraries are all one package); `public` only for API used from outside the package,
+// of which there is none: plugins see the C ABI (PluginABI), never these modules.
+// Raw pointers (Unsafe*, Unmanaged) stay in HVSupport, HVMemory, HVBackendKVM,
+// HVDevices, HVHostIO and HVPluginHost.
+
 let package = Package(
     name: "hypervisor",
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "hvhost", targets: ["hvhost"]),
-        .library(name: "HVKernel", targets: ["HVKernel"]),
         // Scheduler policies (C plugins): lib<Name>.so next to hvhost, on the plugin search path.
         .library(name: "SchedPropShare", type: .dynamic, targets: ["SchedPropShare"]),
         .library(name: "SchedRoundRobin", type: .dynamic, targets: ["SchedRoundRobin"]),
@@ -22,18 +42,40 @@ let package = Package(
         .target(name: "PluginABI", path: "Sources/PluginABI"),
         // Request numbers and structs from <linux/kvm.h>, which Swift cannot import as macros.
         .target(name: "CKVM", path: "Sources/CKVM"),
-        .target(
-            name: "HVKernel",
-            dependencies: [
-                "PluginABI", "CKVM",
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Sources/HVKernel"
-        ),
+        // Host primitives every layer shares: locks, threads, timer queue, clocks, byte rings,
+        // the SerialSink protocol, MAC addresses, share settings.
+        .target(name: "HVSupport", path: "Sources/HVSupport"),
+        // Guest RAM (one memfd, the PC split around the PCI hole and legacy windows, the
+        // VMM-side dirty log), shared regions (RAM BARs) and the GuestPhysicalMapper seam.
+        .target(name: "HVMemory", path: "Sources/HVMemory"),
+        // The KVM execution backend (VM, vCPUs, exits, CPUID); the only importer of CKVM.
+        .target(name: "HVBackendKVM", dependencies: ["HVMemory", "CKVM"],
+                path: "Sources/HVBackendKVM"),
+        // Bus/ (port-I/O and MMIO buses), PC/ (PIC, PIT, RTC, UART, i8042, debug-exit),
+        // IRQ/ (I/O APIC, local APIC), PCI/ (host bridge, functions, MSI) and the chipset.
+        .target(name: "HVDevices", dependencies: ["HVSupport", "HVMemory"],
+                path: "Sources/HVDevices"),
+        // Serial/ sinks, Net/ (virtual switches, ports as receive queues), Storage/ (disks, I/O
+        // queue), Display/ (a VM's display surface and input router, read by consoles).
+        .target(name: "HVHostIO", dependencies: ["HVSupport"],
+                path: "Sources/HVHostIO"),
+        // The CPU scheduler: pCPU slots, pools, the SchedulerPolicy protocol, fallback, watchdog.
+        .target(name: "HVSched", dependencies: ["HVSupport", .product(name: "Logging", package: "swift-log")],
+                path: "Sources/HVSched"),
+        // The deterministic scheduling simulator, its scenarios and charts (hvhost sched-sim).
+        .target(name: "HVSchedSim", dependencies: ["HVSched"],
+                path: "Sources/HVSchedSim"),
+        // Plugin loader and ABI validation, catalog, host services, PluginDevice, the
+        // scheduler-policy adapter: the only library importer of PluginABI.
+        .target(name: "HVPluginHost", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVSched", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+                path: "Sources/HVPluginHost"),
+        // The assembly: VM, VMHost, .vmx configuration, boot, service console.
+        .target(name: "HVKernel", dependencies: ["HVSupport", "HVMemory", "HVBackendKVM", "HVDevices", "HVHostIO", "HVSched", "HVPluginHost", .product(name: "Logging", package: "swift-log")],
+                path: "Sources/HVKernel"),
         .executableTarget(
             name: "hvhost",
             dependencies: [
-                "HVKernel",
+                "HVSupport", "HVBackendKVM", "HVHostIO", "HVSched", "HVSchedSim", "HVPluginHost", "HVKernel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -45,9 +87,29 @@ let package = Package(
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),
         .target(name: "SchedCosched", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/Cosched"),
-        .testTarget(name: "HVKernelTests", dependencies: ["HVKernel", "PluginABI"], path: "Tests/HVKernelTests",
+        // One test target per library; plugin tests beside the plugin (VlanceTests).
+        .testTarget(name: "HVSupportTests", dependencies: ["HVSupport"],
+                    path: "Tests/HVSupportTests"),
+        .testTarget(name: "HVMemoryTests", dependencies: ["HVMemory"],
+                    path: "Tests/HVMemoryTests"),
+        .testTarget(name: "HVBackendKVMTests", dependencies: ["HVMemory", "HVBackendKVM"],
+                    path: "Tests/HVBackendKVMTests"),
+        .testTarget(name: "HVDevicesTests", dependencies: ["HVSupport", "HVDevices", "HVHostIO"],
+                    path: "Tests/HVDevicesTests"),
+        .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO"],
+                    path: "Tests/HVHostIOTests"),
+        .testTarget(name: "HVSchedTests", dependencies: ["HVSched", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+                    path: "Tests/HVSchedTests"),
+        .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "PluginABI"],
+                    path: "Tests/HVSchedSimTests"),
+        .testTarget(name: "HVPluginHostTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+                    path: "Tests/HVPluginHostTests",
                     exclude: ["Fixtures"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["HVKernel"], path: "Tests/IntegrationTests",
+        .testTarget(name: "HVKernelTests", dependencies: ["HVSupport", "HVMemory", "HVBackendKVM", "HVDevices", "HVHostIO", "HVSched", "HVKernel", .product(name: "Logging", package: "swift-log")],
+                    path: "Tests/HVKernelTests"),
+        .testTarget(name: "VlanceTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+                    path: "Tests/VlanceTests"),
+        .testTarget(name: "IntegrationTests", dependencies: ["HVKernel", "HVBackendKVM", "HVHostIO", "HVPluginHost", "HVSched", "HVSupport"], path: "Tests/IntegrationTests",
                     exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the VMkernel shares state across pthreads under its own locks,

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Glibc
-import HVKernel
+import HVPluginHost
 
 /// `hvhost`: the host program and service console.
 @main

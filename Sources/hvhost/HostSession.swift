@@ -1,6 +1,9 @@
 import ArgumentParser
 import Glibc
+import HVBackendKVM
+import HVHostIO
 import HVKernel
+import HVSched
 import Logging
 
 /// The options `run` and `resume` share: how the host around the VMs is built.

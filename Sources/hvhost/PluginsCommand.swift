@@ -1,5 +1,5 @@
 import ArgumentParser
-import HVKernel
+import HVPluginHost
 
 /// `hvhost plugins`: what the search path provides, and what failed to load and why.
 struct PluginsCommand: ParsableCommand {

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Glibc
-import HVKernel
 
 /// `hvhost resume FILE [FILE …]`: a host that continues suspended VMs.
 struct ResumeCommand: ParsableCommand {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import HVKernel
+import HVSchedSim
 
 /// `hvhost sched-sim`: runs a scheduler policy plugin against a scenario in virtual time
 /// and reports entitlement vs achieved share, fairness error and wake-up latency.

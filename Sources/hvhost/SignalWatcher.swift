@@ -1,5 +1,5 @@
 import Glibc
-import HVKernel
+import HVSupport
 
 /// The write end of the self-pipe, for the async-signal-safe handler.
 nonisolated(unsafe) private var signalPipeWrite: Int32 = -1

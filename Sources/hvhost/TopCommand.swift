@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import HVKernel
+import HVSched
 
 /// `hvhost top --socket PATH [--interval S] [--count N]`: esxtop-like CPU statistics of a
 /// running host, per VM, every interval: %USED (vCPU thread CPU time / wall time),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import HVKernel
+import HVPluginHost
 
 /// `hvhost validate VM.vmx...`: configuration, device plugins and kernel image, without
 /// starting anything.

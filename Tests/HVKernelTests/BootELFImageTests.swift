@@ -1,6 +1,12 @@
 import Glibc
 import Testing
+@testable import HVBackendKVM
+@testable import HVDevices
+@testable import HVHostIO
 @testable import HVKernel
+@testable import HVMemory
+@testable import HVSched
+@testable import HVSupport
 
 /// Builds small ELF64 images byte by byte for the boot tests.
 struct BootTestELF {

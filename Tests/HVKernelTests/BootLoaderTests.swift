@@ -1,6 +1,12 @@
 import Foundation
 import Testing
+@testable import HVBackendKVM
+@testable import HVDevices
+@testable import HVHostIO
 @testable import HVKernel
+@testable import HVMemory
+@testable import HVSched
+@testable import HVSupport
 
 @Suite struct BootLoaderTests {
     private func memory(_ size: UInt64, fill: UInt8 = 0xAA) throws -> GuestMemory {

@@ -1,6 +1,12 @@
 import Foundation
 import Testing
+@testable import HVBackendKVM
+@testable import HVDevices
+@testable import HVHostIO
 @testable import HVKernel
+@testable import HVMemory
+@testable import HVSched
+@testable import HVSupport
 
 /// A scratch directory holding a fake guest kernel, shared by the Config tests and
 /// removed when the test process exits.

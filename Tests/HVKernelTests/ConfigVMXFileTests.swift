@@ -1,5 +1,11 @@
 import Testing
+@testable import HVBackendKVM
+@testable import HVDevices
+@testable import HVHostIO
 @testable import HVKernel
+@testable import HVMemory
+@testable import HVSched
+@testable import HVSupport
 
 @Suite struct ConfigVMXFileTests {
     let path = "/vms/web01/web01.vmx"

@@ -1,6 +1,12 @@
 import Foundation
 import XCTest
+@testable import HVBackendKVM
+@testable import HVDevices
+@testable import HVHostIO
 @testable import HVKernel
+@testable import HVMemory
+@testable import HVSched
+@testable import HVSupport
 
 /// The service console over a real Unix socket, and the virtual-switch commands.
 final class ConsoleTests: XCTestCase {

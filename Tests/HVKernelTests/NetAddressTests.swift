@@ -1,5 +1,11 @@
 import XCTest
+@testable import HVBackendKVM
+@testable import HVDevices
+@testable import HVHostIO
 @testable import HVKernel
+@testable import HVMemory
+@testable import HVSched
+@testable import HVSupport
 
 /// Generated NIC addresses: stable per VM and device, in VMware's OUI, never static-range.
 final class NetAddressTests: XCTestCase {

@@ -1,7 +1,13 @@
 import Foundation
 import Logging
 import Testing
+@testable import HVBackendKVM
+@testable import HVDevices
+@testable import HVHostIO
 @testable import HVKernel
+@testable import HVMemory
+@testable import HVSched
+@testable import HVSupport
 
 /// The VM side of scheduling: registration (pool, affinity, admission control, errors
 /// naming the .vmx key), `sched set`, the console commands, and the AP start-up state.

@@ -1,6 +1,12 @@
 import Foundation
 import XCTest
+@testable import HVBackendKVM
+@testable import HVDevices
+@testable import HVHostIO
 @testable import HVKernel
+@testable import HVMemory
+@testable import HVSched
+@testable import HVSupport
 
 /// The suspend file container: sections, the sparse memory section, the checksum, and
 /// the refusals a resume relies on.

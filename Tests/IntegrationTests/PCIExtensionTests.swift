@@ -1,7 +1,11 @@
 import Foundation
+import HVBackendKVM
+import HVHostIO
+import HVKernel
+import HVPluginHost
+import HVSched
 import Logging
 import XCTest
-@testable import HVKernel
 
 /// The ABI 1.1 PCI extensions with a real guest: the devext guest drives the probe
 /// device of Tests/HVKernelTests/Fixtures/pci_ext_probe.c through a RAM BAR, MSI-X and

@@ -1,5 +1,7 @@
 import Foundation
 import HVKernel
+import HVPluginHost
+import HVSched
 import XCTest
 
 /// Real VMs under the CPU scheduler on one pCPU slot (`--pcpus 1`): shares, min, max,

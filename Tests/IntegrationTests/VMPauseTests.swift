@@ -1,5 +1,8 @@
 import Foundation
+import HVBackendKVM
+import HVHostIO
 import HVKernel
+import HVSupport
 import Logging
 import XCTest
 

@@ -1,33 +1,35 @@
+import HVBackendKVM
+
 /// The boot processor's state at the kernel's first instruction is a `VCPURegisterState`
 /// (the backend's value type); the boot loader adds the x86 constants, the two entry
 /// states (PVH, 64-bit) and the flat segments whose GDT descriptors it writes.
 extension VCPURegisterState.Segment {
     /// Flat 4 GiB code segment: 32-bit (PVH) or 64-bit (`long`).
-    public static func flatCode(selector: UInt16, long: Bool) -> Self {
+    static func flatCode(selector: UInt16, long: Bool) -> Self {
         Self(selector: selector, base: 0, limit: 0xFFFF_FFFF, type: 0xB, present: true, dpl: 0,
              db: !long, s: true, l: long, g: true, avl: false, unusable: false)
     }
 
     /// Flat 4 GiB read/write data segment.
-    public static func flatData(selector: UInt16) -> Self {
+    static func flatData(selector: UInt16) -> Self {
         Self(selector: selector, base: 0, limit: 0xFFFF_FFFF, type: 0x3, present: true, dpl: 0,
              db: true, s: true, l: false, g: true, avl: false, unusable: false)
     }
 
     /// Busy TSS at base 0, limit 0x67 (KVM requires a usable TR even in protected mode).
-    public static func busyTSS(selector: UInt16) -> Self {
+    static func busyTSS(selector: UInt16) -> Self {
         Self(selector: selector, base: 0, limit: 0x67, type: 0xB, present: true, dpl: 0,
              db: false, s: false, l: false, g: false, avl: false, unusable: false)
     }
 
     /// No LDT.
-    public static let unusableLDT = Self(selector: 0, base: 0, limit: 0, type: 0x2, present: false,
+    static let unusableLDT = Self(selector: 0, base: 0, limit: 0, type: 0x2, present: false,
                                          dpl: 0, db: false, s: false, l: false, g: false,
                                          avl: false, unusable: true)
 
     /// The 8-byte GDT descriptor for this segment (low 32 bits of `base`; a 64-bit
     /// system descriptor's upper half is the base's high 32 bits, written separately).
-    public var descriptor: UInt64 {
+    var descriptor: UInt64 {
         let rawLimit = UInt64(g ? limit >> 12 : limit) & 0xF_FFFF
         let b = base & 0xFFFF_FFFF
         var d = rawLimit & 0xFFFF
@@ -47,17 +49,17 @@ extension VCPURegisterState.Segment {
 }
 
 extension VCPURegisterState {
-    public static let cr0PE: UInt64 = 1 << 0
-    public static let cr0ET: UInt64 = 1 << 4
-    public static let cr0PG: UInt64 = 1 << 31
-    public static let cr4PAE: UInt64 = 1 << 5
-    public static let eferLME: UInt64 = 1 << 8
-    public static let eferLMA: UInt64 = 1 << 10
-    public static let rflagsReserved: UInt64 = 1 << 1
+    static let cr0PE: UInt64 = 1 << 0
+    static let cr0ET: UInt64 = 1 << 4
+    static let cr0PG: UInt64 = 1 << 31
+    static let cr4PAE: UInt64 = 1 << 5
+    static let eferLME: UInt64 = 1 << 8
+    static let eferLMA: UInt64 = 1 << 10
+    static let rflagsReserved: UInt64 = 1 << 1
 
     /// Xen PVH entry: 32-bit protected mode, paging off, flat CS 0x10 / data 0x18,
     /// EBX = start-info address.
-    public static func pvh(entry: UInt32, startInfo: UInt64) -> VCPURegisterState {
+    static func pvh(entry: UInt32, startInfo: UInt64) -> VCPURegisterState {
         let data = Segment.flatData(selector: BootLayout.dataSelector)
         return VCPURegisterState(
             rip: UInt64(entry), rsp: BootLayout.stackTop, rbx: startInfo, rsi: 0, rflags: rflagsReserved,
@@ -71,7 +73,7 @@ extension VCPURegisterState {
 
     /// 64-bit entry: long mode, paging on with the boot identity map (CR3 = PML4),
     /// 64-bit CS 0x10, data 0x18, RBX = RSI = start-info address.
-    public static func longMode(entry: UInt64, startInfo: UInt64, pml4: UInt64) -> VCPURegisterState {
+    static func longMode(entry: UInt64, startInfo: UInt64, pml4: UInt64) -> VCPURegisterState {
         let data = Segment.flatData(selector: BootLayout.dataSelector)
         return VCPURegisterState(
             rip: entry, rsp: BootLayout.stackTop, rbx: startInfo, rsi: startInfo, rflags: rflagsReserved,

@@ -1,10 +1,12 @@
+import HVMemory
+
 /// A kernel image that cannot be booted, or a boot that cannot be set up.
 ///
 /// `description` reads `<file>: <what is wrong>`, e.g.
 /// `guests/hello.elf: program header 2 (PT_LOAD): file range 0x1000+0x4000 ends past the end of the file (0x3000 bytes)`.
-public struct BootError: Error, CustomStringConvertible, Equatable, Sendable {
+package struct BootError: Error, CustomStringConvertible, Equatable, Sendable {
     /// What is wrong, precisely enough to assert on in tests.
-    public enum Reason: Equatable, Sendable {
+    package enum Reason: Equatable, Sendable {
         /// The file could not be read (`errno` text).
         case unreadable(String)
         /// The file ends before `what` (which needs `needed` bytes, the file has `size`).
@@ -55,22 +57,22 @@ public struct BootError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 
     /// The kernel image's path (or the name given when parsing bytes).
-    public var file: String
-    public var reason: Reason
+    package var file: String
+    package var reason: Reason
 
-    public init(file: String, reason: Reason) {
+    init(file: String, reason: Reason) {
         self.file = file
         self.reason = reason
     }
 
-    public var description: String { "\(file): \(reason.text)" }
+    package var description: String { "\(file): \(reason.text)" }
 }
 
 @inline(__always) func bootHex(_ v: some BinaryInteger) -> String { "0x" + String(v, radix: 16) }
 
 extension BootError.Reason {
     /// The reason alone, without the file name.
-    public var message: String { text }
+    package var message: String { text }
 
     var text: String {
         switch self {

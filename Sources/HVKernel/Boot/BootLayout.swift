@@ -1,5 +1,7 @@
+import HVMemory
+
 /// How the boot loader enters the guest kernel.
-public enum BootMode: String, Sendable, CaseIterable, CustomStringConvertible {
+package enum BootMode: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Xen PVH: 32-bit protected mode, paging off, EBX = `hvm_start_info` address,
     /// at the address in the image's XEN_ELFNOTE_PHYS32_ENTRY note. The default when
     /// the note exists.
@@ -9,7 +11,7 @@ public enum BootMode: String, Sendable, CaseIterable, CustomStringConvertible {
     /// default when the image has no PVH note.
     case elf64
 
-    public var description: String { rawValue }
+    package var description: String { rawValue }
 }
 
 /// The fixed guest-physical addresses the boot loader writes to. They all live in the
@@ -29,42 +31,42 @@ public enum BootMode: String, Sendable, CaseIterable, CustomStringConvertible {
 ///
 /// The memory map handed to the guest lists all of this as RAM: the guest owns it once
 /// it runs (Linux copies start-info and the command line early, as the PVH ABI expects).
-public enum BootLayout {
-    public static let bootAreaStart: UInt64 = 0x6000
-    public static let bootAreaEnd: UInt64 = 0x16000
+enum BootLayout {
+    static let bootAreaStart: UInt64 = 0x6000
+    static let bootAreaEnd: UInt64 = 0x16000
 
-    public static let gdtAddress: UInt64 = 0x6000
-    public static let startInfoAddress: UInt64 = 0x7000
-    public static let memoryMapAddress: UInt64 = 0x7040
-    public static let memoryMapCapacity = 32
-    public static let commandLineAddress: UInt64 = 0x8000
+    static let gdtAddress: UInt64 = 0x6000
+    static let startInfoAddress: UInt64 = 0x7000
+    static let memoryMapAddress: UInt64 = 0x7040
+    static let memoryMapCapacity = 32
+    static let commandLineAddress: UInt64 = 0x8000
     /// Bytes available for the command line, including its terminating NUL.
-    public static let commandLineLimit = 2048
-    public static let stackTop: UInt64 = 0x10000
-    public static let pml4Address: UInt64 = 0x10000
-    public static let pdptAddress: UInt64 = 0x11000
+    static let commandLineLimit = 2048
+    static let stackTop: UInt64 = 0x10000
+    static let pml4Address: UInt64 = 0x10000
+    static let pdptAddress: UInt64 = 0x11000
     /// First of four consecutive page directories (0x12000, 0x13000, 0x14000, 0x15000).
-    public static let pageDirectoryAddress: UInt64 = 0x12000
+    static let pageDirectoryAddress: UInt64 = 0x12000
 
     /// GDT selectors (both modes use the same table shape).
-    public static let codeSelector: UInt16 = 0x10
-    public static let dataSelector: UInt16 = 0x18
-    public static let tssSelector: UInt16 = 0x20
+    static let codeSelector: UInt16 = 0x10
+    static let dataSelector: UInt16 = 0x18
+    static let tssSelector: UInt16 = 0x20
     /// 5 eight-byte slots plus the upper half of the 16-byte TSS descriptor.
-    public static let gdtLimit: UInt16 = 0x2F
+    static let gdtLimit: UInt16 = 0x2F
 
     /// The EBDA and legacy BIOS/VGA area the memory map marks reserved.
-    public static let legacyReservedStart: UInt64 = 0x9FC00
-    public static let legacyReservedEnd: UInt64 = 0x10_0000
-    public static let ioapicBase: UInt64 = 0xFEC0_0000
-    public static let lapicBase: UInt64 = 0xFEE0_0000
+    static let legacyReservedStart: UInt64 = 0x9FC00
+    static let legacyReservedEnd: UInt64 = 0x10_0000
+    static let ioapicBase: UInt64 = 0xFEC0_0000
+    static let lapicBase: UInt64 = 0xFEE0_0000
 
     /// Smallest guest RAM the layout works with: the boot area and 1 MiB.
-    public static let minimumMemorySize: UInt64 = 0x10_0000
+    static let minimumMemorySize: UInt64 = 0x10_0000
 
     /// Guest-physical ranges that are RAM for `memorySize` bytes of memory (the same
     /// split as `GuestMemory`: RAM above 0xC0000000 is relocated to 4 GiB).
-    public static func ramRanges(memorySize: UInt64) -> [Range<UInt64>] {
+    static func ramRanges(memorySize: UInt64) -> [Range<UInt64>] {
         let low = min(memorySize, GuestMemory.lowMemoryLimit)
         var ranges: [Range<UInt64>] = [0..<low]
         if memorySize > low { ranges.append(0x1_0000_0000..<(0x1_0000_0000 + memorySize - low)) }
@@ -80,25 +82,25 @@ public enum BootLayout {
 
 /// One entry of the E820-style memory map in `hvm_start_info`
 /// (`struct hvm_memmap_table_entry`: addr u64, size u64, type u32, reserved u32).
-public struct MemoryMapEntry: Equatable, Sendable, CustomStringConvertible {
-    public enum Kind: UInt32, Sendable {
+struct MemoryMapEntry: Equatable, Sendable, CustomStringConvertible {
+    enum Kind: UInt32, Sendable {
         case ram = 1
         case reserved = 2
     }
 
-    public var address: UInt64
-    public var size: UInt64
-    public var kind: Kind
+    var address: UInt64
+    var size: UInt64
+    var kind: Kind
 
-    public init(address: UInt64, size: UInt64, kind: Kind) {
+    init(address: UInt64, size: UInt64, kind: Kind) {
         self.address = address
         self.size = size
         self.kind = kind
     }
 
-    public static let encodedSize = 24
+    static let encodedSize = 24
 
-    public var description: String {
+    var description: String {
         "\(bootHex(address))-\(bootHex(address + size)) \(kind == .ram ? "RAM" : "reserved")"
     }
 
@@ -106,7 +108,7 @@ public struct MemoryMapEntry: Equatable, Sendable, CustomStringConvertible {
     /// RAM 0-0x9FC00, reserved 0x9FC00-1 MiB, RAM 1 MiB-min(size, 3 GiB), the I/O APIC
     /// and local APIC pages reserved, and RAM from 4 GiB for the rest. Empty ranges
     /// are left out.
-    public static func pcMap(memorySize: UInt64) -> [MemoryMapEntry] {
+    static func pcMap(memorySize: UInt64) -> [MemoryMapEntry] {
         let low = min(memorySize, GuestMemory.lowMemoryLimit)
         var map: [MemoryMapEntry] = []
         map.append(.init(address: 0, size: min(low, BootLayout.legacyReservedStart), kind: .ram))
@@ -134,20 +136,20 @@ public struct MemoryMapEntry: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// `struct hvm_start_info` (Xen's `arch-x86/hvm/start_info.h`, version 1), 56 bytes.
-public struct HVMStartInfo: Equatable, Sendable {
-    public static let magic: UInt32 = 0x336E_C578
-    public static let encodedSize = 56
+struct HVMStartInfo: Equatable, Sendable {
+    static let magic: UInt32 = 0x336E_C578
+    static let encodedSize = 56
 
-    public var version: UInt32 = 1
-    public var flags: UInt32 = 0
-    public var moduleCount: UInt32 = 0
-    public var moduleListAddress: UInt64 = 0
-    public var commandLineAddress: UInt64 = 0
-    public var rsdpAddress: UInt64 = 0
-    public var memoryMapAddress: UInt64 = 0
-    public var memoryMapEntries: UInt32 = 0
+    var version: UInt32 = 1
+    var flags: UInt32 = 0
+    var moduleCount: UInt32 = 0
+    var moduleListAddress: UInt64 = 0
+    var commandLineAddress: UInt64 = 0
+    var rsdpAddress: UInt64 = 0
+    var memoryMapAddress: UInt64 = 0
+    var memoryMapEntries: UInt32 = 0
 
-    public init() {}
+    init() {}
 
     func encoded() -> [UInt8] {
         var b = BootBytes()

@@ -1,28 +1,31 @@
+import HVBackendKVM
+import HVMemory
+
 /// Everything the boot loader decided for one boot: the mode, the CPU state at entry
 /// and what it wrote where. `BootLoader.plan` computes it without touching memory;
 /// `BootLoader.load` computes it and writes the guest.
-public struct BootPlan: Equatable, Sendable {
-    public var mode: BootMode
+package struct BootPlan: Equatable, Sendable {
+    var mode: BootMode
     /// The boot processor's registers at the kernel's first instruction.
-    public var cpu: VCPURegisterState
+    var cpu: VCPURegisterState
     /// Guest-physical address of `struct hvm_start_info` (also in RBX).
-    public var startInfoAddress: UInt64
-    public var startInfo: HVMStartInfo
+    var startInfoAddress: UInt64
+    var startInfo: HVMStartInfo
     /// The memory map written at `BootLayout.memoryMapAddress`.
-    public var memoryMap: [MemoryMapEntry]
+    var memoryMap: [MemoryMapEntry]
     /// Command-line bytes written at `BootLayout.commandLineAddress`, NUL included.
-    public var commandLine: [UInt8]
+    var commandLine: [UInt8]
     /// Guest-physical ranges the image's segments occupy, in file order.
-    public var loadedRanges: [Range<UInt64>]
+    var loadedRanges: [Range<UInt64>]
 }
 
 /// Loads an ELF64 kernel into guest memory and prepares the boot processor for
 /// Xen PVH entry (32-bit, the default when the image has the note) or 64-bit entry
 /// (`hv.boot = "elf64"`, or images without the note). Addresses: see `BootLayout`.
-public enum BootLoader {
+package enum BootLoader {
     /// Validates that `image` can boot in `mode` (nil: the image's default) with
     /// `memorySize` bytes of RAM and `commandLine`, and returns the plan.
-    public static func plan(image: ELFImage, memorySize: UInt64, commandLine: String = "",
+    package static func plan(image: ELFImage, memorySize: UInt64, commandLine: String = "",
                             mode requested: BootMode? = nil) throws(BootError) -> BootPlan {
         func fail(_ r: BootError.Reason) -> BootError { BootError(file: image.path, reason: r) }
         let mode = requested ?? image.defaultMode
@@ -56,7 +59,7 @@ public enum BootLoader {
     /// every PT_LOAD segment to its p_paddr and zeroes its bss, and writes the GDT,
     /// start-info, memory map, command line and (64-bit entry) the page tables.
     @discardableResult
-    public static func load(image: ELFImage, into memory: GuestMemory, commandLine: String = "",
+    static func load(image: ELFImage, into memory: GuestMemory, commandLine: String = "",
                             mode: BootMode? = nil) throws(BootError) -> BootPlan {
         let plan = try plan(image: image, memorySize: memory.size, commandLine: commandLine, mode: mode)
         do {
@@ -83,7 +86,7 @@ public enum BootLoader {
 
     /// The GDT: null, 0x08 unused (null), 0x10 code (32-bit for PVH, 64-bit for
     /// elf64), 0x18 flat data, 0x20 busy TSS (16-byte system descriptor).
-    public static func gdtBytes(for mode: BootMode) -> [UInt8] {
+    static func gdtBytes(for mode: BootMode) -> [UInt8] {
         let cpu: VCPURegisterState = switch mode {
         case .pvh: .pvh(entry: 0, startInfo: 0)
         case .elf64: .longMode(entry: 0, startInfo: 0, pml4: 0)
@@ -99,13 +102,13 @@ public enum BootLoader {
     }
 
     /// Page-table entry flags.
-    public static let ptePresent: UInt64 = 1 << 0
-    public static let pteWritable: UInt64 = 1 << 1
-    public static let ptePageSize: UInt64 = 1 << 7
+    static let ptePresent: UInt64 = 1 << 0
+    static let pteWritable: UInt64 = 1 << 1
+    static let ptePageSize: UInt64 = 1 << 7
 
     /// The 64-bit entry's page tables: PML4[0] → PDPT, PDPT[0..3] → 4 page directories
     /// whose 2 MiB entries identity-map 0-4 GiB, as (guest address, 4 KiB table) pairs.
-    public static func identityMapTables() -> [(UInt64, [UInt8])] {
+    static func identityMapTables() -> [(UInt64, [UInt8])] {
         func table(_ entries: [UInt64]) -> [UInt8] {
             var b = BootBytes()
             for e in entries { b.append(e) }

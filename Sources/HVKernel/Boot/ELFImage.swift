@@ -1,4 +1,5 @@
 import Glibc
+import HVSupport
 
 /// A validated ELF64 x86-64 executable: its loadable segments, entry point and the
 /// Xen PVH entry note, parsed from bytes that are kept for loading.
@@ -8,51 +9,51 @@ import Glibc
 /// segment, p_filesz <= p_memsz, address arithmetic without overflow, no two PT_LOAD
 /// segments overlapping). Where the image may go in a particular guest is checked
 /// separately by `checkPlacement(memorySize:)`, because it depends on the VM's memory size.
-public struct ELFImage: Sendable {
+package struct ELFImage: Sendable {
     /// One PT_LOAD program header.
-    public struct Segment: Equatable, Sendable {
+    struct Segment: Equatable, Sendable {
         /// Index of the program header in the file (for messages).
-        public var index: Int
-        public var fileOffset: UInt64
-        public var fileSize: UInt64
-        public var memorySize: UInt64
+        var index: Int
+        var fileOffset: UInt64
+        var fileSize: UInt64
+        var memorySize: UInt64
         /// p_paddr: where the loader puts the segment in guest-physical memory.
-        public var physicalAddress: UInt64
+        var physicalAddress: UInt64
         /// p_vaddr: where the image is linked to run.
-        public var virtualAddress: UInt64
+        var virtualAddress: UInt64
         /// p_flags (PF_X 1, PF_W 2, PF_R 4).
-        public var flags: UInt32
+        var flags: UInt32
 
         /// Guest-physical bytes the segment occupies (file part plus zeroed bss).
-        public var physicalRange: Range<UInt64> { physicalAddress..<(physicalAddress + memorySize) }
-        public var virtualRange: Range<UInt64> { virtualAddress..<(virtualAddress + memorySize) }
+        var physicalRange: Range<UInt64> { physicalAddress..<(physicalAddress + memorySize) }
+        var virtualRange: Range<UInt64> { virtualAddress..<(virtualAddress + memorySize) }
     }
 
     /// ELF constants this parser uses.
-    public enum Constants {
-        public static let headerSize = 64
-        public static let programHeaderSize = 56
-        public static let typeExecutable: UInt16 = 2
-        public static let machineX86_64: UInt16 = 62
-        public static let ptLoad: UInt32 = 1
-        public static let ptNote: UInt32 = 4
+    enum Constants {
+        static let headerSize = 64
+        static let programHeaderSize = 56
+        static let typeExecutable: UInt16 = 2
+        static let machineX86_64: UInt16 = 62
+        static let ptLoad: UInt32 = 1
+        static let ptNote: UInt32 = 4
         /// XEN_ELFNOTE_PHYS32_ENTRY, in a note named "Xen".
-        public static let xenPhys32EntryNote: UInt32 = 18
+        static let xenPhys32EntryNote: UInt32 = 18
     }
 
     /// The path the image was read from, or the name given with the bytes.
-    public let path: String
+    let path: String
     /// The whole file.
-    public let bytes: [UInt8]
+    let bytes: [UInt8]
     /// e_entry (a virtual address).
-    public let entry: UInt64
+    package let entry: UInt64
     /// PT_LOAD segments with p_memsz > 0, in file order.
-    public let segments: [Segment]
+    let segments: [Segment]
     /// The 32-bit physical entry from the XEN_ELFNOTE_PHYS32_ENTRY note, if present.
-    public let pvhEntry: UInt32?
+    let pvhEntry: UInt32?
 
     /// Reads and parses the file at `path`.
-    public init(contentsOf path: String) throws(BootError) {
+    package init(contentsOf path: String) throws(BootError) {
         let bytes: [UInt8]
         do {
             bytes = try HostFile.read(path)
@@ -63,7 +64,7 @@ public struct ELFImage: Sendable {
     }
 
     /// Parses `bytes` as the contents of the file named `path` (used in messages).
-    public init(bytes: [UInt8], path: String) throws(BootError) {
+    package init(bytes: [UInt8], path: String) throws(BootError) {
         func fail(_ r: BootError.Reason) -> BootError { BootError(file: path, reason: r) }
         let size = UInt64(bytes.count)
         let reader = ELFByteReader(bytes: bytes)
@@ -163,12 +164,12 @@ public struct ELFImage: Sendable {
 
     /// The mode used when the configuration does not ask for one: PVH when the image
     /// carries the note, else 64-bit entry.
-    public var defaultMode: BootMode { pvhEntry != nil ? .pvh : .elf64 }
+    var defaultMode: BootMode { pvhEntry != nil ? .pvh : .elf64 }
 
     /// The first instruction's address for `mode` (guest-physical for PVH; virtual,
     /// equal to physical under the identity map, for 64-bit entry), after checking
     /// that the mode is possible and the entry lies inside a loaded segment.
-    public func entryAddress(for mode: BootMode) throws(BootError) -> UInt64 {
+    func entryAddress(for mode: BootMode) throws(BootError) -> UInt64 {
         func fail(_ r: BootError.Reason) -> BootError { BootError(file: path, reason: r) }
         switch mode {
         case .pvh:
@@ -193,7 +194,7 @@ public struct ELFImage: Sendable {
 
     /// Checks that every segment lies in guest RAM of `memorySize` bytes and does not
     /// overlap the boot area or the reserved EBDA/BIOS area (see `BootLayout`).
-    public func checkPlacement(memorySize: UInt64) throws(BootError) {
+    func checkPlacement(memorySize: UInt64) throws(BootError) {
         func fail(_ r: BootError.Reason) -> BootError { BootError(file: path, reason: r) }
         guard memorySize >= BootLayout.minimumMemorySize else {
             throw fail(.memoryTooSmall(size: memorySize, minimum: BootLayout.minimumMemorySize))

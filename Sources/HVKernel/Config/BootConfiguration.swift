@@ -1,5 +1,5 @@
 /// How the guest kernel is entered (`hv.boot`).
-public enum BootProtocol: String, Sendable, CaseIterable {
+package enum BootProtocol: String, Sendable, CaseIterable {
     /// The Xen PVH entry point from the ELF note (the same binary boots under QEMU -kernel).
     case pvh
     /// The ELF64 entry point, in long mode.
@@ -7,7 +7,7 @@ public enum BootProtocol: String, Sendable, CaseIterable {
 }
 
 /// Where the first serial port's output goes (`hv.serial`).
-public enum SerialSetting: Equatable, Sendable, CustomStringConvertible {
+package enum SerialSetting: Equatable, Sendable, CustomStringConvertible {
     /// hvhost's standard output.
     case stdout
     /// A file (created or truncated), path resolved against the `.vmx` directory.
@@ -17,7 +17,7 @@ public enum SerialSetting: Equatable, Sendable, CustomStringConvertible {
     /// Discarded.
     case none
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .stdout: "stdout"
         case .file(let p): "file:" + p
@@ -28,14 +28,14 @@ public enum SerialSetting: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// What to boot (`hv.kernel`, `hv.cmdline`, `hv.boot`).
-public struct BootConfiguration: Equatable, Sendable {
+package struct BootConfiguration: Equatable, Sendable {
     /// The guest ELF, resolved against the `.vmx` directory; it existed at validation.
-    public var kernelPath: String
+    package var kernelPath: String
     /// Kernel command line, "" when absent.
-    public var commandLine: String
-    public var bootProtocol: BootProtocol
+    package var commandLine: String
+    package var bootProtocol: BootProtocol
 
-    public init(kernelPath: String, commandLine: String = "", bootProtocol: BootProtocol = .pvh) {
+    init(kernelPath: String, commandLine: String = "", bootProtocol: BootProtocol = .pvh) {
         self.kernelPath = kernelPath
         self.commandLine = commandLine
         self.bootProtocol = bootProtocol

@@ -4,21 +4,21 @@
 /// `<file>:<line>: <key> = "<value>": <problem>, expected <expected>`;
 /// the key/value part is absent for syntax errors (there is no key yet) and the
 /// line is absent for a required key that is missing from the file.
-public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
+package struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The configuration file's path as it was given.
-    public var path: String
+    var path: String
     /// 1-based line number, or nil when the problem is an absent key.
-    public var line: Int?
+    var line: Int?
     /// The key in its original spelling, when the problem is about one key.
-    public var key: String?
+    var key: String?
     /// The offending value, when there is one.
-    public var value: String?
+    var value: String?
     /// What is wrong.
-    public var problem: String
+    var problem: String
     /// What would have been accepted.
-    public var expected: String
+    var expected: String
 
-    public init(path: String, line: Int?, key: String? = nil, value: String? = nil,
+    init(path: String, line: Int?, key: String? = nil, value: String? = nil,
                 problem: String, expected: String) {
         self.path = path
         self.line = line
@@ -28,7 +28,7 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
         self.expected = expected
     }
 
-    public var description: String {
+    package var description: String {
         var s = path
         if let line { s += ":\(line)" }
         s += ": "
@@ -46,16 +46,16 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
 
 /// Every problem found in one `.vmx` file, in file order (problems about absent keys
 /// last). Never empty. `description` is one `ConfigError` description per line.
-public struct ConfigErrors: Error, CustomStringConvertible, Equatable, Sendable {
-    public let errors: [ConfigError]
+package struct ConfigErrors: Error, CustomStringConvertible, Equatable, Sendable {
+    package let errors: [ConfigError]
 
     /// `errors` must not be empty.
-    public init(_ errors: [ConfigError]) {
+    init(_ errors: [ConfigError]) {
         precondition(!errors.isEmpty, "ConfigErrors needs at least one error")
         self.errors = errors
     }
 
-    public var description: String { errors.map(\.description).joined(separator: "\n") }
+    package var description: String { errors.map(\.description).joined(separator: "\n") }
 
     /// Sorts problems by line (absent keys, which have no line, last), keeping the
     /// order of problems on the same line.

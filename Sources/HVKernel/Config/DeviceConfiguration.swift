@@ -1,13 +1,13 @@
 /// One device instance the VM creates from a plugin model, e.g. `ethernet0` → "vlance".
-public struct DeviceConfiguration: Equatable, Sendable {
+package struct DeviceConfiguration: Equatable, Sendable {
     /// Which `.vmx` keys select the model; raw values equal `HV_DEVICE_KIND_*`.
-    public enum Kind: UInt32, Sendable, CustomStringConvertible {
+    enum Kind: UInt32, Sendable, CustomStringConvertible {
         case nic = 1        // ethernetN.virtualDev
         case scsi = 2       // scsiN.virtualDev
         case display = 3    // svga.virtualDev
         case other = 4      // hv.deviceN.model
 
-        public var description: String {
+        var description: String {
             switch self {
             case .nic: "nic"
             case .scsi: "scsi"
@@ -17,25 +17,25 @@ public struct DeviceConfiguration: Equatable, Sendable {
         }
     }
 
-    public var kind: Kind
+    var kind: Kind
     /// The plugin model name, e.g. "vlance", "lsilogic", "svga", "edu".
-    public var modelName: String
+    package var modelName: String
     /// The key prefix of the instance: "ethernet0", "scsi0", "svga", "hv.device0".
-    public var prefix: String
+    package var prefix: String
     /// N of ethernetN / scsiN / hv.deviceN; 0 for svga.
-    public var index: Int
+    var index: Int
     /// Where the model was chosen (the `virtualDev`/`model` line, else the `present` line).
-    public var location: String
+    var location: String
     /// The disks of a SCSI adapter, by unit; empty for other kinds.
-    public var disks: [VirtualDiskConfiguration]
+    var disks: [VirtualDiskConfiguration]
     /// The virtual switch of a NIC (`ethernetN.networkName`); nil for other kinds.
-    public var networkName: String?
+    var networkName: String?
 
     /// Every entry under the prefix, keyed by the lowercased key relative to it:
     /// "ethernet0.address" → "address", "scsi0:1.fileName" → ":1.filename".
-    public var entries: [String: VMXFile.Entry]
+    var entries: [String: VMXFile.Entry]
 
-    public init(kind: Kind, modelName: String, prefix: String, index: Int, location: String,
+    init(kind: Kind, modelName: String, prefix: String, index: Int, location: String,
                 disks: [VirtualDiskConfiguration] = [], networkName: String? = nil,
                 entries: [String: VMXFile.Entry]) {
         self.kind = kind
@@ -51,17 +51,17 @@ public struct DeviceConfiguration: Equatable, Sendable {
     /// The entry of a key relative to the prefix, case-insensitive: for "ethernet0",
     /// "address" is `ethernet0.address`; a key starting with ':' is joined without the
     /// dot, so for "scsi0", ":1.fileName" is `scsi0:1.fileName`.
-    public func entry(forDeviceKey key: String) -> VMXFile.Entry? {
+    package func entry(forDeviceKey key: String) -> VMXFile.Entry? {
         entries[key.lowercased()]
     }
 
     /// The value of a key relative to the prefix (see `entry(forDeviceKey:)`).
-    public func value(forDeviceKey key: String) -> String? {
+    func value(forDeviceKey key: String) -> String? {
         entry(forDeviceKey: key)?.value
     }
 
     /// The full `.vmx` key for a key relative to the prefix.
-    public func fullKey(forDeviceKey key: String) -> String {
+    func fullKey(forDeviceKey key: String) -> String {
         key.hasPrefix(":") ? prefix + key : prefix + "." + key
     }
 

@@ -1,19 +1,21 @@
-/// Memory resource controls of a VM (`sched.mem.*`), sizes in MiB.
-public struct MemorySchedulingParameters: Equatable, Sendable {
-    public var shares: ShareAllocation
-    /// Guaranteed memory (0...max).
-    public var minMiB: Int
-    /// Upper bound (...memsize); defaults to memsize.
-    public var maxMiB: Int
+import HVSupport
 
-    public init(shares: ShareAllocation = .normal, minMiB: Int = 0, maxMiB: Int) {
+/// Memory resource controls of a VM (`sched.mem.*`), sizes in MiB.
+struct MemorySchedulingParameters: Equatable, Sendable {
+    var shares: ShareAllocation
+    /// Guaranteed memory (0...max).
+    var minMiB: Int
+    /// Upper bound (...memsize); defaults to memsize.
+    var maxMiB: Int
+
+    init(shares: ShareAllocation = .normal, minMiB: Int = 0, maxMiB: Int) {
         self.shares = shares
         self.minMiB = minMiB
         self.maxMiB = maxMiB
     }
 
     /// Shares per MiB of configured memory for a named level: low 5, normal 10, high 20.
-    public static func sharesPerMiB(_ level: ShareAllocation) -> UInt32? {
+    static func sharesPerMiB(_ level: ShareAllocation) -> UInt32? {
         switch level {
         case .low: 5
         case .normal: 10
@@ -23,7 +25,7 @@ public struct MemorySchedulingParameters: Equatable, Sendable {
     }
 
     /// The VM's memory shares: a named level times `memoryMiB`, or the explicit number.
-    public func totalShares(memoryMiB: Int) -> UInt32 {
+    func totalShares(memoryMiB: Int) -> UInt32 {
         switch shares {
         case .custom(let n): n
         default: Self.sharesPerMiB(shares)! * UInt32(memoryMiB)

@@ -1,5 +1,5 @@
 /// ESX 2.x virtual disk modes (`scsiN:M.mode`).
-public enum DiskMode: String, Sendable, CaseIterable {
+enum DiskMode: String, Sendable, CaseIterable {
     /// Writes go to the disk immediately.
     case persistent
     /// Writes go to a redo log discarded at power-off.
@@ -12,23 +12,23 @@ public enum DiskMode: String, Sendable, CaseIterable {
     /// The modes this host runs: the others need redo logs, which the VMkernel's
     /// storage does not have yet, so configuration refuses them up front (power-on
     /// would fail).
-    public static let supported: [DiskMode] = [.persistent]
-    public var isSupported: Bool { Self.supported.contains(self) }
+    static let supported: [DiskMode] = [.persistent]
+    var isSupported: Bool { Self.supported.contains(self) }
 }
 
 /// One disk on a SCSI adapter, `scsiN:M.*`.
-public struct VirtualDiskConfiguration: Equatable, Sendable {
+struct VirtualDiskConfiguration: Equatable, Sendable {
     /// SCSI target id M: 0...15 except 7 (the adapter's own id).
-    public var unit: Int
+    var unit: Int
     /// `scsiN:M.fileName` resolved against the `.vmx` file's directory.
-    public var path: String
-    public var mode: DiskMode
+    var path: String
+    var mode: DiskMode
     /// `scsiN:M.deviceType` as written (e.g. "scsi-hardDisk"), if present.
-    public var deviceType: String?
+    var deviceType: String?
     /// file:line of the `fileName` entry, for messages about the disk.
-    public var location: String
+    var location: String
 
-    public init(unit: Int, path: String, mode: DiskMode = .persistent, deviceType: String? = nil,
+    init(unit: Int, path: String, mode: DiskMode = .persistent, deviceType: String? = nil,
                 location: String) {
         self.unit = unit
         self.path = path
@@ -39,35 +39,35 @@ public struct VirtualDiskConfiguration: Equatable, Sendable {
 }
 
 /// A virtual SCSI adapter, `scsiN.*` (N in 0...3), with its disks.
-public struct SCSIAdapterConfiguration: Equatable, Sendable {
-    public var index: Int
+struct SCSIAdapterConfiguration: Equatable, Sendable {
+    var index: Int
     /// "scsi0" …
-    public var prefix: String { "scsi\(index)" }
+    var prefix: String { "scsi\(index)" }
     /// Plugin model (`scsiN.virtualDev`), default "buslogic" (the ESX 2.x default).
-    public var model: String
+    var model: String
     /// Present disks ordered by unit.
-    public var disks: [VirtualDiskConfiguration]
+    var disks: [VirtualDiskConfiguration]
 
-    public init(index: Int, model: String = "buslogic", disks: [VirtualDiskConfiguration] = []) {
+    init(index: Int, model: String = "buslogic", disks: [VirtualDiskConfiguration] = []) {
         self.index = index
         self.model = model
         self.disks = disks
     }
 
     /// Valid target ids for disks: 0...15 without 7.
-    public static let validUnits: [Int] = Array(0...15).filter { $0 != adapterUnit }
+    static let validUnits: [Int] = Array(0...15).filter { $0 != adapterUnit }
     /// The SCSI id the adapter itself uses.
-    public static let adapterUnit = 7
+    static let adapterUnit = 7
 }
 
 /// The display adapter, `svga.*`.
-public struct DisplayConfiguration: Equatable, Sendable {
+struct DisplayConfiguration: Equatable, Sendable {
     /// Plugin model (`svga.virtualDev`), default "svga".
-    public var model: String
+    var model: String
     /// `svga.vramSize` in bytes; nil leaves the choice to the plugin.
-    public var vramSize: UInt64?
+    var vramSize: UInt64?
 
-    public init(model: String = "svga", vramSize: UInt64? = nil) {
+    init(model: String = "svga", vramSize: UInt64? = nil) {
         self.model = model
         self.vramSize = vramSize
     }

@@ -1,3 +1,6 @@
+import HVSched
+import HVSupport
+
 /// The validated, typed view of a VM's `.vmx` file.
 ///
 /// Keys follow ESX Server 2.x where ESX has them (`memsize`, `numvcpus`, `ethernetN.*`,
@@ -12,63 +15,63 @@
 /// display unless asked for); CPU shares normal, min 0 %, max 100 %, affinity all,
 /// htsharing any; memory shares normal, min 0, max = memsize; boot `pvh`; serial `stdout`;
 /// scheduler pool "default".
-public struct VMConfiguration: Sendable {
+package struct VMConfiguration: Sendable {
     /// Every entry of the file, including keys this type does not interpret.
-    public let file: VMXFile
+    package let file: VMXFile
     /// The `.vmx` path as given.
-    public var path: String { file.path }
+    package var path: String { file.path }
     /// The absolute directory of the `.vmx` file; relative paths in it resolve here.
-    public let directory: String
+    let directory: String
 
     /// `displayName`, default: the file name without its extension.
-    public var displayName: String
+    package var displayName: String
     /// `guestOS`, as written.
-    public var guestOS: String?
+    var guestOS: String?
     /// `config.version` (accepted, not interpreted).
-    public var configVersion: String?
+    var configVersion: String?
     /// `virtualHW.version` (accepted, not interpreted).
-    public var virtualHardwareVersion: String?
+    var virtualHardwareVersion: String?
 
     /// `memsize`: guest RAM in MiB, 4...65536, a multiple of 4.
-    public var memoryMiB: Int
+    package var memoryMiB: Int
     /// `numvcpus`: 1 or 2.
-    public var vcpuCount: Int
+    package var vcpuCount: Int
     /// `sched.cpu.*`.
-    public var cpuScheduling: CPUSchedulingParameters
+    var cpuScheduling: CPUSchedulingParameters
     /// `sched.mem.*`.
-    public var memoryScheduling: MemorySchedulingParameters
+    var memoryScheduling: MemorySchedulingParameters
 
     /// `hv.kernel`, `hv.cmdline`, `hv.boot`.
-    public var boot: BootConfiguration
+    package var boot: BootConfiguration
     /// `hv.serial`.
-    public var serial: SerialSetting
+    package var serial: SerialSetting
     /// `hv.sched.pool`: the scheduler pool the VM's vCPUs join.
-    public var schedulerPool: String
+    var schedulerPool: String
     /// `hv.cpuid.vmware`: advertise the VMware hypervisor CPUID signature.
-    public var advertisesVMwareHypervisor: Bool
+    var advertisesVMwareHypervisor: Bool
 
     /// Present NICs, by index.
-    public var networkAdapters: [NetworkAdapterConfiguration]
+    var networkAdapters: [NetworkAdapterConfiguration]
     /// Present SCSI adapters, by index, with their present disks.
-    public var scsiAdapters: [SCSIAdapterConfiguration]
+    var scsiAdapters: [SCSIAdapterConfiguration]
     /// The display, when `svga.present` is TRUE.
-    public var display: DisplayConfiguration?
+    var display: DisplayConfiguration?
     /// The device instances to create, in this order: ethernet0...3, scsi0...3, svga,
     /// hv.device0...7 (present ones only).
-    public var devices: [DeviceConfiguration]
+    package var devices: [DeviceConfiguration]
     /// The distinct virtual switches the NICs connect to, in NIC order.
-    public var networks: [String]
+    var networks: [String]
 
     /// Guest RAM in bytes.
-    public var memoryBytes: UInt64 { UInt64(memoryMiB) << 20 }
+    var memoryBytes: UInt64 { UInt64(memoryMiB) << 20 }
     /// `hv.kernel`, resolved.
-    public var kernelPath: String { boot.kernelPath }
+    package var kernelPath: String { boot.kernelPath }
     /// `hv.cmdline`, "" when absent.
-    public var commandLine: String { boot.commandLine }
+    package var commandLine: String { boot.commandLine }
 
     /// Reads, parses and validates the `.vmx` file at `path`; throws every problem
     /// (syntax and values) in file order.
-    public init(contentsOf path: String) throws(ConfigErrors) {
+    package init(contentsOf path: String) throws(ConfigErrors) {
         let check = Self.check(contentsOf: path)
         guard let configuration = check.configuration else { throw ConfigErrors(check.problems) }
         self = configuration
@@ -76,21 +79,21 @@ public struct VMConfiguration: Sendable {
 
     /// Validates a parsed file; throws every problem in file order (problems about
     /// missing keys come last).
-    public init(file: VMXFile) throws(ConfigErrors) {
+    package init(file: VMXFile) throws(ConfigErrors) {
         let check = Self.check(file: file)
         guard let configuration = check.configuration else { throw ConfigErrors(check.problems) }
         self = configuration
     }
 
     /// Every problem in `file`, in file order (missing required keys last).
-    public static func problems(in file: VMXFile) -> [ConfigError] {
+    package static func problems(in file: VMXFile) -> [ConfigError] {
         check(file: file).problems
     }
 
     /// Reads and validates the file at `path`, keeping what is valid (see
     /// `VMConfigurationCheck`): a syntax error on one line does not hide the problems of
     /// the others.
-    public static func check(contentsOf path: String) -> VMConfigurationCheck {
+    package static func check(contentsOf path: String) -> VMConfigurationCheck {
         let (file, syntaxProblems) = VMXFile.read(contentsOf: path)
         guard let file else {
             return VMConfigurationCheck(file: nil, problems: syntaxProblems, configuration: nil, devices: [],
@@ -100,7 +103,7 @@ public struct VMConfiguration: Sendable {
     }
 
     /// Validates `file`; `syntaxProblems` are those `VMXFile.parse` found in it.
-    public static func check(file: VMXFile, syntaxProblems: [ConfigError] = []) -> VMConfigurationCheck {
+    package static func check(file: VMXFile, syntaxProblems: [ConfigError] = []) -> VMConfigurationCheck {
         let v = Validator(file: file)
         let result = v.run()
         let problems = ConfigErrors.inFileOrder(syntaxProblems + v.problems)
@@ -139,34 +142,34 @@ public struct VMConfiguration: Sendable {
     }
 
     /// Any key's value, case-insensitive (including keys not interpreted here).
-    public func value(forKey key: String) -> String? { file.value(forKey: key) }
+    func value(forKey key: String) -> String? { file.value(forKey: key) }
     /// Any key's entry, case-insensitive.
-    public func entry(forKey key: String) -> VMXFile.Entry? { file.entry(forKey: key) }
+    package func entry(forKey key: String) -> VMXFile.Entry? { file.entry(forKey: key) }
 
     /// The device instance with `prefix` ("ethernet0", "svga", "hv.device2"), if present.
-    public func device(prefix: String) -> DeviceConfiguration? {
+    func device(prefix: String) -> DeviceConfiguration? {
         let p = prefix.lowercased()
         return devices.first { $0.prefix.lowercased() == p }
     }
 
     /// `hv_sched_params.shares` of each vCPU: the VM's CPU shares divided among its vCPUs.
-    public var perVCPUShares: UInt32 { cpuScheduling.sharesPerVCPU(vcpus: vcpuCount) }
+    var perVCPUShares: UInt32 { cpuScheduling.sharesPerVCPU(vcpus: vcpuCount) }
 
     // MARK: Limits
 
-    public static let memoryRange = 4...65536
-    public static let vcpuRange = 1...2
-    public static let networkAdapterIndices = 0...3
-    public static let scsiAdapterIndices = 0...3
-    public static let genericDeviceIndices = 0...7
-    public static let maximumShares = 1_000_000
+    static let memoryRange = 4...65536
+    static let vcpuRange = 1...2
+    static let networkAdapterIndices = 0...3
+    static let scsiAdapterIndices = 0...3
+    static let genericDeviceIndices = 0...7
+    static let maximumShares = 1_000_000
 }
 
 // MARK: - Validation
 
 /// Reads one file's keys into typed values, collecting every problem.
 private final class Validator {
-    typealias Entry = VMXFile.Entry
+    package typealias Entry = VMXFile.Entry
     let file: VMXFile
     let directory: String
     var problems: [ConfigError] = []

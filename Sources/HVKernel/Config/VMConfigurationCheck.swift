@@ -1,18 +1,18 @@
 /// What one `.vmx` file says, checked: every problem, and the parts that were valid, so
 /// the checks that need them (device plugins, the kernel image) still run when other
 /// keys are wrong — `hvhost validate` reports everything in one pass.
-public struct VMConfigurationCheck: Sendable {
+package struct VMConfigurationCheck: Sendable {
     /// The file as far as it parsed (lines with syntax errors left out); nil when it
     /// could not be read.
-    public let file: VMXFile?
+    package let file: VMXFile?
     /// Every problem, in file order (absent required keys last). Empty when valid.
-    public let problems: [ConfigError]
+    package let problems: [ConfigError]
     /// The configuration, when there is no problem.
-    public let configuration: VMConfiguration?
+    package let configuration: VMConfiguration?
     /// The devices the VM would create whose model key is valid, in creation order.
-    public let devices: [DeviceConfiguration]
+    package let devices: [DeviceConfiguration]
     /// `hv.kernel`, `hv.cmdline` and `hv.boot`, when `hv.kernel` and `hv.boot` are valid.
-    public let boot: BootConfiguration?
+    package let boot: BootConfiguration?
     /// `memsize` in MiB, when valid.
-    public let memoryMiB: Int?
+    package let memoryMiB: Int?
 }

@@ -1,4 +1,5 @@
 import Glibc
+import HVSupport
 
 /// A parsed VMware `.vmx` file: `key = "value"` lines in file order.
 ///
@@ -13,21 +14,21 @@ import Glibc
 /// Keys are case-insensitive: they are stored lowercased for lookup and keep their
 /// original spelling for messages. Key characters are ASCII letters, digits and
 /// `. : _ -`. A key set twice is an error naming both lines.
-public struct VMXFile: Equatable, Sendable {
+package struct VMXFile: Equatable, Sendable {
     /// One `key = "value"` line.
-    public struct Entry: Equatable, Sendable {
+    package struct Entry: Equatable, Sendable {
         /// The key as written in the file (for messages).
-        public var key: String
+        package var key: String
         /// The key lowercased (for lookup).
-        public var normalizedKey: String
+        var normalizedKey: String
         /// The value, quotes removed and escapes decoded.
-        public var value: String
+        package var value: String
         /// The file the entry came from.
-        public var path: String
+        var path: String
         /// 1-based line number.
-        public var line: Int
+        package var line: Int
 
-        public init(key: String, value: String, path: String, line: Int) {
+        init(key: String, value: String, path: String, line: Int) {
             self.key = key
             self.normalizedKey = key.lowercased()
             self.value = value
@@ -36,20 +37,20 @@ public struct VMXFile: Equatable, Sendable {
         }
 
         /// `file:line`, for messages.
-        public var location: String { "\(path):\(line)" }
+        package var location: String { "\(path):\(line)" }
     }
 
     /// The path the file was read from (or the name given to `init(parsing:path:)`).
-    public let path: String
+    package let path: String
     /// Every entry, in file order.
-    public private(set) var entries: [Entry]
+    private(set) var entries: [Entry]
     private var indexByKey: [String: Int]
     /// Lowercased keys of lines refused for their syntax after a valid key: such a key
     /// is not "missing" (its line already has a problem).
     private(set) var refusedKeys: Set<String> = []
 
     /// Reads and parses the file at `path`; throws every problem found.
-    public init(contentsOf path: String) throws(ConfigErrors) {
+    init(contentsOf path: String) throws(ConfigErrors) {
         let (file, problems) = Self.read(contentsOf: path)
         guard let file, problems.isEmpty else { throw ConfigErrors(problems) }
         self = file
@@ -57,14 +58,14 @@ public struct VMXFile: Equatable, Sendable {
 
     /// Parses `text` as the contents of a file named `path` (used in messages and to
     /// resolve relative paths; the file need not exist); throws every problem found.
-    public init(parsing text: String, path: String) throws(ConfigErrors) {
+    init(parsing text: String, path: String) throws(ConfigErrors) {
         let (file, problems) = Self.parse(text, path: path)
         guard problems.isEmpty else { throw ConfigErrors(problems) }
         self = file
     }
 
     /// Builds a file from entries (for tools and tests). Duplicate keys are an error.
-    public init(path: String, entries: [Entry]) throws(ConfigErrors) {
+    init(path: String, entries: [Entry]) throws(ConfigErrors) {
         self.init(empty: path)
         var problems: [ConfigError] = []
         for entry in entries {
@@ -81,7 +82,7 @@ public struct VMXFile: Equatable, Sendable {
 
     /// Reads the file at `path`, keeping every line that parses: the file (nil when it
     /// cannot be read) and every problem, in file order.
-    public static func read(contentsOf path: String) -> (file: VMXFile?, problems: [ConfigError]) {
+    static func read(contentsOf path: String) -> (file: VMXFile?, problems: [ConfigError]) {
         let text: String
         do {
             text = try ConfigFiles.readText(path)
@@ -95,7 +96,7 @@ public struct VMXFile: Equatable, Sendable {
 
     /// Parses `text`, keeping every line that parses: a line with a syntax error, and the
     /// second setting of a key, are left out and reported, in file order.
-    public static func parse(_ text: String, path: String) -> (file: VMXFile, problems: [ConfigError]) {
+    static func parse(_ text: String, path: String) -> (file: VMXFile, problems: [ConfigError]) {
         var file = VMXFile(empty: path)
         var problems: [ConfigError] = []
         var lineNumber = 0
@@ -142,24 +143,24 @@ public struct VMXFile: Equatable, Sendable {
     // MARK: Lookup
 
     /// The entry for `key` (case-insensitive), if present.
-    public func entry(forKey key: String) -> Entry? {
+    package func entry(forKey key: String) -> Entry? {
         indexByKey[key.lowercased()].map { entries[$0] }
     }
 
     /// The value for `key` (case-insensitive), if present.
-    public func value(forKey key: String) -> String? {
+    func value(forKey key: String) -> String? {
         entry(forKey: key)?.value
     }
 
-    public subscript(key: String) -> String? { value(forKey: key) }
+    subscript(key: String) -> String? { value(forKey: key) }
 
     /// Entries whose key starts with `prefix` (case-insensitive), in file order.
-    public func entries(withPrefix prefix: String) -> [Entry] {
+    func entries(withPrefix prefix: String) -> [Entry] {
         let p = prefix.lowercased()
         return entries.filter { $0.normalizedKey.hasPrefix(p) }
     }
 
-    public static func == (a: VMXFile, b: VMXFile) -> Bool {
+    package static func == (a: VMXFile, b: VMXFile) -> Bool {
         a.path == b.path && a.entries == b.entries
     }
 

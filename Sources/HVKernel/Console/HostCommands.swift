@@ -1,6 +1,6 @@
 /// Console commands about the host and its VMs.
 extension ServiceConsole {
-    public func registerHostCommands(_ host: VMHost) {
+    package func registerHostCommands(_ host: VMHost) {
         registerNetCommands(host.services.switches)
         registerSuspendCommands(host)
         register("vms", summary: "list running VMs: name, memory, vCPUs, exits, state") { _ in

@@ -1,6 +1,8 @@
+import HVHostIO
+
 /// Console commands for the virtual switches: `net switches`, `net ports`, `net link`.
 extension ServiceConsole {
-    public func registerNetCommands(_ switches: SwitchRegistry) {
+    func registerNetCommands(_ switches: SwitchRegistry) {
         register("net", summary: "net switches | net ports [switch] | net link <vm> <ethernetN> up|down") { args in
             switch args.first {
             case "switches":

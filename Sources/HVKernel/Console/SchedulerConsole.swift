@@ -1,8 +1,11 @@
+import HVSched
+import HVSupport
+
 /// Console commands for the CPU scheduler:
 /// `sched pools`, `sched policy <pool> <policy>`, `sched set <vm> shares=… min=… max=…`,
 /// `sched stats [raw]`.
 extension ServiceConsole {
-    public func registerSchedCommands(_ scheduler: Scheduler, policyNames: @escaping () -> [String] = { [] }) {
+    package func registerSchedCommands(_ scheduler: Scheduler, policyNames: @escaping () -> [String] = { [] }) {
         let usage = "sched pools | sched policy <pool> <policy> | sched set <vm> [shares=low|normal|high|N] [min=PCT] [max=PCT] | sched stats [raw]"
         register("sched", summary: usage) { args in
             switch args.first {

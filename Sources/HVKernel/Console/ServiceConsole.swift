@@ -1,4 +1,6 @@
 import Glibc
+import HVHostIO
+import HVSupport
 
 /// The service console: a Unix stream socket on which operators (and `hvhost console`)
 /// run commands against a live host. One request per connection: the client writes one
@@ -11,23 +13,23 @@ import Glibc
 /// so a slow or idle client delays nobody else. The socket is the host user's alone:
 /// mode 0600, and every peer's credentials (`SO_PEERCRED`) must be root's or the host
 /// process's own uid. A path holding anything but a stale socket is never replaced.
-public final class ServiceConsole: @unchecked Sendable {
-    public typealias Handler = ([String]) throws -> String
+package final class ServiceConsole: @unchecked Sendable {
+    typealias Handler = ([String]) throws -> String
 
-    public struct CommandError: Error, CustomStringConvertible {
-        public let message: String
-        public init(_ message: String) { self.message = message }
-        public var description: String { message }
+    package struct CommandError: Error, CustomStringConvertible {
+        let message: String
+        package init(_ message: String) { self.message = message }
+        package var description: String { message }
     }
 
     /// Connections served at once; more wait in the listen backlog.
-    public static let maximumConcurrentClients = 64
+    static let maximumConcurrentClients = 64
     /// The longest request line, newline included.
-    public static let maximumRequestBytes = 4096
+    static let maximumRequestBytes = 4096
 
-    public let path: String
+    package let path: String
     /// How long a client has, from its connection, to send its whole request line.
-    public let requestTimeoutNanoseconds: UInt64
+    let requestTimeoutNanoseconds: UInt64
     private let listener: Int32
     /// The socket file we bound (device, inode): `stop` unlinks only that file.
     private let boundFile: (dev: dev_t, ino: ino_t)
@@ -40,7 +42,7 @@ public final class ServiceConsole: @unchecked Sendable {
 
     /// Listens on `path`. A stale socket there (no server answers) is replaced; a live
     /// console, or a file that is not a socket, is an error and is left alone.
-    public init(path: String, requestTimeoutSeconds: Double = 5) throws {
+    package init(path: String, requestTimeoutSeconds: Double = 5) throws {
         self.path = path
         self.requestTimeoutNanoseconds = UInt64(max(0.001, requestTimeoutSeconds) * 1e9)
         guard let addr = UnixSocketAddress(path: path) else {
@@ -75,12 +77,12 @@ public final class ServiceConsole: @unchecked Sendable {
 
     /// Adds a command named by its first word; `handler` gets the remaining words.
     /// Handlers may run concurrently (one per client).
-    public func register(_ word: String, summary: String, handler: @escaping Handler) {
+    func register(_ word: String, summary: String, handler: @escaping Handler) {
         lock.withLock { commands[word] = (summary, handler) }
     }
 
     /// Runs one request line as a connection would (also used by tests).
-    public func execute(_ line: String) -> String {
+    func execute(_ line: String) -> String {
         let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard let first = words.first else { return "error: empty command; try 'help'" }
         guard let command = lock.withLock({ commands[first] }) else {
@@ -89,13 +91,13 @@ public final class ServiceConsole: @unchecked Sendable {
         do { return try command.handler(Array(words.dropFirst())) } catch { return "error: \(error)" }
     }
 
-    public func start() {
+    package func start() {
         thread = HostThread.spawn(name: "console") { [self] in serve() }
     }
 
     /// Stops accepting, ends the connections being served (waiting for their threads)
     /// and removes the socket file if it is still the one this console bound.
-    public func stop() {
+    package func stop() {
         let wasOpen: Bool = lock.withLock {
             defer { closed = true; lock.broadcast() }
             return !closed
@@ -277,7 +279,7 @@ public final class ServiceConsole: @unchecked Sendable {
     // MARK: Client
 
     /// Sends one request to a console at `path` and returns the reply.
-    public static func request(_ line: String, at path: String) throws -> String {
+    package static func request(_ line: String, at path: String) throws -> String {
         guard let addr = UnixSocketAddress(path: path) else { throw CommandError("socket path too long: \(path)") }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw CommandError("socket: \(errnoText(errno))") }

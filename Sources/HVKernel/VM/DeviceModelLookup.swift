@@ -1,8 +1,10 @@
+import HVPluginHost
+
 extension PluginCatalog {
     /// The model for a device of a VM's configuration: found by the device's model name
     /// and checked to be of the device's kind (a NIC model for ethernetN, ...). Errors
     /// name the `.vmx` line and key that chose the model.
-    public func deviceModel(named name: String, for device: DeviceConfiguration) throws(PluginCatalogError)
+    package func deviceModel(named name: String, for device: DeviceConfiguration) throws(PluginCatalogError)
         -> DeviceModelMatch
     {
         let context: String

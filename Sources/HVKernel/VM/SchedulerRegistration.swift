@@ -1,8 +1,10 @@
+import HVSched
+
 extension Scheduler {
     /// Registers a VM about to power on from its configuration: its pool
     /// (`hv.sched.pool`), `sched.cpu.*` as per-vCPU parameters and the reservation of
     /// `sched.cpu.min` (admission control). Errors name the `.vmx` line and key.
-    public func register(_ config: VMConfiguration) throws -> SchedulerVM {
+    func register(_ config: VMConfiguration) throws -> SchedulerVM {
         func located(_ key: String, default value: String? = nil) -> String {
             config.entry(forKey: key).map { "\($0.location): \(key) = \"\($0.value)\"" }
                 ?? "\(config.path): \(key)" + (value.map { " (not set: \"\($0)\")" } ?? "")

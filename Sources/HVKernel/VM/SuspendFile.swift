@@ -1,4 +1,6 @@
 import Glibc
+import HVDevices
+import HVMemory
 
 /// The suspend file of one VM: its configuration, memory, vCPUs, chipset, PCI functions
 /// and plugin devices, written by `suspend` and read back by `resume`. Layout (format
@@ -20,10 +22,10 @@ enum SuspendFile {
 }
 
 /// Why a suspend file cannot be written or resumed. The message names the file.
-public struct SuspendError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+struct SuspendError: Error, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
 }
 
 /// CRC-32 as zlib computes it (reflected polynomial 0xEDB88320).
@@ -129,15 +131,15 @@ final class SuspendFileWriter {
 
 /// A suspend file, checked and parsed. Small sections are held in memory; the memory
 /// section stays in the file and is copied into guest RAM by `restoreMemory(into:)`.
-public final class SuspendImage {
-    public let path: String
+package final class SuspendImage {
+    let path: String
     private let fd: Int32
     private(set) var sections: [(name: String, version: UInt32, payload: [UInt8])] = []
     /// Offset and length of the memory section's payload.
     private(set) var memoryPayload: (offset: UInt64, length: UInt64)?
 
     /// Opens `path` and verifies magic, version and checksum before parsing anything.
-    public init(path: String) throws {
+    init(path: String) throws {
         self.path = path
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SuspendError("cannot open suspend file \(path): \(String(cString: strerror(errno)))") }

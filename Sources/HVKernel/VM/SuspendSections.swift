@@ -1,3 +1,8 @@
+import HVBackendKVM
+import HVDevices
+import HVPluginHost
+import HVSupport
+
 /// The payloads of a suspend file's sections (see `SuspendFile` for the container).
 ///
 ///     config     v1  string .vmx path (absolute), u32 count, per entry: string key,
@@ -145,7 +150,7 @@ enum SuspendSections {
 extension SuspendImage {
     /// The configuration the VM was suspended with. Every section is checked to be one
     /// this host knows before anything else is read.
-    public func configuration() throws -> VMConfiguration {
+    func configuration() throws -> VMConfiguration {
         for s in sections {
             let known = SuspendSections.known.contains(s.name) || s.name.hasPrefix("vcpu.") || s.name.hasPrefix("device:")
                 || s.name == "config"

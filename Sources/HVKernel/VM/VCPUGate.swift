@@ -1,3 +1,5 @@
+import HVSupport
+
 /// Keeps a VM's vCPUs out of guest mode while the VM is paused.
 ///
 /// A vCPU thread passes the gate (``enter()``) before it injects interrupts and runs the

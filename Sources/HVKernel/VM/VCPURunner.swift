@@ -1,8 +1,12 @@
 import Glibc
+import HVBackendKVM
+import HVDevices
+import HVSched
+import HVSupport
 import Synchronization
 
 /// The interrupt side of the chipset as one vCPU sees it.
-public protocol VCPUInterruptController: AnyObject {
+protocol VCPUInterruptController: AnyObject {
     func nextInterrupt(vcpu: Int) -> UInt8?
     func acknowledgeInterrupt(vcpu: Int) -> UInt8?
     func takeNMI(vcpu: Int) -> Bool

@@ -1,4 +1,5 @@
 import Glibc
+import HVSupport
 import Logging
 
 /// One ESX-style host: the VMs running in this process and the host-wide services
@@ -6,9 +7,9 @@ import Logging
 /// A VM whose guest asks for a reset is rebuilt from its configuration and powered on
 /// again, like pressing reset: the guest boots anew. A VM can be suspended to a file and
 /// resumed from it, in this host or another.
-public final class VMHost: @unchecked Sendable {
-    public let services: HostServices
-    public let logger: Logger
+package final class VMHost: @unchecked Sendable {
+    let services: HostServices
+    let logger: Logger
     private let lock = HostLock()
     private var slots: [Slot] = []
     private var shuttingDown = false
@@ -26,16 +27,16 @@ public final class VMHost: @unchecked Sendable {
         }
     }
 
-    public init(services: HostServices, logger: Logger) {
+    package init(services: HostServices, logger: Logger) {
         self.services = services
         self.logger = logger
     }
 
     /// The VMs powered on in this host (current incarnations), in power-on order.
-    public var vms: [VirtualMachine] { lock.withLock { slots.map(\.vm) } }
+    package var vms: [VirtualMachine] { lock.withLock { slots.map(\.vm) } }
 
     /// The latest VM with this name (a running one if there is one).
-    public func vm(named name: String) -> VirtualMachine? {
+    func vm(named name: String) -> VirtualMachine? {
         lock.withLock {
             let named = slots.filter { $0.vm.name == name }
             return (named.last { $0.outcome == nil } ?? named.last)?.vm
@@ -48,7 +49,7 @@ public final class VMHost: @unchecked Sendable {
 
     /// Builds and starts a VM. A VM that cannot be built changes nothing else.
     @discardableResult
-    public func powerOn(_ configuration: VMConfiguration) throws -> VirtualMachine {
+    package func powerOn(_ configuration: VMConfiguration) throws -> VirtualMachine {
         if isRunning(configuration.displayName) {
             throw VMError("\(configuration.path): a VM named '\(configuration.displayName)' is already running on this host")
         }
@@ -60,7 +61,7 @@ public final class VMHost: @unchecked Sendable {
     /// switches of the same names. The file is checked (format, checksum, configuration,
     /// devices) before anything is created.
     @discardableResult
-    public func resume(from path: String) throws -> VirtualMachine {
+    package func resume(from path: String) throws -> VirtualMachine {
         let image = try SuspendImage(path: path)
         let configuration = try image.configuration()
         if isRunning(configuration.displayName) {
@@ -78,7 +79,7 @@ public final class VMHost: @unchecked Sendable {
     }
 
     /// Suspends the running VM `name` to `path` (see `VirtualMachine.suspend(to:)`).
-    public func suspend(vmNamed name: String, to path: String) throws {
+    func suspend(vmNamed name: String, to path: String) throws {
         guard isRunning(name), let vm = vm(named: name) else { throw VMError("no running VM named '\(name)'") }
         try vm.suspend(to: path)
     }
@@ -133,7 +134,7 @@ public final class VMHost: @unchecked Sendable {
         }
     }
 
-    public func powerOffAll() {
+    package func powerOffAll() {
         let current: [VirtualMachine] = lock.withLock {
             shuttingDown = true
             return slots.map(\.vm)
@@ -143,7 +144,7 @@ public final class VMHost: @unchecked Sendable {
 
     /// Waits until every VM has stopped for good, including VMs resumed meanwhile;
     /// their reasons in power-on order.
-    public func waitForAll() -> [VMStopReason] {
+    package func waitForAll() -> [VMStopReason] {
         var joined = 0
         while true {
             let all = lock.withLock { slots }

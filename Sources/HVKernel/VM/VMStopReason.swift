@@ -1,5 +1,5 @@
 /// Why a VM stopped running.
-public enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
+package enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
     /// The guest wrote `value` to the debug-exit port (QEMU isa-debug-exit semantics).
     case debugExit(UInt8)
     /// The operator powered the VM off (SIGINT/SIGTERM, console).
@@ -13,7 +13,7 @@ public enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
     /// Suspended to this file (`hvhost resume` continues it).
     case suspended(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .debugExit(let v): return "guest exit code \(v) (status \((Int(v) << 1) | 1))"
         case .poweredOff: return "powered off"
@@ -26,7 +26,7 @@ public enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
 
     /// Process exit status when this VM is the only one: QEMU's `(value << 1) | 1` for a
     /// debug exit, 0 for a clean power-off, 2 when the VM failed.
-    public var exitStatus: Int32 {
+    package var exitStatus: Int32 {
         switch self {
         case .debugExit(let v): return (Int32(v) << 1) | 1
         case .poweredOff, .guestReset, .suspended: return 0

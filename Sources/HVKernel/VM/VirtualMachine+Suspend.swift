@@ -1,4 +1,6 @@
 import Glibc
+import HVBackendKVM
+import HVDevices
 
 /// Pause, resume and suspend: the order hvplugin.h's "Device lifecycle" documents.
 extension VirtualMachine {
@@ -6,7 +8,7 @@ extension VirtualMachine {
     /// the timer thread stops (a callback in flight finishes first), every device pauses
     /// (receives stop, disk requests in flight complete, then its pause op) and the VM
     /// clock stops. Throws when the VM is stopping or already paused.
-    public func pause() throws {
+    package func pause() throws {
         try state.withLock {
             if let stopReason { throw VMError("\(name) is not running (\(stopReason))") }
             guard !paused else { throw VMError("\(name) is already paused") }
@@ -20,7 +22,7 @@ extension VirtualMachine {
     }
 
     /// Undoes `pause`: the clock runs, every device resumes, timers fire and vCPUs run again.
-    public func resume() {
+    package func resume() {
         guard state.withLock({ paused }) else { return }
         clock.resume()
         for d in devices { d.resume() }
@@ -30,13 +32,13 @@ extension VirtualMachine {
         logger.info("\(name): resumed")
     }
 
-    public var isPaused: Bool { state.withLock { paused } }
+    package var isPaused: Bool { state.withLock { paused } }
 
     /// ESX's suspend: pauses the VM, writes its complete state and configuration to
     /// `path` and powers it off (stop reason `.suspended`). A VM with a device that
     /// cannot save its state is refused before anything stops; when the file cannot be
     /// written the VM resumes and the error is thrown.
-    public func suspend(to path: String) throws {
+    func suspend(to path: String) throws {
         if let d = devices.first(where: { !$0.canSaveState }) {
             throw VMError("cannot suspend \(name): \(d.context.prefix) (model '\(d.modelName)', plugin \(d.pluginName)) has no save_state/load_state; the VM keeps running")
         }

@@ -1,21 +1,28 @@
 import Glibc
+import HVBackendKVM
+import HVDevices
+import HVHostIO
+import HVMemory
+import HVPluginHost
+import HVSched
+import HVSupport
 import Logging
 import Synchronization
 
 /// Host-wide services shared by every VM in one hvhost.
-public struct HostServices {
-    public let kvm: KVMSystem
-    public let switches: SwitchRegistry
-    public let diskQueue: DiskIOQueue
+package struct HostServices {
+    let kvm: KVMSystem
+    let switches: SwitchRegistry
+    let diskQueue: DiskIOQueue
     /// Finds the plugin model for a configured device (throws a message naming the
     /// .vmx key and the search path when none provides it).
-    public let resolveModel: (DeviceConfiguration) throws -> DeviceModelMatch
+    let resolveModel: (DeviceConfiguration) throws -> DeviceModelMatch
     /// The CPU scheduler: pCPU slots, pools and their policies.
-    public let scheduler: Scheduler
+    let scheduler: Scheduler
 
     /// `scheduler` defaults to one pool "default" of one slot per host CPU running the
     /// built-in fallback policy.
-    public init(kvm: KVMSystem, switches: SwitchRegistry, diskQueue: DiskIOQueue,
+    package init(kvm: KVMSystem, switches: SwitchRegistry, diskQueue: DiskIOQueue,
                 scheduler: Scheduler? = nil,
                 resolveModel: @escaping (DeviceConfiguration) throws -> DeviceModelMatch) {
         self.kvm = kvm
@@ -33,37 +40,37 @@ public struct HostServices {
 /// Its devices go through the lifecycle hvplugin.h documents ("Device lifecycle"):
 /// power-on (init, then `start`), pause/resume, suspend (`suspend(to:)`), restore
 /// (init from a `SuspendImage`, then `start`) and destroy (when it stops).
-public final class VirtualMachine: @unchecked Sendable {
-    public let name: String
-    public let configuration: VMConfiguration
-    public let memory: GuestMemory
-    public let clock: VMClock
+package final class VirtualMachine: @unchecked Sendable {
+    let name: String
+    let configuration: VMConfiguration
+    let memory: GuestMemory
+    package let clock: VMClock
     let timers: TimerQueue
     let portBus = AddressBus()
     let mmioBus = AddressBus()
     let chipset: Chipset
-    public let pci: PCIHostBridge
+    let pci: PCIHostBridge
     /// Legacy ports and windows devices claimed ("hv.legacy-io/1").
     let legacy: LegacySpace
     /// The screen a display device publishes, for the host's consoles.
-    public let display = DisplaySurface()
+    let display = DisplaySurface()
     /// Where the host's consoles send keyboard and pointer events.
-    public let input = InputRouter()
-    public private(set) var devices: [PluginDevice] = []
+    let input = InputRouter()
+    private(set) package var devices: [PluginDevice] = []
     private let backend: KVMVirtualMachine
     private(set) var runners: [VCPURunner] = []
     /// Keeps the vCPUs out of guest mode while paused.
     let gate = VCPUGate()
     /// The suspend file this VM was restored from; nil when it booted.
-    public let restoredFrom: String?
+    let restoredFrom: String?
     private let scheduler: Scheduler
     /// The VM's registration with its scheduler pool (`hv.sched.pool`, `sched.cpu.*`);
     /// set at the end of init.
-    public private(set) var schedulerVM: SchedulerVM!
+    private(set) var schedulerVM: SchedulerVM!
     private var unregistered = false
     let logger: Logger
     /// How the guest was loaded; nil for a VM restored from a suspend file.
-    public let bootPlan: BootPlan?
+    let bootPlan: BootPlan?
 
     let state = HostLock()
     var stopReason: VMStopReason?
@@ -76,7 +83,7 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// Builds a VM from its configuration, powered off until `start`; with `snapshot`,
     /// in the state a suspend saved (`configuration` is then the snapshot's).
-    public init(configuration: VMConfiguration, host: HostServices, logger: Logger,
+    package init(configuration: VMConfiguration, host: HostServices, logger: Logger,
                 restoring snapshot: SuspendImage? = nil) throws {
         self.configuration = configuration
         self.name = configuration.displayName
@@ -228,7 +235,7 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// Powers on: resets the devices (a restored VM: resumes them and its clock), starts
     /// the timers and the vCPU threads.
-    public func start() {
+    package func start() {
         guard !isStopping else { return }
         if let restoredFrom {
             clock.resume()
@@ -246,7 +253,7 @@ public final class VirtualMachine: @unchecked Sendable {
     }
 
     /// Stops the VM for `reason`; the first reason wins. Callable from any thread.
-    public func stop(_ reason: VMStopReason) {
+    package func stop(_ reason: VMStopReason) {
         let callbacks: [(VMStopReason) -> Void]? = state.withLock {
             guard stopReason == nil else { return nil }
             stopReason = reason
@@ -265,15 +272,15 @@ public final class VirtualMachine: @unchecked Sendable {
     }
 
     /// VM exits taken by all vCPUs so far.
-    public var exitCount: UInt64 { runners.reduce(0) { $0 + $1.vcpu.exitCount } }
+    package var exitCount: UInt64 { runners.reduce(0) { $0 + $1.vcpu.exitCount } }
 
     /// "running", "paused", or why the VM stopped.
-    public var stateDescription: String {
+    var stateDescription: String {
         state.withLock { stopReason.map { "stopped: \($0)" } ?? (paused ? "paused" : "running") }
     }
 
     /// Registers a callback for the stop (runs on the stopping thread).
-    public func whenStopped(_ body: @escaping (VMStopReason) -> Void) {
+    func whenStopped(_ body: @escaping (VMStopReason) -> Void) {
         let already: VMStopReason? = state.withLock {
             if stopReason == nil { onStop.append(body) }
             return stopReason
@@ -283,7 +290,7 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// Blocks until the VM stops, joins its threads and returns why it stopped.
     @discardableResult
-    public func waitUntilStopped() -> VMStopReason {
+    package func waitUntilStopped() -> VMStopReason {
         let reason: VMStopReason = state.withLock {
             while stopReason == nil { state.wait() }
             return stopReason!

@@ -1,0 +1,133 @@
+import HVSched
+import PluginABI
+
+/// A plugin's scheduler policy (`hv_sched_ops`) as a ``SchedulerPolicy``: one
+/// `hv_sched_policy *` instance made by the plugin's `init(out, pcpu_count)` and
+/// released by `deinit`. The pool calls it with its lock held ([sched]).
+final class SchedulerPluginPolicy: SchedulerPolicy {
+    let name: String
+    let pluginName: String
+    let pluginPath: String
+    /// The plugin's table as far as its struct_size goes; ops beyond it (appended after
+    /// the plugin was built, e.g. `preempt`) are NULL here.
+    private let ops: hv_sched_ops
+    private var instance: OpaquePointer?
+    private var released = false
+
+    var origin: String { "plugin '\(pluginName)' (\(pluginPath))" }
+    var isFallback: Bool { false }
+
+    init(name: String, pluginName: String, pluginPath: String, desc: UnsafePointer<hv_sched_policy_desc>,
+         pcpuCount: Int) throws {
+        self.name = name
+        self.pluginName = pluginName
+        self.pluginPath = pluginPath
+        guard let table = desc.pointee.ops else {
+            throw SchedulerPolicyError("scheduler policy '\(name)' of \(pluginPath) has no init op")
+        }
+        let ops = loadZeroExtended(table, structSize: UnsafeRawPointer(table).load(as: UInt32.self))
+        guard let initOp = ops.`init` else {
+            throw SchedulerPolicyError("scheduler policy '\(name)' of \(pluginPath) has no init op")
+        }
+        self.ops = ops
+        var out: OpaquePointer?
+        let rc = initOp(&out, UInt32(pcpuCount))
+        guard rc >= 0 else {
+            throw SchedulerPolicyError("scheduler policy '\(name)' (plugin '\(pluginName)', \(pluginPath)): init(pcpu_count \(pcpuCount)) failed with \(errnoName(rc))")
+        }
+        instance = out
+    }
+
+    deinit { shutdown() }
+
+    func addVCPU(_ vcpu: Int32, vm: Int32, params: SchedulerParams) throws {
+        var p = params.abi
+        let rc = ops.vcpu_add(instance, vcpu, vm, &p)
+        guard rc >= 0 else {
+            throw SchedulerPolicyError("scheduler policy '\(name)' refused vCPU \(vcpu) (\(params)): vcpu_add returned \(errnoName(rc))")
+        }
+    }
+
+    func removeVCPU(_ vcpu: Int32) { ops.vcpu_remove(instance, vcpu) }
+    func wake(_ vcpu: Int32, now: UInt64) { ops.wake(instance, vcpu, now) }
+    func block(_ vcpu: Int32, now: UInt64) { ops.block(instance, vcpu, now) }
+    func yield(_ vcpu: Int32, now: UInt64) { ops.yield?(instance, vcpu, now) }
+
+    func pickNext(pcpu: UInt32, now: UInt64) -> SchedulerPick {
+        var pick = hv_sched_pick(struct_size: UInt32(MemoryLayout<hv_sched_pick>.size), vcpu: -1, slice_ns: 0)
+        ops.pick_next(instance, pcpu, now, &pick)
+        return SchedulerPick(vcpu: pick.vcpu, sliceNanoseconds: pick.slice_ns)
+    }
+
+    /// The plugin's optional `preempt` op (0 when it has none, or its table predates it).
+    func preempt(now: UInt64) -> UInt64 { ops.preempt?(instance, now) ?? 0 }
+
+    /// Whether the plugin's table has a `preempt` op.
+    var hasPreempt: Bool { ops.preempt != nil }
+
+    func account(_ vcpu: Int32, ranNanoseconds: UInt64) { ops.account(instance, vcpu, ranNanoseconds) }
+
+    func setParams(_ vcpu: Int32, params: SchedulerParams) throws {
+        var p = params.abi
+        let rc = ops.set_params(instance, vcpu, &p)
+        guard rc >= 0 else {
+            throw SchedulerPolicyError("scheduler policy '\(name)' refused \(params) for vCPU \(vcpu): set_params returned \(errnoName(rc))")
+        }
+    }
+
+    func dump() -> String? {
+        guard let dumpOp = ops.dump else { return nil }
+        var buffer = [CChar](repeating: 0, count: 512)
+        buffer.withUnsafeMutableBufferPointer { dumpOp(instance, $0.baseAddress, $0.count) }
+        buffer[buffer.count - 1] = 0
+        return String(cString: buffer)
+    }
+
+    func shutdown() {
+        guard !released else { return }
+        released = true
+        ops.deinit(instance)
+        instance = nil
+    }
+}
+
+extension SchedulerPolicySource {
+    /// A plugin's policy: each instance is the plugin's `init` through ``SchedulerPluginPolicy``.
+    static func plugin(name: String, pluginName: String, pluginPath: String,
+                              desc: UnsafePointer<hv_sched_policy_desc>) -> SchedulerPolicySource {
+        SchedulerPolicySource(name: name, plugin: (name: pluginName, path: pluginPath)) { pcpuCount in
+            try SchedulerPluginPolicy(name: name, pluginName: pluginName, pluginPath: pluginPath, desc: desc,
+                                      pcpuCount: pcpuCount)
+        }
+    }
+}
+
+extension PluginCatalog {
+    /// The scheduler policy `name` offered by a loaded plugin, as a pool or the simulator
+    /// instantiates it (the resolver ``Scheduler`` takes).
+    package func schedulerPolicySource(named name: String) throws -> SchedulerPolicySource {
+        let hit = try schedPolicyInfo(named: name)
+        return .plugin(name: hit.policy.name, pluginName: hit.plugin.name, pluginPath: hit.plugin.path,
+                       desc: hit.policy.pointer)
+    }
+}
+
+extension SchedulerParams {
+    /// The ABI struct.
+    var abi: hv_sched_params {
+        hv_sched_params(struct_size: UInt32(MemoryLayout<hv_sched_params>.size), shares: shares,
+                        min_pct: minPercent, max_pct: maxPercent, htsharing: htSharing.rawValue,
+                        affinity: affinity)
+    }
+}
+
+/// "HV_EINVAL (-22)" for a plugin result.
+func errnoName(_ rc: Int32) -> String {
+    let names: [Int32: String] = [
+        HV_EPERM: "HV_EPERM", HV_ENOENT: "HV_ENOENT", HV_EIO: "HV_EIO", HV_EAGAIN: "HV_EAGAIN",
+        HV_ENOMEM: "HV_ENOMEM", HV_EFAULT: "HV_EFAULT", HV_EBUSY: "HV_EBUSY", HV_EEXIST: "HV_EEXIST",
+        HV_EINVAL: "HV_EINVAL", HV_ENOSPC: "HV_ENOSPC", HV_ERANGE: "HV_ERANGE", HV_ENOSYS: "HV_ENOSYS",
+        HV_ENOTSUP: "HV_ENOTSUP",
+    ]
+    return names[rc].map { "\($0) (\(rc))" } ?? "\(rc)"
+}
