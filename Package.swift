@@ -56,8 +56,9 @@ let package = Package(
         .target(name: "HVDevices", dependencies: ["HVSupport", "HVMemory"],
                 path: "Sources/HVDevices"),
         // Serial/ sinks, Net/ (virtual switches, ports as receive queues), Storage/ (disks, I/O
-        // queue), Display/ (a VM's display surface and input router, read by consoles).
-        .target(name: "HVHostIO", dependencies: ["HVSupport"],
+        // queue, the suspend-file container), Display/ (a VM's display surface and input
+        // router, read by consoles).
+        .target(name: "HVHostIO", dependencies: ["HVSupport", "HVMemory"],
                 path: "Sources/HVHostIO"),
         // The CPU scheduler: pCPU slots, pools, the SchedulerPolicy protocol, fallback, watchdog.
         .target(name: "HVSched", dependencies: ["HVSupport", .product(name: "Logging", package: "swift-log")],

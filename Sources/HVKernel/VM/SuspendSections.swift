@@ -1,3 +1,4 @@
+import HVHostIO
 import HVBackendKVM
 import HVDevices
 import HVPluginHost

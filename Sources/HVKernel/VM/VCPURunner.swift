@@ -25,10 +25,12 @@ extension Chipset: VCPUInterruptController {}
 /// vector; it then starts in real mode at `vector << 12` and joins the pool. An INIT
 /// sends it back to wait-for-SIPI. A restored vCPU starts in the activity it was saved in.
 /// While the VM is paused (``VCPUGate``) the thread gives its slot back and parks.
-final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
+final class VCPURunner: @unchecked Sendable {
     let vcpu: VirtualCPU
     private unowned let vm: VirtualMachine
     private let interrupts: VCPUInterruptController
+    /// The vCPU's port and MMIO exits: its local APIC page, then the VM's buses.
+    private let access: VCPUAccessRouter
     private let scheduler: Scheduler
     private let schedVM: SchedulerVM
     private var pool: SchedulerPool { schedVM.pool }
@@ -51,6 +53,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
         self.vcpu = vcpu
         self.vm = vm
         self.interrupts = interrupts
+        access = VCPUAccessRouter(vcpu: vcpu.index, ports: vm.portBus, mmio: vm.mmioBus, chipset: vm.chipset)
         self.scheduler = scheduler
         self.schedVM = schedVM
         self.vcpuID = scheduler.makeVCPUID()
@@ -266,7 +269,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
         } else {
             vcpu.requestInterruptWindow(false)
         }
-        return try vcpu.run(handler: self)
+        return try vcpu.run(handler: access)
     }
 
     /// HLT: gives the slot back until an interrupt is pending; false when (AP) an INIT
@@ -302,30 +305,7 @@ final class VCPURunner: VCPUExitHandler, @unchecked Sendable {
             }
         }
     }
-
-    // MARK: VCPUExitHandler
-
-    func portRead(port: UInt16, data: UnsafeMutableRawBufferPointer) {
-        vm.portBus.read(UInt64(port), data: data)
-    }
-
-    func portWrite(port: UInt16, data: UnsafeRawBufferPointer) {
-        vm.portBus.write(UInt64(port), data: data)
-    }
-
-    func mmioRead(address: UInt64, data: UnsafeMutableRawBufferPointer) {
-        if address & ~0xFFF == Chipset.lapicBase {
-            data.storeLittleEndian(interrupts.lapicRead(vcpu: vcpu.index, offset: address & 0xFFF, size: data.count))
-            return
-        }
-        vm.mmioBus.read(address, data: data)
-    }
-
-    func mmioWrite(address: UInt64, data: UnsafeRawBufferPointer) {
-        if address & ~0xFFF == Chipset.lapicBase {
-            interrupts.lapicWrite(vcpu: vcpu.index, offset: address & 0xFFF, size: data.count, value: data.littleEndianValue)
-            return
-        }
-        vm.mmioBus.write(address, data: data)
-    }
 }
+
+/// The router is what the backend calls on port and MMIO exits (its methods match).
+extension VCPUAccessRouter: VCPUExitHandler {}

@@ -1,3 +1,4 @@
+import HVHostIO
 import Glibc
 import HVSupport
 import Logging

@@ -1,5 +1,5 @@
 import Glibc
-import HVDevices
+import HVSupport
 import HVMemory
 
 /// The suspend file of one VM: its configuration, memory, vCPUs, chipset, PCI functions
@@ -14,22 +14,22 @@ import HVMemory
 /// "chipset", "pci", "device:<prefix>" per plugin device (its version is the model's
 /// state version), "end". A reader refuses a newer format or section version, an
 /// unknown section, a bad checksum and a file cut short.
-enum SuspendFile {
-    static let magic = Array("HVSUSPND".utf8)
-    static let formatVersion: UInt32 = 1
+package enum SuspendFile {
+    package static let magic = Array("HVSUSPND".utf8)
+    package static let formatVersion: UInt32 = 1
     /// The largest non-memory section a reader accepts.
-    static let sectionLimit = 64 << 20
+    package static let sectionLimit = 64 << 20
 }
 
 /// Why a suspend file cannot be written or resumed. The message names the file.
-struct SuspendError: Error, CustomStringConvertible {
-    let message: String
-    init(_ message: String) { self.message = message }
-    var description: String { message }
+package struct SuspendError: Error, CustomStringConvertible {
+    package let message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
 }
 
 /// CRC-32 as zlib computes it (reflected polynomial 0xEDB88320).
-struct CRC32 {
+package struct CRC32 {
     private static let table: [UInt32] = (0..<256).map { n -> UInt32 in
         var c = UInt32(n)
         for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
@@ -38,7 +38,7 @@ struct CRC32 {
 
     private(set) var value: UInt32 = 0
 
-    mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         var c = ~value
         Self.table.withUnsafeBufferPointer { t in
             for b in bytes { c = t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
@@ -49,14 +49,14 @@ struct CRC32 {
 
 /// Writes a suspend file to `<path>.tmp` and renames it into place on `finish`, so a
 /// failed suspend never leaves a half-written file under the real name.
-final class SuspendFileWriter {
-    let path: String
+package final class SuspendFileWriter {
+    package let path: String
     private let temporary: String
     private var fd: Int32
     private var crc = CRC32()
     private var buffer: [UInt8] = []
 
-    init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         temporary = path + ".tmp"
         fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -76,13 +76,13 @@ final class SuspendFileWriter {
         }
     }
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
+    package func write(_ bytes: UnsafeRawBufferPointer) throws {
         crc.update(bytes)
         buffer.append(contentsOf: bytes)
         if buffer.count >= 1 << 20 { try flush() }
     }
 
-    func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+    package func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
 
     private func flush() throws {
         try buffer.withUnsafeBytes { raw in
@@ -98,7 +98,7 @@ final class SuspendFileWriter {
     }
 
     /// The header of a section whose payload (`length` bytes) follows through `write`.
-    func beginSection(_ name: String, version: UInt32, length: UInt64) throws {
+    package func beginSection(_ name: String, version: UInt32, length: UInt64) throws {
         var e = StateEncoder()
         e.string(name)
         e.u32(version)
@@ -106,13 +106,13 @@ final class SuspendFileWriter {
         try write(e.bytes)
     }
 
-    func section(_ name: String, version: UInt32, _ payload: [UInt8]) throws {
+    package func section(_ name: String, version: UInt32, _ payload: [UInt8]) throws {
         try beginSection(name, version: version, length: UInt64(payload.count))
         try write(payload)
     }
 
     /// Writes the end section and the checksum, syncs and renames the file into place.
-    func finish() throws {
+    package func finish() throws {
         try section("end", version: 1, [])
         var trailer = StateEncoder()
         trailer.u32(crc.value)
@@ -132,14 +132,14 @@ final class SuspendFileWriter {
 /// A suspend file, checked and parsed. Small sections are held in memory; the memory
 /// section stays in the file and is copied into guest RAM by `restoreMemory(into:)`.
 package final class SuspendImage {
-    let path: String
+    package let path: String
     private let fd: Int32
-    private(set) var sections: [(name: String, version: UInt32, payload: [UInt8])] = []
+    private(set) package var sections: [(name: String, version: UInt32, payload: [UInt8])] = []
     /// Offset and length of the memory section's payload.
     private(set) var memoryPayload: (offset: UInt64, length: UInt64)?
 
     /// Opens `path` and verifies magic, version and checksum before parsing anything.
-    init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SuspendError("cannot open suspend file \(path): \(String(cString: strerror(errno)))") }
@@ -231,7 +231,7 @@ package final class SuspendImage {
     }
 
     /// The payload of the only section named `name` with a version this host reads.
-    func section(_ name: String, maxVersion: UInt32) throws -> (version: UInt32, payload: [UInt8]) {
+    package func section(_ name: String, maxVersion: UInt32) throws -> (version: UInt32, payload: [UInt8]) {
         let found = sections.filter { $0.name == name }
         guard found.count == 1, let s = found.first else {
             throw fail(found.isEmpty ? "no '\(name)' section" : "section '\(name)' appears \(found.count) times")
@@ -244,7 +244,7 @@ package final class SuspendImage {
 
     /// Copies the saved pages into `memory` (fresh, all zero). Every page address is
     /// checked against the VM's RAM.
-    func restoreMemory(into memory: GuestMemory) throws {
+    package func restoreMemory(into memory: GuestMemory) throws {
         guard let (offset, length) = memoryPayload else { throw fail("no 'memory' section") }
         guard length >= 20 else { throw fail("section 'memory' is \(length) bytes") }
         var h = StateDecoder(try bytes(at: offset, count: 20), context: "\(path): section 'memory'")
@@ -272,7 +272,7 @@ package final class SuspendImage {
 extension SuspendFileWriter {
     /// The "memory" section: u64 RAM size, u32 page size, u64 page count, then each page
     /// that is not all zero as u64 guest-physical address + its bytes.
-    func memorySection(_ memory: GuestMemory) throws {
+    package func memorySection(_ memory: GuestMemory) throws {
         let pageSize = Int(GuestMemory.pageSize)
         let zero = [UInt8](repeating: 0, count: pageSize)
         var pages: [UInt64] = []

@@ -7,14 +7,14 @@ package struct StateEncoder {
     package init() {}
 
     package mutating func u8(_ v: UInt8) { bytes.append(v) }
-    mutating func bool(_ v: Bool) { bytes.append(v ? 1 : 0) }
-    mutating func u16(_ v: UInt16) { for i in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
+    package mutating func bool(_ v: Bool) { bytes.append(v ? 1 : 0) }
+    package mutating func u16(_ v: UInt16) { for i in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
     package mutating func u32(_ v: UInt32) { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
     package mutating func u64(_ v: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
-    mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
+    package mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
 
     /// An optional u64: a presence byte, then the value.
-    mutating func optionalU64(_ v: UInt64?) {
+    package mutating func optionalU64(_ v: UInt64?) {
         bool(v != nil)
         if let v { u64(v) }
     }
@@ -30,14 +30,14 @@ package struct StateEncoder {
 
 /// Why saved state could not be read back.
 package struct StateDecodingError: Error, CustomStringConvertible, Equatable {
-    let message: String
+    package let message: String
     package init(_ message: String) { self.message = message }
     package var description: String { message }
 }
 
 package struct StateDecoder {
     private let bytes: [UInt8]
-    private(set) var position = 0
+    private(set) package var position = 0
     /// Names the data in error messages ("section 'chipset'").
     package let context: String
 
@@ -46,7 +46,7 @@ package struct StateDecoder {
         self.context = context
     }
 
-    var isAtEnd: Bool { position == bytes.count }
+    package var isAtEnd: Bool { position == bytes.count }
 
     private mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
         guard n >= 0, n <= bytes.count - position else {
@@ -63,18 +63,18 @@ package struct StateDecoder {
     }
 
     package mutating func u8() throws -> UInt8 { UInt8(try integer(1)) }
-    mutating func u16() throws -> UInt16 { UInt16(try integer(2)) }
+    package mutating func u16() throws -> UInt16 { UInt16(try integer(2)) }
     package mutating func u32() throws -> UInt32 { UInt32(try integer(4)) }
     package mutating func u64() throws -> UInt64 { try integer(8) }
-    mutating func i64() throws -> Int64 { Int64(bitPattern: try integer(8)) }
+    package mutating func i64() throws -> Int64 { Int64(bitPattern: try integer(8)) }
 
-    mutating func bool() throws -> Bool {
+    package mutating func bool() throws -> Bool {
         let b = try u8()
         guard b <= 1 else { throw StateDecodingError("\(context): a boolean at offset \(position - 1) reads \(b)") }
         return b == 1
     }
 
-    mutating func optionalU64() throws -> UInt64? { try bool() ? try u64() : nil }
+    package mutating func optionalU64() throws -> UInt64? { try bool() ? try u64() : nil }
 
     /// A length-prefixed byte string of at most `limit` bytes.
     package mutating func data(limit: Int = 1 << 24) throws -> [UInt8] {
