@@ -3,7 +3,7 @@
 #   make test   builds everything and runs the whole test suite
 .PHONY: all build guests plugins demo test bench clean
 
-PLUGIN_DIR := $(CURDIR)/.build/plugins
+PLUGIN_DIR := $(CURDIR)/.build/example-plugins
 
 all: build guests plugins
 

@@ -225,9 +225,9 @@ struct SchedulingEnv {
         guard FileManager.default.fileExists(atPath: HostHarness.guest(guest)) else {
             throw XCTSkip("the \(guest) guest is not built yet (guests/\(guest)); scheduling test skipped")
         }
-        // hvhost finds plugins next to itself; also look where other build steps put them.
+        // hvhost finds plugins next to itself; the harness builds the rest.
         let hvhostDir = (HostHarness.hvhost as NSString).deletingLastPathComponent
-        var dirs = [hvhostDir, HostHarness.pluginDir, HostHarness.repoRoot + "/.build/plugins"]
+        var dirs = [hvhostDir, HostHarness.pluginDir]
         dirs = dirs.filter { FileManager.default.fileExists(atPath: $0) }
         let catalog = PluginCatalog(searchPath: PluginSearchPath(directories: dirs))
         let names = Set(catalog.schedPolicyNames)
