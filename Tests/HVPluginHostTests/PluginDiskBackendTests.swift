@@ -21,7 +21,7 @@ final class PluginDiskBackendTests: XCTestCase {
         for _ in 0..<3 { root.deleteLastPathComponent() }
         let out = NSTemporaryDirectory() + "hv-diskprobe-\(getpid())"
         try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let fixtures = root.path + "/Tests/HVKernelTests/Fixtures"
+        let fixtures = root.path + "/Tests/HVPluginHostTests/Fixtures"
         for (include, name) in [(root.path + "/Sources/PluginABI/include", "diskprobe"), (fixtures + "/abi-1.0", "diskprobe10")] {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")

@@ -23,7 +23,7 @@ final class PluginNetQueueTests: XCTestCase {
         for _ in 0..<3 { root.deleteLastPathComponent() }
         let out = NSTemporaryDirectory() + "hv-netprobe-\(getpid())"
         try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let fixtures = root.path + "/Tests/HVKernelTests/Fixtures"
+        let fixtures = root.path + "/Tests/HVPluginHostTests/Fixtures"
         for (include, name) in [(root.path + "/Sources/PluginABI/include", "netprobe"), (fixtures + "/abi-1.0", "netprobe10")] {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")

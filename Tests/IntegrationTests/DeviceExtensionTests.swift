@@ -8,7 +8,7 @@ final class DeviceExtensionTests: XCTestCase {
     func testGuestReachesLegacyPortsTheWindowAndTheROM() throws {
         try HostHarness.requireHost()
         let dir = HostHarness.workDir + "/devext-plugins"
-        _ = try HostHarness.buildFixturePlugin("../../HVKernelTests/Fixtures/devext_probe.c", into: dir)
+        _ = try HostHarness.buildFixturePlugin("../../HVPluginHostTests/Fixtures/devext_probe.c", into: dir)
         let vmx = HostHarness.vmx("legacy-io", guest: "legacy-io",
                                   extra: ["hv.device0.present": "TRUE", "hv.device0.model": "devext"])
         let r = HostHarness.hvhostRun(["run", "--plugin-path", dir, vmx])

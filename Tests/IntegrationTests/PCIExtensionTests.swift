@@ -8,7 +8,7 @@ import Logging
 import XCTest
 
 /// The ABI 1.1 PCI extensions with a real guest: the devext guest drives the probe
-/// device of Tests/HVKernelTests/Fixtures/pci_ext_probe.c through a RAM BAR, MSI-X and
+/// device of Tests/HVPluginHostTests/Fixtures/pci_ext_probe.c through a RAM BAR, MSI-X and
 /// doorbells on KVM.
 final class PCIExtensionTests: XCTestCase {
     static let probeDir = HostHarness.workDir + "/pciext"
@@ -18,7 +18,7 @@ final class PCIExtensionTests: XCTestCase {
         let r = HostHarness.run("/usr/bin/cc", ["-std=c99", "-Wall", "-Werror", "-shared", "-fPIC",
                                                 "-I", HostHarness.repoRoot + "/Sources/PluginABI/include",
                                                 "-o", probeDir + "/libpciextprobe.so",
-                                                HostHarness.repoRoot + "/Tests/HVKernelTests/Fixtures/pci_ext_probe.c"],
+                                                HostHarness.repoRoot + "/Tests/HVPluginHostTests/Fixtures/pci_ext_probe.c"],
                                 timeout: 60)
         return r.status == 0 ? nil : "cc pci_ext_probe.c failed: \(r.stderr)"
     }()

@@ -1,6 +1,6 @@
 /*
  * devext: drives the PCI extensions probe device (1234:11e2, the test fixture
- * Tests/HVKernelTests/Fixtures/pci_ext_probe.c; it has no QEMU twin, so under QEMU this
+ * Tests/HVPluginHostTests/Fixtures/pci_ext_probe.c; it has no QEMU twin, so under QEMU this
  * guest reports the device missing). Phases, chosen on the command line:
  *   rambar=1      write a pattern into the RAM BAR (BAR2); the device checks it through
  *                 its host pointer and the dirty query; then move the BAR

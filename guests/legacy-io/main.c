@@ -1,6 +1,6 @@
 /*
  * legacy-io: a guest's view of the ABI 1.1 device extensions, driven against the
- * devext probe plugin (Tests/HVKernelTests/Fixtures/devext_probe.c, PCI 1234:11e2):
+ * devext probe plugin (Tests/HVPluginHostTests/Fixtures/devext_probe.c, PCI 1234:11e2):
  * fixed ports (the VMware backdoor's 0x5658, VGA's 0x3C0-0x3DF), the legacy memory
  * window 0xA0000-0xBFFFF (not RAM: every access reaches the device), RAM right above
  * it, and the function's expansion ROM (sized, enabled and read through register 0x30).
