@@ -14,20 +14,8 @@ import XCTest
 /// records every result code; guest-like accesses go through the VM's buses with the
 /// real chipset and PCI host bridge on them.
 final class PluginDeviceExtensionTests: XCTestCase {
-    static let pluginDir: String = {
-        var root = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { root.deleteLastPathComponent() }
-        let out = NSTemporaryDirectory() + "hv-devext-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
-        p.arguments = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
-                       "-I", root.path + "/Sources/PluginABI/include",
-                       "-o", out + "/libdevext.so", root.path + "/Tests/HVPluginHostTests/Fixtures/devext_probe.c"]
-        try? p.run()
-        p.waitUntilExit()
-        return out
-    }()
+    static let pluginDir = ProbeFixtures.build("devext_probe.c", into: "devext",
+                                               variants: [(ProbeFixtures.currentHeaders, "devext")])
 
     let ports = AddressBus()
     let mmio = AddressBus()

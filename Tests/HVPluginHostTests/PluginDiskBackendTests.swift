@@ -16,22 +16,9 @@ final class PluginDiskBackendTests: XCTestCase {
         func deliverMSI(address: UInt64, data: UInt32) {}
     }
 
-    static let pluginDir: String = {
-        var root = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { root.deleteLastPathComponent() }
-        let out = NSTemporaryDirectory() + "hv-diskprobe-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let fixtures = root.path + "/Tests/HVPluginHostTests/Fixtures"
-        for (include, name) in [(root.path + "/Sources/PluginABI/include", "diskprobe"), (fixtures + "/abi-1.0", "diskprobe10")] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
-            p.arguments = ["-std=c99", "-Wall", "-Werror", "-shared", "-fPIC", "-I", include, "-DPROBE_NAME=\"\(name)\"",
-                           "-o", out + "/lib\(name).so", fixtures + "/disk_probe.c"]
-            try? p.run()
-            p.waitUntilExit()
-        }
-        return out
-    }()
+    static let pluginDir = ProbeFixtures.build(
+        "disk_probe.c", into: "diskprobe",
+        variants: [(ProbeFixtures.currentHeaders, "diskprobe"), (ProbeFixtures.frozen10Headers, "diskprobe10")], defineName: true)
 
     var memory: GuestMemory!
     var timers: TimerQueue!

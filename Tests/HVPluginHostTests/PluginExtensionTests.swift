@@ -32,19 +32,8 @@ final class PluginExtensionTests: XCTestCase {
         }
     }
 
-    static let pluginDir: String = {
-        var root = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { root.deleteLastPathComponent() }
-        let out = NSTemporaryDirectory() + "hv-extprobe-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
-        p.arguments = ["-std=c11", "-Wall", "-Werror", "-shared", "-fPIC", "-I", root.path + "/Sources/PluginABI/include",
-                       "-o", out + "/libextprobe.so", root.path + "/Tests/HVPluginHostTests/Fixtures/ext_probe.c"]
-        try? p.run()
-        p.waitUntilExit()
-        return out
-    }()
+    static let pluginDir = ProbeFixtures.build("ext_probe.c", into: "extprobe", std: "c11",
+                                               variants: [(ProbeFixtures.currentHeaders, "extprobe")])
 
     var timers: TimerQueue!
     var device: PluginDevice!

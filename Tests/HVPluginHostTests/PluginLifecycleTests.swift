@@ -17,19 +17,8 @@ final class PluginLifecycleTests: XCTestCase {
         func deliverMSI(address: UInt64, data: UInt32) {}
     }
 
-    static let pluginDir: String = {
-        var root = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { root.deleteLastPathComponent() }
-        let out = NSTemporaryDirectory() + "hv-lifecycleprobe-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
-        p.arguments = ["-std=c11", "-Wall", "-Werror", "-shared", "-fPIC", "-I", root.path + "/Sources/PluginABI/include",
-                       "-o", out + "/liblifecycleprobe.so", root.path + "/Tests/HVPluginHostTests/Fixtures/lifecycle_probe.c"]
-        try? p.run()
-        p.waitUntilExit()
-        return out
-    }()
+    static let pluginDir = ProbeFixtures.build("lifecycle_probe.c", into: "lifecycleprobe", std: "c11",
+                                               variants: [(ProbeFixtures.currentHeaders, "lifecycleprobe")])
 
     var timers: TimerQueue!
     var device: PluginDevice!

@@ -18,22 +18,9 @@ final class PluginNetQueueTests: XCTestCase {
         func deliverMSI(address: UInt64, data: UInt32) {}
     }
 
-    static let pluginDir: String = {
-        var root = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { root.deleteLastPathComponent() }
-        let out = NSTemporaryDirectory() + "hv-netprobe-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let fixtures = root.path + "/Tests/HVPluginHostTests/Fixtures"
-        for (include, name) in [(root.path + "/Sources/PluginABI/include", "netprobe"), (fixtures + "/abi-1.0", "netprobe10")] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
-            p.arguments = ["-std=c99", "-Wall", "-Werror", "-shared", "-fPIC", "-I", include, "-DPROBE_NAME=\"\(name)\"",
-                           "-o", out + "/lib\(name).so", fixtures + "/net_probe.c"]
-            try? p.run()
-            p.waitUntilExit()
-        }
-        return out
-    }()
+    static let pluginDir = ProbeFixtures.build(
+        "net_probe.c", into: "netprobe",
+        variants: [(ProbeFixtures.currentHeaders, "netprobe"), (ProbeFixtures.frozen10Headers, "netprobe10")], defineName: true)
 
     final class Received: Sendable {
         let frames = Mutex<[[UInt8]]>([])

@@ -11,19 +11,8 @@ import XCTest
 /// device (Fixtures/pci_ext_probe.c) on a host bridge whose backend is a recording fake,
 /// so guest accesses take the exit path and the backend's mappings are observable.
 final class PluginPCIExtensionTests: XCTestCase {
-    static let pluginDir: String = {
-        var root = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { root.deleteLastPathComponent() }
-        let out = NSTemporaryDirectory() + "hv-pciextprobe-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
-        p.arguments = ["-std=c99", "-Wall", "-Werror", "-shared", "-fPIC", "-I", root.path + "/Sources/PluginABI/include",
-                       "-o", out + "/libpciextprobe.so", root.path + "/Tests/HVPluginHostTests/Fixtures/pci_ext_probe.c"]
-        try? p.run()
-        p.waitUntilExit()
-        return out
-    }()
+    static let pluginDir = ProbeFixtures.build("pci_ext_probe.c", into: "pciextprobe",
+                                               variants: [(ProbeFixtures.currentHeaders, "pciextprobe")])
 
     let ports = AddressBus()
     let mmio = AddressBus()
