@@ -95,7 +95,7 @@ let package = Package(
                     path: "Tests/HVMemoryTests"),
         .testTarget(name: "HVBackendKVMTests", dependencies: ["HVMemory", "HVBackendKVM"],
                     path: "Tests/HVBackendKVMTests"),
-        .testTarget(name: "HVDevicesTests", dependencies: ["HVSupport", "HVDevices", "HVHostIO"],
+        .testTarget(name: "HVDevicesTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO"],
                     path: "Tests/HVDevicesTests"),
         .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO"],
                     path: "Tests/HVHostIOTests"),

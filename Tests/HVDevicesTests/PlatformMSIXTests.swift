@@ -1,6 +1,7 @@
 import XCTest
 @testable import HVDevices
 @testable import HVHostIO
+@testable import HVMemory
 @testable import HVSupport
 
 /// MSI-X on the PCI host bridge: the capability, the table and PBA decoded inside a BAR,
@@ -49,6 +50,15 @@ final class PlatformMSIXTests: XCTestCase {
 
     func pending(_ vector: Int) -> Bool {
         mmio.read(base + 0x3000 + UInt64(8 * (vector / 64)), size: 8) >> UInt64(vector % 64) & 1 == 1
+    }
+
+    func testHostHeldStateIsNamedForSuspend() throws {
+        XCTAssertEqual(f.unsavedHostState, "an MSI-X table")
+        let plain = PCIFunction(name: "y", identity: PCIIdentity(vendorID: 1, deviceID: 8, classCode: 0))
+        XCTAssertNil(plain.unsavedHostState)
+        let ram = try PCIRAMBAR(memory: SharedMemoryRegion(size: 0x4000, name: "msix-test-ram"))
+        try plain.addRAMBAR(PCIBARDescription(index: 2, kind: .memory32, size: 0x4000), ram: ram)
+        XCTAssertEqual(plain.unsavedHostState, "the RAM-backed BAR2")
     }
 
     func testCapabilityLayout() {

@@ -80,6 +80,16 @@ package final class PCIFunction: @unchecked Sendable {
     private(set) package var rom: PCIExpansionROM?
     var msix: MSIXCapability?
 
+    /// State the host keeps for this function outside configuration space that the
+    /// suspend file does not carry yet (nil when there is none): suspend refuses such a
+    /// VM rather than lose it.
+    package var unsavedHostState: String? {
+        if let bar = barDevices.keys.sorted().first(where: { barDevices[$0] is PCIRAMBAR }) {
+            return "the RAM-backed BAR\(bar)"
+        }
+        return msix == nil ? nil : "an MSI-X table"
+    }
+
     static let commandIO: UInt16 = 1 << 0
     static let commandMemory: UInt16 = 1 << 1
     static let commandBusMaster: UInt16 = 1 << 2

@@ -43,6 +43,11 @@ extension VirtualMachine {
         if let d = devices.first(where: { !$0.canSaveState }) {
             throw VMError("cannot suspend \(name): \(d.context.prefix) (model '\(d.modelName)', plugin \(d.pluginName)) has no save_state/load_state; the VM keeps running")
         }
+        for d in devices {
+            if let held = d.function?.unsavedHostState {
+                throw VMError("cannot suspend \(name): \(d.context.prefix) (model '\(d.modelName)') has \(held), which suspend files do not carry yet; the VM keeps running")
+            }
+        }
         try pause()
         do {
             try write(to: path)
