@@ -884,43 +884,27 @@ final class VlanceRig: @unchecked Sendable {
         if size == 4 && offset == 0x10 { dwio = true }
     }
 
-    func csr(_ n: Int) -> UInt32 {
-        if dwio {
+    /// An indexed register: RAP selects `n`, then the data port (RDP for CSRs, BDP for
+    /// BCRs) is read or written, in DWIO or WIO mode.
+    private func indexedRead(_ n: Int, data: (dword: UInt64, word: UInt64), dwio useDWIO: Bool) -> UInt32 {
+        if useDWIO {
             write(0x14, UInt64(n), size: 4)
-            return UInt32(read(0x10, size: 4))
+            return UInt32(read(data.dword, size: 4))
         }
         write(0x12, UInt64(n), size: 2)
-        return UInt32(read(0x10, size: 2))
+        return UInt32(read(data.word, size: 2))
     }
 
-    func setCSR(_ n: Int, _ v: UInt32) {
-        if dwio {
-            write(0x14, UInt64(n), size: 4)
-            write(0x10, UInt64(v), size: 4)
-        } else {
-            write(0x12, UInt64(n), size: 2)
-            write(0x10, UInt64(v), size: 2)
-        }
+    private func indexedWrite(_ n: Int, _ v: UInt32, data: (dword: UInt64, word: UInt64)) {
+        let size = dwio ? 4 : 2
+        write(dwio ? 0x14 : 0x12, UInt64(n), size: size)
+        write(dwio ? data.dword : data.word, UInt64(v), size: size)
     }
 
-    func bcr(_ n: Int, dwio useDWIO: Bool? = nil) -> UInt32 {
-        if useDWIO ?? dwio {
-            write(0x14, UInt64(n), size: 4)
-            return UInt32(read(0x1C, size: 4))
-        }
-        write(0x12, UInt64(n), size: 2)
-        return UInt32(read(0x16, size: 2))
-    }
-
-    func setBCR(_ n: Int, _ v: UInt32) {
-        if dwio {
-            write(0x14, UInt64(n), size: 4)
-            write(0x1C, UInt64(v), size: 4)
-        } else {
-            write(0x12, UInt64(n), size: 2)
-            write(0x16, UInt64(v), size: 2)
-        }
-    }
+    func csr(_ n: Int) -> UInt32 { indexedRead(n, data: (0x10, 0x10), dwio: dwio) }
+    func setCSR(_ n: Int, _ v: UInt32) { indexedWrite(n, v, data: (0x10, 0x10)) }
+    func bcr(_ n: Int, dwio useDWIO: Bool? = nil) -> UInt32 { indexedRead(n, data: (0x1C, 0x16), dwio: useDWIO ?? dwio) }
+    func setBCR(_ n: Int, _ v: UInt32) { indexedWrite(n, v, data: (0x1C, 0x16)) }
 
     /// Acknowledges every CSR0 status bit, keeping INEA.
     func ackAll() { setCSR(0, 0x7F40) }
