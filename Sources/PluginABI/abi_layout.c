@@ -57,4 +57,10 @@ _Static_assert(sizeof(hv_teaming_policy_desc) == 32, "hv_teaming_policy_desc lay
 _Static_assert(offsetof(hv_teaming_policy_desc, ops) == 24, "hv_teaming_policy_desc layout changed");
 _Static_assert(sizeof(hv_teaming_factory) == 24, "hv_teaming_factory layout changed");
 _Static_assert(offsetof(hv_teaming_factory, policies) == 16, "hv_teaming_factory layout changed");
+_Static_assert(offsetof(hv_scsi_request, cdb) == 16, "hv_scsi_request layout changed");
+_Static_assert(offsetof(hv_scsi_request, segments) == 40, "hv_scsi_request layout changed");
+_Static_assert(sizeof(hv_scsi_request) == 64, "hv_scsi_request layout changed");
+_Static_assert(offsetof(hv_scsi_result, sense) == 16, "hv_scsi_result layout changed");
+_Static_assert(sizeof(hv_scsi_result) == 112, "hv_scsi_result layout changed");
+_Static_assert(sizeof(hv_scsi_ext) == 40, "hv_scsi_ext layout changed");
 #endif

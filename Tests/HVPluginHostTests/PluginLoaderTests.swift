@@ -48,7 +48,7 @@ import Testing
         #expect(p.name == "Test Plugin")
         #expect(p.version == "1.2.3")
         #expect(p.vendor == "Example Corp")
-        #expect(p.abiString == "1.1")
+        #expect(p.abiString == "1.2")
         #expect(p.path == path)
         #expect(p.factoryIDs == ["hv.device/1", "hv.sched-policy/1", "hv.teaming-policy/1", "org.example.future/3"])
         #expect(p.unknownFactoryIDs == ["org.example.future/3"])

@@ -1,5 +1,5 @@
 /*
- * hvplugin.h — the hypervisor plugin ABI, version 1.1.
+ * hvplugin.h — the hypervisor plugin ABI, version 1.2.
  *
  * This header is the whole contract between the VMkernel ("host") and a plugin
  * (a shared object loaded with dlopen). It is C99 and self-contained: a plugin is
@@ -45,6 +45,8 @@
  *       Extension "hv.net-queue/1" (send_guest: a frame gathered from guest memory,
  *       copied once into each receiving queue; rx_backpressure / rx_ready: HV_EAGAIN
  *       from receive keeps the frame queued until the NIC has room).
+ *  1.2  Extension "hv.scsi/1" (the VMkernel SCSI layer: an HBA hands over CDBs and
+ *       guest-memory segments, the host executes them against the unit's virtual disk).
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -88,7 +90,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define HV_ABI_VERSION_MAJOR 1u
-#define HV_ABI_VERSION_MINOR 1u
+#define HV_ABI_VERSION_MINOR 2u
 /* abi_version fields hold (major << 16) | minor. */
 #define HV_ABI_VERSION ((HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR)
 #define HV_ABI_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -811,6 +813,104 @@ typedef struct hv_net_queue_ext {
      * [device] call, receive included. Calls while nothing is held are harmless. */
     void (*rx_ready)(hv_net_port *port);
 } hv_net_queue_ext;
+
+/* "hv.scsi/1" (1.2): the VMkernel SCSI layer.
+ *
+ * An HBA plugin (HV_DEVICE_KIND_SCSI) emulates the adapter only: its registers,
+ * mailboxes or message frames, its scatter/gather format. It hands each SCSI command
+ * to the host as a CDB plus guest-physical data segments; the host's one SCSI target
+ * implementation (the same for every adapter) executes it against the unit's virtual
+ * disk (`scsiN:T.fileName`, with its mode and redo log) and completes it with a SAM
+ * status, sense data and a residual. Targets are 0..15 of the adapter's own
+ * `scsiN:T.*` keys; each present target has LUN 0 only. The adapter's own id
+ * (conventionally 7) is not a target. Commands to an absent target complete with
+ * HV_SCSI_HOST_NO_TARGET (the adapter reports a selection timeout); commands to an
+ * absent LUN of a present target complete GOOD for INQUIRY (peripheral qualifier 3)
+ * and REQUEST SENSE / REPORT LUNS, CHECK CONDITION (ILLEGAL REQUEST, LOGICAL UNIT NOT
+ * SUPPORTED) otherwise. */
+#define HV_EXT_SCSI "hv.scsi/1"
+
+typedef struct hv_scsi_bus hv_scsi_bus;    /* host-owned: the targets of one adapter */
+
+#define HV_SCSI_MAX_TARGETS  16u
+#define HV_SCSI_MAX_CDB      16u
+#define HV_SCSI_MAX_SEGMENTS 1024u         /* per request */
+#define HV_SCSI_SENSE_MAX    96u
+
+/* Data direction, as the adapter's request says. */
+#define HV_SCSI_DATA_NONE 0u
+#define HV_SCSI_DATA_IN   1u               /* device -> guest memory (e.g. READ) */
+#define HV_SCSI_DATA_OUT  2u               /* guest memory -> device (e.g. WRITE) */
+
+/* SAM status codes (hv_scsi_result.status). */
+#define HV_SCSI_STATUS_GOOD            0x00u
+#define HV_SCSI_STATUS_CHECK_CONDITION 0x02u
+#define HV_SCSI_STATUS_BUSY            0x08u
+#define HV_SCSI_STATUS_RESERVATION     0x18u
+#define HV_SCSI_STATUS_TASK_ABORTED    0x40u
+
+/* What happened on the "wire" (hv_scsi_result.host_status); status and sense are
+ * meaningful only with HV_SCSI_HOST_OK. */
+#define HV_SCSI_HOST_OK        0u          /* the target answered */
+#define HV_SCSI_HOST_NO_TARGET 1u          /* selection timeout: no such target */
+#define HV_SCSI_HOST_BAD_DMA   2u          /* a segment is not guest RAM; nothing or part moved */
+#define HV_SCSI_HOST_ABORTED   3u          /* ended by abort/reset before it completed */
+#define HV_SCSI_HOST_DATA_DIR  4u          /* direction disagrees with the CDB (e.g. READ with DATA_OUT) */
+
+typedef struct hv_scsi_result {
+    uint32_t struct_size;
+    uint8_t host_status;         /* HV_SCSI_HOST_* */
+    uint8_t status;              /* HV_SCSI_STATUS_* */
+    uint16_t sense_len;          /* valid bytes in sense (0 unless CHECK CONDITION) */
+    uint64_t residual;           /* bytes of the data segments not transferred */
+    uint8_t sense[HV_SCSI_SENSE_MAX];  /* fixed-format (0x70) sense data */
+} hv_scsi_result;
+
+/* [any] Called exactly once per accepted request, on a host I/O thread and never from
+ * inside submit, with no host lock held and without the device lock: a model that is
+ * not HV_DEVICE_THREAD_SAFE takes its own lock here. `result` is valid only for the
+ * call. */
+typedef void (*hv_scsi_complete_fn)(hv_device *dev, uint64_t tag, const hv_scsi_result *result);
+
+typedef struct hv_scsi_request {
+    uint32_t struct_size;
+    uint32_t target;             /* 0..HV_SCSI_MAX_TARGETS-1 */
+    uint32_t lun;
+    uint32_t direction;          /* HV_SCSI_DATA_* */
+    uint8_t cdb[HV_SCSI_MAX_CDB];
+    uint32_t cdb_len;            /* 6..16; bytes past it are ignored */
+    uint32_t segment_count;      /* 0..HV_SCSI_MAX_SEGMENTS (0 with DATA_NONE) */
+    const hv_disk_segment *segments;  /* copied by the host before submit returns */
+    uint64_t tag;                /* returned unchanged in the completion */
+    hv_scsi_complete_fn complete;     /* mandatory */
+} hv_scsi_request;
+
+typedef struct hv_scsi_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [control] During create(): the bus of this adapter instance (the targets of its
+     * `scsiN:T.*` keys). Lives until the instance is destroyed; the host waits for every
+     * request in flight before the destroy op runs. HV_ENOENT for a device that is not
+     * a SCSI adapter. */
+    int (*bus_open)(hv_host *host, hv_scsi_bus **bus);
+    /* [any] Bit t set when target t is present. For the adapter's own bookkeeping (a
+     * BIOS-style scan or a "devices" report); guests still find targets by INQUIRY. */
+    uint32_t (*target_mask)(hv_scsi_bus *bus);
+    /* [any] Queues a command; it completes through req->complete. HV_OK when queued;
+     * HV_EINVAL, with no completion, for a malformed request: target >= 16, cdb_len
+     * outside 6..16, a bad direction, too many segments, a segment of length 0, or
+     * segments with DATA_NONE. Everything about the command itself (opcode, LBA range,
+     * transfer length against the segments, guest addresses) is answered in the
+     * completion, as a target would. May be called from inside any [device] call. */
+    int (*submit)(hv_scsi_bus *bus, const hv_scsi_request *req);
+    /* [device] Task management: ends the requests in flight for `target` (all targets
+     * for -1) and returns once each has completed (HV_SCSI_HOST_ABORTED when it had not
+     * finished yet). Completions run on other threads meanwhile, so the caller must not
+     * hold a lock its completion callback takes. With `reset` = 1 the targets also
+     * return to their power-on state and report UNIT ATTENTION (29h/00h POWER ON,
+     * RESET) on their next command, as after a bus or target reset. */
+    int (*abort_all)(hv_scsi_bus *bus, int32_t target, int reset);
+} hv_scsi_ext;
 
 /* ------------------------------------------------------------------------ */
 /* Device factory                                                           */
