@@ -126,7 +126,9 @@ package final class SCSIDiskTarget: @unchecked Sendable {
         case Opcode.testUnitReady:
             return isStopped ? io.check(.notReadyStartRequired) : io.done()
         case Opcode.readCapacity10: return readCapacity10(cdb, io)
-        case Opcode.serviceActionIn16 where cdb[1] & 0x1F == Self.readCapacity16ServiceAction:
+        case Opcode.serviceActionIn16:
+            // Of SERVICE ACTION IN(16) only READ CAPACITY(16) is implemented.
+            guard cdb[1] & 0x1F == Self.readCapacity16ServiceAction else { return io.check(.invalidFieldInCDB) }
             return readCapacity16(cdb, io)
         case Opcode.read6, Opcode.read10, Opcode.read12, Opcode.read16,
              Opcode.write6, Opcode.write10, Opcode.write12, Opcode.write16:
