@@ -483,12 +483,10 @@ package final class SCSIDiskTarget: @unchecked Sendable {
             header.storeBigEndian(UInt16(descriptor.count), at: 6)
             header.storeBigEndian(UInt16(header.count + descriptor.count + pages.count - 2), at: 0)
         } else {
-            header = [UInt8(header6Length + descriptor.count + pages.count - 1), 0, deviceSpecific, UInt8(descriptor.count)]
+            header = [UInt8(4 + descriptor.count + pages.count - 1), 0, deviceSpecific, UInt8(descriptor.count)]
         }
         return io.dataIn(header + descriptor + pages, allocation: allocation)
     }
-
-    private let header6Length = 4
 
     /// MODE SELECT: the parameter list must describe this disk (512-byte blocks) and
     /// may change only what MODE SENSE reports changeable (the caching page's WCE,
