@@ -3,8 +3,8 @@ import Glibc
 /// A VMkernel virtual disk: fixed-size sectors addressed from 0, as a SCSI adapter
 /// plugin sees it through `disk_info`/`disk_submit`.
 ///
-/// Contract for every implementation (flat files now; VMDK sparse extents, redo logs
-/// and disk modes later):
+/// Contract for every implementation (flat images, VMDK sparse extents and redo logs,
+/// monolithicFlat descriptors, the disk modes):
 /// - Transfers are whole sectors: a buffer's length must be a multiple of `sectorSize`
 ///   (`DiskError.unalignedLength`), and `sector ..< sector + length/sectorSize` must lie
 ///   inside `0 ..< sectorCount` (`DiskError.outOfRange`). A zero-length transfer at any
@@ -52,6 +52,11 @@ package enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
     case unexpectedEndOfFile(path: String, sector: UInt64)
     /// A system call failed. `operation` is e.g. "open", "read", "write", "flush".
     case io(path: String, operation: String, errno: Int32)
+    /// The image is malformed or not what its use needs (a bad VMDK header or
+    /// descriptor line, a redo log whose parent changed); `reason` says where and why.
+    case invalidImage(path: String, reason: String)
+    /// Another open of the image holds a conflicting lock; `holder` names it when known.
+    case locked(path: String, holder: String?, forWriting: Bool)
 
     /// The positive errno value that best describes this error, for mapping onto the
     /// ABI's negative HV_E* results (read-only → EPERM as `hv_disk_info` documents).
@@ -65,6 +70,8 @@ package enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
         case .readOnly: return EPERM
         case .unexpectedEndOfFile: return EIO
         case .io(_, _, let e): return e
+        case .invalidImage: return EINVAL
+        case .locked: return EBUSY
         }
     }
 
@@ -73,7 +80,8 @@ package enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .notFound(let p), .notRegularFile(let p), .permissionDenied(let p, _), .emptyImage(let p),
              .sizeNotSectorMultiple(let p, _, _), .outOfRange(let p, _, _, _), .unalignedLength(let p, _, _),
-             .readOnly(let p), .unexpectedEndOfFile(let p, _), .io(let p, _, _):
+             .readOnly(let p), .unexpectedEndOfFile(let p, _), .io(let p, _, _), .invalidImage(let p, _),
+             .locked(let p, _, _):
             return p
         }
     }
@@ -100,6 +108,11 @@ package enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
             return "virtual disk '\(path)': unexpected end of file at sector \(sector) (was the image truncated?)"
         case .io(let path, let operation, let e):
             return "virtual disk '\(path)': \(operation) failed: \(errnoText(e))"
+        case .invalidImage(let path, let reason):
+            return "virtual disk '\(path)': \(reason)"
+        case .locked(let path, let holder, let forWriting):
+            return "virtual disk '\(path)': cannot open it for \(forWriting ? "writing" : "reading"): it is locked by "
+                + (holder ?? "another program (holder unknown)") + "; is another VM using this disk?"
         }
     }
 }
