@@ -388,6 +388,20 @@ package final class SparseExtent: ImageDisk, @unchecked Sendable, CustomStringCo
         }
     }
 
+    /// Grain table `t` as stored (nil when its directory entry is 0).
+    func grainTable(_ t: Int) throws -> [UInt32]? { try meta.withLock { try table(t) } }
+
+    /// The redundant copy of grain table `t`, read from the file.
+    func redundantGrainTable(_ t: Int) throws -> [UInt32]? {
+        guard let r = directories.redundant, r[t] != 0 else { return nil }
+        let count = Int(header.grainTableEntries)
+        let raw = try file.read(at: UInt64(r[t]) * 512, count: count * 4)
+        return (0..<count).map { i in (0..<4).reduce(UInt32(0)) { $0 | UInt32(raw[i * 4 + $1]) << (8 * $1) } }
+    }
+
+    /// The file's size in bytes.
+    func fileSize() throws -> UInt64 { try file.size() }
+
     /// The grain directory and its redundant copy (sector numbers of the tables).
     var directories: (primary: [UInt32], redundant: [UInt32]?) { meta.withLock { (directory, redundantDirectory) } }
 }
