@@ -36,7 +36,8 @@ package final class VMDKDescriptorDisk: ImageDisk, @unchecked Sendable, CustomSt
             guard size <= UInt64(Self.sizeLimit) else {
                 throw DiskError.invalidImage(path: path, reason: "\(size) bytes is too large for a VMDK descriptor")
             }
-            let text = String(decoding: try file.read(at: 0, count: Int(size)), as: UTF8.self)
+            // QEMU pads a rewritten descriptor with NULs: the text ends at the first one.
+            let text = String(decoding: try file.read(at: 0, count: Int(size)).prefix { $0 != 0 }, as: UTF8.self)
             let descriptor = try VMDKDescriptor(text: text, path: path)
             if let hint = descriptor.parentFileNameHint {
                 throw DiskError.invalidImage(path: path, reason: "delta descriptors (parentFileNameHint \"\(hint)\", createType \"\(descriptor.createType ?? "?")\") are not supported; redo logs here are monolithicSparse")

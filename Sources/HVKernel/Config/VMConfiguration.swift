@@ -618,7 +618,8 @@ private final class Validator {
                            expected: "\(d).fileName = \"disk.vmdk\" (relative to the .vmx directory)")
                     continue
                 }
-                if mode != .undoable, let a = entry(d + ".undoableAction") {
+                if mode != .undoable, let a = entry(d + ".undoableAction"),
+                   UndoableAction(rawValue: a.value.trimmingSpaces.lowercased()) != nil {
                     report(a, "only undoable disks have a power-off action; this disk is \(mode.rawValue)",
                            expected: "\(d).mode = \"undoable\", or no \(d).undoableAction")
                 }
