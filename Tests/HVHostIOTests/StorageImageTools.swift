@@ -14,10 +14,12 @@ enum StorageImageTools {
     /// Bytes that differ per seed and position.
     static func pattern(_ seed: UInt64, count: Int) -> [UInt8] {
         var x = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-        return (0..<count).map { _ in
+        var words = [UInt64](repeating: 0, count: (count + 7) / 8)
+        for i in words.indices {
             x ^= x << 13; x ^= x >> 7; x ^= x << 17
-            return UInt8(truncatingIfNeeded: x)
+            words[i] = x
         }
+        return words.withUnsafeBytes { Array($0.prefix(count)) }
     }
 
     static func write(_ disk: any VirtualDisk, sector: UInt64, _ bytes: [UInt8]) throws {

@@ -160,7 +160,11 @@ package final class SparseExtent: ImageDisk, @unchecked Sendable, CustomStringCo
             throw DiskError.invalidImage(path: path, reason: "the descriptor (\(text.utf8.count) bytes) does not fit its \(header.descriptorSize * 512)-byte area; use a shorter parent path")
         }
 
-        let file = try ImageFile(path: path, writable: true, owner: owner, create: true)
+        // Built under a temporary name and linked into place complete, so a crash while
+        // creating (say a redo log at power-on) never leaves a half-written image.
+        let temporary = path + ".creating"
+        unlink(temporary)   // left by a crash: it never had a reader
+        let file = try ImageFile(path: temporary, writable: true, owner: owner, create: true)
         do {
             var meta = [UInt8](repeating: 0, count: Int(header.overhead) * 512)
             meta.replaceSubrange(0..<512, with: header.bytes)
@@ -175,13 +179,19 @@ package final class SparseExtent: ImageDisk, @unchecked Sendable, CustomStringCo
             }
             try file.write(at: 0, meta)
             try file.sync()
-            let disk = try open(file: file, owner: owner, openParent: false)
-            return parent.map { disk.withParent($0) } ?? disk
+            file.close()
+            // link refuses an existing `path`, as creating it would.
+            guard link(temporary, path) == 0 else {
+                throw ImageFile.openError(path: path, errno: errno, operation: "create")
+            }
+            unlink(temporary)
         } catch {
             file.close()
-            unlink(path)
+            unlink(temporary)
             throw error
         }
+        let disk = try open(path: path, writable: true, owner: owner, openParent: false)
+        return parent.map { disk.withParent($0) } ?? disk
     }
 
     /// The same open extent over `parent` (used right after creating a delta, whose
