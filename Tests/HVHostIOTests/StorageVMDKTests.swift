@@ -46,6 +46,35 @@ final class StorageVMDKTests: XCTestCase {
         XCTAssertEqual(DiskImageCheck.problems(path: path), [])
     }
 
+    /// Four I/O threads writing interleaved sectors of the same new grains of a redo
+    /// log: each grain is allocated once and no write is lost to a concurrent allocation.
+    func testConcurrentWritersAllocateEachGrainOnce() throws {
+        let base = dir + "/cbase.vmdk"
+        try DiskImage.create(path: base, format: .sparse, sectors: 4096)
+        let b = try DiskImage.open(path: base, writable: true, owner: "t")
+        try T.write(b, sector: 0, [UInt8](repeating: 0xB0, count: 4096 * 512))
+        b.close()
+        let parent = try DiskImage.open(path: base, writable: false, owner: "t")
+        let redo = try RedoLog.create(path: base + ".REDO", over: parent, mode: .undoable, owner: "t")
+        let queue = DiskIOQueue(name: "sparse-io", threads: 4)
+        for sector in stride(from: 0, to: 1024, by: 2) {   // every other sector of grains 0..<8
+            queue.submit {
+                let data = [UInt8](repeating: UInt8(truncatingIfNeeded: sector / 2), count: 512)
+                try! data.withUnsafeBytes { try redo.write(sector: UInt64(sector), from: $0) }
+            }
+        }
+        queue.drain()
+        queue.shutdown()
+        XCTAssertEqual(try redo.allocatedGrains().map(\.grain), Array(0..<8))
+        let all = try T.read(redo, sector: 0, sectors: 1024)
+        for sector in 0..<1024 {
+            let expected: UInt8 = sector % 2 == 0 ? UInt8(truncatingIfNeeded: sector / 2) : 0xB0
+            XCTAssertTrue(all[sector * 512..<(sector + 1) * 512].allSatisfy { $0 == expected }, "sector \(sector)")
+        }
+        redo.close()
+        XCTAssertEqual(DiskImageCheck.problems(path: base + ".REDO"), [])
+    }
+
     /// The first write of an open gives the image a new CID; reads do not.
     func testFirstWriteChangesTheCID() throws {
         let path = dir + "/cid.vmdk"
