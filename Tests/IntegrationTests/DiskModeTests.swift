@@ -64,4 +64,41 @@ final class DiskModeTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("virtual disk '\(disk)': cannot open it for writing: it is locked by VM 'first' in this process"),
                       r.stderr)
     }
+
+    /// A disk in use by another hvhost process: refused, naming that process.
+    func testSecondHostProcessIsRefusedNamingTheFirst() throws {
+        try HostHarness.requireHost()
+        let plugins = try Self.probePlugins()
+        let disk = makeDisk("cross-process")
+        let first = HostHarness.vmx("holder", guest: "bench", extra: [
+            "hv.cmdline": "idle=60", "scsi0.present": "TRUE", "scsi0.virtualDev": "diskprobe", "scsi0:0.present": "TRUE",
+            "scsi0:0.fileName": disk, "scsi0:0.mode": "undoable", "scsi0:0.undoableAction": "discard"])
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: HostHarness.hvhost)
+        holder.arguments = ["run", "--plugin-path", plugins, first]
+        let err = Pipe()
+        holder.standardError = err
+        holder.standardOutput = FileHandle.nullDevice
+        try holder.run()
+        defer {
+            holder.terminate()
+            holder.waitUntilExit()
+        }
+        var log = ""
+        while !log.contains("holder: powered on") {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { return XCTFail("the holder exited before powering on: \(log)") }
+            log += String(decoding: chunk, as: UTF8.self)
+        }
+        // The holder writes the redo log (exclusive) over the base (shared): the intruder
+        // is refused on the log, and so is a commit.
+        let second = vmx("intruder", disk: disk, mode: "persistent")
+        let r = HostHarness.hvhostRun(["run", "--plugin-path", plugins, second])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("virtual disk '\(disk).REDO': cannot open it for reading: it is locked by process \(holder.processIdentifier) ("), r.stderr)
+        XCTAssertTrue(r.stderr.contains("hvhost run --plugin-path \(plugins) \(first))"), r.stderr)
+        let check = HostHarness.hvhostRun(["disk", "commit", disk])
+        XCTAssertEqual(check.status, 2)
+        XCTAssertTrue(check.stderr.contains("locked by process \(holder.processIdentifier)"), check.stderr)
+    }
 }
