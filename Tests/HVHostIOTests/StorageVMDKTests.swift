@@ -248,6 +248,34 @@ final class StorageVMDKTests: XCTestCase {
         XCTAssertTrue(problems.contains { $0.contains("grain 0") && $0.contains("overlaps grain 2") }, "\(problems)")
     }
 
+    /// A hostile grain table entry pointing at the image's own metadata (here the grain
+    /// directory) is refused on use: a guest write can never overwrite the metadata.
+    func testGrainEntryPointingIntoMetadataIsRefused() throws {
+        let path = dir + "/hostile.vmdk"
+        try DiskImage.create(path: path, format: .sparse, sectors: 4096)
+        let d = try DiskImage.open(path: path, writable: true, owner: "t") as! SparseExtent
+        try T.write(d, sector: 3000, T.pattern(2, count: 512))   // the file now reaches past the metadata
+        let table = UInt64(d.directories.primary[0]) * 512
+        let gd = d.header.gdOffset
+        let descriptorEnd = Int(d.header.descriptorOffset + d.header.descriptorSize) * 512
+        d.close()
+        let f = open(path, O_WRONLY)
+        var entry = UInt32(gd)
+        XCTAssertEqual(pwrite(f, &entry, 4, off_t(table)), 4)
+        close(f)
+        let before = T.fileBytes(path)
+        let disk = try DiskImage.open(path: path, writable: true, owner: "t")
+        XCTAssertThrowsError(try T.write(disk, sector: 0, T.pattern(1, count: 512))) { error in
+            XCTAssertEqual("\(error)", "virtual disk '\(path)': grain table 0 entry 0 points at sector \(gd), inside the image's metadata; `hvhost disk check` lists every problem")
+        }
+        XCTAssertThrowsError(try T.read(disk, sector: 0, sectors: 1))
+        disk.close()
+        let after = T.fileBytes(path)
+        XCTAssertTrue(after[descriptorEnd...] == before[descriptorEnd...] && after[0..<512] == before[0..<512],
+                      "nothing but the descriptor's CID changed")
+        XCTAssertFalse(DiskImageCheck.problems(path: path).isEmpty)
+    }
+
     /// A broken descriptor names the file and the line.
     func testDescriptorErrorsNameFileAndLine() throws {
         let path = dir + "/broken.vmdk"

@@ -38,6 +38,10 @@ package final class SparseExtent: ImageDisk, @unchecked Sendable, CustomStringCo
     private var fileEnd: UInt64
     /// [meta] Whether this open has changed the CID yet.
     private var contentChanged = false
+    /// [meta] Sectors holding metadata (header, descriptor, directories, tables) as
+    /// sorted disjoint ranges: a grain entry pointing into them is refused, so a hostile
+    /// image cannot make a guest write overwrite the image's own metadata.
+    private var metadata: [Range<UInt64>] = []
 
     package var descriptor: VMDKDescriptor? { meta.withLock { descriptorValue } }
     package var contentID: UInt32? { descriptor?.contentID }
@@ -54,6 +58,15 @@ package final class SparseExtent: ImageDisk, @unchecked Sendable, CustomStringCo
         self.directory = directory
         self.redundantDirectory = redundantDirectory
         self.fileEnd = fileEnd
+        var ranges: [Range<UInt64>] = [0..<1, header.gdOffset..<header.gdOffset + header.directorySectors]
+        if header.descriptorOffset != 0 { ranges.append(header.descriptorOffset..<header.descriptorOffset + header.descriptorSize) }
+        if header.hasRedundantTables {
+            ranges.append(header.redundantGDOffset..<header.redundantGDOffset + header.directorySectors)
+        }
+        for t in directory + (redundantDirectory ?? []) where t != 0 {
+            ranges.append(UInt64(t)..<UInt64(t) + header.tableSectors)
+        }
+        self.metadata = Self.merged(ranges)
         self.sectorCount = header.capacity
         self.isReadOnly = !file.isWritable
     }
@@ -102,6 +115,13 @@ package final class SparseExtent: ImageDisk, @unchecked Sendable, CustomStringCo
         let directory = try readDirectory(file, at: header.gdOffset, entries: Int(header.directoryEntries))
         let redundant = header.hasRedundantTables
             ? try readDirectory(file, at: header.redundantGDOffset, entries: Int(header.directoryEntries)) : nil
+        for (name, d) in [("grain table", directory), ("redundant grain table", redundant ?? [])] {
+            for (t, sector) in d.enumerated() where sector != 0 {
+                guard sector >= 1, UInt64(sector) + header.tableSectors <= fileSectors else {
+                    throw fail("\(name) \(t) at sector \(sector) lies outside the file (\(fileSectors) sectors); `hvhost disk check` lists every problem")
+                }
+            }
+        }
 
         var parent: (any ImageDisk)?
         if openParent, let hint = descriptor?.parentFileNameHint {
@@ -218,6 +238,13 @@ package final class SparseExtent: ImageDisk, @unchecked Sendable, CustomStringCo
         let count = Int(header.grainTableEntries)
         let raw = try file.read(at: sector * 512, count: count * 4)
         let t = (0..<count).map { i in (0..<4).reduce(UInt32(0)) { $0 | UInt32(raw[i * 4 + $1]) << (8 * $1) } }
+        let fileSectors = fileEnd / 512
+        for (e, v) in t.enumerated() where v > 1 || (v == 1 && !header.hasZeroedGrainEntries) {
+            let grain = UInt64(v)..<UInt64(v) + header.grainSize
+            guard grain.upperBound <= fileSectors, !overlapsMetadata(grain) else {
+                throw DiskError.invalidImage(path: path, reason: "grain table \(index) entry \(e) points at sector \(v), \(grain.upperBound > fileSectors ? "outside the file" : "inside the image's metadata"); `hvhost disk check` lists every problem")
+            }
+        }
         tables[index] = t
         return t
     }
@@ -357,6 +384,30 @@ package final class SparseExtent: ImageDisk, @unchecked Sendable, CustomStringCo
             redundantDirectory![t] = UInt32(backup / 512)
         }
         tables[t] = [UInt32](repeating: 0, count: Int(header.grainTableEntries))
+        metadata = Self.merged(metadata + [primary / 512..<fileEnd / 512])
+    }
+
+    /// [meta] Whether `range` shares a sector with the metadata.
+    private func overlapsMetadata(_ range: Range<UInt64>) -> Bool {
+        // The first metadata range ending after range's start decides.
+        var low = 0, high = metadata.count
+        while low < high {
+            let mid = (low + high) / 2
+            if metadata[mid].upperBound <= range.lowerBound { low = mid + 1 } else { high = mid }
+        }
+        return low < metadata.count && metadata[low].lowerBound < range.upperBound
+    }
+
+    private static func merged(_ ranges: [Range<UInt64>]) -> [Range<UInt64>] {
+        var result: [Range<UInt64>] = []
+        for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) where !r.isEmpty {
+            if let last = result.last, r.lowerBound <= last.upperBound {
+                result[result.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
+            } else {
+                result.append(r)
+            }
+        }
+        return result
     }
 
     /// The first write of this open gives the disk a new CID.
@@ -398,14 +449,16 @@ package final class SparseExtent: ImageDisk, @unchecked Sendable, CustomStringCo
         }
     }
 
-    /// Grain table `t` as stored (nil when its directory entry is 0).
-    func grainTable(_ t: Int) throws -> [UInt32]? { try meta.withLock { try table(t) } }
+    /// Grain table `t` as stored, unchecked (nil when its directory entry is 0).
+    func grainTable(_ t: Int) throws -> [UInt32]? { try storedTable(at: directories.primary[t]) }
 
-    /// The redundant copy of grain table `t`, read from the file.
-    func redundantGrainTable(_ t: Int) throws -> [UInt32]? {
-        guard let r = directories.redundant, r[t] != 0 else { return nil }
+    /// The redundant copy of grain table `t`, unchecked.
+    func redundantGrainTable(_ t: Int) throws -> [UInt32]? { try storedTable(at: directories.redundant?[t] ?? 0) }
+
+    private func storedTable(at sector: UInt32) throws -> [UInt32]? {
+        guard sector != 0 else { return nil }
         let count = Int(header.grainTableEntries)
-        let raw = try file.read(at: UInt64(r[t]) * 512, count: count * 4)
+        let raw = try file.read(at: UInt64(sector) * 512, count: count * 4)
         return (0..<count).map { i in (0..<4).reduce(UInt32(0)) { $0 | UInt32(raw[i * 4 + $1]) << (8 * $1) } }
     }
 
