@@ -64,7 +64,7 @@ struct DiskCommand: ParsableCommand {
                     if let d = sparse.descriptor, d.parentFileNameHint != nil {
                         print("\(indent)  parentCID: \(String(format8: d.parentContentID))")
                     }
-                    if let mode = sparse.descriptor?.value("ddb.hvhost.redoMode") { print("\(indent)  redo log of a \(mode) disk") }
+                    if let mode = sparse.descriptor?.value("ddb.hvhost.redoMode") { print("\(indent)  redo log made in \(mode) mode") }
                 }
                 if image.files.count > 1 { print("\(indent)  files: \(image.files.joined(separator: ", "))") }
             }

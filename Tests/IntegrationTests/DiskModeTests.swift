@@ -43,7 +43,7 @@ final class DiskModeTests: XCTestCase {
             XCTAssertEqual(access(disk + ".REDO", F_OK) == 0, c.keepsRedo, "\(name): \(r.stderr)")
             guard c.keepsRedo else { continue }
             let info = HostHarness.hvhostRun(["disk", "info", disk + ".REDO"])
-            XCTAssertTrue(info.stdout.contains("parent: \(disk)") && info.stdout.contains("redo log of a \(c.mode) disk"), info.stdout)
+            XCTAssertTrue(info.stdout.contains("parent: \(disk)") && info.stdout.contains("redo log made in \(c.mode) mode"), info.stdout)
             XCTAssertEqual(HostHarness.hvhostRun(["disk", "check", disk + ".REDO"]).status, 0)
             let commit = HostHarness.hvhostRun(["disk", "commit", disk])
             XCTAssertEqual(commit.status, 0, commit.stderr)
