@@ -145,15 +145,17 @@ package final class VMDKDescriptorDisk: ImageDisk, @unchecked Sendable, CustomSt
         try file.sync()
     }
 
-    /// The first write of this open gives the disk a new CID (the same-length line is
-    /// rewritten in place; a shorter or longer text is truncated to fit).
+    /// The first write of this open gives the disk a new CID. The text is rewritten in
+    /// place in one write, padded with blank lines to at least the old length, so a
+    /// crash at any point leaves a parseable descriptor (never a truncated one).
     private func markContentChanged() throws {
         try meta.withLock {
             guard !contentChanged else { return }
             let updated = descriptorValue.settingContentID(DiskImage.newContentID(replacing: descriptorValue.contentID))
-            let bytes = Array(updated.text.utf8)
+            var bytes = Array(updated.text.utf8)
+            let old = try file.size()
+            if UInt64(bytes.count) < old { bytes += [UInt8](repeating: 0x0A, count: Int(old) - bytes.count) }
             try file.write(at: 0, bytes)
-            if try file.size() != UInt64(bytes.count) { try file.truncate(to: UInt64(bytes.count)) }
             descriptorValue = updated
             contentChanged = true
         }
