@@ -36,18 +36,17 @@ package final class AttachedDisk: VirtualDisk, @unchecked Sendable, CustomString
         self.undoableAction = undoableAction
         self.owner = owner
         let redo = RedoLog.path(for: path)
-        let existing: DiskMode?? = access(redo, F_OK) == 0 ? .some(try RedoLog.recordedMode(redo)) : .none
-        let pending = "a redo log '\(redo)' with changes not in the disk exists"
-        switch (mode, existing) {
-        case (_, .some(.some(.nonpersistent))) where !(mode == .nonpersistent && continuing):
-            // A nonpersistent log that outlived its power-off (a crash): its changes were
-            // never meant to stay.
-            guard unlink(redo) == 0 else { throw DiskError.io(path: redo, operation: "discard the stale nonpersistent redo log", errno: errno) }
-        case (.persistent, .some), (.nonpersistent, .some(.some(.undoable))), (.nonpersistent, .some(.some(.append))),
-             (.nonpersistent, .some(.none)):
-            throw DiskError.invalidImage(path: path, reason: "\(pending) (\(existing!.map { "made in \($0.rawValue) mode" } ?? "made by another tool")); \(mode.rawValue) mode would bypass it: fold it in with `hvhost disk commit \(redo)` or delete it, or use the mode that made it")
-        default:
-            break
+        if access(redo, F_OK) == 0 {
+            let made = try RedoLog.recordedMode(redo)   // nil: a delta made by another tool
+            if made == .nonpersistent && !(mode == .nonpersistent && continuing) {
+                // A nonpersistent log that outlived its power-off (a crash): its changes
+                // were never meant to stay.
+                guard unlink(redo) == 0 else {
+                    throw DiskError.io(path: redo, operation: "discard the stale nonpersistent redo log", errno: errno)
+                }
+            } else if mode == .persistent || (mode == .nonpersistent && made != .nonpersistent) {
+                throw DiskError.invalidImage(path: path, reason: "a redo log '\(redo)' with changes not in the disk exists (\(made.map { "made in \($0.rawValue) mode" } ?? "made by another tool")); \(mode.rawValue) mode would bypass it: fold it in with `hvhost disk commit \(redo)` or delete it, or use the mode that made it")
+            }
         }
 
         guard mode.usesRedoLog else {
