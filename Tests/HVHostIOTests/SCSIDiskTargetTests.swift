@@ -481,6 +481,7 @@ final class FlatDiskDiscardTests: XCTestCase {
         XCTAssertEqual(data[(1 << 20) - 1], UInt8(truncatingIfNeeded: ((1 << 20) - 1) | 1), "before the hole kept")
         XCTAssertEqual(data[3 << 20], UInt8(truncatingIfNeeded: (3 << 20) | 1), "after the hole kept")
         XCTAssertThrowsError(try disk.discard(sector: 8190, count: 4))
+        disk.close()    // the writer's image lock would refuse the reader below
         let readOnly = try FlatDisk(path: path, readOnly: true)
         XCTAssertFalse(readOnly.supportsDiscard)
         XCTAssertThrowsError(try readOnly.discard(sector: 0, count: 1)) { XCTAssertEqual($0 as? DiskError, .readOnly(path: path)) }

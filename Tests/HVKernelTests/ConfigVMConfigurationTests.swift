@@ -298,19 +298,31 @@ fileprivate enum ConfigFixture {
     @Test func persistentDiskMode() throws {
         let c = try F.vm("scsi0.present = TRUE\nscsi0:0.present = TRUE\nscsi0:0.fileName = a.vmdk\nscsi0:0.mode = \"PERSISTENT\"")
         #expect(c.scsiAdapters[0].disks[0].mode == .persistent)
-        #expect(DiskMode.supported == [.persistent])
+        #expect(c.scsiAdapters[0].disks[0].undoableAction == .keep)
     }
 
-    /// ESX's redo-log modes are refused up front, naming the key and what the host runs
-    /// (power-on would refuse them); on a disk that is not present they do not matter.
+    /// Every ESX mode runs now (on redo logs); an undoable disk's power-off action
+    /// defaults to keep.
     @Test(arguments: [DiskMode.nonpersistent, .undoable, .append])
-    func diskModesThatNeedRedoLogsAreRefused(mode: DiskMode) throws {
-        let text = "scsi0.present = TRUE\nscsi0:0.present = TRUE\nscsi0:0.fileName = a.vmdk\nscsi0:0.mode = \"\(mode.rawValue)\"\n"
+    func redoLogDiskModesAreAccepted(mode: DiskMode) throws {
+        let c = try F.vm("scsi0.present = TRUE\nscsi0:0.present = TRUE\nscsi0:0.fileName = a.vmdk\nscsi0:0.mode = \"\(mode.rawValue)\"")
+        #expect(c.scsiAdapters[0].disks[0].mode == mode)
+        #expect(c.scsiAdapters[0].disks[0].undoableAction == .keep)
+    }
+
+    @Test(arguments: UndoableAction.allCases)
+    func undoableActionIsParsed(action: UndoableAction) throws {
+        let c = try F.vm("scsi0.present = TRUE\nscsi0:0.present = TRUE\nscsi0:0.fileName = a.vmdk\nscsi0:0.mode = \"undoable\"\nscsi0:0.undoableAction = \"\(action.rawValue.uppercased())\"")
+        #expect(c.scsiAdapters[0].disks[0].undoableAction == action)
+    }
+
+    /// A power-off action only means something on an undoable disk; a bad one names the key.
+    @Test func undoableActionOnlyOnUndoableDisks() throws {
+        let text = "scsi0.present = TRUE\nscsi0:0.present = TRUE\nscsi0:0.fileName = a.vmdk\nscsi0:0.mode = \"append\"\nscsi0:0.undoableAction = \"commit\"\n"
         let e = try #require(F.error(text + F.required))
-        #expect(e.description == "\(F.vmxPath):4: scsi0:0.mode = \"\(mode.rawValue)\": \(mode.rawValue) disks need redo logs, which this host does not support yet, expected persistent (the only mode this host runs)")
-        #expect(e.line == 4 && e.key == "scsi0:0.mode")
-        let absent = try F.vm("scsi0.present = TRUE\nscsi0:1.mode = \"\(mode.rawValue)\"")
-        #expect(absent.scsiAdapters[0].disks.isEmpty)
+        #expect(e.description == "\(F.vmxPath):5: scsi0:0.undoableAction = \"commit\": only undoable disks have a power-off action; this disk is append, expected scsi0:0.mode = \"undoable\", or no scsi0:0.undoableAction")
+        let bad = try #require(F.error("scsi0.present = TRUE\nscsi0:0.present = TRUE\nscsi0:0.fileName = a.vmdk\nscsi0:0.mode = undoable\nscsi0:0.undoableAction = \"ask\"\n" + F.required))
+        #expect(bad.description == "\(F.vmxPath):5: scsi0:0.undoableAction = \"ask\": unknown value, expected keep, commit or discard")
     }
 
     @Test func diskModeRejected() throws {
@@ -638,13 +650,13 @@ fileprivate enum ConfigFixture {
             scsi0.present = TRUE
             scsi0:0.present = TRUE
             scsi0:0.fileName = a.vmdk
-            scsi0:0.mode = "undoable"
+            scsi0:0.undoableAction = "ask"
             sched.cpu.shares = "lots"
             """
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         let check = VMConfiguration.check(contentsOf: path)
         #expect(check.problems.map(\.line) == [1, 2, 3, 5, 9, 10], "\(check.problems)")
-        #expect(check.problems.map(\.key) == ["memsize", nil, nil, "ethernet0.virtualDev", "scsi0:0.mode", "sched.cpu.shares"])
+        #expect(check.problems.map(\.key) == ["memsize", nil, nil, "ethernet0.virtualDev", "scsi0:0.undoableAction", "sched.cpu.shares"])
         #expect(check.problems.allSatisfy { $0.description.hasPrefix(path + ":") && $0.description.contains(", expected ") })
         #expect(check.configuration == nil)
         #expect(check.memoryMiB == nil && check.boot == nil)

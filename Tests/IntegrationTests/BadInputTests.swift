@@ -51,16 +51,16 @@ final class BadInputTests: XCTestCase {
         XCTAssertFalse(r.stderr.contains("powered on"), r.stderr)
     }
 
-    /// A disk mode the host cannot run (redo logs) is refused by `validate` and before
-    /// `run` powers anything on, naming the key and the mode the host supports.
-    func testDiskModeNeedingRedoLogsIsRefusedUpFront() throws {
+    /// A power-off action on a disk that is not undoable is refused by `validate` and
+    /// before `run` powers anything on, naming the key.
+    func testUndoableActionOnAPersistentDiskIsRefusedUpFront() throws {
         try HostHarness.requireHost()
-        let image = HostHarness.workDir + "/undoable.img"
+        let image = HostHarness.workDir + "/persistent-action.img"
         FileManager.default.createFile(atPath: image, contents: Data(count: 64 * 1024))
-        let vmx = HostHarness.vmx("undoable", guest: "hello", extra: [
+        let vmx = HostHarness.vmx("persistentaction", guest: "hello", extra: [
             "scsi0.present": "TRUE", "scsi0:0.present": "TRUE", "scsi0:0.fileName": image,
-            "scsi0:0.mode": "undoable"])
-        let message = ": scsi0:0.mode = \"undoable\": undoable disks need redo logs, which this host does not support yet, expected persistent (the only mode this host runs)"
+            "scsi0:0.undoableAction": "commit"])
+        let message = ": scsi0:0.undoableAction = \"commit\": only undoable disks have a power-off action; this disk is persistent"
         let v = HostHarness.hvhostRun(["validate", vmx])
         XCTAssertEqual(v.status, 2)
         XCTAssertTrue(v.stderr.contains(vmx + ":"), v.stderr)

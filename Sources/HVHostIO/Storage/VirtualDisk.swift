@@ -3,8 +3,8 @@ import Glibc
 /// A VMkernel virtual disk: fixed-size sectors addressed from 0, as a SCSI adapter
 /// plugin sees it through `disk_info`/`disk_submit`.
 ///
-/// Contract for every implementation (flat files now; VMDK sparse extents, redo logs
-/// and disk modes later):
+/// Contract for every implementation (flat images, VMDK sparse extents and redo logs,
+/// monolithicFlat descriptors, the disk modes):
 /// - Transfers are whole sectors: a buffer's length must be a multiple of `sectorSize`
 ///   (`DiskError.unalignedLength`), and `sector ..< sector + length/sectorSize` must lie
 ///   inside `0 ..< sectorCount` (`DiskError.outOfRange`). A zero-length transfer at any
@@ -40,6 +40,11 @@ extension VirtualDisk {
     package var supportsDiscard: Bool { false }
 
     package func discard(sector: UInt64, count: UInt64) throws {
+        try writeZeros(sector: sector, count: count)
+    }
+
+    /// Writes zeros over `count` sectors from `sector`, a MiB at a time.
+    package func writeZeros(sector: UInt64, count: UInt64) throws {
         let chunkSectors = UInt64(max(1, (1 << 20) / sectorSize))
         let zeros = [UInt8](repeating: 0, count: Int(min(count, chunkSectors)) * sectorSize)
         var done: UInt64 = 0
@@ -73,6 +78,11 @@ package enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
     case unexpectedEndOfFile(path: String, sector: UInt64)
     /// A system call failed. `operation` is e.g. "open", "read", "write", "flush".
     case io(path: String, operation: String, errno: Int32)
+    /// The image is malformed or not what its use needs (a bad VMDK header or
+    /// descriptor line, a redo log whose parent changed); `reason` says where and why.
+    case invalidImage(path: String, reason: String)
+    /// Another open of the image holds a conflicting lock; `holder` names it when known.
+    case locked(path: String, holder: String?, forWriting: Bool)
 
     /// The positive errno value that best describes this error, for mapping onto the
     /// ABI's negative HV_E* results (read-only → EPERM as `hv_disk_info` documents).
@@ -86,6 +96,8 @@ package enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
         case .readOnly: return EPERM
         case .unexpectedEndOfFile: return EIO
         case .io(_, _, let e): return e
+        case .invalidImage: return EINVAL
+        case .locked: return EBUSY
         }
     }
 
@@ -94,7 +106,8 @@ package enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .notFound(let p), .notRegularFile(let p), .permissionDenied(let p, _), .emptyImage(let p),
              .sizeNotSectorMultiple(let p, _, _), .outOfRange(let p, _, _, _), .unalignedLength(let p, _, _),
-             .readOnly(let p), .unexpectedEndOfFile(let p, _), .io(let p, _, _):
+             .readOnly(let p), .unexpectedEndOfFile(let p, _), .io(let p, _, _), .invalidImage(let p, _),
+             .locked(let p, _, _):
             return p
         }
     }
@@ -121,6 +134,11 @@ package enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
             return "virtual disk '\(path)': unexpected end of file at sector \(sector) (was the image truncated?)"
         case .io(let path, let operation, let e):
             return "virtual disk '\(path)': \(operation) failed: \(errnoText(e))"
+        case .invalidImage(let path, let reason):
+            return "virtual disk '\(path)': \(reason)"
+        case .locked(let path, let holder, let forWriting):
+            return "virtual disk '\(path)': cannot open it for \(forWriting ? "writing" : "reading"): it is locked by "
+                + (holder ?? "another program (holder unknown)") + "; is another VM using this disk?"
         }
     }
 }

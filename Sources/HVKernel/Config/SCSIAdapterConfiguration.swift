@@ -1,20 +1,4 @@
-/// ESX 2.x virtual disk modes (`scsiN:M.mode`).
-enum DiskMode: String, Sendable, CaseIterable {
-    /// Writes go to the disk immediately.
-    case persistent
-    /// Writes go to a redo log discarded at power-off.
-    case nonpersistent
-    /// Writes go to a redo log; commit, keep or discard at power-off.
-    case undoable
-    /// Writes go to a redo log that keeps growing until committed.
-    case append
-
-    /// The modes this host runs: the others need redo logs, which the VMkernel's
-    /// storage does not have yet, so configuration refuses them up front (power-on
-    /// would fail).
-    static let supported: [DiskMode] = [.persistent]
-    var isSupported: Bool { Self.supported.contains(self) }
-}
+import HVHostIO
 
 /// One disk on a SCSI adapter, `scsiN:M.*`.
 struct VirtualDiskConfiguration: Equatable, Sendable {
@@ -23,16 +7,19 @@ struct VirtualDiskConfiguration: Equatable, Sendable {
     /// `scsiN:M.fileName` resolved against the `.vmx` file's directory.
     var path: String
     var mode: DiskMode
+    /// `scsiN:M.undoableAction`: what an undoable disk's power-off does with its redo log.
+    var undoableAction: UndoableAction
     /// `scsiN:M.deviceType` as written (e.g. "scsi-hardDisk"), if present.
     var deviceType: String?
     /// file:line of the `fileName` entry, for messages about the disk.
     var location: String
 
-    init(unit: Int, path: String, mode: DiskMode = .persistent, deviceType: String? = nil,
-                location: String) {
+    init(unit: Int, path: String, mode: DiskMode = .persistent, undoableAction: UndoableAction = .keep,
+         deviceType: String? = nil, location: String) {
         self.unit = unit
         self.path = path
         self.mode = mode
+        self.undoableAction = undoableAction
         self.deviceType = deviceType
         self.location = location
     }

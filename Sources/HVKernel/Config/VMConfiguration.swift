@@ -1,3 +1,4 @@
+import HVHostIO
 import HVSched
 import HVSupport
 
@@ -11,7 +12,7 @@ import HVSupport
 /// a bad value always is, and the error names file:line, key, value and what was expected.
 ///
 /// Defaults worth knowing: `numvcpus` 1; NICs "vlance" on "VM Network" with a generated
-/// address; SCSI adapters "buslogic"; disks `persistent`; `svga.present` FALSE (no
+/// address; SCSI adapters "buslogic"; disks `persistent` (undoable ones `undoableAction` keep); `svga.present` FALSE (no
 /// display unless asked for); CPU shares normal, min 0 %, max 100 %, affinity all,
 /// htsharing any; memory shares normal, min 0, max = memsize; boot `pvh`; serial `stdout`;
 /// scheduler pool "default".
@@ -571,7 +572,7 @@ private final class Validator {
 
     func scsiAdapters(into devices: inout [DeviceConfiguration]) -> [SCSIAdapterConfiguration] {
         checkIndexRange(head: "scsi", displayHead: "scsi", range: VMConfiguration.scsiAdapterIndices)
-        let diskKeys: Set<String> = ["present", "filename", "mode", "devicetype"]
+        let diskKeys: Set<String> = ["present", "filename", "mode", "undoableaction", "devicetype"]
         let unitExpected = "a unit from 0 to 15 other than 7 (7 is the adapter's own SCSI id)"
         // Units out of range, and unit 7, on any adapter.
         for e in file.entries {
@@ -600,6 +601,7 @@ private final class Validator {
                 let d = "\(p):\(unit)"
                 let diskPresent = bool(d + ".present", default: false)
                 let mode = choice(d + ".mode", DiskMode.allCases.map { ($0.rawValue, $0) }, default: .persistent)
+                let undoableAction = choice(d + ".undoableAction", UndoableAction.allCases.map { ($0.rawValue, $0) }, default: .keep)
                 let deviceType = entry(d + ".deviceType")?.value
                 let fileEntry = entry(d + ".fileName")
                 if let f = fileEntry, f.value.trimmingSpaces.isEmpty {
@@ -616,14 +618,14 @@ private final class Validator {
                            expected: "\(d).fileName = \"disk.vmdk\" (relative to the .vmx directory)")
                     continue
                 }
-                if !mode.isSupported, let m = entry(d + ".mode") {
-                    let supported = DiskMode.supported.map(\.rawValue).joined(separator: ", ", lastSeparator: " or ")
-                    report(m, "\(mode.rawValue) disks need redo logs, which this host does not support yet",
-                           expected: "\(supported) (the only mode\(DiskMode.supported.count == 1 ? "" : "s") this host runs)")
+                if mode != .undoable, let a = entry(d + ".undoableAction"),
+                   UndoableAction(rawValue: a.value.trimmingSpaces.lowercased()) != nil {
+                    report(a, "only undoable disks have a power-off action; this disk is \(mode.rawValue)",
+                           expected: "\(d).mode = \"undoable\", or no \(d).undoableAction")
                 }
                 guard !f.value.trimmingSpaces.isEmpty else { continue }
                 adapter.disks.append(VirtualDiskConfiguration(
-                    unit: unit, path: HostFile.resolve(f.value, relativeTo: directory), mode: mode,
+                    unit: unit, path: HostFile.resolve(f.value, relativeTo: directory), mode: mode, undoableAction: undoableAction,
                     deviceType: deviceType, location: f.location))
             }
             guard present else { continue }

@@ -108,7 +108,8 @@ package final class VMHost: @unchecked Sendable {
             var reason = slot.vm.waitUntilStopped()
             if reason == .guestReset, !lock.withLock({ shuttingDown }) {
                 do {
-                    let fresh = try VirtualMachine(configuration: slot.configuration, host: services, logger: logger)
+                    let fresh = try VirtualMachine(configuration: slot.configuration, host: services, logger: logger,
+                                                   afterGuestReset: true)
                     let started: Bool = lock.withLock {
                         guard !shuttingDown else { return false }
                         slot.vm = fresh

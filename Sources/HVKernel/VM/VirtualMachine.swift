@@ -63,6 +63,11 @@ package final class VirtualMachine: @unchecked Sendable {
     let gate = VCPUGate()
     /// The suspend file this VM was restored from; nil when it booted.
     let restoredFrom: String?
+    /// Whether this VM boots again after its guest reset itself (not a power cycle:
+    /// nonpersistent redo logs carry on).
+    let bootsAfterGuestReset: Bool
+    /// The disks its SCSI adapters opened, in their modes; detached when it stops.
+    private let attachedDisks = HostLocked<[AttachedDisk]>([])
     private let scheduler: Scheduler
     /// The VM's registration with its scheduler pool (`hv.sched.pool`, `sched.cpu.*`);
     /// set at the end of init.
@@ -84,8 +89,9 @@ package final class VirtualMachine: @unchecked Sendable {
     /// Builds a VM from its configuration, powered off until `start`; with `snapshot`,
     /// in the state a suspend saved (`configuration` is then the snapshot's).
     package init(configuration: VMConfiguration, host: HostServices, logger: Logger,
-                restoring snapshot: SuspendImage? = nil) throws {
+                restoring snapshot: SuspendImage? = nil, afterGuestReset: Bool = false) throws {
         self.configuration = configuration
+        self.bootsAfterGuestReset = afterGuestReset
         self.name = configuration.displayName
         self.logger = logger
         self.scheduler = host.scheduler
@@ -162,7 +168,22 @@ package final class VirtualMachine: @unchecked Sendable {
 
     deinit {
         for d in devices { d.destroy() }
+        // Not a power-off (e.g. power-on failed): redo logs stay as they are.
+        detachDisks(poweringOff: false)
         unregisterFromScheduler()
+    }
+
+    /// Closes the VM's disks and, at a power-off, applies their modes (a nonpersistent
+    /// redo log is deleted, an undoable one kept/committed/discarded). Idempotent.
+    private func detachDisks(poweringOff: Bool) {
+        let disks = attachedDisks.withLock { d in defer { d = [] }; return d }
+        for disk in disks {
+            do {
+                try disk.detach(poweringOff: poweringOff)
+            } catch {
+                logger.error("\(name): \(disk): \(error)")
+            }
+        }
     }
 
     private func unregisterFromScheduler() {
@@ -196,12 +217,18 @@ package final class VirtualMachine: @unchecked Sendable {
     private func createDevices(host: HostServices) throws {
         for device in configuration.devices {
             let resolved = try host.resolveModel(device)
-            let backends = PluginBackends(switches: host.switches, diskQueue: host.diskQueue) { unit in
-                guard let disk = device.disks.first(where: { $0.unit == unit }) else { return nil }
-                guard disk.mode == .persistent else {
-                    throw VMError("\(disk.location): \(device.prefix):\(unit).mode = \"\(disk.mode.rawValue)\" needs redo logs, which this host does not support yet; use \"persistent\"")
+            let backends = PluginBackends(switches: host.switches, diskQueue: host.diskQueue) { [weak self] unit in
+                guard let self, let disk = device.disks.first(where: { $0.unit == unit }) else { return nil }
+                let attached: AttachedDisk
+                do {
+                    attached = try AttachedDisk(path: disk.path, mode: disk.mode, undoableAction: disk.undoableAction,
+                                                owner: "VM '\(self.name)'",
+                                                continuing: self.restoredFrom != nil || self.bootsAfterGuestReset)
+                } catch {
+                    throw VMError("\(disk.location): \(device.prefix):\(unit).fileName: \(error)")
                 }
-                return try FlatDisk(path: disk.path, readOnly: false)
+                self.attachedDisks.withLock { $0.append(attached) }
+                return attached
             }
             var context = PluginDeviceContext(
                 vmName: name, prefix: device.prefix, memory: memory, clock: clock, timers: timers, pci: pci,
@@ -299,6 +326,11 @@ package final class VirtualMachine: @unchecked Sendable {
         unregisterFromScheduler()
         timers.stop()
         for d in devices { d.destroy() }
+        // A guest reset or a suspend is not a power-off: the VM comes back on its redo logs.
+        switch reason {
+        case .guestReset, .suspended: detachDisks(poweringOff: false)
+        default: detachDisks(poweringOff: true)
+        }
         chipset.configuration.serial?.flush()
         chipset.configuration.serial?.close()
         return reason
