@@ -369,6 +369,8 @@ final class BusLogicDevice {
         opcode = nil
         parameters = []
         parametersExpected = 0
+        reply = []
+        replyRead = 0
         if interrupt { interrupts |= Interrupt.commandComplete }
     }
 
