@@ -233,7 +233,7 @@ extension BusLogicDevice {
             switch c.direction {
             case DataDirection.inChecked: direction = HV_SCSI_DATA_IN
             case DataDirection.outChecked: direction = HV_SCSI_DATA_OUT
-            default: direction = Self.cdbWritesToTarget(c.cdb[0]) ? HV_SCSI_DATA_OUT : HV_SCSI_DATA_IN
+            default: direction = HV_SCSI_DATA_BY_CDB   // unchecked: the CDB decides
             }
         }
         let slot = freeSlots.removeLast()
@@ -261,28 +261,6 @@ extension BusLogicDevice {
             slots[slot] = nil
             freeSlots.append(slot)
             finishCCB(ccb, adapterStatus: AdapterStatus.invalidCCBParameter, targetStatus: 0, completion: Completion.error)
-        }
-    }
-
-    /// Opcodes whose data goes to the target, for CCBs with an unchecked direction.
-    static func cdbWritesToTarget(_ op: UInt8) -> Bool {
-        switch op {
-        case 0x04,              // FORMAT UNIT
-             0x0A, 0x2A, 0xAA, 0x8A,   // WRITE 6/10/12/16
-             0x2E, 0xAE, 0x8E,   // WRITE AND VERIFY 10/12/16
-             0x15, 0x55,         // MODE SELECT 6/10
-             0x1D,               // SEND DIAGNOSTIC
-             0x3B,               // WRITE BUFFER
-             0x3F,               // WRITE LONG
-             0x41, 0x93,         // WRITE SAME 10/16
-             0x42,               // UNMAP
-             0x2F, 0xAF, 0x8F,   // VERIFY with BYTCHK data
-             0x5F,               // PERSISTENT RESERVE OUT
-             0x07,               // REASSIGN BLOCKS
-             0x4C:               // LOG SELECT
-            return true
-        default:
-            return false
         }
     }
 
@@ -317,7 +295,7 @@ extension BusLogicDevice {
             case HV_SCSI_HOST_NO_TARGET:
                 adapter = AdapterStatus.selectionTimeout
                 completion = Completion.error
-            case HV_SCSI_HOST_DATA_DIR:
+            case HV_SCSI_HOST_DATA_DIR, HV_SCSI_HOST_DATA_OVERRUN:
                 adapter = AdapterStatus.dataOverUnderrun
                 completion = Completion.error
             case HV_SCSI_HOST_ABORTED:

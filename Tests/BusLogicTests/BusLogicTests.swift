@@ -209,7 +209,7 @@ final class BusLogicTests: XCTestCase {
         h.putCCB(1, opcode: 0x00, direction: 0, cdb: [0x28, 0, 0, 0, 0, 8, 0, 0, 8, 0], target: 1,
                  dataLength: 4096, data: UInt32(Self.dataBase + 0x40000))
         h.start(mailbox: 1, ccb: 1)
-        XCTAssertEqual(h.queue[0].direction, HV_SCSI_DATA_IN)
+        XCTAssertEqual(h.queue[0].direction, HV_SCSI_DATA_BY_CDB)
         h.completeAll()
         XCTAssertEqual(h.incoming(1).completion, 1)
         XCTAssertEqual(h.peek(Self.dataBase + 0x40000, 4096), pattern)

@@ -117,7 +117,7 @@ final class MockSCSIHost {
         scsiExt.submit = { b, r in
             let m = MockSCSIHost.from(b)
             let req = r!.pointee
-            guard req.target < HV_SCSI_MAX_TARGETS, (6...16).contains(req.cdb_len), req.direction <= 2,
+            guard req.target < HV_SCSI_MAX_TARGETS, (6...16).contains(req.cdb_len), req.direction <= HV_SCSI_DATA_BY_CDB,
                   req.segment_count <= HV_SCSI_MAX_SEGMENTS,
                   (req.direction == HV_SCSI_DATA_NONE) == (req.segment_count == 0) else { return HV_EINVAL }
             let segs = (0..<Int(req.segment_count)).map { req.segments[$0] }

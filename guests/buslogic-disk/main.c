@@ -1,0 +1,461 @@
+/*
+ * buslogic-disk: a driver for the BusLogic BT-958 MultiMaster (104B:1040, ESX's
+ * "buslogic" SCSI adapter) that probes it in the Linux BusLogic driver's order, then
+ * writes, reads back and verifies a pattern on every target.
+ *
+ * Kernel mode (emulated on the PVM host, so kept to register work): PCI, the ISA port
+ * disable and the probe commands, hard reset, configuration and mailbox setup (the
+ * Linux order and reply lengths), one Test CMDC Interrupt through the 8259 (INTx).
+ * Ring 3 (native): the SCSI commands through 32-bit mailboxes and CCBs, the pattern
+ * generation and the comparison.
+ *
+ * Command line: mib=<MiB per target, default 4>.
+ * Output: "buslogic: ..." lines; "buslogic: target T verified N MiB" per disk, then
+ * "buslogic: all N targets ok"; exit 0 on success.
+ *
+ * The pattern (the integration test recomputes it from the image files): the 64-bit
+ * little-endian word at byte offset o of target t is pattern_word(t, o / 8).
+ */
+#include "rt.h"
+
+#define BL_VENDOR 0x104B
+#define BL_DEVICE 0x1040
+
+/* registers */
+#define BL_CONTROL 0 /* write */
+#define BL_STATUS  0 /* read */
+#define BL_COMMAND 1 /* write: command/parameter */
+#define BL_DATAIN  1 /* read */
+#define BL_INTR    2 /* read */
+#define BL_GEOM    3 /* read */
+
+#define CTL_HRST 0x80
+#define CTL_IRST 0x20
+
+#define ST_DACT   0x80
+#define ST_DFAIL  0x40
+#define ST_INREQ  0x20
+#define ST_HARDY  0x10
+#define ST_CPRBSY 0x08
+#define ST_DIRRDY 0x04
+#define ST_RSVD   0x02
+#define ST_CMDINV 0x01
+
+#define INT_INTV 0x80
+#define INT_CMDC 0x04
+#define INT_IMBL 0x01
+
+#define MBOX_COUNT 211 /* what Linux uses with strict round robin */
+#define CHUNK (1u << 20)
+#define SG_PIECE (64u << 10)
+#define SG_STRIDE (SG_PIECE + 4096) /* pieces are not contiguous: the adapter must walk the list */
+#define SG_COUNT (CHUNK / SG_PIECE)
+
+static uint16_t io;
+static unsigned irq;
+static volatile uint32_t irqs;
+static uint8_t last_int;
+
+/* physical layout (identity-mapped; ring 3 may touch it all) */
+#define REGION      0x400000ull
+#define MBOX_BASE   (REGION)
+#define CCB_ADDR    (REGION + 0x1000)
+#define SG_ADDR     (REGION + 0x1100)
+#define SENSE_ADDR  (REGION + 0x1800)
+#define SMALL_BUF   (REGION + 0x2000)
+#define WRITE_BUF   (REGION + 0x100000)
+#define READ_BUF    (REGION + 0x300000)
+#define REGION_SIZE 0x400000ull
+
+/* ------------------------------------------------------- blogic_cmd */
+/* The Linux driver's command protocol: wait ready, opcode, parameters (stop early on
+ * CMDC or data-in), reply bytes while DIRRDY until CMDC, interrupt reset. Returns the
+ * reply byte count, -1 for Command Invalid, -2 on a timeout. */
+static int bl_cmd(uint8_t op, const uint8_t *param, int plen, uint8_t *reply, int rlen)
+{
+    uint8_t st = 0, in;
+    int n = 0, t;
+    for (t = 0; t < 100000; t++) {
+        st = inb(io + BL_STATUS);
+        if ((st & ST_HARDY) && !(st & ST_CPRBSY))
+            break;
+    }
+    if (t == 100000)
+        return -2;
+    outb(io + BL_COMMAND, op);
+    for (t = 0; plen > 0 && t < 100000; t++) {
+        in = inb(io + BL_INTR);
+        st = inb(io + BL_STATUS);
+        if ((in & INT_CMDC) || (st & ST_DIRRDY))
+            break;
+        if (st & ST_CPRBSY)
+            continue;
+        outb(io + BL_COMMAND, *param++);
+        plen--;
+    }
+    if (op == 0x95) /* Modify I/O Address: no Command Complete */
+        return (inb(io + BL_STATUS) & ST_CMDINV) ? -1 : 0;
+    for (t = 0; t < 1000000; t++) {
+        in = inb(io + BL_INTR);
+        st = inb(io + BL_STATUS);
+        if (in & INT_CMDC)
+            break;
+        if (st & ST_DIRRDY) {
+            uint8_t b = inb(io + BL_DATAIN);
+            if (n < rlen)
+                reply[n] = b;
+            n++;
+        }
+        if (op == 0x91 && (st & ST_HARDY))
+            break;
+    }
+    if (t == 1000000)
+        return -2;
+    outb(io + BL_CONTROL, CTL_IRST);
+    if (st & ST_CMDINV)
+        return -1;
+    if (plen > 0)
+        return -1;
+    return n;
+}
+
+static void need(const char *what, int got, int want)
+{
+    if (got != want)
+        fail(3, "buslogic: %s: got %d reply bytes, want %d\n", what, got, want);
+}
+
+static void bl_irq(struct int_frame *f)
+{
+    (void)f;
+    uint8_t in = inb(io + BL_INTR);
+    if (in & INT_INTV) {
+        last_int = in;
+        outb(io + BL_CONTROL, CTL_IRST);
+        irqs++;
+    }
+    pic_eoi(irq);
+}
+
+/* -------------------------------------------------- ring 3: SCSI I/O */
+static uint32_t next_out, next_in;
+static uint8_t targets[16];
+static int ntargets;
+static uint64_t mib = 4;
+
+struct ccb {
+    uint8_t opcode, dir, cdblen, senselen;
+    uint32_t datalen, data;
+    uint8_t r12, r13, host_status, target_status, target, lun;
+    uint8_t cdb[12];
+    uint8_t r30, r31;
+    uint32_t r32, sense;
+} __attribute__((packed));
+
+struct result {
+    uint8_t completion, host_status, target_status;
+    uint8_t sense_key, asc;
+};
+
+/* Starts the CCB through the next outgoing mailbox and polls the next incoming one
+ * (the adapter's interrupt stays masked at the 8259 while ring 3 runs). */
+static struct result scsi(uint8_t target, const uint8_t *cdb, int cdblen, uint8_t dir, uint32_t data,
+                          uint32_t datalen, bool sg)
+{
+    volatile struct ccb *c = (volatile struct ccb *)CCB_ADDR;
+    memset((void *)c, 0, sizeof(*c));
+    c->opcode = sg ? 0x02 : 0x00;
+    c->dir = (uint8_t)(dir << 3);
+    c->cdblen = (uint8_t)cdblen;
+    c->senselen = 18;
+    c->datalen = datalen;
+    c->data = data;
+    c->target = target;
+    for (int i = 0; i < cdblen; i++)
+        c->cdb[i] = cdb[i];
+    c->sense = (uint32_t)SENSE_ADDR;
+    volatile uint8_t *out = (volatile uint8_t *)(MBOX_BASE + 8 * next_out);
+    *(volatile uint32_t *)out = (uint32_t)CCB_ADDR;
+    barrier();
+    out[7] = 1; /* start */
+    next_out = (next_out + 1) % MBOX_COUNT;
+    outb(io + BL_COMMAND, 0x02);
+    volatile uint8_t *inbox = (volatile uint8_t *)(MBOX_BASE + 8 * MBOX_COUNT + 8 * next_in);
+    uint64_t spins = 0;
+    while (inbox[7] == 0) {
+        pause();
+        if (++spins == 4000000000ull)
+            fail(6, "buslogic: no completion for CCB to target %u (cdb %02x)\n", target, cdb[0]);
+    }
+    struct result r = {inbox[7], inbox[4], inbox[5], 0, 0};
+    if (*(volatile uint32_t *)inbox != (uint32_t)CCB_ADDR)
+        fail(6, "buslogic: incoming mailbox names CCB 0x%x\n", *(volatile uint32_t *)inbox);
+    if (r.host_status != c->host_status || r.target_status != c->target_status)
+        fail(6, "buslogic: CCB statuses %02x/%02x differ from the mailbox's\n", c->host_status, c->target_status);
+    last_int = inb(io + BL_INTR);
+    inbox[7] = 0;
+    next_in = (next_in + 1) % MBOX_COUNT;
+    outb(io + BL_CONTROL, CTL_IRST);
+    if (r.completion == 4 && r.target_status == 2) {
+        volatile uint8_t *s = (volatile uint8_t *)SENSE_ADDR;
+        r.sense_key = s[2] & 0x0F;
+        r.asc = s[12];
+    }
+    return r;
+}
+
+static uint64_t pattern_word(unsigned target, uint64_t index)
+{
+    uint64_t z = index * 0x9E3779B97F4A7C15ull + ((uint64_t)target << 56) + 0x42;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void rw10(uint8_t *cdb, uint8_t op, uint32_t lba, uint16_t blocks)
+{
+    memset(cdb, 0, 10);
+    cdb[0] = op;
+    cdb[2] = (uint8_t)(lba >> 24);
+    cdb[3] = (uint8_t)(lba >> 16);
+    cdb[4] = (uint8_t)(lba >> 8);
+    cdb[5] = (uint8_t)lba;
+    cdb[7] = (uint8_t)(blocks >> 8);
+    cdb[8] = (uint8_t)blocks;
+}
+
+static bool disk_test(unsigned t)
+{
+    uint8_t cdb[10];
+    struct result r;
+    /* TEST UNIT READY until the reset's UNIT ATTENTION is reported. */
+    for (int i = 0;; i++) {
+        uint8_t tur[6] = {0};
+        r = scsi((uint8_t)t, tur, 6, 3, 0, 0, false);
+        if (r.completion == 1)
+            break;
+        if (i == 3 || r.sense_key != 6) {
+            printf("buslogic: target %u TEST UNIT READY: completion %u host %02x target %02x sense %x/%02x\n", t,
+                   r.completion, r.host_status, r.target_status, r.sense_key, r.asc);
+            return false;
+        }
+        printf("buslogic: target %u unit attention (asc %02x), retrying\n", t, r.asc);
+    }
+    uint8_t rc10[10] = {0x25};
+    volatile uint8_t *cap = (volatile uint8_t *)SMALL_BUF;
+    r = scsi((uint8_t)t, rc10, 10, 1, (uint32_t)SMALL_BUF, 8, false);
+    if (r.completion != 1) {
+        printf("buslogic: target %u READ CAPACITY failed (host %02x)\n", t, r.host_status);
+        return false;
+    }
+    uint64_t blocks = ((uint64_t)cap[0] << 24 | cap[1] << 16 | cap[2] << 8 | cap[3]) + 1;
+    uint32_t bsize = (uint32_t)cap[4] << 24 | cap[5] << 16 | cap[6] << 8 | cap[7];
+    printf("buslogic: target %u capacity %lu blocks of %u bytes\n", t, blocks, bsize);
+    if (bsize != 512 || blocks * 512 < mib << 20) {
+        printf("buslogic: target %u is smaller than %lu MiB\n", t, mib);
+        return false;
+    }
+    /* The S/G list: SG_COUNT pieces of the write buffer, SG_STRIDE apart. */
+    volatile uint32_t *sg = (volatile uint32_t *)SG_ADDR;
+    for (unsigned i = 0; i < SG_COUNT; i++) {
+        sg[2 * i] = SG_PIECE;
+        sg[2 * i + 1] = (uint32_t)(WRITE_BUF + (uint64_t)i * SG_STRIDE);
+    }
+    uint64_t chunks = (mib << 20) / CHUNK;
+    for (uint64_t c = 0; c < chunks; c++) {
+        uint64_t word = c * (CHUNK / 8);
+        for (unsigned i = 0; i < SG_COUNT; i++) {
+            uint64_t *p = (uint64_t *)(WRITE_BUF + (uint64_t)i * SG_STRIDE);
+            for (unsigned k = 0; k < SG_PIECE / 8; k++)
+                p[k] = pattern_word(t, word++);
+        }
+        rw10(cdb, 0x2A, (uint32_t)(c * (CHUNK / 512)), CHUNK / 512);
+        r = scsi((uint8_t)t, cdb, 10, 2, (uint32_t)SG_ADDR, SG_COUNT * 8, true);
+        if (r.completion != 1) {
+            printf("buslogic: target %u WRITE chunk %lu: completion %u host %02x target %02x sense %x/%02x\n", t, c,
+                   r.completion, r.host_status, r.target_status, r.sense_key, r.asc);
+            return false;
+        }
+    }
+    printf("buslogic: target %u wrote %lu MiB\n", t, mib);
+    for (uint64_t c = 0; c < chunks; c++) {
+        memset((void *)READ_BUF, 0xE5, CHUNK);
+        rw10(cdb, 0x28, (uint32_t)(c * (CHUNK / 512)), CHUNK / 512);
+        /* Unchecked direction, as Linux sends most commands: the CDB decides. */
+        r = scsi((uint8_t)t, cdb, 10, 0, (uint32_t)READ_BUF, CHUNK, false);
+        if (r.completion != 1) {
+            printf("buslogic: target %u READ chunk %lu: completion %u host %02x\n", t, c, r.completion, r.host_status);
+            return false;
+        }
+        const uint64_t *p = (const uint64_t *)READ_BUF;
+        uint64_t word = c * (CHUNK / 8);
+        for (unsigned k = 0; k < CHUNK / 8; k++, word++) {
+            if (p[k] != pattern_word(t, word)) {
+                printf("buslogic: target %u mismatch at byte %lu: %016lx, want %016lx\n", t, word * 8, p[k],
+                       pattern_word(t, word));
+                return false;
+            }
+        }
+    }
+    printf("buslogic: target %u verified %lu MiB\n", t, mib);
+    return true;
+}
+
+static uint64_t io_main(void)
+{
+    /* INQUIRY on each target id but the adapter's, as scsi_scan_host does. */
+    unsigned found = 0;
+    for (unsigned t = 0; t < 16; t++) {
+        if (t == 7)
+            continue;
+        uint8_t inq[6] = {0x12, 0, 0, 0, 36, 0};
+        memset((void *)SMALL_BUF, 0, 64);
+        struct result r = scsi((uint8_t)t, inq, 6, 0, (uint32_t)SMALL_BUF, 36, false);
+        if (r.completion == 4 && r.host_status == 0x11)
+            continue; /* selection timeout: nobody there */
+        if (r.completion != 1)
+            fail(7, "buslogic: INQUIRY target %u: completion %u host %02x\n", t, r.completion, r.host_status);
+        const volatile uint8_t *d = (const volatile uint8_t *)SMALL_BUF;
+        char vendor[9], product[17];
+        for (int i = 0; i < 8; i++)
+            vendor[i] = (char)d[8 + i];
+        for (int i = 0; i < 16; i++)
+            product[i] = (char)d[16 + i];
+        vendor[8] = product[16] = 0;
+        printf("buslogic: target %u type %u \"%s\" \"%s\"\n", t, d[0] & 0x1F, vendor, product);
+        if ((d[0] & 0x1F) == 0 && (d[0] >> 5) == 0)
+            targets[ntargets++] = (uint8_t)t;
+        found |= 1u << t;
+    }
+    printf("buslogic: INQUIRY found targets 0x%04x\n", found);
+    int ok = 0;
+    for (int i = 0; i < ntargets; i++)
+        if (disk_test(targets[i]))
+            ok++;
+    if (ntargets == 0 || ok != ntargets)
+        return 8;
+    printf("buslogic: all %d targets ok (interrupt register after the last command 0x%02x)\n", ok, last_int);
+    return 0;
+}
+
+/* ------------------------------------------------------------ main */
+int main(void)
+{
+    cli();
+    mib = cmdline_u64("mib", 4);
+    if (mib == 0 || mib > 1024)
+        fail(1, "buslogic: mib=%lu out of range\n", mib);
+    if (mem_ram_bytes() < REGION + REGION_SIZE)
+        fail(1, "buslogic: need %llu MiB of RAM\n", (REGION + REGION_SIZE) >> 20);
+    struct pci_dev d;
+    if (!pci_find(BL_VENDOR, BL_DEVICE, &d))
+        fail(2, "buslogic: no %04x:%04x on bus 0\n", BL_VENDOR, BL_DEVICE);
+    struct pci_bar bar0, bar1;
+    pci_bar(&d, 0, &bar0);
+    pci_bar(&d, 1, &bar1);
+    /* blogic_init_mm_probeinfo's checks */
+    if (bar0.type != PCI_BAR_IO || !bar0.addr)
+        fail(2, "buslogic: BAR0 is not an I/O BAR\n");
+    if (bar1.type != PCI_BAR_MEM32 && bar1.type != PCI_BAR_MEM64)
+        fail(2, "buslogic: BAR1 is not a memory BAR\n");
+    io = (uint16_t)bar0.addr;
+    irq = d.irq_line;
+    if (d.irq_pin == 0 || irq == 0 || irq == 2 || irq >= 16)
+        fail(2, "buslogic: no usable INTx line (line %u pin %u)\n", irq, d.irq_pin);
+    pci_enable(&d, PCI_CMD_IO | PCI_CMD_MEM | PCI_CMD_MASTER);
+    printf("buslogic: %02x:%02x.%u io 0x%x mem 0x%lx irq %u\n", d.bus, d.dev, d.fn, io, bar1.addr, irq);
+
+    /* blogic_init_mm_probeinfo: PCI information, ISA port off, AutoSCSI byte 45, board id. */
+    uint8_t r[64];
+    outb(io + BL_CONTROL, CTL_IRST);
+    need("INQUIRE PCI HOST ADAPTER INFORMATION", bl_cmd(0x86, NULL, 0, r, 4), 4);
+    uint8_t isa = r[0];
+    bool isa_was_330 = inb(0x330) == inb(io + BL_STATUS);
+    uint8_t off = 6;
+    if (bl_cmd(0x95, &off, 1, NULL, 0) != 0)
+        fail(3, "buslogic: MODIFY I/O ADDRESS refused\n");
+    bool isa_off = inb(0x330) == 0xFF;
+    uint8_t fetch45[2] = {64 + 45, 1};
+    need("FETCH LOCAL RAM byte 45", bl_cmd(0x91, fetch45, 2, r, 1), 1);
+    need("INQUIRE BOARD ID", bl_cmd(0x04, NULL, 0, r, 4), 4);
+    printf("buslogic: isa port code %u (0x330 %s, after disable %s)\n", isa, isa_was_330 ? "decoded" : "silent",
+           isa_off ? "silent" : "still decoded");
+
+    /* blogic_probe */
+    uint8_t st = inb(io + BL_STATUS), in = inb(io + BL_INTR), geo = inb(io + BL_GEOM);
+    if (st == 0 || (st & (ST_DACT | ST_CPRBSY | ST_RSVD | ST_CMDINV)) || (in & 0x70) || geo == 0xFF)
+        fail(3, "buslogic: probe: status %02x interrupt %02x geometry %02x\n", st, in, geo);
+    /* blogic_hwreset(hard) */
+    outb(io + BL_CONTROL, CTL_HRST);
+    int t;
+    for (t = 0; t < 100000 && !(inb(io + BL_STATUS) & ST_DACT); t++)
+        ;
+    if (t == 100000)
+        fail(3, "buslogic: hard reset: no diagnostic active\n");
+    for (t = 0; t < 100000 && (inb(io + BL_STATUS) & ST_DACT); t++)
+        ;
+    st = inb(io + BL_STATUS);
+    if ((st & ST_DFAIL) || !(st & ST_HARDY))
+        fail(3, "buslogic: hard reset: status %02x\n", st);
+    /* blogic_checkadapter */
+    uint8_t len = 14;
+    need("INQUIRE EXTENDED SETUP INFORMATION", bl_cmd(0x8D, &len, 1, r, 14), 14);
+    /* blogic_rdconfig */
+    uint8_t id[4], cfg[3], ext[14], model[5], d3, letter;
+    need("INQUIRE BOARD ID", bl_cmd(0x04, NULL, 0, id, 4), 4);
+    need("INQUIRE CONFIGURATION", bl_cmd(0x0B, NULL, 0, cfg, 3), 3);
+    len = 34;
+    need("INQUIRE SETUP INFORMATION", bl_cmd(0x0D, &len, 1, r, 34), 34);
+    len = 14;
+    need("INQUIRE EXTENDED SETUP INFORMATION", bl_cmd(0x8D, &len, 1, ext, 14), 14);
+    need("INQUIRE FIRMWARE 3RD DIGIT", bl_cmd(0x84, NULL, 0, &d3, 1), 1);
+    len = 5;
+    need("INQUIRE HOST ADAPTER MODEL NUMBER", bl_cmd(0x8B, &len, 1, model, 5), 5);
+    need("INQUIRE FIRMWARE VERSION LETTER", bl_cmd(0x85, NULL, 0, &letter, 1), 1);
+    need("INQUIRE PCI HOST ADAPTER INFORMATION", bl_cmd(0x86, NULL, 0, r, 4), 4);
+    uint8_t fetch[2] = {64, 64};
+    need("FETCH HOST ADAPTER LOCAL RAM", bl_cmd(0x91, fetch, 2, r, 64), 64);
+    char name[8] = "BT-";
+    for (int i = 0; i < 4 && model[i] != ' ' && model[i]; i++)
+        name[3 + i] = (char)model[i], name[4 + i] = 0;
+    printf("buslogic: model %s firmware %c.%c%c%c id %u bus '%c' sg limit %u wide %u\n", name, id[2], id[3], d3,
+           letter, cfg[2] & 0x0F, ext[0], ext[2] | ext[3] << 8, ext[13] & 1);
+    if (id[2] != '5' || name[3] != '9')
+        fail(3, "buslogic: not a BT-9xx with firmware 5.x\n");
+    /* blogic_initadapter */
+    memset((void *)MBOX_BASE, 0, MBOX_COUNT * 16);
+    uint32_t base = (uint32_t)MBOX_BASE;
+    uint8_t mb[5] = {MBOX_COUNT, (uint8_t)base, (uint8_t)(base >> 8), (uint8_t)(base >> 16), (uint8_t)(base >> 24)};
+    if (bl_cmd(0x81, mb, 5, NULL, 0) < 0)
+        fail(3, "buslogic: INITIALIZE EXTENDED MAILBOX failed\n");
+    uint8_t one = 1;
+    if (bl_cmd(0x8F, &one, 1, NULL, 0) < 0)
+        fail(3, "buslogic: ENABLE STRICT ROUND ROBIN failed\n");
+    if (bl_cmd(0x96, &one, 1, NULL, 0) < 0)
+        fail(3, "buslogic: SET CCB FORMAT failed\n");
+    /* blogic_inquiry (firmware >= 4.25) */
+    uint8_t devs[2];
+    need("INQUIRE TARGET DEVICES", bl_cmd(0x24, NULL, 0, devs, 2), 2);
+    len = 34;
+    need("INQUIRE SETUP INFORMATION", bl_cmd(0x0D, &len, 1, r, 34), 34);
+    len = 16;
+    need("INQUIRE SYNCHRONOUS PERIOD", bl_cmd(0x8C, &len, 1, r, 16), 16);
+    if (bl_cmd(0x99, NULL, 0, NULL, 0) != -1)
+        fail(3, "buslogic: opcode 0x99 was not refused as Command Invalid\n");
+    printf("buslogic: mailboxes %u at 0x%x, target devices 0x%04x\n", MBOX_COUNT, base, devs[0] | devs[1] << 8);
+
+    /* INTx: a Test CMDC Interrupt through the 8259. */
+    set_int_handler((uint8_t)PIC_VECTOR(irq), bl_irq);
+    pic_unmask(irq);
+    outb(io + BL_COMMAND, 0x00);
+    sti();
+    for (t = 0; t < 1000000 && irqs == 0; t++)
+        pause();
+    cli();
+    pic_mask(irq);
+    if (irqs == 0)
+        fail(4, "buslogic: no interrupt for Test CMDC Interrupt\n");
+    printf("buslogic: interrupt %u seen, register 0x%02x\n", irq, last_int);
+
+    return (int)run_user(io_main, user_stack_top);
+}
