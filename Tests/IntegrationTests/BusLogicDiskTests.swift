@@ -1,0 +1,97 @@
+import Foundation
+import XCTest
+
+/// The `buslogic-disk` guest (guests/buslogic-disk: the Linux BusLogic probe order, 32-bit
+/// mailboxes and CCBs) on the BusLogic plugin and the VMkernel's SCSI layer, with flat
+/// image files as the disks.
+final class BusLogicDiskTests: XCTestCase {
+    /// The guest's pattern: the little-endian word at byte offset o of target t.
+    static func patternWord(_ target: UInt64, _ index: UInt64) -> UInt64 {
+        var z = index &* 0x9E37_79B9_7F4A_7C15 &+ (target << 56) &+ 0x42
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    private func requireBusLogic() throws {
+        try HostHarness.requireHost()
+        let dir = (HostHarness.hvhost as NSString).deletingLastPathComponent
+        guard FileManager.default.fileExists(atPath: dir + "/libBusLogic.so") else {
+            XCTFail("libBusLogic.so is not built next to hvhost (\(dir)): run `swift build`")
+            throw XCTSkip("no BusLogic plugin")
+        }
+    }
+
+    /// A zero-filled (sparse) image of `mib` MiB.
+    private func makeImage(_ name: String, mib: Int) throws -> String {
+        let path = HostHarness.workDir + "/\(name)"
+        try? FileManager.default.removeItem(atPath: path)
+        guard FileManager.default.createFile(atPath: path, contents: nil), truncate(path, off_t(mib) << 20) == 0 else {
+            throw XCTSkip("cannot create \(path)")
+        }
+        return path
+    }
+
+    /// Checks that `path` holds the guest's pattern for `target` in its first `mib` MiB
+    /// and zeros after it; nil when it does, else where it differs.
+    private func checkImage(_ path: String, target: UInt64, mib: Int) throws -> String? {
+        let handle = try XCTUnwrap(FileHandle(forReadingAtPath: path))
+        defer { try? handle.close() }
+        var offset: UInt64 = 0
+        let written = UInt64(mib) << 20
+        while true {
+            let data = handle.readData(ofLength: 1 << 20)
+            if data.isEmpty { break }
+            let mismatch: String? = data.withUnsafeBytes { raw in
+                let words = raw.bindMemory(to: UInt64.self)
+                for i in 0..<words.count {
+                    let at = offset + UInt64(i) * 8
+                    let want = at < written ? Self.patternWord(target, at / 8) : 0
+                    let got = UInt64(littleEndian: words[i])
+                    if got != want { return "byte \(at): 0x\(String(got, radix: 16)), want 0x\(String(want, radix: 16))" }
+                }
+                return nil
+            }
+            if let mismatch { return mismatch }
+            offset += UInt64(data.count)
+        }
+        return nil
+    }
+
+    /// The issue's acceptance run: 64 MiB of patterns written and read back on two
+    /// targets (one narrow, one wide id), and the image files hold exactly those bytes
+    /// (and nothing past them).
+    func testGuestWritesAndVerifies64MiBOnTwoTargets() throws {
+        try requireBusLogic()
+        let mib = 64
+        let disk0 = try makeImage("buslogic-t0.img", mib: mib + 8)
+        let disk9 = try makeImage("buslogic-t9.img", mib: mib + 8)
+        let log = HostHarness.workDir + "/buslogic-disk.log"
+        try? FileManager.default.removeItem(atPath: log)
+        let vmx = HostHarness.vmx("buslogic-disk", guest: "buslogic-disk", extra: [
+            "memsize": "64", "hv.cmdline": "mib=\(mib)", "hv.serial": "file:\(log)",
+            "scsi0.present": "TRUE", "scsi0.virtualDev": "buslogic",
+            "scsi0:0.present": "TRUE", "scsi0:0.fileName": disk0,
+            "scsi0:9.present": "TRUE", "scsi0:9.fileName": disk9,
+        ])
+        let start = Date()
+        let r = HostHarness.hvhostRun(["run", vmx], timeout: 240)
+        let seconds = Date().timeIntervalSince(start)
+        let serial = (try? String(contentsOfFile: log, encoding: .utf8)) ?? "(no serial log)"
+        XCTAssertFalse(r.timedOut, serial + r.stderr)
+        XCTAssertEqual(r.status, 1, "guest failed:\n\(serial)\n\(r.stderr)")
+        for line in ["buslogic: model BT-958 firmware 5.07B id 7 bus 'E' sg limit 1024 wide 1",
+                     "buslogic: mailboxes 211 at 0x400000, target devices 0x0201",
+                     "buslogic: INQUIRY found targets 0x0201",
+                     "buslogic: target 0 verified \(mib) MiB", "buslogic: target 9 verified \(mib) MiB",
+                     "buslogic: all 2 targets ok (interrupt register after the last command 0x81)"] {
+            XCTAssertTrue(serial.contains(line + "\n"), "missing \"\(line)\" in:\n\(serial)")
+        }
+        XCTAssertTrue(serial.contains("after disable silent"), serial)
+        XCTAssertTrue(serial.range(of: #"buslogic: interrupt \d+ seen, register 0x84"#, options: .regularExpression) != nil,
+                      serial)
+        XCTAssertNil(try checkImage(disk0, target: 0, mib: mib), "target 0 image")
+        XCTAssertNil(try checkImage(disk9, target: 9, mib: mib), "target 9 image")
+        print("buslogic-disk: \(2 * 2 * mib) MiB moved (written and read back) in \(String(format: "%.1f", seconds)) s")
+    }
+}
