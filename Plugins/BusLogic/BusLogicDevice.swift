@@ -29,6 +29,8 @@ final class BusLogicDevice {
     static let guestErrorLogLimit = 32
     /// ISA-compatible port windows, indexed by the Modify I/O Address code (0-5).
     static let isaPorts: [UInt64] = [0x330, 0x334, 0x230, 0x234, 0x130, 0x134]
+    /// The 8-port blocks claimed for them (windows 2k and 2k+1 share block k).
+    static let isaBlocks: [UInt64] = [0x330, 0x230, 0x130]
     /// Modify I/O Address code for "ISA port disabled".
     static let isaDisabled: UInt8 = 6
 
@@ -196,23 +198,30 @@ final class BusLogicDevice {
         finish()
     }
 
-    /// The ISA-compatible window `index`: decodes only while it is the selected one.
-    func isaRead(index: Int, port: UInt64, size: UInt32) -> UInt64 {
+    /// The ISA window holding `port`, when it is the selected one (only it decodes).
+    private func isaWindowOffset(_ port: UInt64) -> UInt64? {
+        guard Int(isaPort) < Self.isaPorts.count else { return nil }
+        let base = Self.isaPorts[Int(isaPort)]
+        return port >= base && port < base + 4 ? port - base : nil
+    }
+
+    func isaRead(port: UInt64, size: UInt32) -> UInt64 {
         guard lockLive() else { return ones(size) }
-        guard Int(isaPort) == index else { pthread_mutex_unlock(mutex); return ones(size) }
-        let base = Self.isaPorts[index]
         var v: UInt64 = 0
-        for i in 0..<UInt64(min(size, 4)) { v |= UInt64(registerRead(port - base + i)) << (8 * i) }
+        for i in 0..<UInt64(min(size, 4)) {
+            let b = isaWindowOffset(port + i).map { registerRead($0) } ?? 0xFF
+            v |= UInt64(b) << (8 * i)
+        }
         finish()
         return v
     }
 
-    func isaWrite(index: Int, port: UInt64, size: UInt32, value: UInt64) {
+    func isaWrite(port: UInt64, size: UInt32, value: UInt64) {
         guard lockLive() else { return }
-        guard Int(isaPort) == index else { pthread_mutex_unlock(mutex); return }
-        let base = Self.isaPorts[index]
         for i in 0..<UInt64(min(size, 4)) {
-            registerWrite(port - base + i, UInt8(truncatingIfNeeded: value >> (8 * i)))
+            if let offset = isaWindowOffset(port + i) {
+                registerWrite(offset, UInt8(truncatingIfNeeded: value >> (8 * i)))
+            }
         }
         finish()
     }

@@ -34,13 +34,13 @@ private let barWrite: hv_bar_write_fn = { dev, _, offset, size, value in
     instance(dev)?.barWrite(offset: offset, size: size, value: value)
 }
 
-/// The ISA windows' handlers; `opaque` is the window's Modify I/O Address code + 1.
-private let isaRead: hv_legacy_read_fn = { dev, opaque, addr, size in
-    instance(dev)?.isaRead(index: Int(bitPattern: opaque) - 1, port: addr, size: size) ?? ~0
+/// The ISA blocks' handlers (the device picks the window from the port).
+private let isaRead: hv_legacy_read_fn = { dev, _, addr, size in
+    instance(dev)?.isaRead(port: addr, size: size) ?? ~0
 }
 
-private let isaWrite: hv_legacy_write_fn = { dev, opaque, addr, size, value in
-    instance(dev)?.isaWrite(index: Int(bitPattern: opaque) - 1, port: addr, size: size, value: value)
+private let isaWrite: hv_legacy_write_fn = { dev, _, addr, size, value in
+    instance(dev)?.isaWrite(port: addr, size: size, value: value)
 }
 
 private let scsiComplete: hv_scsi_complete_fn = { dev, tag, result in
@@ -109,24 +109,26 @@ private func busLogicCreate(_ services: UnsafePointer<hv_host_services>?, _ host
                                       completion: scsiComplete) else { return HV_ENOTSUP }
     let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
 
-    // The ISA-compatible windows (0x330 by default): each one the VM has free is claimed;
-    // Modify I/O Address picks which decodes. A second adapter finds them taken and runs
-    // with its ISA port disabled.
+    // The ISA-compatible windows (0x330 by default), claimed as the three 8-port blocks
+    // 0x330, 0x230 and 0x130 (two windows each); Modify I/O Address picks the one that
+    // decodes. A second adapter finds 0x330 taken (the host logs it once) and runs with
+    // its ISA port disabled.
     if let legacy = extensionTable(hs, host, HV_EXT_LEGACY_IO, hv_legacy_io_ext.self), let claim = legacy.pointee.claim {
-        for (i, port) in BusLogicDevice.isaPorts.enumerated() {
+        for (block, base) in BusLogicDevice.isaBlocks.enumerated() {
             var region = hv_legacy_region()
             region.struct_size = UInt32(MemoryLayout<hv_legacy_region>.size)
             region.space = HV_LEGACY_PORT
-            region.base = port
-            region.size = 4
+            region.base = base
+            region.size = 8
             region.read = isaRead
             region.write = isaWrite
-            region.opaque = UnsafeMutableRawPointer(bitPattern: i + 1)
             let r = "buslogic-isa".withCString { name -> Int32 in
                 region.name = name
                 return claim(host, &region)
             }
-            device.isaClaimed[i] = r == HV_OK
+            guard r == HV_OK else { break }
+            device.isaClaimed[2 * block] = true
+            device.isaClaimed[2 * block + 1] = true
         }
         if device.isaClaimed[0] {
             device.isaDefault = 0

@@ -51,7 +51,8 @@ final class BusLogicTests: XCTestCase {
         XCTAssertEqual(h.identity.interrupt_pin, 1)
         XCTAssertEqual(h.bars.map(\.kind), [HV_BAR_IO, HV_BAR_MMIO32], "Linux rejects BAR0 not I/O or BAR1 not memory")
         XCTAssertEqual(h.bars.map(\.size), [0x20, 0x20])
-        XCTAssertEqual(h.legacyRegions.map(\.base), [0x330, 0x334, 0x230, 0x234, 0x130, 0x134])
+        XCTAssertEqual(h.legacyRegions.map(\.base), [0x330, 0x230, 0x130])
+        XCTAssertEqual(h.legacyRegions.map(\.size), [8, 8, 8])
     }
 
     func testCreateFailsClearlyWithoutSCSIExtension() throws {
@@ -123,6 +124,25 @@ final class BusLogicTests: XCTestCase {
         XCTAssertEqual(h.command(0x0D, [34], replyLength: 34).reply.count, 34)
         XCTAssertEqual(h.command(0x8C, [16], replyLength: 16).reply.count, 16)
         XCTAssertFalse(h.irq, "every Command Complete was reset")
+    }
+
+    func testISAWindowMovesAndASecondAdapterHasNone() throws {
+        let h = try makeHost()
+        XCTAssertFalse(h.command(0x95, [3]).invalid, "to 0x234")
+        XCTAssertEqual(h.isaRead(0x330), 0xFF)
+        XCTAssertEqual(h.isaRead(0x234), 0x30)
+        XCTAssertEqual(h.isaRead(0x237), 0x00, "geometry through the ISA window")
+        XCTAssertEqual(h.isaRead(0x230), 0xFF, "the other window of the block is silent")
+        h.isaWrite(0x235, 0x00)   // Test CMDC Interrupt through the ISA window
+        XCTAssertEqual(h.interruptRegister, 0x84)
+        h.isaWrite(0x234, 0x20)
+        XCTAssertFalse(h.irq)
+        XCTAssertEqual(h.command(0x86, replyLength: 4).reply[0], 3)
+        // A second adapter in the VM: 0x330 is taken, so it has no ISA port at all.
+        let second = try makeHost(takenPorts: [0x330])
+        XCTAssertEqual(second.legacyRegions.count, 0)
+        XCTAssertEqual(second.command(0x86, replyLength: 4).reply[0], 6)
+        XCTAssertTrue(second.command(0x95, [0]).invalid, "no window to enable")
     }
 
     func testCommandCompleteInterruptAndItsReset() throws {
