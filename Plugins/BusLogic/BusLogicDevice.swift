@@ -46,6 +46,8 @@ final class BusLogicDevice {
     private let scsiSubmit: @convention(c) (OpaquePointer?, UnsafePointer<hv_scsi_request>?) -> Int32
     private let scsiTargetMask: @convention(c) (OpaquePointer?) -> UInt32
     private let scsiAbortAll: @convention(c) (OpaquePointer?, Int32, Int32) -> Int32
+    let statePut: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UInt32, UnsafeRawPointer?, Int) -> Int32)?
+    let stateGet: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UInt32, UnsafeMutableRawPointer?, Int) -> Int32)?
     /// The completion callback handed to hv.scsi (set by the plugin glue).
     let completion: hv_scsi_complete_fn
 
@@ -118,6 +120,8 @@ final class BusLogicDevice {
         self.scsiTargetMask = mask
         self.scsiAbortAll = abortAll
         self.completion = completion
+        self.statePut = s.state_put
+        self.stateGet = s.state_get
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
         segments = .allocate(capacity: Self.scatterGatherLimit)

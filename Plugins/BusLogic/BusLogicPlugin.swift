@@ -16,6 +16,14 @@ private let busLogicOps: UnsafePointer<hv_device_ops> = {
     var ops = hv_device_ops()
     ops.struct_size = UInt32(MemoryLayout<hv_device_ops>.size)
     ops.reset = { dev in instance(dev)?.powerOnReset() }
+    ops.save_state = { dev, writer in
+        guard let device = instance(dev), let put = device.statePut else { return HV_ENOSYS }
+        return device.saveState(writer, put: put)
+    }
+    ops.load_state = { dev, reader, version in
+        guard let device = instance(dev), let get = device.stateGet else { return HV_ENOSYS }
+        return device.loadState(reader, version: version, get: get)
+    }
     ops.destroy = { dev in
         guard let dev, let device = instance(dev) else { return }
         device.shutdown()
@@ -146,7 +154,7 @@ private let busLogicModel: UnsafePointer<hv_device_model> = {
     m.name = cString("buslogic")
     m.description = cString("BusLogic BT-958 MultiMaster SCSI host adapter (104B:1040), the ESX 2.x default")
     m.flags = HV_DEVICE_THREAD_SAFE
-    m.state_version = 1
+    m.state_version = BusLogicDevice.stateVersion
     m.create = { services, host, out in busLogicCreate(services, host, out) }
     m.ops = busLogicOps
     let p = UnsafeMutablePointer<hv_device_model>.allocate(capacity: 1)

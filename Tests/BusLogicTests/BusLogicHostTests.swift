@@ -10,8 +10,9 @@ import XCTest
 
 /// The BusLogic plugin on the real host side: PluginDevice, the VMkernel SCSI layer and
 /// its disk I/O threads over flat images. Completions arrive on host threads while the
-/// test hammers the registers, so this is where lock order and reset races show.
-final class BusLogicHostFuzzTests: XCTestCase {
+/// test hammers the registers, so this is where lock order and reset races show; and
+/// suspend/resume through the host's saved-state sections.
+final class BusLogicHostTests: XCTestCase {
     final class Sink: PCIInterruptSink, @unchecked Sendable {
         let lock = NSLock()
         var level = false
@@ -59,12 +60,14 @@ final class BusLogicHostFuzzTests: XCTestCase {
     var images: [String] = []
     let sink = Sink()
 
+    var backends: PluginBackends!
+    var model: UnsafePointer<hv_device_model>!
+
     override func setUpWithError() throws {
         let catalog = PluginCatalog.load(searchPath: PluginSearchPath(directories: [BusLogicTests.pluginPath]))
-        let match = try catalog.deviceModel(named: "buslogic")
+        model = try catalog.deviceModel(named: "buslogic").model
         memory = try GuestMemory(size: Self.memorySize)
-        let clock = VMClock()
-        queue = DiskIOQueue(name: "buslogic-fuzz")
+        queue = DiskIOQueue(name: "buslogic-host")
         var paths: [Int: String] = [:]
         for unit in [0, 3] {
             let path = NSTemporaryDirectory() + "hv-buslogic-\(getpid())-\(unit)-\(UUID().uuidString.prefix(6)).img"
@@ -72,23 +75,36 @@ final class BusLogicHostFuzzTests: XCTestCase {
             paths[unit] = path
             images.append(path)
         }
-        let backends = PluginBackends(switches: SwitchRegistry(), diskQueue: queue) { unit in
+        backends = PluginBackends(switches: SwitchRegistry(), diskQueue: queue) { unit in
             try paths[unit].map { try FlatDisk(path: $0, readOnly: false) }
         }
+        device = try makeDevice(restoring: nil)
+    }
+
+    /// An instance on its own PCI bus: create, resources, realize, then reset (power-on)
+    /// or load_state and resume (restore); I/O, memory and bus mastering enabled.
+    func makeDevice(restoring section: DeviceStateSection?) throws -> PluginDevice {
+        let clock = VMClock()
         let ports = AddressBus()
         let bridge = try PCIHostBridge(portBus: ports, mmioBus: AddressBus(), interrupts: sink)
-        var logger = Logger(label: "buslogic-fuzz")
+        var logger = Logger(label: "buslogic-host")
         logger.logLevel = .error   // the fuzz makes (rate-limited) guest-error warnings
-        let context = PluginDeviceContext(vmName: "fuzz", prefix: "scsi0", memory: memory, clock: clock,
-                                          timers: TimerQueue(clock: clock, name: "buslogic-fuzz"), pci: bridge,
+        let context = PluginDeviceContext(vmName: "host", prefix: "scsi0", memory: memory, clock: clock,
+                                          timers: TimerQueue(clock: clock, name: "buslogic-host"), pci: bridge,
                                           configValue: { _ in nil }, logger: logger, backends: backends)
-        device = PluginDevice(model: match.model, pluginName: match.plugin.name, context: context)
-        try device.create()
+        let d = PluginDevice(model: model, pluginName: "BusLogic", context: context)
+        try d.create()
         try bridge.assignResources()
-        try device.realize()
-        device.reset()
-        ports.write(0xCF8, size: 4, value: UInt64(0x8000_0000 | UInt32(device.function!.slot) << 11 | 0x04))
+        try d.realize()
+        if let section {
+            try d.loadState(section)
+            d.resume()
+        } else {
+            d.reset()
+        }
+        ports.write(0xCF8, size: 4, value: UInt64(0x8000_0000 | UInt32(d.function!.slot) << 11 | 0x04))
         ports.write(0xCFC, size: 2, value: 0x0007)
+        return d
     }
 
     override func tearDown() {
@@ -243,5 +259,65 @@ final class BusLogicHostFuzzTests: XCTestCase {
         XCTAssertEqual(code, [1], "INQUIRY after the fuzz")
         XCTAssertEqual(peek(Self.dataBase, 1), [0x00], "a direct-access device")
         XCTAssertTrue(sink.lock.withLock { sink.level }, "INTx raised for the completion")
+    }
+
+    /// Polls incoming mailbox `i` of a `count`-entry area until the adapter fills it.
+    private func waitIncoming(_ i: UInt64, count: UInt64) -> [UInt8] {
+        let deadline = Date().addingTimeInterval(30)
+        var entry = peek(Self.mailboxBase + 8 * count + 8 * i, 8)
+        while entry[7] == 0 && Date() < deadline {
+            usleep(500)
+            entry = peek(Self.mailboxBase + 8 * count + 8 * i, 8)
+        }
+        return entry
+    }
+
+    private func startMailbox(_ i: UInt64, ccb: UInt64) {
+        poke32(Self.mailboxBase + 8 * i, UInt32(Self.ccbBase + ccb * 0x100))
+        poke(Self.mailboxBase + 8 * i + 7, [1])
+        write(1, 0x02)
+    }
+
+    /// Suspend in the middle of a command reply and after a completion, restore into a
+    /// new instance: the reply continues, the mailboxes carry on where they were.
+    func testSuspendAndRestoreKeepMailboxesAndAReplyInProgress() throws {
+        poke(Self.mailboxBase, [UInt8](repeating: 0, count: 64))
+        initMailboxes(4)
+        write(1, 0x8F); write(1, 1); write(0, 0x20)   // strict round robin
+        let pattern = (0..<512).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        poke(Self.dataBase, pattern)
+        putCCB(0, opcode: 0x00, direction: 2, cdb: [0x2A, 0, 0, 0, 0, 5, 0, 0, 1, 0], target: 3, dataLength: 512,
+               data: UInt32(Self.dataBase), senseLength: 18)
+        startMailbox(0, ccb: 0)
+        var entry = waitIncoming(0, count: 4)
+        var used: UInt64 = 1   // mailboxes used so far (strict round robin: both directions)
+        if entry[7] == 4 {   // a power-on UNIT ATTENTION first: once more
+            write(0, 0x20)
+            startMailbox(1, ccb: 0)
+            entry = waitIncoming(1, count: 4)
+            used = 2
+        }
+        XCTAssertEqual(entry[7], 1, "WRITE completed good: \(entry)")
+        write(0, 0x20)
+        write(1, 0x04)   // Inquire Board ID: read half of the reply
+        XCTAssertEqual([read(1), read(1)], [UInt64(UInt8(ascii: "A")), UInt64(UInt8(ascii: "A"))])
+
+        device.pause()
+        let section = try XCTUnwrap(try device.saveState())
+        device.destroy()
+        device = try makeDevice(restoring: section)
+
+        XCTAssertEqual(read(0) & 0x14, 0x04, "still in the reply: data-in ready, not ready")
+        XCTAssertEqual([read(1), read(1)], [UInt64(UInt8(ascii: "5")), UInt64(UInt8(ascii: "0"))])
+        XCTAssertEqual(read(2), 0x84, "then Command Complete")
+        write(0, 0x20)
+        XCTAssertEqual(read(0), 0x10, "ready, mailboxes still initialized")
+        // READ(10) of the same block through the next outgoing mailbox.
+        let next = used
+        putCCB(1, opcode: 0x00, direction: 1, cdb: [0x28, 0, 0, 0, 0, 5, 0, 0, 1, 0], target: 3, dataLength: 512,
+               data: UInt32(Self.dataBase + 0x1000), senseLength: 18)
+        startMailbox(next, ccb: 1)
+        XCTAssertEqual(waitIncoming(next, count: 4)[7], 1)
+        XCTAssertEqual(peek(Self.dataBase + 0x1000, 512), pattern)
     }
 }
