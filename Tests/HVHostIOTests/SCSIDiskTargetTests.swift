@@ -486,3 +486,37 @@ final class FlatDiskDiscardTests: XCTestCase {
         XCTAssertThrowsError(try readOnly.discard(sector: 0, count: 1)) { XCTAssertEqual($0 as? DiskError, .readOnly(path: path)) }
     }
 }
+
+/// The protocol's default discard (for disks that cannot free storage): zeros, the whole
+/// range checked first.
+final class VirtualDiskDefaultDiscardTests: XCTestCase {
+    /// Forwards only the required transfer operations, so discard is the default one.
+    final class PlainDisk: VirtualDisk, @unchecked Sendable {
+        let inner: MemoryDisk
+        init(_ inner: MemoryDisk) { self.inner = inner }
+        var sectorSize: Int { inner.sectorSize }
+        var sectorCount: UInt64 { inner.sectorCount }
+        var isReadOnly: Bool { inner.isReadOnly }
+        func read(sector: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws { try inner.read(sector: sector, into: buffer) }
+        func write(sector: UInt64, from buffer: UnsafeRawBufferPointer) throws { try inner.write(sector: sector, from: buffer) }
+        func flush() throws { try inner.flush() }
+    }
+
+    func testDefaultDiscardWritesZerosAfterCheckingTheRange() throws {
+        let memory = MemoryDisk(sectors: 4096)
+        let pattern = [UInt8](repeating: 0xAB, count: 4096 * 512)
+        memory.fill(sector: 0, with: pattern)
+        let disk = PlainDisk(memory)
+        XCTAssertFalse(disk.supportsDiscard)
+        try disk.discard(sector: 10, count: 3000)          // more than one 1 MiB chunk
+        XCTAssertEqual(memory.bytes(sector: 9, count: 1), [UInt8](repeating: 0xAB, count: 512))
+        XCTAssertEqual(memory.bytes(sector: 10, count: 3000), [UInt8](repeating: 0, count: 3000 * 512))
+        XCTAssertEqual(memory.bytes(sector: 3010, count: 1), [UInt8](repeating: 0xAB, count: 512))
+        XCTAssertTrue(memory.discards.isEmpty, "written, not discarded")
+        XCTAssertThrowsError(try disk.discard(sector: 4000, count: 97))
+        XCTAssertEqual(memory.bytes(sector: 4000, count: 96), [UInt8](repeating: 0xAB, count: 96 * 512), "nothing zeroed")
+        XCTAssertThrowsError(try PlainDisk(MemoryDisk(sectors: 8, readOnly: true)).discard(sector: 0, count: 1)) {
+            guard case .readOnly = $0 as? DiskError else { return XCTFail("\($0)") }
+        }
+    }
+}
