@@ -132,6 +132,12 @@ final class SCSIDiskTargetTests: XCTestCase {
         let (r, d) = run([0xA0, 0, 0, 0, 0, 0] + be32(16) + [0, 0], buffer: 16)
         assertGood(r)
         XCTAssertEqual(d, [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        let (all, dAll) = run([0xA0, 0, 0x02, 0, 0, 0] + be32(16) + [0, 0], buffer: 16)
+        assertGood(all)
+        XCTAssertEqual(dAll, d)
+        let (wellKnown, dWellKnown) = run([0xA0, 0, 0x01, 0, 0, 0] + be32(16) + [0, 0], buffer: 16)
+        assertGood(wellKnown, residual: 8)
+        XCTAssertEqual(Array(dWellKnown[0..<8]), [UInt8](repeating: 0, count: 8), "no well-known LUNs")
         assertCheck(run([0xA0, 0, 0, 0, 0, 0] + be32(3) + [0, 0], buffer: 16).0, 0x05, 0x24)    // allocation < 4
         assertCheck(run([0xA0, 0, 0x10, 0, 0, 0] + be32(16) + [0, 0], buffer: 16).0, 0x05, 0x24) // select report 10h
     }

@@ -244,6 +244,8 @@ package final class SCSIDiskTarget: @unchecked Sendable {
     private func reportLuns(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
         let allocation = Int(cdb.bigEndian(at: 6, count: 4))
         guard cdb[2] <= 0x02, allocation >= 4 else { return io.check(.invalidFieldInCDB) }
+        // SELECT REPORT 01h asks for well-known LUNs only, of which there are none.
+        guard cdb[2] != 0x01 else { return io.dataIn([UInt8](repeating: 0, count: 8), allocation: allocation) }
         var d = [UInt8](repeating: 0, count: 16)
         d.storeBigEndian(UInt32(8), at: 0)      // one LUN: 0
         return io.dataIn(d, allocation: allocation)
