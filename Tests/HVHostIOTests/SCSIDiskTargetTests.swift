@@ -149,6 +149,19 @@ final class SCSIDiskTargetTests: XCTestCase {
         assertCheck(run([0x03, 1, 0, 0, 18, 0], buffer: 18).0, 0x05, 0x24)   // descriptor format
     }
 
+    /// An initiator without auto-sense asks with REQUEST SENSE right after the failure.
+    func testRequestSenseReturnsTheLastFailuresSenseOnce() {
+        assertCheck(run(Self.read10(5000, 1), buffer: 512).0, 0x05, 0x21)
+        let (r, d) = run([0x03, 0, 0, 0, 18, 0], buffer: 18)
+        assertGood(r)
+        XCTAssertEqual([d[0], d[2], d[12], d[13]], [0x70, 0x05, 0x21, 0x00])
+        XCTAssertEqual(run([0x03, 0, 0, 0, 18, 0], buffer: 18).1[2], 0, "then NO SENSE")
+        // Any other command in between forgets it.
+        assertCheck(run([0x01, 0, 0, 0, 0, 0], .none).0, 0x05, 0x20)
+        assertGood(run(Self.tur, .none).0)
+        XCTAssertEqual(run([0x03, 0, 0, 0, 18, 0], buffer: 18).1[2], 0)
+    }
+
     func testAbsentLogicalUnit() {
         let (inq, d) = run([0x12, 0, 0, 0, 36, 0], buffer: 36, lun: 3)
         assertGood(inq)
