@@ -59,8 +59,8 @@ final class BusLogicDiskTests: XCTestCase {
     }
 
     /// The acceptance run: 64 MiB of patterns written and read back on two
-    /// targets (one narrow, one wide id), and the image files hold exactly those bytes
-    /// (and nothing past them).
+    /// targets (one narrow, one wide id) with 8 CCBs in flight, and the image files hold
+    /// exactly those bytes (and nothing past them).
     func testGuestWritesAndVerifies64MiBOnTwoTargets() throws {
         try requireBusLogic()
         let mib = 64
@@ -69,7 +69,7 @@ final class BusLogicDiskTests: XCTestCase {
         let log = HostHarness.workDir + "/buslogic-disk.log"
         try? FileManager.default.removeItem(atPath: log)
         let vmx = HostHarness.vmx("buslogic-disk", guest: "buslogic-disk", extra: [
-            "memsize": "64", "hv.cmdline": "mib=\(mib)", "hv.serial": "file:\(log)",
+            "memsize": "64", "hv.cmdline": "mib=\(mib) qd=8", "hv.serial": "file:\(log)",
             "scsi0.present": "TRUE", "scsi0.virtualDev": "buslogic",
             "scsi0:0.present": "TRUE", "scsi0:0.fileName": disk0,
             "scsi0:9.present": "TRUE", "scsi0:9.fileName": disk9,
@@ -83,8 +83,9 @@ final class BusLogicDiskTests: XCTestCase {
         for line in ["buslogic: model BT-958 firmware 5.07B id 7 bus 'E' sg limit 1024 wide 1",
                      "buslogic: mailboxes 211 at 0x400000, target devices 0x0201",
                      "buslogic: INQUIRY found targets 0x0201",
-                     "buslogic: target 0 verified \(mib) MiB", "buslogic: target 9 verified \(mib) MiB",
-                     "buslogic: all 2 targets ok (interrupt register after the last command 0x81)"] {
+                     "buslogic: target 0 wrote \(mib) MiB (8 in flight)", "buslogic: target 0 verified \(mib) MiB",
+                     "buslogic: target 9 verified \(mib) MiB",
+                     "buslogic: all 2 targets ok (interrupt bits seen with completions 0x81)"] {
             XCTAssertTrue(serial.contains(line + "\n"), "missing \"\(line)\" in:\n\(serial)")
         }
         XCTAssertTrue(serial.contains("after disable silent"), serial)

@@ -9,7 +9,7 @@
  * Ring 3 (native): the SCSI commands through 32-bit mailboxes and CCBs, the pattern
  * generation and the comparison.
  *
- * Command line: mib=<MiB per target, default 4>.
+ * Command line: mib=<MiB per target, default 4>, qd=<CCBs in flight, 1-8, default 4>.
  * Output: "buslogic: ..." lines; "buslogic: target T verified N MiB" per disk, then
  * "buslogic: all N targets ok"; exit 0 on success.
  *
@@ -55,17 +55,20 @@ static uint16_t io;
 static unsigned irq;
 static volatile uint32_t irqs;
 static uint8_t last_int;
+static uint8_t mailbox_int_or; /* interrupt register bits seen while reaping */
 
-/* physical layout (identity-mapped; ring 3 may touch it all) */
-#define REGION      0x400000ull
-#define MBOX_BASE   (REGION)
-#define CCB_ADDR    (REGION + 0x1000)
-#define SG_ADDR     (REGION + 0x1100)
-#define SENSE_ADDR  (REGION + 0x1800)
-#define SMALL_BUF   (REGION + 0x2000)
-#define WRITE_BUF   (REGION + 0x100000)
-#define READ_BUF    (REGION + 0x300000)
-#define REGION_SIZE 0x400000ull
+/* physical layout (identity-mapped; ring 3 may touch it all): per CCB slot a CCB, an
+ * S/G list, sense space, a write buffer (S/G pieces) and a read buffer */
+#define QD_MAX       8
+#define REGION       0x400000ull
+#define MBOX_BASE    (REGION)
+#define SLOT_CCB(i)  (REGION + 0x1000 + (uint64_t)(i) * 0x100)
+#define SLOT_SG(i)   (REGION + 0x2000 + (uint64_t)(i) * 0x100)
+#define SLOT_SENSE(i) (REGION + 0x3000 + (uint64_t)(i) * 0x20)
+#define SMALL_BUF    (REGION + 0x4000)
+#define SLOT_WBUF(i) (REGION + 0x100000 + (uint64_t)(i) * 0x110000)
+#define SLOT_RBUF(i) (REGION + 0xA00000 + (uint64_t)(i) * CHUNK)
+#define REGION_SIZE  0x1200000ull
 
 /* ------------------------------------------------------- blogic_cmd */
 /* The Linux driver's command protocol: wait ready, opcode, parameters (stop early on
@@ -142,6 +145,7 @@ static uint32_t next_out, next_in;
 static uint8_t targets[16];
 static int ntargets;
 static uint64_t mib = 4;
+static unsigned qd = 4;
 
 struct ccb {
     uint8_t opcode, dir, cdblen, senselen;
@@ -157,12 +161,10 @@ struct result {
     uint8_t sense_key, asc;
 };
 
-/* Starts the CCB through the next outgoing mailbox and polls the next incoming one
- * (the adapter's interrupt stays masked at the 8259 while ring 3 runs). */
-static struct result scsi(uint8_t target, const uint8_t *cdb, int cdblen, uint8_t dir, uint32_t data,
-                          uint32_t datalen, bool sg)
+static void ccb_fill(unsigned slot, uint8_t target, const uint8_t *cdb, int cdblen, uint8_t dir, uint32_t data,
+                     uint32_t datalen, bool sg)
 {
-    volatile struct ccb *c = (volatile struct ccb *)CCB_ADDR;
+    volatile struct ccb *c = (volatile struct ccb *)SLOT_CCB(slot);
     memset((void *)c, 0, sizeof(*c));
     c->opcode = sg ? 0x02 : 0x00;
     c->dir = (uint8_t)(dir << 3);
@@ -173,34 +175,62 @@ static struct result scsi(uint8_t target, const uint8_t *cdb, int cdblen, uint8_
     c->target = target;
     for (int i = 0; i < cdblen; i++)
         c->cdb[i] = cdb[i];
-    c->sense = (uint32_t)SENSE_ADDR;
+    c->sense = (uint32_t)SLOT_SENSE(slot);
+}
+
+/* blogic_write_outbox: the CCB pointer, then the action code, then the kick. */
+static void post(unsigned slot)
+{
     volatile uint8_t *out = (volatile uint8_t *)(MBOX_BASE + 8 * next_out);
-    *(volatile uint32_t *)out = (uint32_t)CCB_ADDR;
+    if (out[7] != 0)
+        fail(6, "buslogic: outgoing mailbox %u still busy\n", next_out);
+    *(volatile uint32_t *)out = (uint32_t)SLOT_CCB(slot);
     barrier();
     out[7] = 1; /* start */
     next_out = (next_out + 1) % MBOX_COUNT;
     outb(io + BL_COMMAND, 0x02);
+}
+
+/* Waits for the next incoming mailbox (the adapter's interrupt stays masked at the
+ * 8259 while ring 3 runs), frees it, resets the interrupt; returns the CCB's slot. */
+static unsigned reap(struct result *r)
+{
     volatile uint8_t *inbox = (volatile uint8_t *)(MBOX_BASE + 8 * MBOX_COUNT + 8 * next_in);
     uint64_t spins = 0;
     while (inbox[7] == 0) {
         pause();
         if (++spins == 4000000000ull)
-            fail(6, "buslogic: no completion for CCB to target %u (cdb %02x)\n", target, cdb[0]);
+            fail(6, "buslogic: no completion in incoming mailbox %u\n", next_in);
     }
-    struct result r = {inbox[7], inbox[4], inbox[5], 0, 0};
-    if (*(volatile uint32_t *)inbox != (uint32_t)CCB_ADDR)
-        fail(6, "buslogic: incoming mailbox names CCB 0x%x\n", *(volatile uint32_t *)inbox);
-    if (r.host_status != c->host_status || r.target_status != c->target_status)
+    uint32_t ccb = *(volatile uint32_t *)inbox;
+    if (ccb < SLOT_CCB(0) || ccb >= SLOT_CCB(QD_MAX) || (ccb - SLOT_CCB(0)) % 0x100)
+        fail(6, "buslogic: incoming mailbox names CCB 0x%x\n", ccb);
+    unsigned slot = (unsigned)((ccb - SLOT_CCB(0)) / 0x100);
+    volatile struct ccb *c = (volatile struct ccb *)SLOT_CCB(slot);
+    *r = (struct result){inbox[7], inbox[4], inbox[5], 0, 0};
+    if (r->host_status != c->host_status || r->target_status != c->target_status)
         fail(6, "buslogic: CCB statuses %02x/%02x differ from the mailbox's\n", c->host_status, c->target_status);
-    last_int = inb(io + BL_INTR);
+    mailbox_int_or |= inb(io + BL_INTR);
     inbox[7] = 0;
     next_in = (next_in + 1) % MBOX_COUNT;
     outb(io + BL_CONTROL, CTL_IRST);
-    if (r.completion == 4 && r.target_status == 2) {
-        volatile uint8_t *s = (volatile uint8_t *)SENSE_ADDR;
-        r.sense_key = s[2] & 0x0F;
-        r.asc = s[12];
+    if (r->completion == 4 && r->target_status == 2) {
+        volatile uint8_t *sense = (volatile uint8_t *)SLOT_SENSE(slot);
+        r->sense_key = sense[2] & 0x0F;
+        r->asc = sense[12];
     }
+    return slot;
+}
+
+/* One command, nothing else in flight. */
+static struct result scsi(uint8_t target, const uint8_t *cdb, int cdblen, uint8_t dir, uint32_t data,
+                          uint32_t datalen, bool sg)
+{
+    struct result r;
+    ccb_fill(0, target, cdb, cdblen, dir, data, datalen, sg);
+    post(0);
+    if (reap(&r) != 0)
+        fail(6, "buslogic: completion for an idle CCB\n");
     return r;
 }
 
@@ -255,40 +285,76 @@ static bool disk_test(unsigned t)
         printf("buslogic: target %u is smaller than %lu MiB\n", t, mib);
         return false;
     }
-    /* The S/G list: SG_COUNT pieces of the write buffer, SG_STRIDE apart. */
-    volatile uint32_t *sg = (volatile uint32_t *)SG_ADDR;
-    for (unsigned i = 0; i < SG_COUNT; i++) {
-        sg[2 * i] = SG_PIECE;
-        sg[2 * i + 1] = (uint32_t)(WRITE_BUF + (uint64_t)i * SG_STRIDE);
-    }
+    /* Writes: qd CCBs in flight, each with a SG_COUNT-entry S/G list over its own
+     * write buffer (pieces SG_STRIDE apart), completions in whatever order they come. */
     uint64_t chunks = (mib << 20) / CHUNK;
-    for (uint64_t c = 0; c < chunks; c++) {
-        uint64_t word = c * (CHUNK / 8);
-        for (unsigned i = 0; i < SG_COUNT; i++) {
-            uint64_t *p = (uint64_t *)(WRITE_BUF + (uint64_t)i * SG_STRIDE);
-            for (unsigned k = 0; k < SG_PIECE / 8; k++)
-                p[k] = pattern_word(t, word++);
+    uint64_t slot_chunk[QD_MAX];
+    bool busy[QD_MAX] = {false};
+    unsigned inflight = 0;
+    uint64_t issued = 0, done = 0;
+    while (done < chunks) {
+        while (issued < chunks && inflight < qd) {
+            unsigned s = 0;
+            while (busy[s])
+                s++;
+            volatile uint32_t *sg = (volatile uint32_t *)SLOT_SG(s);
+            uint64_t word = issued * (CHUNK / 8);
+            for (unsigned i = 0; i < SG_COUNT; i++) {
+                uint64_t *p = (uint64_t *)(SLOT_WBUF(s) + (uint64_t)i * SG_STRIDE);
+                for (unsigned k = 0; k < SG_PIECE / 8; k++)
+                    p[k] = pattern_word(t, word++);
+                sg[2 * i] = SG_PIECE;
+                sg[2 * i + 1] = (uint32_t)(SLOT_WBUF(s) + (uint64_t)i * SG_STRIDE);
+            }
+            rw10(cdb, 0x2A, (uint32_t)(issued * (CHUNK / 512)), CHUNK / 512);
+            ccb_fill(s, (uint8_t)t, cdb, 10, 2, (uint32_t)SLOT_SG(s), SG_COUNT * 8, true);
+            busy[s] = true;
+            slot_chunk[s] = issued++;
+            inflight++;
+            post(s);
         }
-        rw10(cdb, 0x2A, (uint32_t)(c * (CHUNK / 512)), CHUNK / 512);
-        r = scsi((uint8_t)t, cdb, 10, 2, (uint32_t)SG_ADDR, SG_COUNT * 8, true);
+        unsigned s = reap(&r);
+        if (!busy[s])
+            fail(6, "buslogic: completion for idle slot %u\n", s);
+        busy[s] = false;
+        inflight--;
+        done++;
         if (r.completion != 1) {
-            printf("buslogic: target %u WRITE chunk %lu: completion %u host %02x target %02x sense %x/%02x\n", t, c,
-                   r.completion, r.host_status, r.target_status, r.sense_key, r.asc);
+            printf("buslogic: target %u WRITE chunk %lu: completion %u host %02x target %02x sense %x/%02x\n", t,
+                   slot_chunk[s], r.completion, r.host_status, r.target_status, r.sense_key, r.asc);
             return false;
         }
     }
-    printf("buslogic: target %u wrote %lu MiB\n", t, mib);
-    for (uint64_t c = 0; c < chunks; c++) {
-        memset((void *)READ_BUF, 0xE5, CHUNK);
-        rw10(cdb, 0x28, (uint32_t)(c * (CHUNK / 512)), CHUNK / 512);
-        /* Unchecked direction, as Linux sends most commands: the CDB decides. */
-        r = scsi((uint8_t)t, cdb, 10, 0, (uint32_t)READ_BUF, CHUNK, false);
+    printf("buslogic: target %u wrote %lu MiB (%u in flight)\n", t, mib, qd);
+    /* Reads: one buffer per CCB, unchecked direction as Linux sends most commands (the
+     * CDB decides), verified as each completes. */
+    issued = done = 0;
+    while (done < chunks) {
+        while (issued < chunks && inflight < qd) {
+            unsigned s = 0;
+            while (busy[s])
+                s++;
+            memset((void *)SLOT_RBUF(s), 0xE5, CHUNK);
+            rw10(cdb, 0x28, (uint32_t)(issued * (CHUNK / 512)), CHUNK / 512);
+            ccb_fill(s, (uint8_t)t, cdb, 10, 0, (uint32_t)SLOT_RBUF(s), CHUNK, false);
+            busy[s] = true;
+            slot_chunk[s] = issued++;
+            inflight++;
+            post(s);
+        }
+        unsigned s = reap(&r);
+        if (!busy[s])
+            fail(6, "buslogic: completion for idle slot %u\n", s);
+        busy[s] = false;
+        inflight--;
+        done++;
         if (r.completion != 1) {
-            printf("buslogic: target %u READ chunk %lu: completion %u host %02x\n", t, c, r.completion, r.host_status);
+            printf("buslogic: target %u READ chunk %lu: completion %u host %02x\n", t, slot_chunk[s], r.completion,
+                   r.host_status);
             return false;
         }
-        const uint64_t *p = (const uint64_t *)READ_BUF;
-        uint64_t word = c * (CHUNK / 8);
+        const uint64_t *p = (const uint64_t *)SLOT_RBUF(s);
+        uint64_t word = slot_chunk[s] * (CHUNK / 8);
         for (unsigned k = 0; k < CHUNK / 8; k++, word++) {
             if (p[k] != pattern_word(t, word)) {
                 printf("buslogic: target %u mismatch at byte %lu: %016lx, want %016lx\n", t, word * 8, p[k],
@@ -334,7 +400,7 @@ static uint64_t io_main(void)
             ok++;
     if (ntargets == 0 || ok != ntargets)
         return 8;
-    printf("buslogic: all %d targets ok (interrupt register after the last command 0x%02x)\n", ok, last_int);
+    printf("buslogic: all %d targets ok (interrupt bits seen with completions 0x%02x)\n", ok, mailbox_int_or);
     return 0;
 }
 
@@ -343,6 +409,9 @@ int main(void)
 {
     cli();
     mib = cmdline_u64("mib", 4);
+    qd = (unsigned)cmdline_u64("qd", 4);
+    if (qd == 0 || qd > QD_MAX)
+        fail(1, "buslogic: qd=%u out of range 1-%u\n", qd, QD_MAX);
     if (mib == 0 || mib > 1024)
         fail(1, "buslogic: mib=%lu out of range\n", mib);
     if (mem_ram_bytes() < REGION + REGION_SIZE)
