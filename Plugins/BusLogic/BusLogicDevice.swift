@@ -160,7 +160,7 @@ final class BusLogicDevice {
             deferredResets = []
             pthread_mutex_unlock(mutex)
             guard !work.isEmpty else { return }
-            for w in work { _ = scsiAbortAll(scsiBus, w.target, 1) }
+            for w in work { _ = scsiAbortAll(scsiBus, w.target, w.resetTargets ? 1 : 0) }
             guard lockLive() else { return }
             for w in work {
                 if let ccb = w.ccb, w.generation == generation { completeBusDeviceReset(ccb) }
@@ -299,7 +299,7 @@ final class BusLogicDevice {
         }
         if value & Control.scsiBusReset != 0 {
             for i in slots.indices where slots[i] != nil { slots[i]!.abortReason = .busReset }
-            deferredResets.append(DeferredReset(target: -1, ccb: nil, generation: generation))
+            deferredResets.append(DeferredReset(target: -1, resetTargets: true, ccb: nil, generation: generation))
         }
     }
 
@@ -329,10 +329,11 @@ final class BusLogicDevice {
         scanDeferred = false
         if hard {
             isaPort = isaDefault
-            deferredResets.append(DeferredReset(target: -1, ccb: nil, generation: generation))
+            deferredResets.append(DeferredReset(target: -1, resetTargets: true, ccb: nil, generation: generation))
         } else if hadRequests {
-            // The adapter drops its commands; the targets still end them.
-            deferredResets.append(DeferredReset(target: -1, ccb: nil, generation: generation))
+            // The adapter drops its commands without a bus reset: the targets end them
+            // but keep their state.
+            deferredResets.append(DeferredReset(target: -1, resetTargets: false, ccb: nil, generation: generation))
         }
     }
 
@@ -497,10 +498,11 @@ struct IncomingEntry {
     var completion: UInt8
 }
 
-/// abort_all to run once `mutex` is released; `ccb` is a Bus Device Reset CCB to
-/// complete afterwards.
+/// abort_all to run once `mutex` is released (with a reset of the targets for a bus or
+/// device reset); `ccb` is a Bus Device Reset CCB to complete afterwards.
 struct DeferredReset {
     var target: Int32
+    var resetTargets: Bool
     var ccb: UInt32?
     var generation: UInt32
 }

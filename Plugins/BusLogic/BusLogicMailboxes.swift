@@ -216,7 +216,7 @@ extension BusLogicDevice {
         }
         if c.opcode == CCBOpcode.busDeviceReset {
             for i in slots.indices where slots[i]?.target == c.target { slots[i]!.abortReason = .busDeviceReset }
-            deferredResets.append(DeferredReset(target: Int32(c.target), ccb: ccb, generation: generation))
+            deferredResets.append(DeferredReset(target: Int32(c.target), resetTargets: true, ccb: ccb, generation: generation))
             return
         }
         if c.target == Self.adapterID {

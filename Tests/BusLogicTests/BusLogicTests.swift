@@ -392,6 +392,8 @@ final class BusLogicTests: XCTestCase {
                  dataLength: 512, data: UInt32(Self.dataBase))
         h.start(mailbox: 0, ccb: 0)
         h.write(0, 0x40)
+        XCTAssertEqual(h.abortCalls.last?.0, -1, "the targets end what the adapter dropped")
+        XCTAssertEqual(h.abortCalls.last?.1, 0, "a soft reset does not reset the bus")
         XCTAssertEqual(h.status & 0x80, 0x80)
         XCTAssertEqual(h.status, 0x30, "mailboxes forgotten: init required")
         h.completeAll()
