@@ -5,7 +5,8 @@
 enum CommandOutcome {
     /// The reply bytes (none: the command completes at once with a CMDC interrupt).
     case reply([UInt8])
-    /// Done without a Command Complete interrupt (Modify I/O Address, Disable Interrupt).
+    /// Done without a Command Complete interrupt (Modify I/O Address, Disable Interrupt,
+    /// Enable Outgoing Mailbox Available Interrupt).
     case silent
     /// Command Invalid in the status register.
     case invalid
@@ -57,9 +58,10 @@ extension BusLogicDevice {
             // Board type, custom features, firmware major and minor digit.
             return .reply([UInt8(ascii: "A"), UInt8(ascii: "A"), Self.firmwareMajor, Self.firmwareMinor])
         case Opcode.enableOutgoingMailboxAvailableInterrupt:
+            // Completes without a Command Complete interrupt (as VirtualBox's model does).
             guard p[0] <= 1 else { return .invalid }
             outgoingAvailableInterrupt = p[0] == 1
-            return .reply([])
+            return .silent
         case Opcode.inquireInstalledDevices0to7, Opcode.inquireInstalledDevices8to15:
             let first: UInt32 = op == Opcode.inquireInstalledDevices0to7 ? 0 : 8
             let mask = targetMask

@@ -230,10 +230,12 @@ final class BusLogicDevice {
         finish()
     }
 
-    /// Power-on reset (the device `reset` op): the adapter comes up ready, nothing in flight.
+    /// Power-on reset (the device `reset` op): the adapter comes up ready, nothing in
+    /// flight, the ISA window at its default.
     func powerOnReset() {
         guard lockLive() else { return }
         adapterReset(hard: true)
+        isaPort = isaDefault
         diagnosticPending = false
         deferredResets = []   // nothing is in flight at power-on
         finish()
@@ -303,8 +305,9 @@ final class BusLogicDevice {
         }
     }
 
-    /// Hard reset: diagnostics, SCSI bus reset, the ISA window back to its default.
-    /// Soft reset: the adapter only. Both forget the mailboxes and what is in flight.
+    /// Hard reset: diagnostics and a SCSI bus reset. Soft reset: the adapter only. Both
+    /// forget the mailboxes and what is in flight; neither touches the ISA window (a
+    /// guest-initiated reset keeps what Modify I/O Address chose).
     func adapterReset(hard: Bool) {
         diagnosticPending = true
         commandInvalid = false
@@ -328,7 +331,6 @@ final class BusLogicDevice {
         pendingHead = 0
         scanDeferred = false
         if hard {
-            isaPort = isaDefault
             deferredResets.append(DeferredReset(target: -1, resetTargets: true, ccb: nil, generation: generation))
         } else if hadRequests {
             // The adapter drops its commands without a bus reset: the targets end them

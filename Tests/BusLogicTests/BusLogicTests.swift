@@ -87,7 +87,7 @@ final class BusLogicTests: XCTestCase {
         h.write(0, 0x80)
         XCTAssertEqual(h.status & 0x80, 0x80)
         XCTAssertEqual(h.status, 0x30)
-        XCTAssertEqual(h.isaRead(0x330), 0x30, "a hard reset restores the ISA port")
+        XCTAssertEqual(h.isaRead(0x330), 0xFF, "a guest's reset keeps the ISA port off")
         XCTAssertEqual(h.abortCalls.map(\.0), [-1], "a hard reset resets the SCSI bus")
 
         // blogic_checkadapter and blogic_rdconfig.
@@ -446,6 +446,19 @@ final class BusLogicTests: XCTestCase {
         XCTAssertEqual(h.peek(inbox, 4), [1, 0x02, 0x00, 0x00])
         XCTAssertEqual(Array(h.disks[1]![3 * 512 ..< 4 * 512]), pattern)
         XCTAssertEqual(h.command(0x0D, [8], replyLength: 8).reply[4...7], [4, 0x01, 0x00, 0x00])
+    }
+
+    func testOutgoingMailboxAvailableInterrupt() throws {
+        let h = try makeHost()
+        h.bringUp()
+        h.write(1, 0x05)
+        h.write(1, 0x01)
+        XCTAssertEqual(h.interruptRegister, 0, "enabling it raises no Command Complete")
+        XCTAssertEqual(h.status & 0x10, 0x10)
+        h.putCCB(0, opcode: 0x00, direction: 3, cdb: [0, 0, 0, 0, 0, 0], target: 0, dataLength: 0, data: 0)
+        h.start(mailbox: 0, ccb: 0)
+        XCTAssertEqual(h.interruptRegister, 0x82, "INTV | OMBR: the outgoing mailbox is free again")
+        XCTAssertTrue(h.irq)
     }
 
     func testBusMasteringOffStopsMailboxProcessing() throws {

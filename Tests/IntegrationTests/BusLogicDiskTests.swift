@@ -5,7 +5,8 @@ import XCTest
 /// mailboxes and CCBs) on the BusLogic plugin and the VMkernel's SCSI layer, with flat
 /// image files as the disks.
 final class BusLogicDiskTests: XCTestCase {
-    /// The guest's pattern: the little-endian word at byte offset o of target t.
+    /// The guest's pattern: the little-endian word at byte offset o of target t on
+    /// adapter a is patternWord(16 * a + t, o / 8).
     static func patternWord(_ target: UInt64, _ index: UInt64) -> UInt64 {
         var z = index &* 0x9E37_79B9_7F4A_7C15 &+ (target << 56) &+ 0x42
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -59,40 +60,49 @@ final class BusLogicDiskTests: XCTestCase {
     }
 
     /// The issue's acceptance run: 64 MiB of patterns written and read back on two
-    /// targets (one narrow, one wide id) with 8 CCBs in flight, and the image files hold
-    /// exactly those bytes (and nothing past them).
-    func testGuestWritesAndVerifies64MiBOnTwoTargets() throws {
+    /// targets of one adapter (a narrow and a wide id) with 8 CCBs in flight, and on a
+    /// second adapter of the same VM; the image files hold exactly those bytes (and
+    /// nothing past them).
+    func testGuestWritesAndVerifies64MiBOnTwoTargetsAndASecondAdapter() throws {
         try requireBusLogic()
         let mib = 64
-        let disk0 = try makeImage("buslogic-t0.img", mib: mib + 8)
-        let disk9 = try makeImage("buslogic-t9.img", mib: mib + 8)
+        let disks = [(adapter: 0, target: 0), (adapter: 0, target: 9), (adapter: 1, target: 3)].map {
+            (adapter: $0.adapter, target: $0.target, path: try? makeImage("buslogic-\($0.adapter)-\($0.target).img", mib: mib + 8))
+        }
         let log = HostHarness.workDir + "/buslogic-disk.log"
         try? FileManager.default.removeItem(atPath: log)
-        let vmx = HostHarness.vmx("buslogic-disk", guest: "buslogic-disk", extra: [
-            "memsize": "64", "hv.cmdline": "mib=\(mib) qd=8", "hv.serial": "file:\(log)",
-            "scsi0.present": "TRUE", "scsi0.virtualDev": "buslogic",
-            "scsi0:0.present": "TRUE", "scsi0:0.fileName": disk0,
-            "scsi0:9.present": "TRUE", "scsi0:9.fileName": disk9,
-        ])
+        var keys = ["memsize": "64", "hv.cmdline": "mib=\(mib) qd=8", "hv.serial": "file:\(log)",
+                    "scsi0.present": "TRUE", "scsi0.virtualDev": "buslogic",
+                    "scsi1.present": "TRUE", "scsi1.virtualDev": "buslogic"]
+        for d in disks {
+            keys["scsi\(d.adapter):\(d.target).present"] = "TRUE"
+            keys["scsi\(d.adapter):\(d.target).fileName"] = try XCTUnwrap(d.path)
+        }
+        let vmx = HostHarness.vmx("buslogic-disk", guest: "buslogic-disk", extra: keys)
         let start = Date()
         let r = HostHarness.hvhostRun(["run", vmx], timeout: 240)
         let seconds = Date().timeIntervalSince(start)
         let serial = (try? String(contentsOfFile: log, encoding: .utf8)) ?? "(no serial log)"
         XCTAssertFalse(r.timedOut, serial + r.stderr)
         XCTAssertEqual(r.status, 1, "guest failed:\n\(serial)\n\(r.stderr)")
-        for line in ["buslogic: model BT-958 firmware 5.07B id 7 bus 'E' sg limit 1024 wide 1",
-                     "buslogic: mailboxes 211 at 0x400000, target devices 0x0201",
-                     "buslogic: INQUIRY found targets 0x0201",
-                     "buslogic: target 0 wrote \(mib) MiB (8 in flight)", "buslogic: target 0 verified \(mib) MiB",
-                     "buslogic: target 9 verified \(mib) MiB",
-                     "buslogic: all 2 targets ok (interrupt bits seen with completions 0x81)"] {
+        for line in ["buslogic0: isa port code 0 (0x330 decoded, after disable silent)",
+                     "buslogic0: model BT-958 firmware 5.07B id 7 bus 'E' sg limit 1024 wide 1",
+                     "buslogic0: mailboxes 211 at 0x408000, target devices 0x0201",
+                     "buslogic1: isa port code 6 (0x330 silent, after disable silent)",
+                     "buslogic1: mailboxes 211 at 0x409000, target devices 0x0008",
+                     "buslogic0: INQUIRY found targets 0x0201", "buslogic1: INQUIRY found targets 0x0008",
+                     "buslogic0: target 0 wrote \(mib) MiB (8 in flight)", "buslogic0: target 0 verified \(mib) MiB",
+                     "buslogic0: target 9 verified \(mib) MiB", "buslogic1: target 3 verified \(mib) MiB",
+                     "buslogic: all 3 targets ok on 2 adapters (interrupt bits seen with completions 0x81)"] {
             XCTAssertTrue(serial.contains(line + "\n"), "missing \"\(line)\" in:\n\(serial)")
         }
-        XCTAssertTrue(serial.contains("after disable silent"), serial)
-        XCTAssertTrue(serial.range(of: #"buslogic: interrupt \d+ seen, register 0x84"#, options: .regularExpression) != nil,
+        XCTAssertTrue(serial.range(of: #"buslogic0: interrupt \d+ seen, register 0x84"#, options: .regularExpression) != nil,
                       serial)
-        XCTAssertNil(try checkImage(disk0, target: 0, mib: mib), "target 0 image")
-        XCTAssertNil(try checkImage(disk9, target: 9, mib: mib), "target 9 image")
-        print("buslogic-disk: \(2 * 2 * mib) MiB moved (written and read back) in \(String(format: "%.1f", seconds)) s")
+        for d in disks {
+            let path = try XCTUnwrap(d.path)
+            XCTAssertNil(try checkImage(path, target: UInt64(16 * d.adapter + d.target), mib: mib),
+                         "scsi\(d.adapter):\(d.target) image")
+        }
+        print("buslogic-disk: \(disks.count * 2 * mib) MiB moved (written and read back) in \(String(format: "%.1f", seconds)) s")
     }
 }

@@ -9,12 +9,13 @@
  * Ring 3 (native): the SCSI commands through 32-bit mailboxes and CCBs, the pattern
  * generation and the comparison.
  *
+ * Every 104B:1040 on bus 0 (up to 4) is driven, one after the other.
  * Command line: mib=<MiB per target, default 4>, qd=<CCBs in flight, 1-8, default 4>.
- * Output: "buslogic: ..." lines; "buslogic: target T verified N MiB" per disk, then
- * "buslogic: all N targets ok"; exit 0 on success.
+ * Output: "buslogic<A>: ..." lines per adapter A; "buslogic<A>: target T verified N MiB"
+ * per disk, then "buslogic: all N targets ok on M adapters"; exit 0 on success.
  *
  * The pattern (the integration test recomputes it from the image files): the 64-bit
- * little-endian word at byte offset o of target t is pattern_word(t, o / 8).
+ * little-endian word at byte offset o of target t is pattern_word(ad * 16 + t, o / 8).
  */
 #include "rt.h"
 
@@ -51,8 +52,15 @@
 #define SG_STRIDE (SG_PIECE + 4096) /* pieces are not contiguous: the adapter must walk the list */
 #define SG_COUNT (CHUNK / SG_PIECE)
 
+#define MAX_ADAPTERS 4
+static struct pci_dev adapters[MAX_ADAPTERS];
+static int nadapters;
+static unsigned ad;  /* the adapter being driven: its index, I/O base, IRQ, mailboxes */
 static uint16_t io;
 static unsigned irq;
+static uint64_t mbox_base;
+static uint16_t adapter_ports[MAX_ADAPTERS];
+static uint32_t next_out, next_in; /* round-robin positions in its mailboxes */
 static volatile uint32_t irqs;
 static uint8_t last_int;
 static uint8_t mailbox_int_or; /* interrupt register bits seen while reaping */
@@ -61,7 +69,7 @@ static uint8_t mailbox_int_or; /* interrupt register bits seen while reaping */
  * S/G list, sense space, a write buffer (S/G pieces) and a read buffer */
 #define QD_MAX       8
 #define REGION       0x400000ull
-#define MBOX_BASE    (REGION)
+#define MBOX_AREA(a) (REGION + 0x8000 + (uint64_t)(a) * 0x1000)
 #define SLOT_CCB(i)  (REGION + 0x1000 + (uint64_t)(i) * 0x100)
 #define SLOT_SG(i)   (REGION + 0x2000 + (uint64_t)(i) * 0x100)
 #define SLOT_SENSE(i) (REGION + 0x3000 + (uint64_t)(i) * 0x20)
@@ -69,6 +77,16 @@ static uint8_t mailbox_int_or; /* interrupt register bits seen while reaping */
 #define SLOT_WBUF(i) (REGION + 0x100000 + (uint64_t)(i) * 0x110000)
 #define SLOT_RBUF(i) (REGION + 0xA00000 + (uint64_t)(i) * CHUNK)
 #define REGION_SIZE  0x1200000ull
+
+/* printf with the adapter's tag: "buslogic<index>: " */
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+    va_list ap;
+    printf("buslogic%u: ", ad);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
 
 /* ------------------------------------------------------- blogic_cmd */
 /* The Linux driver's command protocol: wait ready, opcode, parameters (stop early on
@@ -141,9 +159,17 @@ static void bl_irq(struct int_frame *f)
 }
 
 /* -------------------------------------------------- ring 3: SCSI I/O */
-static uint32_t next_out, next_in;
-static uint8_t targets[16];
-static int ntargets;
+/* Makes adapter `a` the one `io`, `irq` and the mailboxes refer to (its mailbox
+ * positions start over: the kernel side left them at 0). */
+static void select_adapter(int a)
+{
+    ad = (unsigned)a;
+    io = adapter_ports[a];
+    irq = adapters[a].irq_line;
+    mbox_base = MBOX_AREA(a);
+    next_out = next_in = 0;
+}
+
 static uint64_t mib = 4;
 static unsigned qd = 4;
 
@@ -181,7 +207,7 @@ static void ccb_fill(unsigned slot, uint8_t target, const uint8_t *cdb, int cdbl
 /* blogic_write_outbox: the CCB pointer, then the action code, then the kick. */
 static void post(unsigned slot)
 {
-    volatile uint8_t *out = (volatile uint8_t *)(MBOX_BASE + 8 * next_out);
+    volatile uint8_t *out = (volatile uint8_t *)(mbox_base + 8 * next_out);
     if (out[7] != 0)
         fail(6, "buslogic: outgoing mailbox %u still busy\n", next_out);
     *(volatile uint32_t *)out = (uint32_t)SLOT_CCB(slot);
@@ -195,7 +221,7 @@ static void post(unsigned slot)
  * 8259 while ring 3 runs), frees it, resets the interrupt; returns the CCB's slot. */
 static unsigned reap(struct result *r)
 {
-    volatile uint8_t *inbox = (volatile uint8_t *)(MBOX_BASE + 8 * MBOX_COUNT + 8 * next_in);
+    volatile uint8_t *inbox = (volatile uint8_t *)(mbox_base + 8 * MBOX_COUNT + 8 * next_in);
     uint64_t spins = 0;
     while (inbox[7] == 0) {
         pause();
@@ -234,6 +260,7 @@ static struct result scsi(uint8_t target, const uint8_t *cdb, int cdblen, uint8_
     return r;
 }
 
+/* `target` is adapter * 16 + SCSI id. */
 static uint64_t pattern_word(unsigned target, uint64_t index)
 {
     uint64_t z = index * 0x9E3779B97F4A7C15ull + ((uint64_t)target << 56) + 0x42;
@@ -265,24 +292,24 @@ static bool disk_test(unsigned t)
         if (r.completion == 1)
             break;
         if (i == 3 || r.sense_key != 6) {
-            printf("buslogic: target %u TEST UNIT READY: completion %u host %02x target %02x sense %x/%02x\n", t,
+            say("target %u TEST UNIT READY: completion %u host %02x target %02x sense %x/%02x\n", t,
                    r.completion, r.host_status, r.target_status, r.sense_key, r.asc);
             return false;
         }
-        printf("buslogic: target %u unit attention (asc %02x), retrying\n", t, r.asc);
+        say("target %u unit attention (asc %02x), retrying\n", t, r.asc);
     }
     uint8_t rc10[10] = {0x25};
     volatile uint8_t *cap = (volatile uint8_t *)SMALL_BUF;
     r = scsi((uint8_t)t, rc10, 10, 1, (uint32_t)SMALL_BUF, 8, false);
     if (r.completion != 1) {
-        printf("buslogic: target %u READ CAPACITY failed (host %02x)\n", t, r.host_status);
+        say("target %u READ CAPACITY failed (host %02x)\n", t, r.host_status);
         return false;
     }
     uint64_t blocks = ((uint64_t)cap[0] << 24 | cap[1] << 16 | cap[2] << 8 | cap[3]) + 1;
     uint32_t bsize = (uint32_t)cap[4] << 24 | cap[5] << 16 | cap[6] << 8 | cap[7];
-    printf("buslogic: target %u capacity %lu blocks of %u bytes\n", t, blocks, bsize);
+    say("target %u capacity %lu blocks of %u bytes\n", t, blocks, bsize);
     if (bsize != 512 || blocks * 512 < mib << 20) {
-        printf("buslogic: target %u is smaller than %lu MiB\n", t, mib);
+        say("target %u is smaller than %lu MiB\n", t, mib);
         return false;
     }
     /* Writes: qd CCBs in flight, each with a SG_COUNT-entry S/G list over its own
@@ -302,7 +329,7 @@ static bool disk_test(unsigned t)
             for (unsigned i = 0; i < SG_COUNT; i++) {
                 uint64_t *p = (uint64_t *)(SLOT_WBUF(s) + (uint64_t)i * SG_STRIDE);
                 for (unsigned k = 0; k < SG_PIECE / 8; k++)
-                    p[k] = pattern_word(t, word++);
+                    p[k] = pattern_word(ad * 16 + t, word++);
                 sg[2 * i] = SG_PIECE;
                 sg[2 * i + 1] = (uint32_t)(SLOT_WBUF(s) + (uint64_t)i * SG_STRIDE);
             }
@@ -320,12 +347,12 @@ static bool disk_test(unsigned t)
         inflight--;
         done++;
         if (r.completion != 1) {
-            printf("buslogic: target %u WRITE chunk %lu: completion %u host %02x target %02x sense %x/%02x\n", t,
+            say("target %u WRITE chunk %lu: completion %u host %02x target %02x sense %x/%02x\n", t,
                    slot_chunk[s], r.completion, r.host_status, r.target_status, r.sense_key, r.asc);
             return false;
         }
     }
-    printf("buslogic: target %u wrote %lu MiB (%u in flight)\n", t, mib, qd);
+    say("target %u wrote %lu MiB (%u in flight)\n", t, mib, qd);
     /* Reads: one buffer per CCB, unchecked direction as Linux sends most commands (the
      * CDB decides), verified as each completes. */
     issued = done = 0;
@@ -349,27 +376,31 @@ static bool disk_test(unsigned t)
         inflight--;
         done++;
         if (r.completion != 1) {
-            printf("buslogic: target %u READ chunk %lu: completion %u host %02x\n", t, slot_chunk[s], r.completion,
+            say("target %u READ chunk %lu: completion %u host %02x\n", t, slot_chunk[s], r.completion,
                    r.host_status);
             return false;
         }
         const uint64_t *p = (const uint64_t *)SLOT_RBUF(s);
         uint64_t word = slot_chunk[s] * (CHUNK / 8);
         for (unsigned k = 0; k < CHUNK / 8; k++, word++) {
-            if (p[k] != pattern_word(t, word)) {
-                printf("buslogic: target %u mismatch at byte %lu: %016lx, want %016lx\n", t, word * 8, p[k],
-                       pattern_word(t, word));
+            if (p[k] != pattern_word(ad * 16 + t, word)) {
+                say("target %u mismatch at byte %lu: %016lx, want %016lx\n", t, word * 8, p[k],
+                       pattern_word(ad * 16 + t, word));
                 return false;
             }
         }
     }
-    printf("buslogic: target %u verified %lu MiB\n", t, mib);
+    say("target %u verified %lu MiB\n", t, mib);
     return true;
 }
 
-static uint64_t io_main(void)
+/* The adapter `ad`: INQUIRY on each id but the adapter's (as scsi_scan_host does),
+ * then the disk test on every direct-access target. Returns the disks that passed, -1
+ * when one failed. */
+static int adapter_io(void)
 {
-    /* INQUIRY on each target id but the adapter's, as scsi_scan_host does. */
+    uint8_t targets[16];
+    int ntargets = 0;
     unsigned found = 0;
     for (unsigned t = 0; t < 16; t++) {
         if (t == 7)
@@ -388,51 +419,63 @@ static uint64_t io_main(void)
         for (int i = 0; i < 16; i++)
             product[i] = (char)d[16 + i];
         vendor[8] = product[16] = 0;
-        printf("buslogic: target %u type %u \"%s\" \"%s\"\n", t, d[0] & 0x1F, vendor, product);
+        say("target %u type %u \"%s\" \"%s\"\n", t, d[0] & 0x1F, vendor, product);
         if ((d[0] & 0x1F) == 0 && (d[0] >> 5) == 0)
             targets[ntargets++] = (uint8_t)t;
         found |= 1u << t;
     }
-    printf("buslogic: INQUIRY found targets 0x%04x\n", found);
-    int ok = 0;
+    say("INQUIRY found targets 0x%04x\n", found);
     for (int i = 0; i < ntargets; i++)
-        if (disk_test(targets[i]))
-            ok++;
-    if (ntargets == 0 || ok != ntargets)
+        if (!disk_test(targets[i]))
+            return -1;
+    return ntargets;
+}
+
+static uint64_t io_main(void)
+{
+    int disks = 0;
+    for (int a = 0; a < nadapters; a++) {
+        select_adapter(a);
+        int n = adapter_io();
+        if (n < 0)
+            return 8;
+        disks += n;
+    }
+    if (disks == 0)
         return 8;
-    printf("buslogic: all %d targets ok (interrupt bits seen with completions 0x%02x)\n", ok, mailbox_int_or);
+    printf("buslogic: all %d targets ok on %d adapter%s (interrupt bits seen with completions 0x%02x)\n", disks,
+           nadapters, nadapters == 1 ? "" : "s", mailbox_int_or);
     return 0;
 }
 
-/* ------------------------------------------------------------ main */
-int main(void)
+/* ------------------------------------------------------ kernel side */
+static void collect(const struct pci_dev *d, void *ctx)
 {
-    cli();
-    mib = cmdline_u64("mib", 4);
-    qd = (unsigned)cmdline_u64("qd", 4);
-    if (qd == 0 || qd > QD_MAX)
-        fail(1, "buslogic: qd=%u out of range 1-%u\n", qd, QD_MAX);
-    if (mib == 0 || mib > 1024)
-        fail(1, "buslogic: mib=%lu out of range\n", mib);
-    if (mem_ram_bytes() < REGION + REGION_SIZE)
-        fail(1, "buslogic: need %llu MiB of RAM\n", (REGION + REGION_SIZE) >> 20);
-    struct pci_dev d;
-    if (!pci_find(BL_VENDOR, BL_DEVICE, &d))
-        fail(2, "buslogic: no %04x:%04x on bus 0\n", BL_VENDOR, BL_DEVICE);
+    (void)ctx;
+    if (d->vendor == BL_VENDOR && d->device == BL_DEVICE && nadapters < MAX_ADAPTERS)
+        adapters[nadapters++] = *d;
+}
+
+/* The Linux driver's probe, hard reset, configuration, mailbox setup and target
+ * inquiry for adapter `ad`, then one Test CMDC Interrupt through the 8259. */
+static void init_adapter(const struct pci_dev *d)
+{
     struct pci_bar bar0, bar1;
-    pci_bar(&d, 0, &bar0);
-    pci_bar(&d, 1, &bar1);
+    pci_bar(d, 0, &bar0);
+    pci_bar(d, 1, &bar1);
     /* blogic_init_mm_probeinfo's checks */
     if (bar0.type != PCI_BAR_IO || !bar0.addr)
         fail(2, "buslogic: BAR0 is not an I/O BAR\n");
     if (bar1.type != PCI_BAR_MEM32 && bar1.type != PCI_BAR_MEM64)
         fail(2, "buslogic: BAR1 is not a memory BAR\n");
     io = (uint16_t)bar0.addr;
-    irq = d.irq_line;
-    if (d.irq_pin == 0 || irq == 0 || irq == 2 || irq >= 16)
-        fail(2, "buslogic: no usable INTx line (line %u pin %u)\n", irq, d.irq_pin);
-    pci_enable(&d, PCI_CMD_IO | PCI_CMD_MEM | PCI_CMD_MASTER);
-    printf("buslogic: %02x:%02x.%u io 0x%x mem 0x%lx irq %u\n", d.bus, d.dev, d.fn, io, bar1.addr, irq);
+    adapter_ports[ad] = io;
+    irq = d->irq_line;
+    mbox_base = MBOX_AREA(ad);
+    if (d->irq_pin == 0 || irq == 0 || irq == 2 || irq >= 16)
+        fail(2, "buslogic: no usable INTx line (line %u pin %u)\n", irq, d->irq_pin);
+    pci_enable(d, PCI_CMD_IO | PCI_CMD_MEM | PCI_CMD_MASTER);
+    say("%02x:%02x.%u io 0x%x mem 0x%lx irq %u\n", d->bus, d->dev, d->fn, io, bar1.addr, irq);
 
     /* blogic_init_mm_probeinfo: PCI information, ISA port off, AutoSCSI byte 45, board id. */
     uint8_t r[64];
@@ -447,7 +490,7 @@ int main(void)
     uint8_t fetch45[2] = {64 + 45, 1};
     need("FETCH LOCAL RAM byte 45", bl_cmd(0x91, fetch45, 2, r, 1), 1);
     need("INQUIRE BOARD ID", bl_cmd(0x04, NULL, 0, r, 4), 4);
-    printf("buslogic: isa port code %u (0x330 %s, after disable %s)\n", isa, isa_was_330 ? "decoded" : "silent",
+    say("isa port code %u (0x330 %s, after disable %s)\n", isa, isa_was_330 ? "decoded" : "silent",
            isa_off ? "silent" : "still decoded");
 
     /* blogic_probe */
@@ -487,13 +530,14 @@ int main(void)
     char name[8] = "BT-";
     for (int i = 0; i < 4 && model[i] != ' ' && model[i]; i++)
         name[3 + i] = (char)model[i], name[4 + i] = 0;
-    printf("buslogic: model %s firmware %c.%c%c%c id %u bus '%c' sg limit %u wide %u\n", name, id[2], id[3], d3,
+    say("model %s firmware %c.%c%c%c id %u bus '%c' sg limit %u wide %u\n", name, id[2], id[3], d3,
            letter, cfg[2] & 0x0F, ext[0], ext[2] | ext[3] << 8, ext[13] & 1);
     if (id[2] != '5' || name[3] != '9')
         fail(3, "buslogic: not a BT-9xx with firmware 5.x\n");
     /* blogic_initadapter */
-    memset((void *)MBOX_BASE, 0, MBOX_COUNT * 16);
-    uint32_t base = (uint32_t)MBOX_BASE;
+    memset((void *)mbox_base, 0, MBOX_COUNT * 16);
+    next_out = next_in = 0;
+    uint32_t base = (uint32_t)mbox_base;
     uint8_t mb[5] = {MBOX_COUNT, (uint8_t)base, (uint8_t)(base >> 8), (uint8_t)(base >> 16), (uint8_t)(base >> 24)};
     if (bl_cmd(0x81, mb, 5, NULL, 0) < 0)
         fail(3, "buslogic: INITIALIZE EXTENDED MAILBOX failed\n");
@@ -511,9 +555,10 @@ int main(void)
     need("INQUIRE SYNCHRONOUS PERIOD", bl_cmd(0x8C, &len, 1, r, 16), 16);
     if (bl_cmd(0x99, NULL, 0, NULL, 0) != -1)
         fail(3, "buslogic: opcode 0x99 was not refused as Command Invalid\n");
-    printf("buslogic: mailboxes %u at 0x%x, target devices 0x%04x\n", MBOX_COUNT, base, devs[0] | devs[1] << 8);
+    say("mailboxes %u at 0x%x, target devices 0x%04x\n", MBOX_COUNT, base, devs[0] | devs[1] << 8);
 
     /* INTx: a Test CMDC Interrupt through the 8259. */
+    irqs = 0;
     set_int_handler((uint8_t)PIC_VECTOR(irq), bl_irq);
     pic_unmask(irq);
     outb(io + BL_COMMAND, 0x00);
@@ -524,7 +569,27 @@ int main(void)
     pic_mask(irq);
     if (irqs == 0)
         fail(4, "buslogic: no interrupt for Test CMDC Interrupt\n");
-    printf("buslogic: interrupt %u seen, register 0x%02x\n", irq, last_int);
+    say("interrupt %u seen, register 0x%02x\n", irq, last_int);
+}
 
+/* ------------------------------------------------------------ main */
+int main(void)
+{
+    cli();
+    mib = cmdline_u64("mib", 4);
+    qd = (unsigned)cmdline_u64("qd", 4);
+    if (qd == 0 || qd > QD_MAX)
+        fail(1, "buslogic: qd=%u out of range 1-%u\n", qd, QD_MAX);
+    if (mib == 0 || mib > 1024)
+        fail(1, "buslogic: mib=%lu out of range\n", mib);
+    if (mem_ram_bytes() < REGION + REGION_SIZE)
+        fail(1, "buslogic: need %llu MiB of RAM\n", (REGION + REGION_SIZE) >> 20);
+    pci_scan(collect, NULL);
+    if (nadapters == 0)
+        fail(2, "buslogic: no %04x:%04x on bus 0\n", BL_VENDOR, BL_DEVICE);
+    for (int a = 0; a < nadapters; a++) {
+        ad = (unsigned)a;
+        init_adapter(&adapters[a]);
+    }
     return (int)run_user(io_main, user_stack_top);
 }
