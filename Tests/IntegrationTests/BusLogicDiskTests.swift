@@ -105,4 +105,51 @@ final class BusLogicDiskTests: XCTestCase {
         }
         print("buslogic-disk: \(disks.count * 2 * mib) MiB moved (written and read back) in \(String(format: "%.1f", seconds)) s")
     }
+
+    /// Suspend (`console suspend`) between writing and reading back the first disk, and
+    /// `hvhost resume`: the adapter comes back with its mailboxes and round-robin
+    /// positions, and the guest reads and verifies everything without booting again.
+    func testSuspendAndResumeBetweenWriteAndReadBack() throws {
+        try requireBusLogic()
+        let mib = 16
+        let disk0 = try makeImage("buslogic-susp-0.img", mib: mib)
+        let disk1 = try makeImage("buslogic-susp-1.img", mib: mib)
+        let log = HostHarness.workDir + "/buslogic-susp.log"
+        let file = HostHarness.workDir + "/buslogic-susp.hvsusp"
+        let socket = HostHarness.workDir + "/buslogic-susp.sock"
+        for path in [log, file, socket] { try? FileManager.default.removeItem(atPath: path) }
+        let vmx = HostHarness.vmx("buslogic-susp", guest: "buslogic-disk", extra: [
+            "hv.cmdline": "mib=\(mib) qd=4 hold=10", "hv.serial": "file:\(log)",
+            "scsi0.present": "TRUE", "scsi0:0.present": "TRUE", "scsi0:0.fileName": disk0,
+            "scsi0:1.present": "TRUE", "scsi0:1.fileName": disk1,
+        ])
+        func serial() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        var suspend = HostHarness.Result(status: -1, stdout: "", stderr: "", timedOut: false)
+        var sawHold = false
+        let first = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 120) { _ in
+            for _ in 0..<500 where !FileManager.default.fileExists(atPath: socket) { usleep(10_000) }
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline && !sawHold {
+                sawHold = serial().contains("buslogic0: target 0 holding 10 s\n")
+                if !sawHold { usleep(10_000) }
+            }
+            guard sawHold else { return }
+            suspend = HostHarness.hvhostRun(["console", "--socket", socket, "suspend", "buslogic-susp", file], timeout: 60)
+        }
+        XCTAssertTrue(sawHold, "the guest never held:\n\(serial())\n\(first.stderr)")
+        XCTAssertFalse(first.timedOut, first.stderr)
+        XCTAssertTrue(suspend.stdout.hasPrefix("buslogic-susp: suspended to \(file)"), suspend.stdout + suspend.stderr)
+        XCTAssertFalse(serial().contains("verified"), "suspended before reading back:\n\(serial())")
+
+        let second = HostHarness.hvhostRun(["resume", file], timeout: 120)
+        let text = serial()
+        XCTAssertFalse(second.timedOut, second.stderr)
+        XCTAssertTrue(second.stderr.contains("buslogic-susp: resumed from \(file)"), second.stderr)
+        XCTAssertTrue(text.contains("buslogic0: target 0 verified \(mib) MiB\n"), text)
+        XCTAssertTrue(text.contains("buslogic: all 2 targets ok on 1 adapter"), text)
+        XCTAssertTrue(text.contains("EXIT 0"), text)
+        XCTAssertEqual(text.components(separatedBy: "rt: entry=").count - 1, 1, "the guest booted again:\n\(text)")
+        XCTAssertNil(try checkImage(disk0, target: 0, mib: mib), "target 0 image")
+        XCTAssertNil(try checkImage(disk1, target: 1, mib: mib), "target 1 image")
+    }
 }

@@ -10,7 +10,9 @@
  * generation and the comparison.
  *
  * Every 104B:1040 on bus 0 (up to 4) is driven, one after the other.
- * Command line: mib=<MiB per target, default 4>, qd=<CCBs in flight, 1-8, default 4>.
+ * Command line: mib=<MiB per target, default 4>, qd=<CCBs in flight, 1-8, default 4>,
+ * hold=<seconds>: after writing the first disk, wait that many RTC seconds before reading
+ * it back (a window for a suspend test; announced as "buslogic0: target T holding").
  * Output: "buslogic<A>: ..." lines per adapter A; "buslogic<A>: target T verified N MiB"
  * per disk, then "buslogic: all N targets ok on M adapters"; exit 0 on success.
  *
@@ -171,6 +173,8 @@ static void select_adapter(int a)
 }
 
 static uint64_t mib = 4;
+static uint64_t hold;
+static bool held;
 static unsigned qd = 4;
 
 struct ccb {
@@ -353,6 +357,20 @@ static bool disk_test(unsigned t)
         }
     }
     say("target %u wrote %lu MiB (%u in flight)\n", t, mib, qd);
+    if (hold && !held) {
+        held = true;
+        say("target %u holding %lu s\n", t, hold);
+        int last = -1;
+        for (uint64_t ticks = 0; ticks < hold;) {
+            int now = rtc_seconds();
+            if (now >= 0 && now != last) {
+                if (last >= 0)
+                    ticks++;
+                last = now;
+            }
+            pause();
+        }
+    }
     /* Reads: one buffer per CCB, unchecked direction as Linux sends most commands (the
      * CDB decides), verified as each completes. */
     issued = done = 0;
@@ -578,6 +596,7 @@ int main(void)
     cli();
     mib = cmdline_u64("mib", 4);
     qd = (unsigned)cmdline_u64("qd", 4);
+    hold = cmdline_u64("hold", 0);
     if (qd == 0 || qd > QD_MAX)
         fail(1, "buslogic: qd=%u out of range 1-%u\n", qd, QD_MAX);
     if (mib == 0 || mib > 1024)
