@@ -9,21 +9,21 @@ enum Control {
     static let scsiBusReset: UInt8 = 0x10
 }
 
-/// Status register (read, offset 0). Bit 1 is reserved and always reads 0.
+/// Status register (read, offset 0). Bit 1 is reserved and always reads 0; diagnostic
+/// failure (0x40) and command/parameter busy (0x08) never show: the diagnostics always
+/// pass and commands run synchronously.
 enum Status {
     static let diagnosticActive: UInt8 = 0x80
-    static let diagnosticFailure: UInt8 = 0x40
     static let initRequired: UInt8 = 0x20
     static let ready: UInt8 = 0x10
-    static let commandParameterBusy: UInt8 = 0x08
     static let dataInReady: UInt8 = 0x04
     static let commandInvalid: UInt8 = 0x01
 }
 
-/// Interrupt register (read, offset 2).
+/// Interrupt register (read, offset 2). SCSI reset (0x08, a reset by another initiator)
+/// never shows: the adapter is the bus's only initiator.
 enum Interrupt {
     static let valid: UInt8 = 0x80
-    static let scsiReset: UInt8 = 0x08
     static let commandComplete: UInt8 = 0x04
     static let mailboxOutAvailable: UInt8 = 0x02
     static let mailboxInLoaded: UInt8 = 0x01
@@ -102,9 +102,8 @@ enum AdapterStatus {
     static let busDeviceReset: UInt8 = 0x25
 }
 
-/// CCB data direction (byte 1 bits 3-4 in the 32-bit CCB).
+/// CCB data direction (byte 1 bits 3-4); 0 is "unchecked": the CDB decides.
 enum DataDirection {
-    static let unchecked: UInt8 = 0
     static let inChecked: UInt8 = 1
     static let outChecked: UInt8 = 2
     static let none: UInt8 = 3
