@@ -383,6 +383,10 @@ extension BusLogicDevice {
         if pendingHead == pendingIncoming.count {
             pendingIncoming.removeAll(keepingCapacity: true)
             pendingHead = 0
+        } else if pendingHead >= Self.maxPendingIncoming {
+            // Never fully drained for a long time: drop the written entries now and then.
+            pendingIncoming.removeFirst(pendingHead)
+            pendingHead = 0
         }
     }
 }
