@@ -6,11 +6,15 @@
  * Kernel mode (emulated on the PVM host, so kept to register work): PCI, the ISA port
  * disable and the probe commands, hard reset, configuration and mailbox setup (the
  * Linux order and reply lengths), one Test CMDC Interrupt through the 8259 (INTx).
- * Ring 3 (native): the SCSI commands through 32-bit mailboxes and CCBs, the pattern
- * generation and the comparison.
+ * Ring 3 (native): the SCSI commands through 32-bit mailboxes and CCBs (kicks and
+ * interrupt acknowledges through the BAR1 memory window), the pattern generation and
+ * the comparison.
  *
  * Every 104B:1040 on bus 0 (up to 4) is driven, one after the other.
  * Command line: mib=<MiB per target, default 4>, qd=<CCBs in flight, 1-8, default 4>,
+ * bench=<ops>: before the pattern test, time 1 MiB sequential writes and reads over
+ * the same range and <ops> 4 KiB random reads and writes (qd in flight), and print
+ * "buslogic<A>: bench target T: ..." (the pattern test then overwrites what it wrote);
  * hold=<seconds>: after writing the first disk, wait that many RTC seconds before reading
  * it back (a window for a suspend test; announced as "buslogic0: target T holding").
  * Output: "buslogic<A>: ..." lines per adapter A; "buslogic<A>: target T verified N MiB"
@@ -19,6 +23,7 @@
  * The pattern (the integration test recomputes it from the image files): the 64-bit
  * little-endian word at byte offset o of target t is pattern_word(ad * 16 + t, o / 8).
  */
+#include "net.h" /* net_time_init, net_us */
 #include "rt.h"
 
 #define BL_VENDOR 0x104B
@@ -62,6 +67,10 @@ static uint16_t io;
 static unsigned irq;
 static uint64_t mbox_base;
 static uint16_t adapter_ports[MAX_ADAPTERS];
+static uint64_t adapter_mmio[MAX_ADAPTERS];
+/* Ring 3 kicks and acknowledges through BAR1 (the same registers as memory): a ring-3
+ * port access is a #GP the kernel emulates (slow on a PVM host), an MMIO access is not. */
+static uint64_t mmio;
 static uint32_t next_out, next_in; /* round-robin positions in its mailboxes */
 static volatile uint32_t irqs;
 static uint8_t last_int;
@@ -167,6 +176,7 @@ static void select_adapter(int a)
 {
     ad = (unsigned)a;
     io = adapter_ports[a];
+    mmio = adapter_mmio[a];
     irq = adapters[a].irq_line;
     mbox_base = MBOX_AREA(a);
     next_out = next_in = 0;
@@ -174,6 +184,7 @@ static void select_adapter(int a)
 
 static uint64_t mib = 4;
 static uint64_t hold;
+static uint64_t bench_ops;
 static bool held;
 static unsigned qd = 4;
 
@@ -218,7 +229,7 @@ static void post(unsigned slot)
     barrier();
     out[7] = 1; /* start */
     next_out = (next_out + 1) % MBOX_COUNT;
-    outb(io + BL_COMMAND, 0x02);
+    mmio_write8(mmio + BL_COMMAND, 0x02);
 }
 
 /* Waits for the next incoming mailbox (the adapter's interrupt stays masked at the
@@ -240,10 +251,10 @@ static unsigned reap(struct result *r)
     *r = (struct result){inbox[7], inbox[4], inbox[5], 0, 0};
     if (r->host_status != c->host_status || r->target_status != c->target_status)
         fail(6, "buslogic: CCB statuses %02x/%02x differ from the mailbox's\n", c->host_status, c->target_status);
-    mailbox_int_or |= inb(io + BL_INTR);
+    mailbox_int_or |= mmio_read8(mmio + BL_INTR);
     inbox[7] = 0;
     next_in = (next_in + 1) % MBOX_COUNT;
-    outb(io + BL_CONTROL, CTL_IRST);
+    mmio_write8(mmio + BL_CONTROL, CTL_IRST);
     if (r->completion == 4 && r->target_status == 2) {
         volatile uint8_t *sense = (volatile uint8_t *)SLOT_SENSE(slot);
         r->sense_key = sense[2] & 0x0F;
@@ -285,6 +296,75 @@ static void rw10(uint8_t *cdb, uint8_t op, uint32_t lba, uint16_t blocks)
     cdb[8] = (uint8_t)blocks;
 }
 
+/* `count` commands of `blocks` blocks each (WRITE(10) or READ(10) by `op`), qd in flight,
+ * at LBAs from `lba(i)`, into or from the slots' read buffers; false on an error. */
+static bool run_queue(unsigned t, uint8_t op, uint64_t count, uint16_t blocks, uint32_t (*lba)(uint64_t))
+{
+    bool busy[QD_MAX] = {false};
+    unsigned inflight = 0;
+    uint64_t issued = 0, done = 0;
+    uint8_t cdb[10];
+    struct result r;
+    while (done < count) {
+        while (issued < count && inflight < qd) {
+            unsigned s = 0;
+            while (busy[s])
+                s++;
+            rw10(cdb, op, lba(issued++), blocks);
+            ccb_fill(s, (uint8_t)t, cdb, 10, op == 0x2A ? 2 : 1, (uint32_t)SLOT_RBUF(s), blocks * 512u, false);
+            busy[s] = true;
+            inflight++;
+            post(s);
+        }
+        unsigned s = reap(&r);
+        busy[s] = false;
+        inflight--;
+        done++;
+        if (r.completion != 1) {
+            say("bench target %u: %s failed, host %02x target %02x\n", t, op == 0x2A ? "WRITE" : "READ",
+                r.host_status, r.target_status);
+            return false;
+        }
+    }
+    return true;
+}
+
+static uint64_t rand_state = 0x2545F4914F6CDD1Dull;
+static uint32_t sequential_lba(uint64_t i) { return (uint32_t)(i * (CHUNK / 512)); }
+static uint32_t random_lba(uint64_t i)
+{
+    (void)i;
+    rand_state ^= rand_state << 13;
+    rand_state ^= rand_state >> 7;
+    rand_state ^= rand_state << 17;
+    return (uint32_t)(rand_state % ((mib << 20) / 4096)) * 8;
+}
+
+static uint64_t per_second(uint64_t n, uint64_t us) { return us ? n * 1000000 / us : 0; }
+
+static bool bench(unsigned t)
+{
+    uint64_t chunks = (mib << 20) / CHUNK;
+    uint64_t t0 = net_us();
+    if (!run_queue(t, 0x2A, chunks, CHUNK / 512, sequential_lba))
+        return false;
+    uint64_t t1 = net_us();
+    if (!run_queue(t, 0x28, chunks, CHUNK / 512, sequential_lba))
+        return false;
+    uint64_t t2 = net_us();
+    if (!run_queue(t, 0x28, bench_ops, 8, random_lba))
+        return false;
+    uint64_t t3 = net_us();
+    if (!run_queue(t, 0x2A, bench_ops, 8, random_lba))
+        return false;
+    uint64_t t4 = net_us();
+    say("bench target %u: 1 MiB sequential write %lu MB/s read %lu MB/s; 4 KiB random read %lu IOPS write %lu IOPS "
+        "(%u in flight)\n",
+        t, per_second(mib << 20, t1 - t0) / 1000000, per_second(mib << 20, t2 - t1) / 1000000,
+        per_second(bench_ops, t3 - t2), per_second(bench_ops, t4 - t3), qd);
+    return true;
+}
+
 static bool disk_test(unsigned t)
 {
     uint8_t cdb[10];
@@ -316,6 +396,8 @@ static bool disk_test(unsigned t)
         say("target %u is smaller than %lu MiB\n", t, mib);
         return false;
     }
+    if (bench_ops && !bench(t))
+        return false;
     /* Writes: qd CCBs in flight, each with a SG_COUNT-entry S/G list over its own
      * write buffer (pieces SG_STRIDE apart), completions in whatever order they come. */
     uint64_t chunks = (mib << 20) / CHUNK;
@@ -488,6 +570,7 @@ static void init_adapter(const struct pci_dev *d)
         fail(2, "buslogic: BAR1 is not a memory BAR\n");
     io = (uint16_t)bar0.addr;
     adapter_ports[ad] = io;
+    adapter_mmio[ad] = bar1.addr;
     irq = d->irq_line;
     mbox_base = MBOX_AREA(ad);
     if (d->irq_pin == 0 || irq == 0 || irq == 2 || irq >= 16)
@@ -597,6 +680,7 @@ int main(void)
     mib = cmdline_u64("mib", 4);
     qd = (unsigned)cmdline_u64("qd", 4);
     hold = cmdline_u64("hold", 0);
+    bench_ops = cmdline_u64("bench", 0);
     if (qd == 0 || qd > QD_MAX)
         fail(1, "buslogic: qd=%u out of range 1-%u\n", qd, QD_MAX);
     if (mib == 0 || mib > 1024)
@@ -610,5 +694,7 @@ int main(void)
         ad = (unsigned)a;
         init_adapter(&adapters[a]);
     }
+    if (bench_ops)
+        net_time_init(); /* PIT at 100 Hz, TSC calibrated: net_us() in ring 3 */
     return (int)run_user(io_main, user_stack_top);
 }
