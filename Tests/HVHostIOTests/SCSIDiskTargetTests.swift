@@ -132,6 +132,12 @@ final class SCSIDiskTargetTests: XCTestCase {
         let (r, d) = run([0xA0, 0, 0, 0, 0, 0] + be32(16) + [0, 0], buffer: 16)
         assertGood(r)
         XCTAssertEqual(d, [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        let (all, dAll) = run([0xA0, 0, 0x02, 0, 0, 0] + be32(16) + [0, 0], buffer: 16)
+        assertGood(all)
+        XCTAssertEqual(dAll, d)
+        let (wellKnown, dWellKnown) = run([0xA0, 0, 0x01, 0, 0, 0] + be32(16) + [0, 0], buffer: 16)
+        assertGood(wellKnown, residual: 8)
+        XCTAssertEqual(Array(dWellKnown[0..<8]), [UInt8](repeating: 0, count: 8), "no well-known LUNs")
         assertCheck(run([0xA0, 0, 0, 0, 0, 0] + be32(3) + [0, 0], buffer: 16).0, 0x05, 0x24)    // allocation < 4
         assertCheck(run([0xA0, 0, 0x10, 0, 0, 0] + be32(16) + [0, 0], buffer: 16).0, 0x05, 0x24) // select report 10h
     }
@@ -141,6 +147,19 @@ final class SCSIDiskTargetTests: XCTestCase {
         assertGood(r)
         XCTAssertEqual(d, [0x70, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "NO SENSE")
         assertCheck(run([0x03, 1, 0, 0, 18, 0], buffer: 18).0, 0x05, 0x24)   // descriptor format
+    }
+
+    /// An initiator without auto-sense asks with REQUEST SENSE right after the failure.
+    func testRequestSenseReturnsTheLastFailuresSenseOnce() {
+        assertCheck(run(Self.read10(5000, 1), buffer: 512).0, 0x05, 0x21)
+        let (r, d) = run([0x03, 0, 0, 0, 18, 0], buffer: 18)
+        assertGood(r)
+        XCTAssertEqual([d[0], d[2], d[12], d[13]], [0x70, 0x05, 0x21, 0x00])
+        XCTAssertEqual(run([0x03, 0, 0, 0, 18, 0], buffer: 18).1[2], 0, "then NO SENSE")
+        // Any other command in between forgets it.
+        assertCheck(run([0x01, 0, 0, 0, 0, 0], .none).0, 0x05, 0x20)
+        assertGood(run(Self.tur, .none).0)
+        XCTAssertEqual(run([0x03, 0, 0, 0, 18, 0], buffer: 18).1[2], 0)
     }
 
     func testAbsentLogicalUnit() {
@@ -485,5 +504,39 @@ final class FlatDiskDiscardTests: XCTestCase {
         let readOnly = try FlatDisk(path: path, readOnly: true)
         XCTAssertFalse(readOnly.supportsDiscard)
         XCTAssertThrowsError(try readOnly.discard(sector: 0, count: 1)) { XCTAssertEqual($0 as? DiskError, .readOnly(path: path)) }
+    }
+}
+
+/// The protocol's default discard (for disks that cannot free storage): zeros, the whole
+/// range checked first.
+final class VirtualDiskDefaultDiscardTests: XCTestCase {
+    /// Forwards only the required transfer operations, so discard is the default one.
+    final class PlainDisk: VirtualDisk, @unchecked Sendable {
+        let inner: MemoryDisk
+        init(_ inner: MemoryDisk) { self.inner = inner }
+        var sectorSize: Int { inner.sectorSize }
+        var sectorCount: UInt64 { inner.sectorCount }
+        var isReadOnly: Bool { inner.isReadOnly }
+        func read(sector: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws { try inner.read(sector: sector, into: buffer) }
+        func write(sector: UInt64, from buffer: UnsafeRawBufferPointer) throws { try inner.write(sector: sector, from: buffer) }
+        func flush() throws { try inner.flush() }
+    }
+
+    func testDefaultDiscardWritesZerosAfterCheckingTheRange() throws {
+        let memory = MemoryDisk(sectors: 4096)
+        let pattern = [UInt8](repeating: 0xAB, count: 4096 * 512)
+        memory.fill(sector: 0, with: pattern)
+        let disk = PlainDisk(memory)
+        XCTAssertFalse(disk.supportsDiscard)
+        try disk.discard(sector: 10, count: 3000)          // more than one 1 MiB chunk
+        XCTAssertEqual(memory.bytes(sector: 9, count: 1), [UInt8](repeating: 0xAB, count: 512))
+        XCTAssertEqual(memory.bytes(sector: 10, count: 3000), [UInt8](repeating: 0, count: 3000 * 512))
+        XCTAssertEqual(memory.bytes(sector: 3010, count: 1), [UInt8](repeating: 0xAB, count: 512))
+        XCTAssertTrue(memory.discards.isEmpty, "written, not discarded")
+        XCTAssertThrowsError(try disk.discard(sector: 4000, count: 97))
+        XCTAssertEqual(memory.bytes(sector: 4000, count: 96), [UInt8](repeating: 0xAB, count: 96 * 512), "nothing zeroed")
+        XCTAssertThrowsError(try PlainDisk(MemoryDisk(sectors: 8, readOnly: true)).discard(sector: 0, count: 1)) {
+            guard case .readOnly = $0 as? DiskError else { return XCTFail("\($0)") }
+        }
     }
 }

@@ -80,6 +80,11 @@ ARGS[devext]=''
 STATUS[devext]=7
 EXPECT[devext]='FAIL: devext: probe device 1234:11e2 not found
 EXIT 3'
+# QEMU has no BusLogic model: the guest boots and reports the adapter missing.
+ARGS[buslogic-disk]=''
+STATUS[buslogic-disk]=5
+EXPECT[buslogic-disk]='FAIL: buslogic: no 104b:1040 on bus 0
+EXIT 2'
 
 fails=0
 for g in "${guests[@]}"; do
