@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "SchedRoundRobin", type: .dynamic, targets: ["SchedRoundRobin"]),
         .library(name: "SchedCosched", type: .dynamic, targets: ["SchedCosched"]),
         .library(name: "Vlance", type: .dynamic, targets: ["Vlance"]),
+        .library(name: "Vmxnet", type: .dynamic, targets: ["Vmxnet"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -84,6 +85,8 @@ let package = Package(
         ),
         // The Vlance NIC (AMD PCnet-PCI II) as a dynamically loaded device plugin.
         .target(name: "Vlance", dependencies: ["PluginABI"], path: "Plugins/Vlance", exclude: ["README.md"]),
+        // The Vmxnet NIC (VMXNET3) as a dynamically loaded device plugin.
+        .target(name: "Vmxnet", dependencies: ["PluginABI"], path: "Plugins/Vmxnet", exclude: ["README.md"]),
         // Scheduler policies: propshare, roundrobin, cosched-strict/-relaxed (Plugins/SchedPolicies).
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),
