@@ -113,6 +113,8 @@ let package = Package(
                     path: "Tests/HVKernelTests"),
         .testTarget(name: "VlanceTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/VlanceTests"),
+        .testTarget(name: "VmxnetTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+                    path: "Tests/VmxnetTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["HVKernel", "HVBackendKVM", "HVHostIO", "HVPluginHost", "HVSched", "HVSupport"], path: "Tests/IntegrationTests",
                     exclude: ["Fixtures"]),
     ],
