@@ -248,6 +248,8 @@ final class VmxnetDevice {
         if let port { setLink(netLinkUp(port) != 0) }
         pollArmed = false
         if rxWaiting { rxPollDelay = Self.rxPollFirstNs }
+        // A TXPROD that rang just before the pause (or before a suspend) was not served.
+        if active { transmitAll() }
         finish()
     }
 

@@ -277,6 +277,8 @@ bool net_parse_config(struct net_config *c)
     c->size = (uint32_t)net_arg_u64("size", ETH_ZLEN);
     c->flows = (uint32_t)net_arg_u64("flows", 1);
     c->window = (uint32_t)net_arg_u64("window", 0);
+    c->progress = (uint32_t)net_arg_u64("progress", 0);
+    c->idle = (uint32_t)net_arg_u64("idle", 2);
     if (c->size < ETH_ZLEN || c->size > NET_FRAME_MAX_JUMBO || c->flows < 1 || c->flows > 64) {
         printf("net: size=%u (60..%u) or flows=%u (1..64) out of range\n", c->size, NET_FRAME_MAX_JUMBO,
                c->flows);
@@ -789,6 +791,8 @@ static int role_flood(struct ctx *x)
             x->n->tx_submit(x->n, size);
             sent++;
             queued++;
+            if (x->c->progress && sent % x->c->progress == 0)
+                uprintf("flood: %u sent\n", sent);
         }
         if (queued) {
             x->n->tx_kick(x->n);
@@ -850,7 +854,7 @@ static uint8_t seen[1u << 17];
 static int role_sink(struct ctx *x)
 {
     uint32_t start = net_rtc_elapsed, frames = 0, other = 0, bad = 0, dups = 0, acked = 0;
-    uint64_t first = 0, last = 0, last_tick = 0, bytes = 0;
+    uint64_t first = 0, last = 0, last_tick = 0, last_ack_tick = 0, bytes = 0;
     const uint8_t *last_flood = NULL;
     static uint8_t last_hdr[UDP_HLEN];
     uint32_t ack_every = x->c->window / 4 ? x->c->window / 4 : 1;
@@ -894,12 +898,15 @@ static int role_sink(struct ctx *x)
             last_tick = net_ticks;
             continue;
         }
-        if (x->c->window && last_flood && frames != acked && net_ticks - last_tick >= 1) {
-            /* the stream paused: the flood may be waiting for us */
+        if (x->c->window && last_flood && net_ticks - last_tick >= 1 &&
+            (frames != acked || net_ticks - last_ack_tick >= NET_HZ / 10)) {
+            /* the stream paused: the flood may be waiting for us (or lost our last
+             * acknowledgement, e.g. while it was suspended) */
             send_ack(x, last_flood, frames);
             acked = frames;
+            last_ack_tick = net_ticks;
         }
-        if (frames && net_ticks - last_tick > 2 * NET_HZ)
+        if (frames && net_ticks - last_tick > (uint64_t)x->c->idle * NET_HZ)
             break; /* the flood is over (some frames were lost) */
         if (timed_out(x, start))
             break;

@@ -153,6 +153,8 @@ struct net_config {
     uint32_t flows;         /* flood: UDP source ports used in turn (default 1) */
     uint32_t window;        /* flood/sink: frames in flight before the flood waits for the
                                sink's acknowledgement (0: no flow control) */
+    uint32_t progress;      /* flood: print "flood: N sent" every N frames (0: never) */
+    uint32_t idle;          /* sink: seconds without frames that end a started stream (2) */
 };
 /* Parses ip= peer= role= count= timeout= arp= ring= go= stop= interval=; prints and
  * returns false on a bad command line. Callable in either ring. */
