@@ -210,6 +210,32 @@ final class VmxnetTests: XCTestCase {
 
     static func checksum(_ b: [UInt8]) -> UInt32 { ~sum(b) & 0xFFFF }
 
+    /// The port's link goes down and up: each change sets ECR.LINK in DriverShared and
+    /// raises the event interrupt; GET_LINK follows; while down nothing is received.
+    func testLinkEventsRaiseTheEventInterrupt() throws {
+        let rig = try makeRig()
+        let peer = makePeer()
+        XCTAssertEqual(rig.activate(), 0)
+        rig.setPT(0x000, 0)
+        let port = try XCTUnwrap(switches.virtualSwitch(named: "testnet").ports.first { $0.name == "vm-00:50:56:00:00:01.ethernet0" })
+        port.setLink(up: false)
+        XCTAssertEqual(rig.get32(VmxnetRig.ds + 696) & 4, 4, "ECR: LINK")
+        XCTAssertTrue(rig.intx, "the event interrupt")
+        XCTAssertEqual(rig.command(0xF00D_0002), 0, "GET_LINK: down")
+        XCTAssertEqual(rig.vd(0x38), 1)
+        rig.setVD(0x40, 4)
+        XCTAssertEqual(rig.get32(VmxnetRig.ds + 696), 0)
+        rig.setPT(0x000, 0)
+        port.setLink(up: true)
+        XCTAssertEqual(rig.get32(VmxnetRig.ds + 696) & 4, 4)
+        XCTAssertTrue(rig.intx)
+        XCTAssertEqual(rig.command(0xF00D_0002), 10000 << 16 | 1)
+        rig.postRx(ring: 0, count: 2)
+        let r = Self.frame(to: rig.mac, from: peer.mac, length: 64)
+        XCTAssertEqual(peer.send(r), .sent)
+        XCTAssertEqual(rig.rxFrames().map(\.bytes), [r])
+    }
+
     // MARK: hostile guests
 
     func testBadConfigurationsFailActivation() throws {
