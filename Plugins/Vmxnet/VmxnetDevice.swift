@@ -16,6 +16,8 @@ final class VmxnetDevice {
     static let rxPollFirstNs: UInt64 = 20_000
     static let rxPollMaxNs: UInt64 = 2_000_000
     static let guestErrorLogLimit = 32
+    /// Receive buffers one frame may take (ring 1's HEAD and BODY buffers and ring 2's).
+    static let maxBuffersPerFrame = 256
 
     typealias MemRead = @convention(c) (OpaquePointer?, UInt64, UnsafeMutableRawPointer?, Int) -> Int32
     typealias MemWrite = @convention(c) (OpaquePointer?, UInt64, UnsafeRawPointer?, Int) -> Int32
@@ -103,6 +105,8 @@ final class VmxnetDevice {
     let frameBuf: UnsafeMutablePointer<UInt8>
     /// A segment of a TSO frame, or a received frame with its VLAN tag removed.
     let scratch: UnsafeMutablePointer<UInt8>
+    /// The receive buffers planned for the current frame.
+    let rxPlan: UnsafeMutablePointer<RxBuffer>
 
     init?(services: UnsafePointer<hv_host_services>, host: OpaquePointer, mac: [UInt8],
           netQueue: UnsafePointer<hv_net_queue_ext>, msix: UnsafePointer<hv_msix_ext>) {
@@ -137,6 +141,7 @@ final class VmxnetDevice {
         txSegments.initialize(repeating: hv_net_segment(), count: Int(HV_NET_MAX_SEGMENTS))
         frameBuf = .allocate(capacity: Self.maxFrame + 4)
         scratch = .allocate(capacity: Self.maxFrame + 4)
+        rxPlan = .allocate(capacity: Self.maxBuffersPerFrame)
     }
 
     deinit {
@@ -149,6 +154,7 @@ final class VmxnetDevice {
         txSegments.deallocate()
         frameBuf.deallocate()
         scratch.deallocate()
+        rxPlan.deallocate()
     }
 
     static func from(_ p: OpaquePointer?) -> VmxnetDevice? {

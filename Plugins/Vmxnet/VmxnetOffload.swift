@@ -86,7 +86,7 @@ extension VmxnetDevice {
             }
             put16(s, l4 + 16, UInt16(~Self.onesSum(s + l4, tcpLen, pseudo) & 0xFFFF))
             let rc = netSend(port, s, total)
-            countTx(q, rc == HV_OK ? (Array(UnsafeBufferPointer(start: s, count: 6)), total) : nil, discard: rc == HV_EAGAIN)
+            countTx(q, rc == HV_OK ? (Self.destination(s), total) : nil, discard: rc == HV_EAGAIN)
             off += chunk
             n += 1
         } while off < payload

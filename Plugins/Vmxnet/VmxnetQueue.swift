@@ -40,6 +40,16 @@ struct Ring {
     }
 }
 
+/// A receive buffer taken for the frame being received: which ring, which descriptor,
+/// where, how large, and how much of it the frame filled.
+struct RxBuffer {
+    var ring: Int
+    var index: UInt32
+    var gpa: UInt64
+    var length: Int
+    var used: Int
+}
+
 /// Per-queue counters, in UPT1_TxStats / UPT1_RxStats order.
 struct QueueStats {
     var v = [UInt64](repeating: 0, count: 10)

@@ -6,12 +6,6 @@ import Synchronization
 /// completion per buffer. With no buffer the switch holds the frame (back-pressure)
 /// until the driver posts some.
 extension VmxnetDevice {
-    private struct Buffer {
-        var ring: Int
-        var index: UInt32
-        var gpa: UInt64
-        var length: Int
-    }
 
     func receiveFrame(_ frame: UnsafeRawBufferPointer) -> Int32 {
         guard active, linkUp, frame.count >= 14 else { return HV_OK }
@@ -37,25 +31,33 @@ extension VmxnetDevice {
         }
 
         // Plan the buffers before touching anything.
-        var plan: [Buffer] = []
-        plan.reserveCapacity(4)
+        let plan = rxPlan
+        var planned = 0
+        func add(_ ring: Int, _ index: UInt32, _ gpa: UInt64, _ length: Int) -> Bool {
+            guard planned < Self.maxBuffersPerFrame else { return false }
+            plan[planned] = RxBuffer(ring: ring, index: index, gpa: gpa, length: length, used: 0)
+            planned += 1
+            return true
+        }
         var room = 0
         var r1 = q.rings[0]
         var d2 = r1.dword(r1.index, 2)
         guard d2 >> 31 == r1.gen else { return starve(q, ring: 0) }
         atomicMemoryFence(ordering: .acquiring)
-        plan.append(Buffer(ring: 0, index: r1.index, gpa: r1.qword0(r1.index), length: Int(d2 & 0x3FFF)))
+        _ = add(0, r1.index, r1.qword0(r1.index), Int(d2 & 0x3FFF))
         room += Int(d2 & 0x3FFF)
         r1.advance()
         // BODY buffers after the HEAD belong to the same packet slot (a driver posting
         // several buffers per packet); unused ones complete with length 0.
-        while plan.count < r1.size {
+        var taken1 = 1
+        while taken1 < r1.size {
             d2 = r1.dword(r1.index, 2)
             guard d2 >> 31 == r1.gen, (d2 >> 14) & 1 == 1 else { break }
             atomicMemoryFence(ordering: .acquiring)
-            plan.append(Buffer(ring: 0, index: r1.index, gpa: r1.qword0(r1.index), length: Int(d2 & 0x3FFF)))
+            guard add(0, r1.index, r1.qword0(r1.index), Int(d2 & 0x3FFF)) else { return tooManyBuffers(q) }
             room += Int(d2 & 0x3FFF)
             r1.advance()
+            taken1 += 1
         }
         var r2 = q.rings[1]
         var taken2 = 0
@@ -68,7 +70,7 @@ extension VmxnetDevice {
             d2 = r2.dword(r2.index, 2)
             guard d2 >> 31 == r2.gen else { return starve(q, ring: 1) }
             atomicMemoryFence(ordering: .acquiring)
-            plan.append(Buffer(ring: 1, index: r2.index, gpa: r2.qword0(r2.index), length: Int(d2 & 0x3FFF)))
+            guard add(1, r2.index, r2.qword0(r2.index), Int(d2 & 0x3FFF)) else { return tooManyBuffers(q) }
             room += Int(d2 & 0x3FFF)
             r2.advance()
             taken2 += 1
@@ -79,25 +81,25 @@ extension VmxnetDevice {
         // Copy, then complete in order; the last completion carries EOP.
         var off = 0
         var fault = false
-        var used = [Int](repeating: 0, count: plan.count)
-        for (i, b) in plan.enumerated() where off < len {
-            let n = min(b.length, len - off)
-            if memWrite(host, b.gpa, data + off, n) != HV_OK {
+        for i in 0..<planned where off < len {
+            let n = min(plan[i].length, len - off)
+            if memWrite(host, plan[i].gpa, data + off, n) != HV_OK {
                 fault = true
-                guestError("rx queue \(q.id): buffer at 0x\(String(b.gpa, radix: 16)) is not guest RAM")
+                guestError("rx queue \(q.id): buffer at 0x\(String(plan[i].gpa, radix: 16)) is not guest RAM")
                 break
             }
-            used[i] = n
+            plan[i].used = n
             off += n
         }
         let numRx = UInt32(rxQueues.count)
         let rssBits = UInt32(hashType) << 26
-        for (i, b) in plan.enumerated() {
+        for i in 0..<planned {
+            let b = plan[i]
             let rqID = UInt32(q.id) + (b.ring == 1 ? numRx : 0)
             var d0 = b.index & 0xFFF | rqID << 16 | rssBits | 1 << 30     // cnc: checksum not calculated
             if i == 0 { d0 |= 1 << 15 }
-            if i == plan.count - 1 { d0 |= 1 << 14 }
-            var w2 = UInt32(used[i]) & 0x3FFF
+            if i == planned - 1 { d0 |= 1 << 14 }
+            var w2 = UInt32(b.used) & 0x3FFF
             if fault { w2 |= 1 << 14 }
             if let tci { w2 |= 1 << 15 | UInt32(tci) << 16 }
             q.comp.complete(d0, hash, w2, 3 << 24)       // type 3: rx completion
@@ -112,6 +114,14 @@ extension VmxnetDevice {
             q.stats.v[kind + 1] &+= UInt64(len)
         }
         raise(q.intrIdx)
+        return HV_OK
+    }
+
+    /// A frame that would take more than maxBuffersPerFrame buffers (a driver posting tiny
+    /// buffers) is dropped and counted.
+    private func tooManyBuffers(_ q: RxQueue) -> Int32 {
+        guestError("rx queue \(q.id): a frame needs more than \(Self.maxBuffersPerFrame) receive buffers; dropped")
+        q.stats.v[RxStat.errors] &+= 1
         return HV_OK
     }
 

@@ -93,8 +93,9 @@ extension VmxnetDevice {
                 countTx(q, nil, discard: true)
                 return
             }
-            var dst = [UInt8](repeating: 0, count: 6)
-            _ = dst.withUnsafeMutableBytes { memRead(host, txSegments[0].gpa, $0.baseAddress, 6) }
+            // The destination, for the unicast / multicast / broadcast counters.
+            var dst: UInt64 = 0
+            _ = withUnsafeMutableBytes(of: &dst) { memRead(host, txSegments[0].gpa, $0.baseAddress, 6) }
             let rc = sendGuest(port, txSegments, UInt32(f.count), 0)
             countTx(q, rc == HV_OK ? (dst, f.length) : nil, discard: rc == HV_EAGAIN)
             return
@@ -142,17 +143,23 @@ extension VmxnetDevice {
             break
         }
         let rc = netSend(port, frameBuf, len)
-        countTx(q, rc == HV_OK ? (Array(UnsafeBufferPointer(start: frameBuf, count: 6)), len) : nil,
-                discard: rc == HV_EAGAIN)
+        countTx(q, rc == HV_OK ? (Self.destination(frameBuf), len) : nil, discard: rc == HV_EAGAIN)
     }
 
-    /// Counts a frame: sent (`dst` and length given), or an error / a discard.
-    func countTx(_ q: TxQueue, _ sent: ([UInt8], Int)?, discard: Bool) {
+    /// The destination MAC of a frame as the low 48 bits of a little-endian word.
+    static func destination(_ p: UnsafePointer<UInt8>) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<6 { v |= UInt64(p[i]) << (8 * UInt64(i)) }
+        return v
+    }
+
+    /// Counts a frame: sent (destination and length given), or an error / a discard.
+    func countTx(_ q: TxQueue, _ sent: (UInt64, Int)?, discard: Bool) {
         guard let (dst, len) = sent else {
             q.stats.v[discard ? TxStat.discards : TxStat.errors] &+= 1
             return
         }
-        let kind = dst[0] & 1 == 0 ? TxStat.ucastPkts : (dst.allSatisfy { $0 == 0xFF } ? TxStat.bcastPkts : TxStat.mcastPkts)
+        let kind = dst & 1 == 0 ? TxStat.ucastPkts : (dst & 0xFFFF_FFFF_FFFF == 0xFFFF_FFFF_FFFF ? TxStat.bcastPkts : TxStat.mcastPkts)
         q.stats.v[kind] &+= 1
         q.stats.v[kind + 1] &+= UInt64(len)
     }

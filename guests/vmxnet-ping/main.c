@@ -126,6 +126,7 @@ struct vmx {
     /* the packet rx_peek returned: its queue and buffers */
     struct rxq *pq;
     unsigned pbufs, pring[8], pidx[8];
+    uint8_t prod_due[MAX_QUEUES]; /* rings re-posted since the last RXPROD write (bit 0/1) */
     uint8_t *bounce;
     uint32_t rx_errors, rx_multi, kicks, waits, refill_mismatch;
 };
@@ -156,6 +157,21 @@ static void rx_post(struct rxring *r, unsigned i, unsigned btype)
 static bool comp_ready(const struct desc *d, unsigned gen)
 {
     return (d->d3 >> 31) == gen;
+}
+
+/* While the device waits for buffers (updateRxProd) it wants an RXPROD write: one per
+ * batch, when the driver has caught up, not one per buffer (each is an exit). */
+static void rx_prod_flush(struct vmx *v)
+{
+    for (unsigned q = 0; q < v->nq; q++) {
+        if (!v->prod_due[q] || !v->qdesc[(v->nq + q) * 256])
+            continue;
+        if (v->prod_due[q] & 1)
+            w32(bar0, PT_RXPROD(q), v->rx[q].r[0].fill);
+        if (v->prod_due[q] & 2)
+            w32(bar0, PT_RXPROD2(q), v->rx[q].r[1].fill);
+        v->prod_due[q] = 0;
+    }
 }
 
 static const uint8_t *vx_rx_peek(struct netif *nif, unsigned *len)
@@ -222,6 +238,7 @@ static const uint8_t *vx_rx_peek(struct netif *nif, unsigned *len)
             return multi ? v->bounce : bp[0];
         }
     }
+    rx_prod_flush(v);
     return NULL;
 }
 
@@ -231,24 +248,16 @@ static void vx_rx_release(struct netif *nif)
     struct rxq *q = v->pq;
     if (!q)
         return;
-    bool posted[2] = {false, false};
+    unsigned qi = (unsigned)(q - v->rx);
     for (unsigned i = 0; i < v->pbufs; i++) {
         struct rxring *r = &q->r[v->pring[i]];
         if (v->pidx[i] != r->fill)
             v->refill_mismatch++;
         rx_post(r, r->fill, v->pring[i]);
-        posted[v->pring[i]] = true;
+        v->prod_due[qi] |= (uint8_t)(1u << v->pring[i]);
     }
     q->frames++;
     v->pq = NULL;
-    /* the device asks for RXPROD writes while it waits for buffers */
-    unsigned qi = (unsigned)(q - v->rx);
-    if (v->qdesc[(v->nq + qi) * 256]) {
-        if (posted[0])
-            w32(bar0, PT_RXPROD(qi), q->r[0].fill);
-        if (posted[1])
-            w32(bar0, PT_RXPROD2(qi), q->r[1].fill);
-    }
 }
 
 static void tx_reclaim(struct txq *t)
@@ -323,6 +332,7 @@ static void vx_wait(struct netif *nif)
 {
     struct vmx *v = (struct vmx *)nif;
     v->waits++;
+    rx_prod_flush(v);
     /* sleep unless queue 0's next rx completion is already there; other queues and tx
      * completions raise the same vector */
     struct rxq *q = &v->rx[0];
