@@ -124,6 +124,7 @@ extension VmxnetDevice {
         shared = nil
         txQueues = []
         rxQueues = []
+        if features & Feature.lro != 0 { _ = setRxLarge(port, 0) }
         features = 0
         rssEnabled = false
         rxMode = 0
@@ -161,6 +162,9 @@ extension VmxnetDevice {
     func readFeatures() {
         guard let ds = shared else { return }
         features = ds.loadUnaligned(fromByteOffset: Shared.uptFeatures, as: UInt64.self)
+        // With LRO the driver takes TCP frames above its MTU: offloaded sends from other
+        // NICs reach this one whole instead of segmented.
+        _ = setRxLarge(port, features & Feature.lro != 0 ? 1 : 0)
         rssEnabled = false
         guard features & Feature.rss != 0, rxQueues.count > 1 else { return }
         let pa = ds.loadUnaligned(fromByteOffset: Shared.rssConfPA, as: UInt64.self)

@@ -38,6 +38,8 @@ final class VmxnetDevice {
     let netSend: @convention(c) (OpaquePointer?, UnsafeRawPointer?, Int) -> Int32
     let sendGuest: @convention(c) (OpaquePointer?, UnsafePointer<hv_net_segment>?, UInt32, UInt32) -> Int32
     let rxReady: @convention(c) (OpaquePointer?) -> Void
+    let sendOffload: @convention(c) (OpaquePointer?, UnsafeRawPointer?, Int, UnsafePointer<hv_net_offload>?) -> Int32
+    let setRxLarge: @convention(c) (OpaquePointer?, Int32) -> Int32
     let netLinkUp: @convention(c) (OpaquePointer?) -> Int32
 
     var port: OpaquePointer?
@@ -101,21 +103,24 @@ final class VmxnetDevice {
     // MARK: buffers (under `mutex`)
 
     let txSegments: UnsafeMutablePointer<hv_net_segment>
-    /// A transmit frame copied here when the device must change it (offloads, VLAN tag).
+    /// A transmit frame copied here when the device must change it or hand it over with
+    /// offloads.
     let frameBuf: UnsafeMutablePointer<UInt8>
-    /// A segment of a TSO frame, or a received frame with its VLAN tag removed.
+    /// A received frame with its VLAN tag removed.
     let scratch: UnsafeMutablePointer<UInt8>
     /// The receive buffers planned for the current frame.
     let rxPlan: UnsafeMutablePointer<RxBuffer>
 
     init?(services: UnsafePointer<hv_host_services>, host: OpaquePointer, mac: [UInt8],
-          netQueue: UnsafePointer<hv_net_queue_ext>, msix: UnsafePointer<hv_msix_ext>) {
+          netQueue: UnsafePointer<hv_net_queue_ext>, netOffload: UnsafePointer<hv_net_offload_ext>,
+          msix: UnsafePointer<hv_msix_ext>) {
         let s = services.pointee
         guard let memRead = s.mem_read, let memWrite = s.mem_write, let memMap = s.mem_map,
               let irq = s.irq_set_level, let msi = s.msi_notify, let msixNotify = msix.pointee.msix_notify,
               let clock = s.clock_ns, let command = s.pci_command, let log = s.log, let arm = s.timer_arm,
               let send = s.net_send, let linkUp = s.net_link_up,
-              let sendGuest = netQueue.pointee.send_guest, let rxReady = netQueue.pointee.rx_ready
+              let sendGuest = netQueue.pointee.send_guest, let rxReady = netQueue.pointee.rx_ready,
+              let sendOffload = netOffload.pointee.send_offload, let setRxLarge = netOffload.pointee.set_rx_large
         else { return nil }
         self.services = services
         self.host = host
@@ -133,6 +138,8 @@ final class VmxnetDevice {
         self.netLinkUp = linkUp
         self.sendGuest = sendGuest
         self.rxReady = rxReady
+        self.sendOffload = sendOffload
+        self.setRxLarge = setRxLarge
         self.permanentMAC = mac
         self.mac = mac
         mutex = .allocate(capacity: 1)

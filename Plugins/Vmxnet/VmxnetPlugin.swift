@@ -109,8 +109,9 @@ private func vmxnetCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
           let backpressure = netQueue.pointee.rx_backpressure,
           let msix = extensionTable(hs, host, HV_EXT_MSIX, hv_msix_ext.self), let msixAdd = msix.pointee.msix_add,
           let doorbells = extensionTable(hs, host, HV_EXT_DOORBELL, hv_doorbell_ext.self),
-          let doorbellAdd = doorbells.pointee.doorbell_add else {
-        say(HV_LOG_ERROR, "the host does not offer \(HV_EXT_NET_QUEUE), \(HV_EXT_MSIX) and \(HV_EXT_DOORBELL) (ABI 1.1)")
+          let doorbellAdd = doorbells.pointee.doorbell_add,
+          let netOffload = extensionTable(hs, host, HV_EXT_NET_OFFLOAD, hv_net_offload_ext.self) else {
+        say(HV_LOG_ERROR, "the host does not offer \(HV_EXT_NET_QUEUE), \(HV_EXT_MSIX), \(HV_EXT_DOORBELL) (ABI 1.1) and \(HV_EXT_NET_OFFLOAD) (ABI 1.2)")
         return HV_ENOTSUP
     }
 
@@ -167,7 +168,8 @@ private func vmxnetCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
         guard rc >= 0 else { return rc }
     }
 
-    guard let device = VmxnetDevice(services: services, host: host, mac: mac, netQueue: netQueue, msix: msix)
+    guard let device = VmxnetDevice(services: services, host: host, mac: mac, netQueue: netQueue,
+                                    netOffload: netOffload, msix: msix)
     else { return HV_ENOTSUP }
     let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
     func fail(_ rc: Int32) -> Int32 {

@@ -15,7 +15,7 @@ extension VmxnetDevice {
         let (qi, hash, hashType) = pickQueue(data, len)
         let q = rxQueues[qi]
         guard !q.stopped, q.rings[0].present, q.comp.present else { return HV_OK }
-        guard len <= Int(mtu) + 22 else {
+        guard len <= Int(mtu) + 22 || features & Feature.lro != 0 else {
             q.stats.v[RxStat.errors] &+= 1
             return HV_OK
         }

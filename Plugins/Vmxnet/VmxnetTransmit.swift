@@ -124,16 +124,27 @@ extension VmxnetDevice {
             if f.offload != 0 { hlen += 4; if f.offload == 2 { csumAt += 4 } }
         }
         switch f.offload {
-        case 2:   // checksum: from hlen to the end, stored at msscof
-            guard insertChecksum(frameBuf, len, start: hlen, at: csumAt) else {
-                guestError("tx queue \(q.id): checksum offload start \(hlen) / offset \(csumAt) outside a \(len)-byte frame")
-                countTx(q, nil, discard: true)
-                return
+        case 2, 3:
+            // Checksum (from hlen, stored at msscof) or TSO (hlen header bytes, MSS msscof):
+            // the VMkernel does it, and segments only for receivers that need it.
+            var o = hv_net_offload()
+            o.struct_size = UInt32(MemoryLayout<hv_net_offload>.size)
+            if f.offload == 2 {
+                o.flags = HV_NET_OFFLOAD_CSUM
+                o.csum_start = UInt16(truncatingIfNeeded: hlen)
+                o.csum_offset = UInt16(truncatingIfNeeded: csumAt)
+            } else {
+                o.flags = HV_NET_OFFLOAD_TSO
+                o.hdr_len = UInt16(truncatingIfNeeded: hlen)
+                o.mss = UInt16(truncatingIfNeeded: f.msscof)
+                q.stats.v[TxStat.tsoPkts] &+= 1
+                q.stats.v[TxStat.tsoBytes] &+= UInt64(len)
             }
-        case 3:   // TSO: hlen bytes of headers, then segments of msscof bytes
-            q.stats.v[TxStat.tsoPkts] &+= 1
-            q.stats.v[TxStat.tsoBytes] &+= UInt64(len)
-            segment(q, len: len, headerLength: hlen, mss: f.msscof)
+            let rc = sendOffload(port, frameBuf, len, &o)
+            if rc == HV_EINVAL {
+                guestError("tx queue \(q.id): offload \(f.offload) with header length \(hlen), offset/MSS \(f.msscof) does not fit a \(len)-byte frame")
+            }
+            countTx(q, rc == HV_OK ? (Self.destination(frameBuf), len) : nil, discard: rc == HV_EAGAIN)
             return
         case 1:
             guestError("tx queue \(q.id): encapsulation offload is not offered")

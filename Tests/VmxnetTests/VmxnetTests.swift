@@ -184,6 +184,20 @@ final class VmxnetTests: XCTestCase {
             let pseudo = Array(s[26..<34]) + [0, 6, UInt8((20 + len) >> 8), UInt8((20 + len) & 0xFF)]
             XCTAssertEqual(VmxnetTests.checksum(pseudo + Array(s[34...])), 0, "TCP checksum")
         }
+        XCTAssertEqual(rig.command(0xF00D_0001), 0)
+        XCTAssertEqual(rig.get64(VmxnetRig.qd + 88), 1, "tx TSOPktsTxOK")
+        // A receiver that takes large frames (LRO) gets it whole, checksums completed.
+        peer.port.takesLargeFrames = true
+        rig.putTx([f], offload: (mode: 3, hlen: 54, msscof: 1000))
+        rig.setPT(0x600, UInt64(rig.txFill))
+        let whole = try XCTUnwrap(peer.frames.last)
+        XCTAssertEqual(whole.count, f.count)
+        XCTAssertEqual(Array(whole[54...]), payload)
+        XCTAssertEqual(VmxnetTests.checksum(Array(whole[14..<34])), 0)
+        let wholePseudo = Array(whole[26..<34]) + [0, 6, UInt8((20 + 2500) >> 8), UInt8((20 + 2500) & 0xFF)]
+        XCTAssertEqual(VmxnetTests.checksum(wholePseudo + Array(whole[34...])), 0)
+        peer.port.takesLargeFrames = false
+
         // Checksum offload on a UDP frame: the driver leaves the pseudo-header sum.
         var u = peer.mac + rig.mac + [0x08, 0x00]
         var uip: [UInt8] = [0x45, 0, 0, 48, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]
