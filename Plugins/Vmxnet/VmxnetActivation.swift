@@ -50,8 +50,8 @@ extension VmxnetDevice {
             let d = qd + i * QueueDesc.size
             let q = TxQueue(id: i)
             q.desc = d
-            guard let ring = mapRing(d, QueueDesc.txRingBasePA, QueueDesc.txRingSize, max: Limits.ringMax, aligned: true, what: "tx queue \(i) ring"),
-                  let comp = mapRing(d, QueueDesc.txCompRingBasePA, QueueDesc.txCompRingSize, max: Limits.ringMax, aligned: true, what: "tx queue \(i) completion ring")
+            guard let ring = mapRing(d, QueueDesc.txRingBasePA, QueueDesc.txRingSize, max: Limits.ringMax, multipleOf32: true, what: "tx queue \(i) ring"),
+                  let comp = mapRing(d, QueueDesc.txCompRingBasePA, QueueDesc.txCompRingSize, max: Limits.ringMax, multipleOf32: true, what: "tx queue \(i) completion ring")
             else { return false }
             q.ring = ring
             q.comp = comp
@@ -67,9 +67,9 @@ extension VmxnetDevice {
             let d = qd + (numTx + i) * QueueDesc.size
             let q = RxQueue(id: i)
             q.desc = d
-            guard let r1 = mapRing(d, QueueDesc.rxRingBasePA, QueueDesc.rxRingSize, max: Limits.ringMax, aligned: true, what: "rx queue \(i) ring 1"),
-                  let r2 = mapRing(d, QueueDesc.rxRingBasePA + 8, QueueDesc.rxRingSize + 4, max: Limits.ringMax, aligned: true, what: "rx queue \(i) ring 2", optional: true),
-                  let comp = mapRing(d, QueueDesc.rxCompRingBasePA, QueueDesc.rxCompRingSize, max: Limits.compRingMax, aligned: false, what: "rx queue \(i) completion ring")
+            guard let r1 = mapRing(d, QueueDesc.rxRingBasePA, QueueDesc.rxRingSize, max: Limits.ringMax, multipleOf32: true, what: "rx queue \(i) ring 1"),
+                  let r2 = mapRing(d, QueueDesc.rxRingBasePA + 8, QueueDesc.rxRingSize + 4, max: Limits.ringMax, multipleOf32: true, what: "rx queue \(i) ring 2", optional: true),
+                  let comp = mapRing(d, QueueDesc.rxCompRingBasePA, QueueDesc.rxCompRingSize, max: Limits.compRingMax, multipleOf32: false, what: "rx queue \(i) completion ring")
             else { return false }
             q.rings = [r1, r2]
             q.comp = comp
@@ -104,11 +104,11 @@ extension VmxnetDevice {
     /// must be multiples of 32 (completion rings: any size) up to `max`; `optional`
     /// allows size 0 (an rx queue without ring 2). nil after logging when invalid.
     private func mapRing(_ d: UnsafeMutableRawPointer, _ baseOffset: Int, _ sizeOffset: Int, max: UInt32,
-                         aligned: Bool, what: String, optional: Bool = false) -> Ring? {
+                         multipleOf32: Bool, what: String, optional: Bool = false) -> Ring? {
         let pa = d.loadUnaligned(fromByteOffset: baseOffset, as: UInt64.self)
         let size = d.loadUnaligned(fromByteOffset: sizeOffset, as: UInt32.self)
         if optional && size == 0 { return Ring() }
-        guard size > 0, size <= max, !aligned || size % Limits.ringAlign == 0, pa % 16 == 0 else {
+        guard size > 0, size <= max, !multipleOf32 || size % Limits.ringAlign == 0, pa % 16 == 0 else {
             guestError("ACTIVATE_DEV: \(what): \(size) descriptors at 0x\(String(pa, radix: 16)) (1-\(max), multiple of 32, 16-byte aligned)")
             return nil
         }

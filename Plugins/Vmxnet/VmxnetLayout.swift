@@ -74,7 +74,6 @@ enum Shared {
     static let mfTablePA = 128            // u64
     static let vfTable = 136              // 128 x u32
     // devRead.rssConfDesc
-    static let rssConfLen = 652           // u32
     static let rssConfPA = 656            // u64
     static let ecr = 696                  // u32
     static let cmdInfo = 704              // 16 bytes
@@ -107,7 +106,6 @@ enum QueueDesc {
 
 /// UPT1 features (uptFeatures).
 enum Feature {
-    static let rxCsum: UInt64 = 0x1
     static let rss: UInt64 = 0x2
     static let rxVlan: UInt64 = 0x4
     static let lro: UInt64 = 0x8
@@ -134,7 +132,6 @@ enum QueueError {
     static let noEOP: UInt32 = 0x8000_0000
     static let bigPacket: UInt32 = 0x8000_0002
     static let descNotSupported: UInt32 = 0x8000_0003
-    static let invalidDesc: UInt32 = 0x8000_0007
 }
 
 enum Limits {
