@@ -213,6 +213,29 @@ final class VmxnetTests: XCTestCase {
         XCTAssertEqual(VmxnetTests.checksum(check), 0, "UDP checksum inserted")
     }
 
+    /// Two Vmxnet NICs: the receiver's driver enables LRO (UPT1_F_LRO), so the sender's
+    /// TSO frame reaches it whole, above its MTU, in a HEAD and ring-2 BODY buffers.
+    func testTSOFrameReachesAnLROReceiverWhole() throws {
+        let tx = try makeRig()
+        let rx = try makeRig(mac: "00:50:56:00:00:02")
+        XCTAssertEqual(tx.activate(), 0)
+        XCTAssertEqual(rx.activate(features: 0x8), 0)
+        rx.postRx(ring: 0, count: 4)
+        rx.postRx(ring: 1, count: 4)
+        let payload = (0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 3) }
+        var f = rx.mac + tx.mac + [0x08, 0x00]
+        f += [0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]
+        f += [0x30, 0x39, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xFF, 0xFF, 0, 0, 0, 0] + payload
+        tx.putTx([f], offload: (mode: 3, hlen: 54, msscof: 1448))
+        tx.setPT(0x600, UInt64(tx.txFill))
+        XCTAssertTrue(switches.virtualSwitch(named: "testnet").waitUntilDelivered())
+        let got = rx.rxFrames()
+        XCTAssertEqual(got.count, 1)
+        XCTAssertEqual(got.first?.bytes.count, f.count)
+        XCTAssertEqual(got.first.map { Array($0.bytes[54...]) }, payload)
+        XCTAssertEqual(got.first?.rqIDs, [0, 1], "HEAD buffer, then a ring-2 BODY buffer")
+    }
+
     static func sum(_ b: [UInt8]) -> UInt32 {
         var s: UInt32 = 0
         var i = 0
@@ -573,10 +596,10 @@ final class VmxnetRig: @unchecked Sendable {
 
     /// DriverShared and the queue descriptor table for `queues` tx and rx queues (queues
     /// beyond the first share the first one's rings: enough for activation and the fuzz).
-    func writeConfig(queues: Int = 1, rss: Bool = false) {
+    func writeConfig(queues: Int = 1, rss: Bool = false, features: UInt64 = 0) {
         try? rig.memory.write([UInt8](repeating: 0, count: 0x3000), at: Self.ds)
         put32(0xBABE_FEE1, at: Self.ds)
-        put64(rss ? 0x2 : 0, at: Self.ds + 24)
+        put64((rss ? 0x2 : 0) | features, at: Self.ds + 24)
         put64(Self.qd, at: Self.ds + 40)
         put32(UInt32(2 * queues * 256), at: Self.ds + 52)
         put32(mtu, at: Self.ds + 56)
@@ -617,8 +640,8 @@ final class VmxnetRig: @unchecked Sendable {
 
     /// Writes a configuration and activates; returns the CMD result.
     @discardableResult
-    func activate(queues: Int = 1, rss: Bool = false) -> UInt32 {
-        writeConfig(queues: queues, rss: rss)
+    func activate(queues: Int = 1, rss: Bool = false, features: UInt64 = 0) -> UInt32 {
+        writeConfig(queues: queues, rss: rss, features: features)
         resetIndices()
         return command(0xCAFE_0000)
     }
