@@ -33,6 +33,7 @@ let package = Package(
         .library(name: "SchedCosched", type: .dynamic, targets: ["SchedCosched"]),
         .library(name: "Vlance", type: .dynamic, targets: ["Vlance"]),
         .library(name: "BusLogic", type: .dynamic, targets: ["BusLogic"]),
+        .library(name: "Vmxnet", type: .dynamic, targets: ["Vmxnet"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -87,6 +88,8 @@ let package = Package(
         .target(name: "Vlance", dependencies: ["PluginABI"], path: "Plugins/Vlance", exclude: ["README.md"]),
         // The BusLogic BT-958 SCSI host adapter (hv.scsi/1) as a dynamically loaded device plugin.
         .target(name: "BusLogic", dependencies: ["PluginABI"], path: "Plugins/BusLogic", exclude: ["README.md"]),
+        // The Vmxnet NIC (VMXNET3) as a dynamically loaded device plugin.
+        .target(name: "Vmxnet", dependencies: ["PluginABI"], path: "Plugins/Vmxnet", exclude: ["README.md"]),
         // Scheduler policies: propshare, roundrobin, cosched-strict/-relaxed (Plugins/SchedPolicies).
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),
@@ -115,6 +118,8 @@ let package = Package(
                     path: "Tests/VlanceTests"),
         .testTarget(name: "BusLogicTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/BusLogicTests"),
+        .testTarget(name: "VmxnetTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+                    path: "Tests/VmxnetTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["HVKernel", "HVBackendKVM", "HVHostIO", "HVPluginHost", "HVSched", "HVSupport"], path: "Tests/IntegrationTests",
                     exclude: ["Fixtures"]),
     ],

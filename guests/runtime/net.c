@@ -274,6 +274,16 @@ bool net_parse_config(struct net_config *c)
     c->arp_secs = (uint32_t)net_arg_u64("arp", c->role == ROLE_FLOOD ? 15 : 3);
     c->ring = (uint32_t)net_arg_u64("ring", bulk ? 128 : 8);
     c->interval_ms = (uint32_t)net_arg_u64("interval", 0);
+    c->size = (uint32_t)net_arg_u64("size", ETH_ZLEN);
+    c->flows = (uint32_t)net_arg_u64("flows", 1);
+    c->window = (uint32_t)net_arg_u64("window", 0);
+    c->progress = (uint32_t)net_arg_u64("progress", 0);
+    c->idle = (uint32_t)net_arg_u64("idle", 2);
+    if (c->size < ETH_ZLEN || c->size > NET_FRAME_MAX_JUMBO || c->flows < 1 || c->flows > 64) {
+        printf("net: size=%u (60..%u) or flows=%u (1..64) out of range\n", c->size, NET_FRAME_MAX_JUMBO,
+               c->flows);
+        return false;
+    }
     c->promisc = c->role == ROLE_SNIFF;
     if (net_arg("go", v, sizeof v)) {
         if (strcmp(v, "serial") != 0) {
@@ -706,40 +716,95 @@ static int role_sniff(struct ctx *x)
     return 0;
 }
 
-#define FLOOD_PAYLOAD (ETH_ZLEN - ETH_HLEN - 20 - 8) /* 18: a minimum-size frame */
+#define UDP_HLEN (ETH_HLEN + 20 + 8)
+
+/* The flood's payload pattern: ramp[k] = k & 0xFF, so payload bytes 4.. of frame seq are
+ * ramp + ((seq + 4) & 0xFF). */
+static uint8_t ramp[256 + NET_FRAME_MAX_JUMBO];
+
+static void ramp_init(void)
+{
+    for (unsigned i = 0; i < sizeof ramp; i++)
+        ramp[i] = (uint8_t)i;
+}
+
+static unsigned max_frame(const struct ctx *x)
+{
+    return x->n->max_frame ? x->n->max_frame : ETH_FRAME_MAX;
+}
+
+/* The sink's acknowledgement: its frame count, to the flood that sent `f`. */
+static void send_ack(struct ctx *x, const uint8_t *f, uint32_t frames)
+{
+    const struct eth_hdr *e = (const struct eth_hdr *)f;
+    const struct ip_hdr *sip = (const struct ip_hdr *)(f + ETH_HLEN);
+    uint8_t *b = x->n->tx_alloc(x->n);
+    if (!b)
+        return; /* the next acknowledgement carries the count */
+    struct ip_hdr *ip = (struct ip_hdr *)eth_start(x, b, e->src, ETHERTYPE_IP);
+    struct udp_hdr *u = (struct udp_hdr *)(ip + 1);
+    u->sport = net_htons(NET_FLOOD_DPORT);
+    u->dport = net_htons(NET_FLOOD_SPORT);
+    u->len = net_htons(sizeof *u + 4);
+    u->csum = 0;
+    memcpy(u + 1, &frames, 4);
+    ip_fill(ip, x->c->ip, sip->src, IPPROTO_UDP, sizeof *u + 4, 0);
+    memset(b + UDP_HLEN + 4, 0, ETH_ZLEN - UDP_HLEN - 4);
+    x->n->tx_submit(x->n, ETH_ZLEN);
+    x->n->tx_kick(x->n);
+}
 
 static int role_flood(struct ctx *x)
 {
     if (!resolve(x))
         return 2;
-    uint8_t tmpl[ETH_ZLEN];
+    const unsigned size = x->c->size, plen = size - UDP_HLEN;
+    if (size > max_frame(x)) {
+        uprintf("FAIL: flood: size=%u is larger than the %s driver's %u-byte frames\n", size, x->n->name,
+                max_frame(x));
+        return 3;
+    }
+    ramp_init();
+    uint8_t tmpl[UDP_HLEN];
     struct ip_hdr *ip = (struct ip_hdr *)eth_start(x, tmpl, x->peer_mac, ETHERTYPE_IP);
     struct udp_hdr *u = (struct udp_hdr *)(ip + 1);
-    uint8_t *pl = (uint8_t *)(u + 1);
     u->sport = net_htons(NET_FLOOD_SPORT);
     u->dport = net_htons(NET_FLOOD_DPORT);
-    u->len = net_htons(sizeof *u + FLOOD_PAYLOAD);
+    u->len = net_htons((uint16_t)(sizeof *u + plen));
     u->csum = 0; /* none (allowed for IPv4) */
-    for (unsigned i = 0; i < FLOOD_PAYLOAD; i++)
-        pl[i] = (uint8_t)i;
-    ip_fill(ip, x->c->ip, x->c->peer, IPPROTO_UDP, sizeof *u + FLOOD_PAYLOAD, 0);
-    const unsigned seq_off = (unsigned)(pl - tmpl);
+    ip_fill(ip, x->c->ip, x->c->peer, IPPROTO_UDP, sizeof *u + plen, 0);
 
-    uint32_t sent = 0, kicks = 0, waits = 0;
-    uint64_t t0 = net_us();
+    uint32_t sent = 0, acked = 0, kicks = 0, waits = 0, window_waits = 0;
+    uint64_t t0 = net_us(), last_ack = net_ticks;
     while (sent < x->c->count) {
         uint32_t queued = 0;
         uint8_t *b;
-        while (sent < x->c->count && (b = x->n->tx_alloc(x->n))) {
-            memcpy(b, tmpl, ETH_ZLEN);
-            memcpy(b + seq_off, &sent, 4);
-            x->n->tx_submit(x->n, ETH_ZLEN);
+        while (sent < x->c->count && (!x->c->window || sent - acked < x->c->window) &&
+               (b = x->n->tx_alloc(x->n))) {
+            memcpy(b, tmpl, UDP_HLEN);
+            if (x->c->flows > 1) {
+                struct udp_hdr *bu = (struct udp_hdr *)(b + ETH_HLEN + 20);
+                bu->sport = net_htons((uint16_t)(NET_FLOOD_SPORT + 1 + sent % x->c->flows));
+            }
+            memcpy(b + UDP_HLEN, &sent, 4);
+            memcpy(b + UDP_HLEN + 4, ramp + ((sent + 4) & 0xFF), plen - 4);
+            x->n->tx_submit(x->n, size);
             sent++;
             queued++;
+            if (x->c->progress && sent % x->c->progress == 0)
+                uprintf("flood: %u sent\n", sent);
         }
         if (queued) {
             x->n->tx_kick(x->n);
             kicks++;
+        } else if (x->c->window && sent - acked >= x->c->window) {
+            window_waits++;
+            pause();
+            if (net_ticks - last_ack > 10 * NET_HZ) {
+                uprintf("FAIL: flood: no acknowledgement from the sink in 10 s (%u sent, %u acknowledged)\n",
+                        sent, acked);
+                return 3;
+            }
         } else {
             /* ring full: the device is still sending */
             for (unsigned i = 0; i < 64 && !(b = x->n->tx_alloc(x->n)); i++)
@@ -749,11 +814,20 @@ static int role_flood(struct ctx *x)
                 waits++;
             }
         }
-        /* answer ARP etc. without blocking */
+        /* answer ARP, take acknowledgements, without blocking */
         const uint8_t *f;
         unsigned len;
         while ((f = x->n->rx_peek(x->n, &len))) {
-            classify(x, f, len);
+            struct pkt p = classify(x, f, len);
+            if (p.kind == K_UDP && p.l4len >= 12 &&
+                net_ntohs(((const struct udp_hdr *)p.l4)->dport) == NET_FLOOD_SPORT) {
+                uint32_t a;
+                memcpy(&a, p.l4 + 8, 4);
+                if (a - acked < 0x80000000u && a <= sent) {
+                    acked = a;
+                    last_ack = net_ticks;
+                }
+            }
             x->n->rx_release(x->n);
         }
     }
@@ -769,13 +843,23 @@ static int role_flood(struct ctx *x)
     uint64_t us = net_us() - t0;
     uprintf("flood: %u frames in %lu ms\n", sent, us / 1000);
     uprintf("flood: queued in %lu us, drained in %lu us, %u kicks, %u waits\n", t1 - t0, us, kicks, waits);
+    uprintf("flood: %u-byte frames, %u flows, window %u (%u window waits)\n", size, x->c->flows, x->c->window,
+            window_waits);
     return 0;
 }
 
+/* Sequence numbers seen, for duplicates and gaps (streams up to 2^20 frames). */
+static uint8_t seen[1u << 17];
+
 static int role_sink(struct ctx *x)
 {
-    uint32_t start = net_rtc_elapsed, frames = 0, other = 0;
-    uint64_t first = 0, last = 0, last_tick = 0;
+    uint32_t start = net_rtc_elapsed, frames = 0, other = 0, bad = 0, dups = 0, acked = 0;
+    uint64_t first = 0, last = 0, last_tick = 0, last_ack_tick = 0, bytes = 0;
+    const uint8_t *last_flood = NULL;
+    static uint8_t last_hdr[UDP_HLEN];
+    uint32_t ack_every = x->c->window / 4 ? x->c->window / 4 : 1;
+    ramp_init();
+    memset(seen, 0, sizeof seen);
     while (frames < x->c->count) {
         const uint8_t *f;
         unsigned len;
@@ -787,16 +871,42 @@ static int role_sink(struct ctx *x)
                 last = rdtsc();
                 if (!frames++)
                     first = last;
+                bytes += len;
+                uint32_t seq;
+                unsigned plen = p.l4len - 8;
+                memcpy(&seq, p.l4 + 8, 4);
+                if (plen < 4 || memcmp(p.l4 + 12, ramp + ((seq + 4) & 0xFF), plen - 4) != 0) {
+                    if (!bad++)
+                        uprintf("sink: frame seq %u (%u bytes) has wrong content\n", seq, len);
+                } else if (seq < 8 * sizeof seen) {
+                    if (seen[seq >> 3] & (1u << (seq & 7)))
+                        dups++;
+                    seen[seq >> 3] |= (uint8_t)(1u << (seq & 7));
+                }
+                memcpy(last_hdr, f, UDP_HLEN);
+                last_flood = last_hdr;
             } else if (p.kind != K_ARP) {
                 other++;
             }
             x->n->rx_release(x->n);
+            if (x->c->window && frames - acked >= ack_every) {
+                send_ack(x, last_hdr, frames);
+                acked = frames;
+            }
         }
         if (any) {
             last_tick = net_ticks;
             continue;
         }
-        if (frames && net_ticks - last_tick > 2 * NET_HZ)
+        if (x->c->window && last_flood && net_ticks - last_tick >= 1 &&
+            (frames != acked || net_ticks - last_ack_tick >= NET_HZ / 10)) {
+            /* the stream paused: the flood may be waiting for us (or lost our last
+             * acknowledgement, e.g. while it was suspended) */
+            send_ack(x, last_flood, frames);
+            acked = frames;
+            last_ack_tick = net_ticks;
+        }
+        if (frames && net_ticks - last_tick > (uint64_t)x->c->idle * NET_HZ)
             break; /* the flood is over (some frames were lost) */
         if (timed_out(x, start))
             break;
@@ -808,11 +918,20 @@ static int role_sink(struct ctx *x)
         else
             pause();
     }
+    if (x->c->window && last_flood)
+        send_ack(x, last_flood, frames);
     uint64_t us = frames > 1 ? (last - first) * 1000 / net_tsc_khz : 0;
+    uint32_t missing = 0;
+    uint32_t span = x->c->count < 8 * sizeof seen ? x->c->count : 8 * sizeof seen;
+    for (uint32_t s = 0; s < span; s++)
+        if (!(seen[s >> 3] & (1u << (s & 7))))
+            missing++;
     uprintf("sink: %u frames in %lu ms\n", frames, us / 1000);
     uprintf("sink: first-to-last %lu us, %lu frames/s, lost %u of %u, %u other frames\n", us,
             us ? (uint64_t)(frames - 1) * 1000000 / us : 0, x->c->count - frames, x->c->count, other);
-    return frames == x->c->count ? 0 : 6;
+    uprintf("sink: verified %lu bytes, %lu MB/s, %u bad, %u duplicate, %u missing\n", bytes,
+            us ? bytes / us : 0, bad, dups, missing);
+    return frames == x->c->count && !bad && !dups && !missing ? 0 : 6;
 }
 
 int net_run(struct netif *n, const struct net_config *c)

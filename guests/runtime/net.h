@@ -29,6 +29,7 @@ static inline uint32_t net_htonl(uint32_t v) { return __builtin_bswap32(v); }
 #define ETH_HLEN      14
 #define ETH_ZLEN      60   /* minimum frame without FCS */
 #define ETH_FRAME_MAX 1514
+#define NET_FRAME_MAX_JUMBO 9014 /* a 9000-byte MTU */
 #define ETHERTYPE_IP  0x0800
 #define ETHERTYPE_ARP 0x0806
 #define IPPROTO_ICMP  1
@@ -132,6 +133,8 @@ struct netif {
     void (*wait)(struct netif *n);
     /* Driver counters, printed at the end (may be NULL). */
     void (*stats)(struct netif *n);
+    /* Largest frame tx_alloc buffers and the receive path take; 0 = ETH_FRAME_MAX. */
+    unsigned max_frame;
 };
 
 enum net_role { ROLE_NONE, ROLE_PING, ROLE_RESPOND, ROLE_SNIFF, ROLE_FLOOD, ROLE_SINK, ROLE_INFO };
@@ -146,6 +149,12 @@ struct net_config {
     bool promisc;           /* sniff */
     bool go_serial;         /* go=serial: start the NIC only after a byte arrives on COM1 */
     bool stop_serial;       /* stop=serial: sniff until the next COM1 byte (no timeout) */
+    uint32_t size;          /* flood: frame length without FCS (60..9014, default 60) */
+    uint32_t flows;         /* flood: UDP source ports used in turn (default 1) */
+    uint32_t window;        /* flood/sink: frames in flight before the flood waits for the
+                               sink's acknowledgement (0: no flow control) */
+    uint32_t progress;      /* flood: print "flood: N sent" every N frames (0: never) */
+    uint32_t idle;          /* sink: seconds without frames that end a started stream (2) */
 };
 /* Parses ip= peer= role= count= timeout= arp= ring= go= stop= interval=; prints and
  * returns false on a bad command line. Callable in either ring. */
@@ -158,6 +167,10 @@ void net_await_go(const struct net_config *c);
 /* Runs the role (ring 3). Returns the guest exit code. */
 int net_run(struct netif *n, const struct net_config *c);
 
-/* UDP ports of the flood/sink pair. */
+/* UDP ports of the flood/sink pair. The flood's frames carry their sequence number in
+ * the first 4 payload bytes and then the bytes (seq + i) & 0xFF at payload offset i; the
+ * sink checks every byte. With window=, the sink acknowledges (a UDP frame from the
+ * DPORT to the SPORT whose payload is its frame count) every window/4 frames and when
+ * the stream pauses. Source ports are SPORT + k for the k-th of flows= flows. */
 #define NET_FLOOD_SPORT 9000
 #define NET_FLOOD_DPORT 9001

@@ -58,6 +58,11 @@ ARGS[net-ping]='-device pcnet,mac=52:54:00:12:34:56 -append role=info'
 STATUS[net-ping]=1
 EXPECT[net-ping]='pcnet: mac 52:54:00:12:34:56 aprom signature 5757
 EXIT 0'
+ARGS[vmxnet-ping]='-device vmxnet3,mac=52:54:00:12:34:57 -append role=info'
+STATUS[vmxnet-ping]=1
+EXPECT[vmxnet-ping]='vmxnet: 00:0[0-9a-f]\.0 bar0 0x[0-9a-f]+ bar1 0x[0-9a-f]+ vrrs 0x[0-9a-f]+ uvrs 0x[0-9a-f]+ mac 52:54:00:12:34:57 link up [0-9]+ Mbps
+vmxnet: activated, 1 tx / 1 rx queues, rings 32, mtu 1500, msi-x, unicast\+broadcast
+EXIT 0'
 ARGS[reboot]=''
 STATUS[reboot]=0
 EXPECT[reboot]='reboot: requesting reset'

@@ -95,6 +95,23 @@ struct MSIXCapability {
         return nil
     }
 
+    /// The table and the PBA as a suspend file carries them.
+    var savedTable: [UInt8] { table }
+    var savedPending: [UInt64] { pending }
+
+    /// Restores a saved table and PBA, masked like guest writes (reserved bits stay
+    /// zero) and pending bits limited to real vectors. False when the sizes do not fit.
+    mutating func restore(table saved: [UInt8], pending savedPending: [UInt64]) -> Bool {
+        guard saved.count == table.count, savedPending.count == pending.count else { return false }
+        for i in 0..<table.count {
+            let mask = Self.entryWriteMask[i % Self.entrySize]
+            table[i] = (table[i] & ~mask) | (saved[i] & mask)
+        }
+        pending = savedPending
+        if vectors % 64 != 0 { pending[pending.count - 1] &= (1 << UInt64(vectors % 64)) - 1 }
+        return true
+    }
+
     /// A guest write of a table byte (the PBA is read-only); false outside the table.
     mutating func writeTableByte(at offset: UInt64, _ value: UInt8) -> Bool {
         guard tableRange.contains(offset) else { return false }

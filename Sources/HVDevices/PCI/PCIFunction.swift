@@ -82,12 +82,10 @@ package final class PCIFunction: @unchecked Sendable {
 
     /// State the host keeps for this function outside configuration space that the
     /// suspend file does not carry yet (nil when there is none): suspend refuses such a
-    /// VM rather than lose it.
+    /// VM rather than lose it. (The MSI-X table and PBA travel in the "pci" section.)
     package var unsavedHostState: String? {
-        if let bar = barDevices.keys.sorted().first(where: { barDevices[$0] is PCIRAMBAR }) {
-            return "the RAM-backed BAR\(bar)"
-        }
-        return msix == nil ? nil : "an MSI-X table"
+        guard let bar = barDevices.keys.sorted().first(where: { barDevices[$0] is PCIRAMBAR }) else { return nil }
+        return "the RAM-backed BAR\(bar)"
     }
 
     static let commandIO: UInt16 = 1 << 0

@@ -282,10 +282,12 @@ package final class PCIHostBridge: BusDevice, @unchecked Sendable {
 // MARK: Saved state (the "pci" section of a suspend file)
 
 extension PCIHostBridge {
-    package static let stateVersion: UInt32 = 1
+    /// 2: the MSI-X table and PBA follow each function's MSI pending bits.
+    package static let stateVersion: UInt32 = 2
 
     /// The 0xCF8 latch, then per function: slot, vendor and device ID, the 256-byte
-    /// configuration space, the INTx output and the MSI pending bits.
+    /// configuration space, the INTx output, the MSI pending bits, and (version 2) whether
+    /// it has MSI-X, then its table and PBA (u64 words).
     package func saveState() -> [UInt8] {
         locked {
             var e = StateEncoder()
@@ -299,6 +301,12 @@ extension PCIHostBridge {
                 e.data(f.config)
                 e.bool(f.intxAsserted)
                 e.u32(f.msi?.pending ?? 0)
+                e.bool(f.msix != nil)
+                if let msix = f.msix {
+                    e.data(msix.savedTable)
+                    e.u32(UInt32(msix.savedPending.count))
+                    for w in msix.savedPending { e.u64(w) }
+                }
             }
             return e.bytes
         }
@@ -307,7 +315,8 @@ extension PCIHostBridge {
     /// Restores a saved state into the same functions (same slots and IDs). Every
     /// configuration dword goes through the guest's write path, so read-only bits stay
     /// this host's; then BARs decode and INTx lines are driven as the registers say.
-    package func loadState(_ bytes: [UInt8]) throws {
+    /// Version 1 files carry no MSI-X table (every vector stays masked, none pending).
+    package func loadState(_ bytes: [UInt8], version: UInt32 = PCIHostBridge.stateVersion) throws {
         var d = StateDecoder(bytes, context: "section 'pci'")
         let latch = try d.u32()
         let count = Int(try d.u32())
@@ -315,7 +324,7 @@ extension PCIHostBridge {
         guard count == present.count else {
             throw StateDecodingError("section 'pci': \(count) PCI functions saved, this VM has \(present.count)")
         }
-        var saved: [(PCIFunction, config: [UInt8], intx: Bool, pending: UInt32)] = []
+        var saved: [(PCIFunction, config: [UInt8], intx: Bool, pending: UInt32, msix: (table: [UInt8], pba: [UInt64])?)] = []
         for f in present {
             let slot = Int(try d.u8()), vendor = try d.u16(), device = try d.u16()
             guard slot == f.slot, vendor == f.identity.vendorID, device == f.identity.deviceID else {
@@ -327,12 +336,28 @@ extension PCIHostBridge {
                 }
                 throw StateDecodingError("section 'pci': slot \(slot) held \(id(vendor, device)), this VM has \(f.name) (\(id(f.identity.vendorID, f.identity.deviceID))) in slot \(f.slot)")
             }
-            saved.append((f, try d.data(count: 256), try d.bool(), try d.u32()))
+            let config = try d.data(count: 256), intx = try d.bool(), pending = try d.u32()
+            var msix: (table: [UInt8], pba: [UInt64])?
+            if version >= 2, try d.bool() {
+                let table = try d.data(limit: MSIXCapability.maxVectors * MSIXCapability.entrySize)
+                let words = Int(try d.u32())
+                guard words <= MSIXCapability.maxVectors / 64 else {
+                    throw StateDecodingError("section 'pci': \(f.name): an MSI-X PBA of \(words) words")
+                }
+                var pba: [UInt64] = []
+                for _ in 0..<words { pba.append(try d.u64()) }
+                guard let cap = f.msix, cap.savedTable.count == table.count, cap.savedPending.count == pba.count else {
+                    throw StateDecodingError("section 'pci': \(f.name): the saved MSI-X table (\(table.count / MSIXCapability.entrySize) vectors) does not fit this function's")
+                }
+                msix = (table, pba)
+            }
+            saved.append((f, config, intx, pending, msix))
         }
         try d.finish()
         locked {
             address = latch & 0x80FF_FFFC
-            for (f, config, intx, pending) in saved {
+            for (f, config, intx, pending, msix) in saved {
+                if let msix { _ = f.msix!.restore(table: msix.table, pending: msix.pba) }
                 for offset in stride(from: 0x04, to: 0x100, by: 4) {
                     let dword = UInt32(config[offset]) | UInt32(config[offset + 1]) << 8
                         | UInt32(config[offset + 2]) << 16 | UInt32(config[offset + 3]) << 24

@@ -27,6 +27,11 @@ package struct FrameSegments {
         if length > at { (destination + at).initializeMemory(as: UInt8.self, repeating: 0, count: length - at) }
     }
 
+    /// Destination and source MAC of a frame in one buffer (at least 12 bytes).
+    static func addresses(of frame: UnsafeRawBufferPointer) -> (destination: UInt64, source: UInt64) {
+        (Ethernet.destination(of: frame), Ethernet.source(of: frame))
+    }
+
     /// Destination and source MAC (bytes 0-11, padding reads as zeros).
     func addresses() -> (destination: UInt64, source: UInt64) {
         var header = (UInt64(0), UInt64(0))

@@ -55,6 +55,7 @@ package final class VirtualPort: Sendable, CustomStringConvertible {
     private let linkChanged: @Sendable (Bool) -> Void
     private let link = Atomic<Bool>(true)
     private let removed = Atomic<Bool>(false)
+    private let largeFrames = Atomic<Bool>(false)
     private let txCounters = Mutex(PortCounters())
 
     init(name: String, mac: MACAddress, switch owner: VirtualSwitch, limits: PortQueueLimits,
@@ -134,6 +135,33 @@ package final class VirtualPort: Sendable, CustomStringConvertible {
     /// Convenience overload of `send(_:)` for a byte array.
     package func send(_ frame: [UInt8]) -> SendResult {
         frame.withUnsafeBytes { send($0) }
+    }
+
+    /// Sends a frame with work left to the VMkernel (`offload`, already validated against
+    /// the frame): receivers that take large frames get it whole with its checksums
+    /// completed, the others MSS-sized segments. `frame` is changed in place.
+    package func send(_ frame: UnsafeMutableRawBufferPointer, offload: FrameOffload) -> SendResult {
+        guard Ethernet.isValidLength(frame.count) else {
+            txCounters.withLock { $0.txDrops &+= 1 }
+            return .invalidLength
+        }
+        guard isLinkUp else {
+            txCounters.withLock { $0.txDrops &+= 1 }
+            return .linkDown
+        }
+        txCounters.withLock {
+            $0.txFrames &+= 1
+            $0.txBytes &+= UInt64(frame.count)
+        }
+        virtualSwitch.forward(frame, offload: offload, from: self)
+        return .sent
+    }
+
+    /// Whether this port's NIC takes TCP frames larger than its MTU (up to 65535 bytes,
+    /// one packet with valid checksums) instead of the segments of an offloaded send.
+    package var takesLargeFrames: Bool {
+        get { largeFrames.load(ordering: .sequentiallyConsistent) }
+        set { largeFrames.store(newValue, ordering: .sequentiallyConsistent) }
     }
 
     // MARK: - Switch side

@@ -86,10 +86,57 @@ package final class VirtualSwitch: Sendable, CustomStringConvertible {
     /// Queues a frame of valid length sent by `source` (already counted as sent) for
     /// every port it goes to.
     func forward(_ frame: FrameSegments, from source: VirtualPort) {
-        let (destination, sourceAddress) = frame.addresses()
+        switch targets(frame.addresses(), from: source) {
+        case .none:
+            return
+        case .one(let port):
+            port.enqueue(frame)
+        case .flood(let ports):
+            for port in ports where port !== source {
+                port.enqueue(frame)
+            }
+        }
+    }
+
+    /// Queues an offloaded frame: whole (completed) for ports that take large frames,
+    /// as segments for the others. The segments are built once, in one scratch buffer
+    /// per segment, only when some receiver needs them.
+    func forward(_ frame: UnsafeMutableRawBufferPointer, offload: FrameOffload, from source: VirtualPort) {
+        let receivers: [VirtualPort]
+        switch targets(FrameSegments.addresses(of: UnsafeRawBufferPointer(frame)), from: source) {
+        case .none: return
+        case .one(let port): receivers = [port]
+        case .flood(let ports): receivers = ports.filter { $0 !== source }
+        }
+        let small = receivers.filter { !$0.takesLargeFrames }
+        if small.count < receivers.count {
+            // Segmenting works on its own copy, so the whole frame can be completed first.
+            var copy = Array(UnsafeRawBufferPointer(frame))
+            copy.withUnsafeMutableBytes { whole in
+                offload.completeWhole(whole)
+                for port in receivers where port.takesLargeFrames {
+                    withUnsafePointer(to: UnsafeRawBufferPointer(whole)) {
+                        port.enqueue(FrameSegments(UnsafeBufferPointer(start: $0, count: 1)))
+                    }
+                }
+            }
+        }
+        guard !small.isEmpty else { return }
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: Ethernet.maximumFrameLength, alignment: 16)
+        defer { scratch.deallocate() }
+        offload.segments(of: frame, scratch: scratch) { segment in
+            withUnsafePointer(to: segment) { p in
+                for port in small { port.enqueue(FrameSegments(UnsafeBufferPointer(start: p, count: 1))) }
+            }
+        }
+    }
+
+    /// Learns the sender's address and decides where a frame with these addresses goes.
+    private func targets(_ addresses: (destination: UInt64, source: UInt64), from source: VirtualPort) -> Targets {
+        let (destination, sourceAddress) = addresses
         let now = monotonicCoarseNanoseconds()
 
-        let targets: Targets = state.withLock { s in
+        return state.withLock { s in
             // A port removed concurrently with this send has already been unlinked.
             guard !source.isRemoved else { return .none }
             if !Ethernet.isGroup(sourceAddress) {
@@ -102,17 +149,6 @@ package final class VirtualSwitch: Sendable, CustomStringConvertible {
                 s.table[destination] = nil
             }
             return s.ports.count > 1 ? .flood(s.ports) : .none
-        }
-
-        switch targets {
-        case .none:
-            return
-        case .one(let port):
-            port.enqueue(frame)
-        case .flood(let ports):
-            for port in ports where port !== source {
-                port.enqueue(frame)
-            }
         }
     }
 

@@ -124,7 +124,10 @@ package final class VirtualMachine: @unchecked Sendable {
         for window in legacy.memoryWindows { memory.exclude(window) }
         try backend.map(memory: memory)
         try pci.assignResources()
-        if let snapshot { try pci.loadState(snapshot.section("pci", maxVersion: PCIHostBridge.stateVersion).payload) }
+        if let snapshot {
+            let section = try snapshot.section("pci", maxVersion: PCIHostBridge.stateVersion)
+            try pci.loadState(section.payload, version: section.version)
+        }
         for d in devices { try d.realize() }
         if let snapshot {
             try chipset.loadState(snapshot.section("chipset", maxVersion: Chipset.stateVersion).payload)

@@ -47,6 +47,9 @@
  *       from receive keeps the frame queued until the NIC has room).
  *  1.2  Extension "hv.scsi/1" (the VMkernel SCSI layer: an HBA hands over CDBs and
  *       guest-memory segments, the host executes them against the unit's virtual disk).
+ *       Extension "hv.net-offload/1" (send_offload: a frame with checksum / TCP
+ *       segmentation work left to the VMkernel, which segments only for receivers that
+ *       did not declare large frames with set_rx_large).
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -813,6 +816,48 @@ typedef struct hv_net_queue_ext {
      * [device] call, receive included. Calls while nothing is held are harmless. */
     void (*rx_ready)(hv_net_port *port);
 } hv_net_queue_ext;
+
+/* "hv.net-offload/1" (1.2): transmit offloads done by the VMkernel, as ESX does for a
+ * vmxnet: a NIC hands over a frame larger than the wire's MTU, or without its transport
+ * checksum, with what is left to do. A receiving port that declared large frames gets
+ * the frame whole (one packet, its checksums completed, IP length fields set); every
+ * other receiver gets complete MSS-sized segments (IPv4 ids counting up, TCP sequence
+ * advanced, FIN/PSH only on the last and CWR only on the first, checksums computed). */
+#define HV_EXT_NET_OFFLOAD "hv.net-offload/1"
+
+/* hv_net_offload.flags */
+#define HV_NET_OFFLOAD_CSUM 0x1u  /* 16-bit Internet checksum over [csum_start, end of frame)
+                                     stored at csum_offset; the field holds the pseudo-
+                                     header sum when handed over (Linux CHECKSUM_PARTIAL) */
+#define HV_NET_OFFLOAD_TSO  0x2u  /* TCP over IPv4 or IPv6 (no extension headers; an
+                                     802.1Q tag is allowed): hdr_len bytes of headers, the
+                                     payload cut every mss bytes; the TCP checksum field
+                                     is recomputed, csum_start/csum_offset are ignored */
+
+typedef struct hv_net_offload {
+    uint32_t struct_size;
+    uint32_t flags;              /* HV_NET_OFFLOAD_*, at least one */
+    uint16_t csum_start;         /* CSUM: first byte summed */
+    uint16_t csum_offset;        /* CSUM: where the checksum goes, >= csum_start */
+    uint16_t hdr_len;            /* TSO: Ethernet + IP + TCP header bytes (as the frame says) */
+    uint16_t mss;                /* TSO: payload bytes per segment, >= 1 */
+} hv_net_offload;
+
+typedef struct hv_net_offload_ext {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* [any] Sends the `len`-byte frame at `frame` (14..65535 bytes, any MTU) with
+     * `offload`. The host validates the metadata against the frame before anything is
+     * sent: HV_EINVAL for a bad length, unknown or no flags, checksum offsets outside
+     * the frame, or a TSO frame that is not TCP over IPv4/IPv6 with hdr_len covering
+     * exactly its headers, or mss 0; HV_EAGAIN when the link is down. The frame is read
+     * only during the call and copied (whole or in segments) into the receiving ports'
+     * queues before it returns; like net_send it never calls into any device. */
+    int (*send_offload)(hv_net_port *port, const void *frame, size_t len, const hv_net_offload *offload);
+    /* [any] large = 1: this port's NIC takes TCP frames above its MTU (an LRO-capable
+     * receiver), so offloaded sends reach it whole; 0 (the default): it gets segments. */
+    int (*set_rx_large)(hv_net_port *port, int large);
+} hv_net_offload_ext;
 
 /* "hv.scsi/1" (1.2): the VMkernel SCSI layer.
  *
