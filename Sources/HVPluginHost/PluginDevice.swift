@@ -61,6 +61,8 @@ package final class PluginDevice: @unchecked Sendable {
     /// from any thread touch; never held while calling the plugin.
     let resources = HostLock()
     let threadSafe: Bool
+    /// The model's declared keys and commands (`device VM DEV CMD`).
+    package let declarations: PluginDeclarations
 
     var instance: OpaquePointer?
     internal(set) package var function: PCIFunction?
@@ -87,8 +89,10 @@ package final class PluginDevice: @unchecked Sendable {
         return Unmanaged<PluginDevice>.fromOpaque(UnsafeRawPointer(host)).takeUnretainedValue()
     }
 
-    package init(model: UnsafePointer<hv_device_model>, pluginName: String, context: PluginDeviceContext) {
+    package init(model: UnsafePointer<hv_device_model>, pluginName: String, context: PluginDeviceContext,
+                 declarations: PluginDeclarations = PluginDeclarations()) {
         self.model = model
+        self.declarations = declarations
         self.ops = model.pointee.ops
         self.modelName = String(cString: model.pointee.name)
         self.pluginName = pluginName
@@ -98,7 +102,8 @@ package final class PluginDevice: @unchecked Sendable {
 
     /// An instance of the model a catalog lookup found.
     package convenience init(match: DeviceModelMatch, context: PluginDeviceContext) {
-        self.init(model: match.model, pluginName: match.pluginName, context: context)
+        self.init(model: match.model, pluginName: match.pluginName, context: context,
+                  declarations: match.info.declarations)
     }
 
     deinit {
@@ -191,6 +196,32 @@ package final class PluginDevice: @unchecked Sendable {
     func call(_ body: (OpaquePointer) -> Void) {
         guard let instance, !destroyed else { return }
         if threadSafe { body(instance) } else { lock.withLock { body(instance) } }
+    }
+
+    // MARK: Commands
+
+    /// Runs the model's command `name` with the operator's words through libffi, under
+    /// the device lock ([device]). Refused, without calling the plugin, for an unknown
+    /// command, words that do not fit the declared signature, or a paused or destroyed
+    /// instance.
+    package func runCommand(_ name: String, words: [String]) throws -> CommandOutput {
+        guard let command = declarations.command(named: name) else {
+            let known = declarations.commands.map(\.signature)
+            throw CommandRefusal(message: "\(context.prefix) (\(modelName)) has no command '\(name)'" +
+                                 (known.isEmpty ? "; the model declares none" : "; commands: " + known.joined(separator: ", ")))
+        }
+        let parsed = try command.parse(words)
+        var output: CommandOutput?
+        let run = { (instance: OpaquePointer) in output = command.call(instance: instance, with: parsed) }
+        if threadSafe {
+            if !destroyed, !activity.isClosed, let instance { run(instance) }
+        } else {
+            lock.withLock { if !destroyed, !activity.isClosed, let instance { run(instance) } }
+        }
+        guard let output else {
+            throw CommandRefusal(message: "\(context.prefix) (\(modelName)) is paused or powered off; try again when it runs")
+        }
+        return output
     }
 
     // MARK: BAR access
