@@ -1,0 +1,140 @@
+import Foundation
+import HVSched
+import XCTest
+
+/// The plugin author's kit against a running host: declared keys in `validate`, typed
+/// commands through libffi on the service console (`device`, `sched tune`, `sched cmd`).
+final class PluginKitTests: XCTestCase {
+    /// A typo'd key under a device's prefix warns with file:line and the declared key; a
+    /// bad value for a declared key is a problem; the edu model declares its keys.
+    func testValidateChecksDeviceKeysAgainstTheModelsDeclarations() throws {
+        try HostHarness.requireHost()
+        let path = HostHarness.workDir + "/declared-keys.vmx"
+        try """
+            displayName = "keys"
+            memsize = "64"
+            hv.kernel = "\(HostHarness.guest("hello"))"
+            hv.device0.present = "TRUE"
+            hv.device0.model = "edu"
+            hv.device0.computeDelayUs = "20"
+            hv.device0.dmaMaks = "0xffff"
+            sched.cpu.sharez = "high"
+
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let ok = HostHarness.hvhostRun(["validate", "--plugin-path", HostHarness.pluginDir, path])
+        XCTAssertEqual(ok.status, 0, "undeclared keys only warn: \(ok.stderr)")
+        XCTAssertTrue(ok.stderr.contains("\(path):7: hv.device0.dmaMaks: warning: model 'edu' declares no key 'dmaMaks'; did you mean 'hv.device0.dmaMask'?"), ok.stderr)
+        XCTAssertTrue(ok.stderr.contains("\(path):8: sched.cpu.sharez: warning: the VMkernel reads no key 'sched.cpu.sharez'; did you mean 'sched.cpu.shares'?"), ok.stderr)
+        XCTAssertFalse(ok.stderr.contains("computeDelayUs"), "a declared key with a good value is quiet: \(ok.stderr)")
+
+        try (String(contentsOfFile: path, encoding: .utf8) + "hv.device0.dmaDelayUs = \"20000000\"\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let bad = HostHarness.hvhostRun(["validate", "--plugin-path", HostHarness.pluginDir, path])
+        XCTAssertEqual(bad.status, 2, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("\(path):9: hv.device0.dmaDelayUs = \"20000000\": 20000000 is out of range, expected an unsigned integer from 0 to 10000000 (declared by model 'edu')"), bad.stderr)
+
+        let keys = HostHarness.hvhostRun(["plugins", "--plugin-path", HostHarness.pluginDir, "--keys", "edu"])
+        XCTAssertEqual(keys.status, 0, keys.stderr)
+        XCTAssertTrue(keys.stdout.contains("hv.deviceN.computeDelayUs  uint 0..10000000  default \"10\""), keys.stdout)
+        XCTAssertTrue(keys.stdout.contains("read(offset: uint32) -> uint32"), keys.stdout)
+    }
+
+    /// Every argument and result type reaches the plugin through libffi and comes back
+    /// typed; wrong counts and types are refused with the signature and never reach it
+    /// (the plugin counts the calls that did).
+    func testDeviceCommandsCarryEveryArgumentTypeAndRefuseBadWords() throws {
+        let env = try SchedulingEnv.require(policies: ["propshare"])
+        let dir = HostHarness.workDir + "/argprobe-plugins"
+        _ = try HostHarness.buildFixturePlugin("argprobe.c", into: dir)
+        let vmx = env.burn("cmds", ["hv.device0.present": "TRUE", "hv.device0.model": "argprobe",
+                                    "hv.device1.present": "TRUE", "hv.device1.model": "edu",
+                                    "ethernet0.present": "TRUE"])
+        var replies: [String: String] = [:]
+        let commands = [
+            "ints -128 -32768 -2147483648 -9000000000000000000",
+            "uints 255 65535 4294967295 18446744073709551615",
+            "mix 1.25 yes hello", "mix -0.5 off x",
+            "i8 -128", "u8 255", "i16 -32768", "u16 65535", "u32 0xffffffff", "not false",
+            // refusals
+            "i8 128", "u8 -1", "u16 65536", "ints 1 2", "mix 1 maybe s", "mix nan true s", "not", "nope",
+            "reg",
+        ]
+        let r = env.run(["--pcpus", "1", "--pool", "default:0:propshare", "--plugin-path", dir], [vmx]) { run in
+            try run.waitForBurnLines(["cmds"])
+            for c in commands { replies[c] = try run.console("device cmds hv.device0 " + c) }
+            for c in ["hv.device1 regs", "hv.device1 read 0", "ethernet0 csr 88", "ethernet0 counters", "hv.device9 regs"] {
+                replies[c] = try run.console("device cmds " + c)
+            }
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let expect: [String: String] = [
+            "ints -128 -32768 -2147483648 -9000000000000000000": "= -9000000002147516544",
+            "uints 255 65535 4294967295 18446744073709551615": "= \(UInt64(255) &+ 65535 &+ 4294967295 &+ UInt64.max)",
+            "mix 1.25 yes hello": "s=hello flag=1 len=4096\n= 2.5",
+            "mix -0.5 off x": "s=x flag=0 len=4096\n= -1.0",
+            "i8 -128": "= 127", "u8 255": "= 0", "i16 -32768": "= 32767", "u16 65535": "= 0",
+            "u32 0xffffffff": "= 0", "not false": "= true",
+            "i8 128": "error: i8: '128' is not a valid int8 for arg0; usage: i8(arg0: int8) -> int8",
+            "u8 -1": "error: u8: '-1' is not a valid uint8 for arg0; usage: u8(arg0: uint8) -> uint8",
+            "u16 65536": "error: u16: '65536' is not a valid uint16 for arg0; usage: u16(arg0: uint16) -> uint16",
+            "ints 1 2": "error: ints takes 4 arguments, got 2; usage: ints(arg0: int8, arg1: int16, arg2: int32, arg3: int64) -> int64",
+            "mix 1 maybe s": "error: mix: 'maybe' is not a valid bool for flag; usage: mix(x: double, flag: bool, s: string) -> double + text",
+            "mix nan true s": "error: mix: 'nan' is not a valid double for x; usage: mix(x: double, flag: bool, s: string) -> double + text",
+            "not": "error: not takes 1 argument, got 0; usage: not(arg0: bool) -> bool",
+            // Four calls reached the plugin's counting commands (ints, uints, mix twice).
+            "reg": "reg 0x0 calls 4",
+            "hv.device1 read 0": "= 16777453",   // edu's ID register, 0x010000ed
+            "ethernet0 csr 88": "= \(0x1003)",    // PCnet-PCI II chip id, low half
+        ]
+        for (command, reply) in expect {
+            XCTAssertEqual(replies[command]?.trimmingCharacters(in: .newlines), reply, command)
+        }
+        XCTAssertTrue(replies["nope"]?.hasPrefix("error: hv.device0 (argprobe) has no command 'nope'; commands: ints(") ?? false)
+        XCTAssertTrue(replies["hv.device1 regs"]?.hasPrefix("id 0x010000ed liveness 0x00000000") ?? false, replies["hv.device1 regs"] ?? "")
+        XCTAssertTrue(replies["ethernet0 counters"]?.hasPrefix("framesSent 0 framesReceived 0") ?? false, replies["ethernet0 counters"] ?? "")
+        XCTAssertTrue(replies["hv.device9 regs"]?.hasPrefix("error: cmds has no device 'hv.device9'") ?? false)
+    }
+
+    /// `sched tune` sets propshare's quantum while two CPU-bound VMs share one pCPU: the
+    /// slice length `sched stats` measures (slot time per grant) follows it. Values
+    /// outside the declared range, of the wrong type, or that the policy refuses are
+    /// reported and change nothing.
+    func testPropShareQuantumTunedLiveChangesTheMeasuredSlice() throws {
+        let env = try SchedulingEnv.require(policies: ["propshare"])
+        let vms = [env.burn("tune-a"), env.burn("tune-b")]
+        var slices: [Double] = []
+        var replies: [String] = []
+        let r = env.run(["--pcpus", "1", "--pool", "default:0:propshare"], vms) { run in
+            try run.waitForBurnLines(["tune-a", "tune-b"])
+            func slice(over seconds: Double) throws -> Double {
+                let before = try VCPUStats.parseRaw(run.console("sched stats raw"))
+                Thread.sleep(forTimeInterval: seconds)
+                let after = try VCPUStats.parseRaw(run.console("sched stats raw"))
+                func total(_ rows: [VCPUStats.RawRow], _ key: String) -> Double { rows.compactMap { $0.number(key) }.reduce(0, +) }
+                let grants = total(after, "grants") - total(before, "grants")
+                return grants > 0 ? (total(after, "run") - total(before, "run")) / grants / 1e6 : 0
+            }
+            slices.append(try slice(over: 1.5))
+            for line in ["sched tune default quantum_ms 50", "sched tune default quantum_ms 2000",
+                         "sched tune default quantum_ms 7", "sched tune default quantum_ms ten",
+                         "sched tune default quantom_ms 5", "sched tune default"] {
+                replies.append(try run.console(line).trimmingCharacters(in: .newlines))
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+            slices.append(try slice(over: 2))
+            replies.append(try run.console("sched cmd default state").trimmingCharacters(in: .newlines))
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        print("measured slice: \(slices) ms\n" + replies.joined(separator: "\n"))
+        XCTAssertEqual(replies[0], "quantum_ms = 50")
+        XCTAssertEqual(replies[1], "error: quantum_ms = 2000: 2000 is out of range, expected an unsigned integer from 1 to 1000")
+        XCTAssertTrue(replies[2].hasPrefix("error: scheduler policy 'propshare' refused quantum_ms = 7: HV_EINVAL (-22)"), replies[2])
+        XCTAssertEqual(replies[3], "error: quantum_ms = ten: not an unsigned integer, expected an unsigned integer from 1 to 1000")
+        XCTAssertTrue(replies[4].hasPrefix("error: scheduler policy 'propshare' has no tunable 'quantom_ms'; did you mean 'quantum_ms'?"), replies[4])
+        XCTAssertTrue(replies[5].contains("tunable quantum_ms (uint 1..1000, default 10)"), replies[5])
+        XCTAssertTrue(replies[6].contains("quantum 50 ms"), replies[6])
+        XCTAssertEqual(slices.count, 2)
+        XCTAssertEqual(slices[0], 10, accuracy: 3, "two CPU-bound vCPUs on one pCPU switch every 10 ms quantum")
+        XCTAssertEqual(slices[1], 50, accuracy: 12, "after quantum_ms 50 the measured slice follows")
+    }
+}
