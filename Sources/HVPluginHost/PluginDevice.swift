@@ -80,6 +80,8 @@ package final class PluginDevice: @unchecked Sendable {
     var destroyed = false
     /// Receives and disk completions, closed while the VM is paused.
     package let activity = DeviceActivity()
+    /// Set by `hvhost plugin-check` before create: counts threads inside the instance.
+    package var entryMonitor: DeviceEntryMonitor?
 
     /// The `hv_host *` handed to the plugin: this object, unretained (it outlives the instance).
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
@@ -115,7 +117,7 @@ package final class PluginDevice: @unchecked Sendable {
         creating = true
         defer { creating = false }
         var out: OpaquePointer?
-        let rc = lock.withLock { model.pointee.create(PluginHostServices.table, handle, &out) }
+        let rc = lock.withLock { monitored { model.pointee.create(PluginHostServices.table, handle, &out) } }
         guard rc == 0, let out else {
             quiet()
             freeResources()
@@ -130,7 +132,7 @@ package final class PluginDevice: @unchecked Sendable {
     /// After BARs are assigned, before the first vCPU runs.
     package func realize() throws {
         guard let realize = ops.pointee.realize, let instance else { return }
-        let rc = lock.withLock { realize(instance) }
+        let rc = lock.withLock { monitored { realize(instance) } }
         if rc < 0 {
             throw PluginDeviceError(message: "\(context.prefix): '\(modelName)' realize failed: \(PluginHostServices.describe(rc))")
         }
@@ -163,7 +165,7 @@ package final class PluginDevice: @unchecked Sendable {
         lock.withLock { destroyed = true }
         activity.close()
         quiet()
-        if let instance { lock.withLock { ops.pointee.destroy(instance) } }
+        if let instance { lock.withLock { monitored { ops.pointee.destroy(instance) } } }
         instance = nil
         freeResources()
     }
@@ -195,7 +197,15 @@ package final class PluginDevice: @unchecked Sendable {
     /// Runs `body` with the instance under the device lock (or without, for thread-safe models).
     func call(_ body: (OpaquePointer) -> Void) {
         guard let instance, !destroyed else { return }
-        if threadSafe { body(instance) } else { lock.withLock { body(instance) } }
+        if threadSafe { monitored { body(instance) } } else { lock.withLock { monitored { body(instance) } } }
+    }
+
+    /// `body` counted by the entry monitor, when there is one.
+    func monitored<R>(_ body: () -> R) -> R {
+        guard let m = entryMonitor else { return body() }
+        m.enter()
+        defer { m.leave() }
+        return body()
     }
 
     // MARK: Commands
@@ -212,7 +222,7 @@ package final class PluginDevice: @unchecked Sendable {
         }
         let parsed = try command.parse(words)
         var output: CommandOutput?
-        let run = { (instance: OpaquePointer) in output = command.call(instance: instance, with: parsed) }
+        let run = { (instance: OpaquePointer) in output = self.monitored { command.call(instance: instance, with: parsed) } }
         if threadSafe {
             if !destroyed, !activity.isClosed, let instance { run(instance) }
         } else {
@@ -226,8 +236,14 @@ package final class PluginDevice: @unchecked Sendable {
 
     // MARK: BAR access
 
+    /// The BARs the plugin declared with handlers (not RAM BARs): index, size, port I/O.
+    package var declaredBARs: [(index: Int, size: UInt64, isIO: Bool)] {
+        (function?.barDevices.values.compactMap { $0 as? PluginBAR } ?? [])
+            .map { (index: $0.index, size: $0.size, isIO: $0.isIO) }.sorted { $0.index < $1.index }
+    }
+
     /// A guest read of `size` (1, 2, 4 or 8) bytes of `bar` through the plugin's handler.
-    func barRead(bar: Int, offset: UInt64, size: Int) -> UInt64 {
+    package func barRead(bar: Int, offset: UInt64, size: Int) -> UInt64 {
         let mask: UInt64 = size == 8 ? ~0 : (1 << (8 * UInt64(size))) - 1
         guard let handler = function?.barDevices[bar] as? PluginBAR, let read = handler.readHandler else { return mask }
         var value: UInt64 = ~0
@@ -235,7 +251,7 @@ package final class PluginDevice: @unchecked Sendable {
         return value & mask
     }
 
-    func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64) {
+    package func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64) {
         guard let handler = function?.barDevices[bar] as? PluginBAR, let write = handler.writeHandler else { return }
         call { write($0, UInt32(bar), offset, UInt32(size), value) }
     }
@@ -276,12 +292,17 @@ package final class PluginDevice: @unchecked Sendable {
 final class PluginBAR: BusDevice {
     unowned let device: PluginDevice
     let index: Int
+    /// Bytes, and whether it is port I/O (what `hvhost plugin-check` reads back).
+    let size: UInt64
+    let isIO: Bool
     let readHandler: hv_bar_read_fn?
     let writeHandler: hv_bar_write_fn?
 
-    init(device: PluginDevice, index: UInt32, read: hv_bar_read_fn?, write: hv_bar_write_fn?) {
+    init(device: PluginDevice, index: UInt32, size: UInt64, isIO: Bool, read: hv_bar_read_fn?, write: hv_bar_write_fn?) {
         self.device = device
         self.index = Int(index)
+        self.size = size
+        self.isIO = isIO
         readHandler = read
         writeHandler = write
     }
@@ -377,7 +398,7 @@ final class PluginTimer {
     }
 
     private func run(_ instance: OpaquePointer) {
-        callback(instance, opaque)
+        device.monitored { callback(instance, opaque) }
         state.withLock {
             runningOn = nil
             state.broadcast()

@@ -166,7 +166,7 @@ package struct PluginLoader: Sendable {
 
     private let logger: Logger
 
-    init(logger: Logger = Logger(label: "hv.plugins")) {
+    package init(logger: Logger = Logger(label: "hv.plugins")) {
         self.logger = logger
     }
 

@@ -167,3 +167,11 @@ func errnoName(_ rc: Int32) -> String {
     ]
     return names[rc].map { "\($0) (\(rc))" } ?? "\(rc)"
 }
+
+extension LoadedPlugin {
+    /// How to instantiate one of this plugin's scheduler policies (`hvhost plugin-check`).
+    package func schedulerPolicySource(_ policy: SchedPolicy) -> SchedulerPolicySource {
+        .plugin(name: policy.name, pluginName: name, pluginPath: path, desc: policy.pointer,
+                declarations: policy.declarations)
+    }
+}
