@@ -45,6 +45,9 @@ struct PluginCheckCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Per-call time limit in seconds (a call into the plugin that takes longer is a hang).", valueName: "s"))
     var callLimit = 2.0
 
+    @Option(name: .customLong("rule"), help: ArgumentHelp("Run only this rule (repeatable; entry always runs).", valueName: "rule"))
+    var onlyRules: [String] = []
+
     @Option(help: .hidden) var child: String?
 
     func run() throws {
@@ -59,7 +62,7 @@ struct PluginCheckCommand: ParsableCommand {
         }
         for subject in entry.subjects {
             let rules = subject.kind == "device" ? DeviceChecks.rules : PolicyChecks.rules
-            for rule in rules {
+            for rule in rules where onlyRules.isEmpty || onlyRules.contains(rule) {
                 let r = runInChild("\(subject.kind):\(subject.name):\(rule)", path: absolute)
                 report.add(subject: "\(subject.kind) \(subject.name)", rule: rule, r.outcome)
             }

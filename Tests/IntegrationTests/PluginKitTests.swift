@@ -138,3 +138,77 @@ final class PluginKitTests: XCTestCase {
         XCTAssertEqual(slices[1], 50, accuracy: 12, "after quantum_ms 50 the measured slice follows")
     }
 }
+
+/// `hvhost plugin-check`: the shipped plugins pass every rule; a fixture that breaks one
+/// rule fails exactly that rule, named in the JSON.
+final class PluginCheckTests: XCTestCase {
+    struct Check: Decodable { let subject: String; let rule: String; let status: String; let detail: String }
+    struct Report: Decodable { let path: String; let passed: Bool; let checks: [Check] }
+
+    static func check(_ library: String, _ extra: [String] = []) throws -> (status: Int32, report: Report) {
+        let r = HostHarness.hvhostRun(["plugin-check", "--json", library] + extra, timeout: 300)
+        XCTAssertFalse(r.timedOut, "plugin-check \(library) timed out")
+        let report = try JSONDecoder().decode(Report.self, from: Data(r.stdout.utf8))
+        return (r.status, report)
+    }
+
+    func testShippedPluginsPassEveryRule() throws {
+        try HostHarness.requireHost()
+        let dir = (HostHarness.hvhost as NSString).deletingLastPathComponent
+        let libraries = [HostHarness.pluginDir + "/libedu.so"] +
+            ["libVlance.so", "libSchedPropShare.so", "libSchedRoundRobin.so", "libSchedCosched.so"].map { dir + "/" + $0 }
+        for library in libraries {
+            guard FileManager.default.fileExists(atPath: library) else { XCTFail("\(library) is not built"); continue }
+            let (status, report) = try Self.check(library)
+            let failed = report.checks.filter { $0.status == "fail" }
+            XCTAssertEqual(status, 0, "\(library): \(failed.map { "\($0.subject) \($0.rule): \($0.detail)" })")
+            XCTAssertTrue(report.passed)
+            let ran = Set(report.checks.map(\.rule))
+            if library.contains("Sched") {
+                XCTAssertEqual(ran, ["entry", "declarations", "lifecycle-leak", "sched-sim"], library)
+            } else {
+                XCTAssertEqual(ran, ["entry", "create", "declarations", "reset", "save-load", "lifecycle-leak", "fuzz", "thread-contract"], library)
+                XCTAssertTrue(report.checks.contains { $0.rule == "lifecycle-leak" && $0.detail.hasPrefix("1000 create/realize/reset/destroy cycles") })
+            }
+        }
+    }
+
+    func testFixturesThatBreakOneRuleFailThatRule() throws {
+        try HostHarness.requireHost()
+        let dir = HostHarness.workDir + "/kitcheck"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // The rule each variant breaks, and what the failure must say.
+        let cases: [(define: String, subject: String, rule: String, says: String)] = [
+            ("NONE", "", "", ""),
+            ("CREATE", "device broken", "create", "create failed: Invalid argument (-22)"),
+            ("DECL", "plugin", "entry", "key #0 'depth' has default \"deep\": not an unsigned integer"),
+            ("RESET", "device broken", "reset", "1 of 4 registers differ from a fresh instance's after reset: BAR0+0x0: fresh 0x0"),
+            ("STATE", "device broken", "save-load", "fields: reg3"),
+            ("LEAK", "device broken", "lifecycle-leak", "open fds"),
+            ("CRASH", "device broken", "fuzz", "crashed with signal 11"),
+            ("HANG", "device broken", "fuzz", "hang: BAR0 read"),
+            ("POLICY", "policy broken-policy", "sched-sim", "returned vCPU 4242, which is not in this pool"),
+        ]
+        for c in cases {
+            let library = dir + "/libkit\(c.define).so"
+            let cc = HostHarness.run("/usr/bin/cc", ["-std=c99", "-Wall", "-Werror", "-shared", "-fPIC", "-DBREAK_\(c.define)",
+                                                     "-I", HostHarness.repoRoot + "/Sources/PluginABI/include", "-o", library,
+                                                     HostHarness.repoRoot + "/Tests/IntegrationTests/Fixtures/kitcheck_broken.c"], timeout: 60)
+            XCTAssertEqual(cc.status, 0, cc.stderr)
+            // The conforming variant runs every rule; a broken one only the rule it breaks.
+            let only = c.rule.isEmpty || c.rule == "entry" ? [] : ["--rule", c.rule]
+            let (status, report) = try Self.check(library, ["--cycles", "300", "--fuzz", "10000", "--call-limit", "1"] + only)
+            let failed = report.checks.filter { $0.status == "fail" }
+            if c.define == "NONE" {
+                XCTAssertEqual(status, 0, "the conforming variant: \(failed)")
+                continue
+            }
+            XCTAssertEqual(status, c.rule == "entry" ? 2 : 1, c.define)
+            XCTAssertFalse(report.passed)
+            let hit = failed.first { $0.subject == c.subject && $0.rule == c.rule }
+            XCTAssertNotNil(hit, "\(c.define): expected \(c.subject) \(c.rule) to fail; failures: \(failed)")
+            XCTAssertTrue(hit?.detail.contains(c.says) ?? false, "\(c.define): \(hit?.detail ?? "")")
+            XCTAssertEqual(failed.count, 1, "\(c.define) breaks one rule only: \(failed)")
+        }
+    }
+}
