@@ -13,7 +13,7 @@ struct HVHostCommand: AsyncParsableCommand {
             (colon-separated), then the directory of the hvhost binary and its plugins/ subdirectory.
             """,
         subcommands: [RunCommand.self, ResumeCommand.self, ValidateCommand.self, PluginsCommand.self, ConsoleCommand.self, TopCommand.self,
-                      SchedSimCommand.self, PluginCheckCommand.self]
+                      SchedSimCommand.self, PluginCheckCommand.self, PluginCommand.self]
     )
 }
 

@@ -51,7 +51,7 @@ struct PluginCheckCommand: ParsableCommand {
     @Option(help: .hidden) var child: String?
 
     func run() throws {
-        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        let absolute = ((path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path) as NSString).standardizingPath
         if let child { return try runChild(spec: child, path: absolute) }
         var report = Report(path: absolute)
         let entry = runInChild("entry", path: absolute)

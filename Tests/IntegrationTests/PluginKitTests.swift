@@ -212,3 +212,40 @@ final class PluginCheckTests: XCTestCase {
         }
     }
 }
+
+/// `hvhost plugin new`: the skeletons build with their own Makefile and pass plugin-check
+/// as generated; the device skeleton also runs in a VM and answers its command.
+final class PluginTemplateTests: XCTestCase {
+    func testGeneratedSkeletonsBuildAndPassPluginCheck() throws {
+        try HostHarness.requireHost()
+        let root = HostHarness.workDir + "/templates-\(UUID().uuidString.prefix(8))"
+        for (kind, name) in [("device", "tmpl-dev"), ("policy", "tmpl-pol")] {
+            let dir = root + "/" + name
+            let gen = HostHarness.hvhostRun(["plugin", "new", kind, name, dir])
+            XCTAssertEqual(gen.status, 0, gen.stderr)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/Makefile"))
+            let build = HostHarness.run("/usr/bin/make", ["-C", dir], timeout: 120)
+            XCTAssertEqual(build.status, 0, build.stdout + build.stderr)
+            let check = HostHarness.run("/usr/bin/make", ["-C", dir, "check", "HVHOST=" + HostHarness.hvhost], timeout: 300)
+            XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+            XCTAssertTrue(check.stdout.contains("passed or were skipped"), check.stdout)
+            XCTAssertFalse(check.stdout.contains("FAIL"), check.stdout)
+            let again = HostHarness.hvhostRun(["plugin", "new", kind, name, dir])
+            XCTAssertNotEqual(again.status, 0, "existing files are not overwritten")
+        }
+        let bad = HostHarness.hvhostRun(["plugin", "new", "device", "Bad Name", root + "/bad"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("'Bad Name' is not a valid plugin name"), bad.stderr)
+        // The device skeleton in a VM: its declared key reaches it and its command answers.
+        let env = try SchedulingEnv.require(policies: ["propshare"])
+        let vmx = env.burn("tmpl", ["hv.device0.present": "TRUE", "hv.device0.model": "tmpl-dev",
+                                    "hv.device0.scratchReset": "0x1234"])
+        var reply = ""
+        let r = env.run(["--pcpus", "1", "--pool", "default:0:propshare", "--plugin-path", root + "/tmpl-dev"], [vmx]) { run in
+            try run.waitForBurnLines(["tmpl"])
+            reply = try run.console("device tmpl hv.device0 regs")
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(reply.trimmingCharacters(in: .newlines), "id 0x0001aa55 scratch 0x00001234 writes 0")
+    }
+}
