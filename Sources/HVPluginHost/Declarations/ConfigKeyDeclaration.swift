@@ -82,7 +82,7 @@ package struct ConfigKeyDeclaration: Sendable, Equatable {
         }
     }
 
-    /// Reads a declaration; nil with the reason when it is malformed.
+    /// Reads a declaration: the declaration, or why it is malformed.
     static func read(_ k: hv_config_key) -> Result<ConfigKeyDeclaration, DeclarationProblem> {
         guard k.struct_size >= UInt32(MemoryLayout<hv_config_key>.size) else {
             return .failure(DeclarationProblem("has struct_size \(k.struct_size), expected \(MemoryLayout<hv_config_key>.size)"))

@@ -927,9 +927,11 @@ typedef struct hv_scsi_ext {
  * declares its tunables the same way. The host checks every key present under a
  * device's prefix against the declarations of the model the file selects
  * (`hvhost validate`): a bad value is an error naming file:line, an undeclared key a
- * warning with the closest declared name. Keys the host itself interprets for a
- * device kind (present, virtualDev, model, networkName, address, addressType,
- * generatedAddress, and `:N.*` disk keys) need no declaration. A model that declares
+ * warning with the closest declared name (`hvhost run` does the same before power-on
+ * and refuses the VM on a bad value). Keys the host itself interprets for a device kind
+ * (present, virtualDev or model; a NIC's networkName, address, addressType and
+ * generatedAddress; svga.vramSize; a SCSI adapter's `:N.*` disk keys) need no
+ * declaration, though a model may declare those it reads too. A model that declares
  * no keys is not checked. Declarations are [load] data: read when the plugin loads,
  * valid and unchanged until deinit.
  */
