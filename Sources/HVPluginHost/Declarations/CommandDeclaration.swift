@@ -183,16 +183,20 @@ extension PluginCatalog {
     package func declarations(ofModelOrPolicy name: String) throws(PluginCatalogError)
         -> (what: String, prefix: String, declarations: PluginDeclarations)
     {
-        if let m = try? deviceModelInfo(named: name) {
-            let prefix = switch m.model.kind {
-            case HV_DEVICE_KIND_NIC: "ethernetN."
-            case HV_DEVICE_KIND_SCSI: "scsiN."
-            case HV_DEVICE_KIND_DISPLAY: "svga."
-            default: "hv.deviceN."
-            }
-            return ("device model '\(m.model.name)' (\(m.model.kindName), \(m.plugin.path))", prefix, m.model.declarations)
+        let m: (plugin: LoadedPlugin, model: LoadedPlugin.DeviceModel)
+        do {
+            m = try deviceModelInfo(named: name)
+        } catch {
+            // Not a device model: a policy, or the device-model error (with its hint).
+            guard let p = try? schedPolicyInfo(named: name) else { throw error }
+            return ("scheduler policy '\(p.policy.name)' (\(p.plugin.path)); tunables: sched tune POOL KEY VALUE", "", p.policy.declarations)
         }
-        let p = try schedPolicyInfo(named: name)
-        return ("scheduler policy '\(p.policy.name)' (\(p.plugin.path)); tunables: sched tune POOL KEY VALUE", "", p.policy.declarations)
+        let prefix = switch m.model.kind {
+        case HV_DEVICE_KIND_NIC: "ethernetN."
+        case HV_DEVICE_KIND_SCSI: "scsiN."
+        case HV_DEVICE_KIND_DISPLAY: "svga."
+        default: "hv.deviceN."
+        }
+        return ("device model '\(m.model.name)' (\(m.model.kindName), \(m.plugin.path))", prefix, m.model.declarations)
     }
 }
