@@ -21,7 +21,7 @@ struct PluginCheckCommand: ParsableCommand {
             equal a fresh instance's: every aligned 32-bit register of each I/O BAR and of the first 4 KiB of \
             each memory BAR), save-load (save, load into a fresh instance, save again: same bytes), \
             lifecycle-leak (RSS and open fds flat over --cycles), fuzz (--fuzz random BAR accesses over garbage \
-            guest memory), thread-contract (4 threads: a model without HV_DEVICE_THREAD_SAFE is never entered \
+            guest memory; a NIC also receives garbage frames), thread-contract (4 threads: a model without HV_DEVICE_THREAD_SAFE is never entered \
             twice at once). Policy rules: entry, declarations (tunable defaults accepted, commands callable), \
             lifecycle-leak, sched-sim (a built-in scenario under the simulator's pick validator). \
             Exit status: 0 when every rule passes or is skipped, 1 when one fails, 2 when the library cannot be checked.

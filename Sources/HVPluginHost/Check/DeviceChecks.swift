@@ -205,7 +205,7 @@ package struct DeviceChecks {
         defer { destroy(d) }
         let bars = d.declaredBARs
         guard !bars.isEmpty else { return .skip("no BARs with handlers to fuzz") }
-        var reads = 0, writes = 0, resets = 0
+        var reads = 0, writes = 0, resets = 0, frames = 0
         for i in 0..<fuzzOperations {
             let bar = bars[Int(random.below(UInt64(bars.count)))]
             let sizes: [Int] = bar.isIO ? [1, 2, 4] : [1, 2, 4, 8]
@@ -225,13 +225,22 @@ package struct DeviceChecks {
                 }
                 writes += 1
             }
+            // A NIC also receives garbage frames (broadcast, so every address filter sees
+            // them) on its port thread, concurrently with the BAR accesses.
+            if model.kind == HV_DEVICE_KIND_NIC, i % 50 == 0 {
+                var frame = (0..<Int(14 + random.below(1501))).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+                for b in 0..<6 { frame[b] = 0xFF }
+                vm.inject(frame)
+                frames += 1
+            }
             if i % 2000 == 1999 {
                 vm.scribble(&random)
                 watchdog.watch("\(model.name) reset") { d.reset() }
                 resets += 1
             }
         }
-        return .pass("\(reads) reads, \(writes) writes, \(resets) resets over garbage guest memory: no crash, no call over \(Double(watchdog.limitNanoseconds) / 1e9) s")
+        return .pass("\(reads) reads, \(writes) writes, \(resets) resets" + (frames > 0 ? ", \(frames) received frames" : "") +
+                     " over garbage guest memory: no crash, no call over \(Double(watchdog.limitNanoseconds) / 1e9) s")
     }
 
     private func threadContract() throws -> CheckOutcome {
@@ -247,7 +256,12 @@ package struct DeviceChecks {
                     if !bars.isEmpty {
                         let bar = bars[Int(random.below(UInt64(bars.count)))]
                         let offset = random.below(min(bar.size, 4096) / 4) * 4
-                        watchdog.watch("BAR\(bar.index) read 4 (thread \(t))") { _ = d.barRead(bar: bar.index, offset: offset, size: 4) }
+                        if random.below(4) == 0 {
+                            let v = random.below(256)
+                            watchdog.watch("BAR\(bar.index) write 4 (thread \(t))") { d.barWrite(bar: bar.index, offset: offset, size: 4, value: v) }
+                        } else {
+                            watchdog.watch("BAR\(bar.index) read 4 (thread \(t))") { _ = d.barRead(bar: bar.index, offset: offset, size: 4) }
+                        }
                     }
                     if i % 100 == 0, let c = noWord.first { _ = try? watchdog.watch("command \(c)") { try d.runCommand(c, words: []) } }
                 }

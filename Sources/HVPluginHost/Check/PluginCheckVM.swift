@@ -102,6 +102,9 @@ package final class PluginCheckVM: @unchecked Sendable {
         }
     }
 
+    /// Sends a frame from the loopback port: to a NIC under test, a received frame.
+    package func inject(_ frame: [UInt8]) { _ = loopback.send(frame) }
+
     /// Fills guest memory with bytes from `random`: what a fuzzed device reads by DMA.
     package func scribble(_ random: inout CheckRandom) {
         var page = [UInt8](repeating: 0, count: 4096)
