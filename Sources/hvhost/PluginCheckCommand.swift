@@ -43,7 +43,7 @@ struct PluginCheckCommand: ParsableCommand {
     var seed: UInt64 = 1
 
     @Option(help: ArgumentHelp("Per-call time limit in seconds (a call into the plugin that takes longer is a hang).", valueName: "s"))
-    var callLimit = 2.0
+    var callLimit = 5.0
 
     @Option(name: .customLong("rule"), help: ArgumentHelp("Run only this rule (repeatable; entry always runs).", valueName: "rule"))
     var onlyRules: [String] = []
