@@ -77,7 +77,7 @@ extension CommandDeclaration {
     /// holds whatever lock the thread contract asks ([device] or [sched]).
     package func call(instance: OpaquePointer, with parsed: [CommandArgument]) -> CommandOutput {
         precondition(parsed.count == wordArguments.count, "arguments were not parsed by parse(_:)")
-        // One 8-byte-aligned slot per C parameter; strings and the text buffer are
+        // One 16-byte slot per C parameter (size_t is 64-bit here, LP64); strings and the text buffer are
         // allocated here and freed after the call.
         var types: [UnsafeMutablePointer<ffi_type>?] = [FFITypes.pointer]
         let slotCount = 2 + arguments.count   // the instance, the arguments, TEXT_OUT's length
