@@ -44,6 +44,8 @@ let package = Package(
         .target(name: "PluginABI", path: "Sources/PluginABI"),
         // Request numbers and structs from <linux/kvm.h>, which Swift cannot import as macros.
         .target(name: "CKVM", path: "Sources/CKVM"),
+        // libffi (Debian libffi-dev): HVPluginHost calls plugins' typed commands through it.
+        .systemLibrary(name: "CFFI", path: "Sources/CFFI"),
         // Host primitives every layer shares: locks, threads, timer queue, clocks, byte rings,
         // the SerialSink protocol, MAC addresses, share settings.
         .target(name: "HVSupport", path: "Sources/HVSupport"),
@@ -70,7 +72,7 @@ let package = Package(
                 path: "Sources/HVSchedSim"),
         // Plugin loader and ABI validation, catalog, host services, PluginDevice, the
         // scheduler-policy adapter: the only library importer of PluginABI.
-        .target(name: "HVPluginHost", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVSched", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+        .target(name: "HVPluginHost", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVSched", .product(name: "Logging", package: "swift-log"), "PluginABI", "CFFI"],
                 path: "Sources/HVPluginHost"),
         // The assembly: VM, VMHost, .vmx configuration, boot, service console.
         .target(name: "HVKernel", dependencies: ["HVSupport", "HVMemory", "HVBackendKVM", "HVDevices", "HVHostIO", "HVSched", "HVPluginHost", .product(name: "Logging", package: "swift-log")],

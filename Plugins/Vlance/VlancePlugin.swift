@@ -4,7 +4,7 @@ import PluginABI
 // The plugin descriptor: id "org.hvproject.vlance", factory "hv.device/1", one NIC model
 // "vlance". Everything the host reads is allocated once and never freed.
 
-private func cString(_ s: StaticString) -> UnsafePointer<CChar> {
+func cString(_ s: StaticString) -> UnsafePointer<CChar> {
     UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
 }
 
@@ -180,6 +180,10 @@ private let vlanceModel: UnsafePointer<hv_device_model> = {
     m.state_version = VlanceDevice.stateVersion
     m.create = { services, host, out in vlanceCreate(services, host, out) }
     m.ops = vlanceOps
+    m.key_count = vlanceKeyCount
+    m.command_count = vlanceCommandCount
+    m.keys = vlanceKeys
+    m.commands = vlanceCommands
     let p = UnsafeMutablePointer<hv_device_model>.allocate(capacity: 1)
     p.initialize(to: m)
     return UnsafePointer(p)

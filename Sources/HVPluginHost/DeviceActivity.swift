@@ -44,4 +44,7 @@ package final class DeviceActivity: @unchecked Sendable {
     }
 
     package func open() { lock.withLock { closed = false } }
+
+    /// Whether the VM is paused (no [device] call may reach the instance).
+    var isClosed: Bool { lock.withLock { closed } }
 }

@@ -61,6 +61,8 @@ package final class PluginDevice: @unchecked Sendable {
     /// from any thread touch; never held while calling the plugin.
     let resources = HostLock()
     let threadSafe: Bool
+    /// The model's declared keys and commands (`device VM DEV CMD`).
+    package let declarations: PluginDeclarations
 
     var instance: OpaquePointer?
     internal(set) package var function: PCIFunction?
@@ -80,6 +82,8 @@ package final class PluginDevice: @unchecked Sendable {
     var destroyed = false
     /// Receives and disk completions, closed while the VM is paused.
     package let activity = DeviceActivity()
+    /// Set by `hvhost plugin-check` before create: counts threads inside the instance.
+    package var entryMonitor: DeviceEntryMonitor?
 
     /// The `hv_host *` handed to the plugin: this object, unretained (it outlives the instance).
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
@@ -89,8 +93,10 @@ package final class PluginDevice: @unchecked Sendable {
         return Unmanaged<PluginDevice>.fromOpaque(UnsafeRawPointer(host)).takeUnretainedValue()
     }
 
-    package init(model: UnsafePointer<hv_device_model>, pluginName: String, context: PluginDeviceContext) {
+    package init(model: UnsafePointer<hv_device_model>, pluginName: String, context: PluginDeviceContext,
+                 declarations: PluginDeclarations = PluginDeclarations()) {
         self.model = model
+        self.declarations = declarations
         self.ops = model.pointee.ops
         self.modelName = String(cString: model.pointee.name)
         self.pluginName = pluginName
@@ -100,7 +106,8 @@ package final class PluginDevice: @unchecked Sendable {
 
     /// An instance of the model a catalog lookup found.
     package convenience init(match: DeviceModelMatch, context: PluginDeviceContext) {
-        self.init(model: match.model, pluginName: match.pluginName, context: context)
+        self.init(model: match.model, pluginName: match.pluginName, context: context,
+                  declarations: match.info.declarations)
     }
 
     deinit {
@@ -112,7 +119,7 @@ package final class PluginDevice: @unchecked Sendable {
         creating = true
         defer { creating = false }
         var out: OpaquePointer?
-        let rc = lock.withLock { model.pointee.create(PluginHostServices.table, handle, &out) }
+        let rc = lock.withLock { monitored { model.pointee.create(PluginHostServices.table, handle, &out) } }
         guard rc == 0, let out else {
             quiet()
             freeResources()
@@ -127,7 +134,7 @@ package final class PluginDevice: @unchecked Sendable {
     /// After BARs are assigned, before the first vCPU runs.
     package func realize() throws {
         guard let realize = ops.pointee.realize, let instance else { return }
-        let rc = lock.withLock { realize(instance) }
+        let rc = lock.withLock { monitored { realize(instance) } }
         if rc < 0 {
             throw PluginDeviceError(message: "\(context.prefix): '\(modelName)' realize failed: \(PluginHostServices.describe(rc))")
         }
@@ -160,7 +167,7 @@ package final class PluginDevice: @unchecked Sendable {
         lock.withLock { destroyed = true }
         activity.close()
         quiet()
-        if let instance { lock.withLock { ops.pointee.destroy(instance) } }
+        if let instance { lock.withLock { monitored { ops.pointee.destroy(instance) } } }
         instance = nil
         freeResources()
     }
@@ -193,13 +200,53 @@ package final class PluginDevice: @unchecked Sendable {
     /// Runs `body` with the instance under the device lock (or without, for thread-safe models).
     func call(_ body: (OpaquePointer) -> Void) {
         guard let instance, !destroyed else { return }
-        if threadSafe { body(instance) } else { lock.withLock { body(instance) } }
+        if threadSafe { monitored { body(instance) } } else { lock.withLock { monitored { body(instance) } } }
+    }
+
+    /// `body` counted by the entry monitor, when there is one.
+    func monitored<R>(_ body: () -> R) -> R {
+        guard let m = entryMonitor else { return body() }
+        m.enter()
+        defer { m.leave() }
+        return body()
+    }
+
+    // MARK: Commands
+
+    /// Runs the model's command `name` with the operator's words through libffi, under
+    /// the device lock ([device]). Refused, without calling the plugin, for an unknown
+    /// command, words that do not fit the declared signature, or a paused or destroyed
+    /// instance.
+    package func runCommand(_ name: String, words: [String]) throws -> CommandOutput {
+        guard let command = declarations.command(named: name) else {
+            let known = declarations.commands.map(\.signature)
+            throw CommandRefusal(message: "\(context.prefix) (\(modelName)) has no command '\(name)'" +
+                                 (known.isEmpty ? "; the model declares none" : "; commands: " + known.joined(separator: ", ")))
+        }
+        let parsed = try command.parse(words)
+        var output: CommandOutput?
+        let run = { (instance: OpaquePointer) in output = self.monitored { command.call(instance: instance, with: parsed) } }
+        if threadSafe {
+            if !destroyed, !activity.isClosed, let instance { run(instance) }
+        } else {
+            lock.withLock { if !destroyed, !activity.isClosed, let instance { run(instance) } }
+        }
+        guard let output else {
+            throw CommandRefusal(message: "\(context.prefix) (\(modelName)) is paused or powered off; try again when it runs")
+        }
+        return output
     }
 
     // MARK: BAR access
 
+    /// The BARs the plugin declared with handlers (not RAM BARs): index, size, port I/O.
+    package var declaredBARs: [(index: Int, size: UInt64, isIO: Bool)] {
+        (function?.barDevices.values.compactMap { $0 as? PluginBAR } ?? [])
+            .map { (index: $0.index, size: $0.size, isIO: $0.isIO) }.sorted { $0.index < $1.index }
+    }
+
     /// A guest read of `size` (1, 2, 4 or 8) bytes of `bar` through the plugin's handler.
-    func barRead(bar: Int, offset: UInt64, size: Int) -> UInt64 {
+    package func barRead(bar: Int, offset: UInt64, size: Int) -> UInt64 {
         let mask: UInt64 = size == 8 ? ~0 : (1 << (8 * UInt64(size))) - 1
         guard let handler = function?.barDevices[bar] as? PluginBAR, let read = handler.readHandler else { return mask }
         var value: UInt64 = ~0
@@ -207,7 +254,7 @@ package final class PluginDevice: @unchecked Sendable {
         return value & mask
     }
 
-    func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64) {
+    package func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64) {
         guard let handler = function?.barDevices[bar] as? PluginBAR, let write = handler.writeHandler else { return }
         call { write($0, UInt32(bar), offset, UInt32(size), value) }
     }
@@ -248,12 +295,17 @@ package final class PluginDevice: @unchecked Sendable {
 final class PluginBAR: BusDevice {
     unowned let device: PluginDevice
     let index: Int
+    /// Bytes, and whether it is port I/O (what `hvhost plugin-check` reads back).
+    let size: UInt64
+    let isIO: Bool
     let readHandler: hv_bar_read_fn?
     let writeHandler: hv_bar_write_fn?
 
-    init(device: PluginDevice, index: UInt32, read: hv_bar_read_fn?, write: hv_bar_write_fn?) {
+    init(device: PluginDevice, index: UInt32, size: UInt64, isIO: Bool, read: hv_bar_read_fn?, write: hv_bar_write_fn?) {
         self.device = device
         self.index = Int(index)
+        self.size = size
+        self.isIO = isIO
         readHandler = read
         writeHandler = write
     }
@@ -349,7 +401,7 @@ final class PluginTimer {
     }
 
     private func run(_ instance: OpaquePointer) {
-        callback(instance, opaque)
+        device.monitored { callback(instance, opaque) }
         state.withLock {
             runningOn = nil
             state.broadcast()

@@ -76,7 +76,8 @@ enum PluginHostServices {
             do {
                 try f.addBAR(PCIBARDescription(index: Int(b.index), kind: kind, size: b.size,
                                                prefetchable: b.flags & HV_BAR_PREFETCHABLE != 0),
-                             device: PluginBAR(device: d, index: b.index, read: b.read, write: b.write))
+                             device: PluginBAR(device: d, index: b.index, size: b.size, isIO: kind == .io,
+                                               read: b.read, write: b.write))
             } catch PCIError.badBAR(_, _, let reason) {
                 d.context.logger.error("\(d.context.prefix) (\(d.modelName)): BAR\(b.index): \(reason)")
                 return reason.contains("already used") ? HV_EEXIST : HV_EINVAL

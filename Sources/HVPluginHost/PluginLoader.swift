@@ -17,6 +17,9 @@ package final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         let flags: UInt32
         package let stateVersion: UInt32
         let pointer: UnsafePointer<hv_device_model>
+        /// Declared keys and commands (1.2); empty when the model declares none.
+        package let declarations: PluginDeclarations
+        package var isThreadSafe: Bool { flags & HV_DEVICE_THREAD_SAFE != 0 }
 
         /// "nic", "scsi", "display" or "other".
         package var kindName: String { LoadedPlugin.kindName(kind) }
@@ -28,6 +31,8 @@ package final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         package let name: String
         let description: String?
         let pointer: UnsafePointer<hv_sched_policy_desc>
+        /// Declared tunables (as keys) and commands (1.2); empty when it declares none.
+        package let declarations: PluginDeclarations
 
         /// The policy's ops (validated non-NULL, with every mandatory op present).
         var ops: UnsafePointer<hv_sched_ops> { pointer.pointee.ops }
@@ -161,7 +166,7 @@ package struct PluginLoader: Sendable {
 
     private let logger: Logger
 
-    init(logger: Logger = Logger(label: "hv.plugins")) {
+    package init(logger: Logger = Logger(label: "hv.plugins")) {
         self.logger = logger
     }
 
@@ -370,8 +375,16 @@ package struct PluginLoader: Sendable {
         let description = try v.description.map { (p) throws(PluginLoadError) in
             try requiredString(p, field: "model '\(name)' description", path: path, allowEmpty: true)
         }
+        var declarations = PluginDeclarations()
+        if Int(size) >= MemoryLayout<hv_device_model>.size {
+            switch PluginDeclarations.read(keys: v.keys, keyCount: v.key_count, commands: v.commands,
+                                           commandCount: v.command_count) {
+            case .success(let d): declarations = d
+            case .failure(let p): throw fail(name, p.text)
+            }
+        }
         return LoadedPlugin.DeviceModel(name: name, kind: v.kind, description: description, flags: v.flags,
-                                        stateVersion: v.state_version, pointer: m)
+                                        stateVersion: v.state_version, pointer: m, declarations: declarations)
     }
 
     private func validateSchedFactory(_ raw: UnsafeRawPointer, path: String) throws(PluginLoadError)
@@ -386,7 +399,21 @@ package struct PluginLoader: Sendable {
                 ("vcpu_remove", o.vcpu_remove != nil), ("wake", o.wake != nil), ("block", o.block != nil),
                 ("pick_next", o.pick_next != nil), ("account", o.account != nil), ("set_params", o.set_params != nil),
             ] }
-        ).map { LoadedPlugin.SchedPolicy(name: $0.name, description: $0.description, pointer: $0.pointer) }
+        ).map { (p) throws(PluginLoadError) in
+            var declarations = PluginDeclarations()
+            let d = p.pointer.pointee
+            if Int(UnsafeRawPointer(p.pointer).load(as: UInt32.self)) >= MemoryLayout<hv_sched_policy_desc>.size {
+                switch PluginDeclarations.read(keys: d.keys, keyCount: d.key_count, commands: d.commands,
+                                               commandCount: d.command_count) {
+                case .success(let decl): declarations = decl
+                case .failure(let problem):
+                    throw PluginLoadError(path: path, reason: .invalidFactory(
+                        id: HV_FACTORY_SCHED_POLICY, problem: "policy '\(p.name)' \(problem.text)"))
+                }
+            }
+            return LoadedPlugin.SchedPolicy(name: p.name, description: p.description, pointer: p.pointer,
+                                            declarations: declarations)
+        }
     }
 
     private func validateTeamingFactory(_ raw: UnsafeRawPointer, path: String) throws(PluginLoadError)

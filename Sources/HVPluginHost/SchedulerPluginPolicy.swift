@@ -11,6 +11,8 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
     /// The plugin's table as far as its struct_size goes; ops beyond it (appended after
     /// the plugin was built, e.g. `preempt`) are NULL here.
     private let ops: hv_sched_ops
+    /// Declared tunables (as keys) and commands (1.2).
+    let declarations: PluginDeclarations
     private var instance: OpaquePointer?
     private var released = false
 
@@ -18,8 +20,9 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
     var isFallback: Bool { false }
 
     init(name: String, pluginName: String, pluginPath: String, desc: UnsafePointer<hv_sched_policy_desc>,
-         pcpuCount: Int) throws {
+         declarations: PluginDeclarations = PluginDeclarations(), pcpuCount: Int) throws {
         self.name = name
+        self.declarations = declarations
         self.pluginName = pluginName
         self.pluginPath = pluginPath
         guard let table = desc.pointee.ops else {
@@ -83,6 +86,38 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
         return String(cString: buffer)
     }
 
+    func runCommand(_ command: String, words: [String], tunable: Bool) throws -> String {
+        guard let instance, !released else { throw SchedulerPolicyError("scheduler policy '\(name)' is shut down") }
+        guard let c = declarations.command(named: command), c.isTunable == tunable else {
+            let candidates = declarations.commands.filter { $0.isTunable == tunable }
+            let close = candidates.map(\.name).min { pluginEditDistance($0, command) < pluginEditDistance($1, command) }
+                .flatMap { pluginEditDistance($0, command) <= 2 ? "; did you mean '\($0)'?" : nil } ?? ""
+            throw SchedulerPolicyError("scheduler policy '\(name)' has no \(tunable ? "tunable" : "command") '\(command)'\(close)" +
+                                       (candidates.isEmpty ? "" : "; \(tunable ? "tunables" : "commands"): " + candidates.map(\.signature).joined(separator: ", ")))
+        }
+        if tunable, let key = declarations.key(named: command), words.count == 1, let problem = key.problem(with: words[0]) {
+            throw SchedulerPolicyError("\(command) = \(words[0]): \(problem), expected \(key.expected)")
+        }
+        let output = c.call(instance: instance, with: try c.parse(words))
+        if tunable, let r = output.result.flatMap(Int32.init), r < 0 {
+            let help = declarations.key(named: command)?.help.map { " (\($0))" } ?? ""
+            throw SchedulerPolicyError("scheduler policy '\(name)' refused \(command) = \(words[0]): \(errnoName(r))\(help)")
+        }
+        return tunable ? "\(command) = \(words[0])" : output.rendered
+    }
+
+    var commandListing: String {
+        var lines: [String] = []
+        for c in declarations.commands {
+            if c.isTunable, let k = declarations.key(named: c.name) {
+                lines.append("tunable \(c.name) (\(k.typeText)\(k.defaultValue.map { ", default \($0)" } ?? ""))\(k.help.map { ": \($0)" } ?? "")")
+            } else {
+                lines.append("command \(c.signature)\(c.help.map { ": \($0)" } ?? "")")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
     func shutdown() {
         guard !released else { return }
         released = true
@@ -94,10 +129,11 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
 extension SchedulerPolicySource {
     /// A plugin's policy: each instance is the plugin's `init` through ``SchedulerPluginPolicy``.
     static func plugin(name: String, pluginName: String, pluginPath: String,
-                              desc: UnsafePointer<hv_sched_policy_desc>) -> SchedulerPolicySource {
+                              desc: UnsafePointer<hv_sched_policy_desc>,
+                              declarations: PluginDeclarations = PluginDeclarations()) -> SchedulerPolicySource {
         SchedulerPolicySource(name: name, plugin: (name: pluginName, path: pluginPath)) { pcpuCount in
             try SchedulerPluginPolicy(name: name, pluginName: pluginName, pluginPath: pluginPath, desc: desc,
-                                      pcpuCount: pcpuCount)
+                                      declarations: declarations, pcpuCount: pcpuCount)
         }
     }
 }
@@ -108,7 +144,7 @@ extension PluginCatalog {
     package func schedulerPolicySource(named name: String) throws -> SchedulerPolicySource {
         let hit = try schedPolicyInfo(named: name)
         return .plugin(name: hit.policy.name, pluginName: hit.plugin.name, pluginPath: hit.plugin.path,
-                       desc: hit.policy.pointer)
+                       desc: hit.policy.pointer, declarations: hit.policy.declarations)
     }
 }
 
@@ -130,4 +166,12 @@ func errnoName(_ rc: Int32) -> String {
         HV_ENOTSUP: "HV_ENOTSUP",
     ]
     return names[rc].map { "\($0) (\(rc))" } ?? "\(rc)"
+}
+
+extension LoadedPlugin {
+    /// How to instantiate one of this plugin's scheduler policies (`hvhost plugin-check`).
+    package func schedulerPolicySource(_ policy: SchedPolicy) -> SchedulerPolicySource {
+        .plugin(name: policy.name, pluginName: name, pluginPath: path, desc: policy.pointer,
+                declarations: policy.declarations)
+    }
 }

@@ -236,5 +236,13 @@ package final class Scheduler: @unchecked Sendable {
         try pool.replacePolicy(with: Scheduler.source(named: policy, resolver: resolver))
     }
 
+    /// `sched tune <pool> <key> <value>` and `sched cmd <pool> <command> <args…>`.
+    package func policyCommand(pool name: String, _ command: String, words: [String], tunable: Bool) throws -> String {
+        guard let pool = pool(named: name) else {
+            throw SchedulerPolicyError("no scheduler pool '\(name)'; pools: \(poolNames.joined(separator: ", "))")
+        }
+        return try pool.runPolicyCommand(command, words: words, tunable: tunable)
+    }
+
     package func snapshots() -> [PoolSnapshot] { pools.map { $0.snapshot() } }
 }

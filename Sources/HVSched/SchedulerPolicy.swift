@@ -95,11 +95,25 @@ package protocol SchedulerPolicy: AnyObject {
     func dump() -> String?
     /// The policy's `deinit`; no call follows.
     func shutdown()
+    /// Runs the policy's command `name` with the operator's words (`sched cmd`), or, with
+    /// `tunable`, sets the tunable `name` to the one word given (`sched tune`). Called with
+    /// the pool lock held. Throws, without calling the policy, for an unknown name or
+    /// words that do not fit the declaration; returns what the command printed.
+    func runCommand(_ name: String, words: [String], tunable: Bool) throws -> String
+    /// The policy's tunables and commands, one per line ("" when it declares none).
+    var commandListing: String { get }
 }
 
 extension SchedulerPolicy {
     /// Never preempts on wake.
     package func preempt(now: UInt64) -> UInt64 { 0 }
+
+    /// A policy without declared commands refuses every name.
+    package func runCommand(_ name: String, words: [String], tunable: Bool) throws -> String {
+        throw SchedulerPolicyError("scheduler policy '\(self.name)' (\(origin)) declares no \(tunable ? "tunables" : "commands")")
+    }
+
+    package var commandListing: String { "" }
 }
 
 /// A policy refused an operation (a negative errno from a plugin op).

@@ -291,6 +291,19 @@ package final class SchedulerPool: @unchecked Sendable {
         }
     }
 
+    /// Runs a command or sets a tunable of the pool's policy, with the pool lock held
+    /// ([sched]); the pool re-decides its free slots afterwards, as after any event.
+    package func runPolicyCommand(_ name: String, words: [String], tunable: Bool) throws -> String {
+        try lock.withLock {
+            let reply = try policy.runCommand(name, words: words, tunable: tunable)
+            dispatch(now: clock.now())
+            return reply
+        }
+    }
+
+    /// The pool's policy's tunables and commands.
+    package var policyCommandListing: String { lock.withLock { "policy '\(policy.name)' (\(policy.origin))\n" + policy.commandListing } }
+
     /// The members of this pool (for `sched set`).
     var allMembers: [PoolMember] { lock.withLock { members.values.sorted { $0.id < $1.id } } }
 

@@ -157,7 +157,7 @@ package enum VCPUStats {
     package static func rawLines(_ pools: [PoolSnapshot]) -> [String] {
         pools.flatMap { p in
             p.vcpus.map { r in
-                "vcpu \(r.vcpu) pool=\(r.pool) vm=\(r.vm) index=\(r.vcpuIndex) time=\(p.time) cpu=\(r.cpuNanoseconds) run=\(r.runNanoseconds) ready=\(r.readyNanoseconds) ent=\((r.entitlementPercent * 100).rounded() / 100) shares=\(r.params.shares) min=\(r.params.minPercent) max=\(r.params.maxPercent) state=\(r.state)"
+                "vcpu \(r.vcpu) pool=\(r.pool) vm=\(r.vm) index=\(r.vcpuIndex) time=\(p.time) cpu=\(r.cpuNanoseconds) run=\(r.runNanoseconds) ready=\(r.readyNanoseconds) ent=\((r.entitlementPercent * 100).rounded() / 100) shares=\(r.params.shares) min=\(r.params.minPercent) max=\(r.params.maxPercent) state=\(r.state) grants=\(r.grants)"
             }
         }
     }

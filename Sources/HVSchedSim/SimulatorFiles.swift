@@ -34,6 +34,11 @@ package enum SchedSimFiles {
     }
 
     /// Parses the scenario file at `path` (messages name its file name).
+    /// A scenario given as text (`hvhost plugin-check` runs a built-in one).
+    package static func scenario(text: String, name: String) throws -> SchedSimScenario {
+        try SchedSimScenario.parse(text, name: name)
+    }
+
     package static func loadScenario(_ path: String) throws -> SchedSimScenario {
         let bytes = try read(path)
         let name = path.split(separator: "/").last.map(String.init) ?? path

@@ -72,7 +72,9 @@ package struct SchedSimResult: Sendable {
     var windows: [WindowRow]
     var counters: Counters
     /// The first invalid picks, described.
-    var problems: [String]
+    package var problems: [String]
+    /// Picks the host would have refused (`hvhost plugin-check` fails a policy on any).
+    package var invalidPickCount: UInt64 { counters.invalidPicks }
 
     var idlePercent: Double {
         let total = Double(counters.busyNs + counters.idleNs)

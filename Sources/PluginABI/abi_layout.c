@@ -47,12 +47,16 @@ _Static_assert(sizeof(hv_net_offload) == 16, "hv_net_offload layout changed");
 _Static_assert(offsetof(hv_net_offload, mss) == 14, "hv_net_offload layout changed");
 _Static_assert(sizeof(hv_net_offload_ext) == 24, "hv_net_offload_ext layout changed");
 _Static_assert(offsetof(hv_net_offload_ext, set_rx_large) == 16, "hv_net_offload_ext layout changed");
-_Static_assert(sizeof(hv_device_model) == 48, "hv_device_model layout changed");
+_Static_assert(offsetof(hv_device_model, key_count) == 48, "hv_device_model layout changed"); /* 1.1 size 48 */
+_Static_assert(offsetof(hv_device_model, commands) == 64, "hv_device_model layout changed");
+_Static_assert(sizeof(hv_device_model) == 72, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
 _Static_assert(sizeof(hv_sched_ops) == 104, "hv_sched_ops layout changed");
 _Static_assert(offsetof(hv_sched_ops, dump) == 88, "hv_sched_ops layout changed");
 _Static_assert(offsetof(hv_sched_ops, preempt) == 96, "hv_sched_ops layout changed");  /* appended; v1 size 96 */
-_Static_assert(sizeof(hv_sched_policy_desc) == 32, "hv_sched_policy_desc layout changed");
+_Static_assert(offsetof(hv_sched_policy_desc, key_count) == 32, "hv_sched_policy_desc layout changed"); /* 1.1 size 32 */
+_Static_assert(offsetof(hv_sched_policy_desc, commands) == 48, "hv_sched_policy_desc layout changed");
+_Static_assert(sizeof(hv_sched_policy_desc) == 56, "hv_sched_policy_desc layout changed");
 _Static_assert(offsetof(hv_sched_policy_desc, ops) == 24, "hv_sched_policy_desc layout changed");
 _Static_assert(sizeof(hv_sched_factory) == 24, "hv_sched_factory layout changed");
 _Static_assert(offsetof(hv_sched_factory, policies) == 16, "hv_sched_factory layout changed");
@@ -67,4 +71,8 @@ _Static_assert(sizeof(hv_scsi_request) == 64, "hv_scsi_request layout changed");
 _Static_assert(offsetof(hv_scsi_result, sense) == 16, "hv_scsi_result layout changed");
 _Static_assert(sizeof(hv_scsi_result) == 112, "hv_scsi_result layout changed");
 _Static_assert(sizeof(hv_scsi_ext) == 40, "hv_scsi_ext layout changed");
+_Static_assert(sizeof(hv_config_key) == 56, "hv_config_key layout changed");
+_Static_assert(offsetof(hv_config_key, help) == 48, "hv_config_key layout changed");
+_Static_assert(sizeof(hv_command) == 56, "hv_command layout changed");
+_Static_assert(offsetof(hv_command, args) == 40, "hv_command layout changed");
 #endif

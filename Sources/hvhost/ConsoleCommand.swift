@@ -12,7 +12,9 @@ struct ConsoleCommand: ParsableCommand {
     @Option(name: .customLong("socket"), help: "The socket given to `hvhost run --console`.")
     var socket: String
 
-    @Argument(help: "The command and its arguments.")
+    // Everything after the first word is the command's own (negative numbers included:
+    // `device vm hv.device0 ints -1 ...`).
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
     var words: [String]
 
     func run() throws {

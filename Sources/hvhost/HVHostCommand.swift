@@ -14,7 +14,7 @@ struct HVHostCommand: AsyncParsableCommand {
             """,
         subcommands: [RunCommand.self, ResumeCommand.self, ValidateCommand.self, PluginsCommand.self, ConsoleCommand.self, TopCommand.self,
                       DiskCommand.self,
-                      SchedSimCommand.self]
+                      SchedSimCommand.self, PluginCheckCommand.self, PluginCommand.self]
     )
 }
 

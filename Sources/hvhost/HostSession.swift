@@ -3,6 +3,7 @@ import Glibc
 import HVBackendKVM
 import HVHostIO
 import HVKernel
+import HVPluginHost
 import HVSched
 import Logging
 
@@ -38,7 +39,7 @@ struct HostOptions: ParsableArguments {
     /// on or resume VMs (returning how many failed to start), waits until every VM has
     /// stopped for good and exits: with one VM, with its status (`VMStopReason.exitStatus`),
     /// otherwise 0 when none failed and 2 when one did.
-    func runHost(vmCount: Int, logger: Logger, start: (VMHost) -> Int) throws -> Never {
+    func runHost(vmCount: Int, logger: Logger, start: (VMHost, PluginCatalog) -> Int) throws -> Never {
         let catalog = plugins.loadCatalog()
         for failure in catalog.failures { logger.warning("plugin not loaded: \(failure)") }
         let kvm: KVMSystem
@@ -82,7 +83,7 @@ struct HostOptions: ParsableArguments {
         }
         defer { console?.stop() }
 
-        var failed = start(host)
+        var failed = start(host, catalog)
         let reasons = host.waitForAll()
         signals.stop()
         scheduler.stop()

@@ -9,10 +9,25 @@ struct PluginsCommand: ParsableCommand {
         discussion: "Exits 0 even when some plugins failed to load; the failures are listed with their reasons."
     )
 
+    @Option(help: ArgumentHelp("Print the configuration keys and commands a device model or scheduler policy declares.",
+                               valueName: "model"))
+    var keys: String?
+
     @OptionGroup var plugins: PluginPathOptions
 
     func run() throws {
         let catalog = plugins.loadCatalog()
+        if let keys {
+            do {
+                let d = try catalog.declarations(ofModelOrPolicy: keys)
+                print(d.what)
+                print(d.declarations.listing(prefix: d.prefix), terminator: "")
+            } catch {
+                HostConsole.printError("hvhost plugins: \(error)")
+                throw ExitCode(1)
+            }
+            return
+        }
         print(Self.report(catalog), terminator: "")
     }
 

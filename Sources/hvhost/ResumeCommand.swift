@@ -20,7 +20,7 @@ struct ResumeCommand: ParsableCommand {
 
     func run() throws {
         let logger = HostLogging.logger(verbose: host.verbose)
-        try host.runHost(vmCount: files.count, logger: logger) { host in
+        try host.runHost(vmCount: files.count, logger: logger) { host, _ in
             var failed = 0
             for file in files {
                 do {

@@ -36,9 +36,19 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(2)
         }
 
-        try host.runHost(vmCount: configurations.count, logger: logger) { host in
+        try host.runHost(vmCount: configurations.count, logger: logger) { host, catalog in
             var failed = 0
             for config in configurations {
+                // Keys checked against what the selected plugins declare: a value outside
+                // the declaration stops this VM as `validate` would; an undeclared key warns.
+                let keys = catalog.declaredKeyCheck(devices: config.devices, file: config.file)
+                for w in keys.warnings { logger.warning("\(w)") }
+                guard keys.problems.isEmpty else {
+                    for p in keys.problems { logger.error("\(p)") }
+                    logger.error("\(config.path): cannot power on \(config.displayName): its device keys do not fit their declarations")
+                    failed += 1
+                    continue
+                }
                 do {
                     try host.powerOn(config)
                 } catch {

@@ -36,6 +36,11 @@ struct SchedSimCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write every policy call and stint, one line each, here ('-' for standard output).", valueName: "file"))
     var trace: String?
 
+    @Option(name: .customLong("set"),
+            help: ArgumentHelp("Set a tunable the policy declares before the run (repeatable); see `hvhost plugins --keys POLICY`.",
+                               valueName: "key=value"))
+    var tunables: [String] = []
+
     @OptionGroup var plugins: PluginPathOptions
 
     func run() throws {
@@ -46,6 +51,13 @@ struct SchedSimCommand: ParsableCommand {
             let catalog = plugins.loadCatalog()
             let instance = try SchedSimulator.loadPolicy(named: name, pcpus: sc.pcpus,
                                                          resolve: catalog.schedulerPolicySource(named:))
+            for setting in tunables {
+                let kv = setting.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2, !kv[0].isEmpty else {
+                    throw ValidationError("--set \(setting): expected key=value, e.g. --set quantum_ms=20")
+                }
+                print(try instance.runCommand(kv[0], words: [kv[1]], tunable: true))
+            }
             let sim = SchedSimulator(scenario: sc, policy: instance, seed: seedValue)
             var traceLines: [UInt8] = []
             if let trace {

@@ -8,7 +8,7 @@ struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Check .vmx files: keys and values, that every device model is provided by a plugin, and that the kernel ELF boots.",
-        discussion: "Prints one OK line per valid file, or every problem in it (each as file:line: key = \"value\": problem, expected ...). Exits 2 if any file has a problem."
+        discussion: "Prints one OK line per valid file, or every problem in it (each as file:line: key = \"value\": problem, expected ...). Device keys are checked against the keys their plugin model declares; an undeclared key under a device's prefix is a warning (with the closest declared name), not a problem. Exits 2 if any file has a problem."
     )
 
     @Argument(help: ArgumentHelp("The VM configuration file(s).", valueName: "vm.vmx"))
@@ -24,7 +24,9 @@ struct ValidateCommand: ParsableCommand {
         let catalog = plugins.loadCatalog()
         var failed = false
         for path in files {
-            switch Self.check(path: path, catalog: catalog) {
+            let (result, warnings) = Self.check(path: path, catalog: catalog)
+            for line in warnings { HostConsole.printError(line) }
+            switch result {
             case let .success(summary):
                 print("\(path): OK (\(summary))")
             case let .failure(problems):
@@ -38,11 +40,12 @@ struct ValidateCommand: ParsableCommand {
 
     /// Validates one file: the summary on success, every problem found otherwise
     /// (keys and values, then device plugins and the kernel image as far as the keys
-    /// they need are valid).
-    static func check(path: String, catalog: PluginCatalog) -> Result<String, Problems> {
+    /// they need are valid, and device keys against their models' declarations), and the
+    /// warnings about keys no one declares.
+    static func check(path: String, catalog: PluginCatalog) -> (Result<String, Problems>, warnings: [String]) {
         let check = VMConfiguration.check(contentsOf: path)
         var problems = check.problems.map(\.description)
-        guard let file = check.file else { return .failure(Problems(problems)) }
+        guard let file = check.file else { return (.failure(Problems(problems)), []) }
 
         for device in check.devices {
             do {
@@ -51,15 +54,17 @@ struct ValidateCommand: ParsableCommand {
                 problems.append(error.description)
             }
         }
+        let keys = catalog.declaredKeyCheck(devices: check.devices, file: file)
+        problems += keys.problems
         if let boot = check.boot {
             problems += kernelProblems(boot: boot, memoryMiB: check.memoryMiB, file: file)
         }
 
-        guard problems.isEmpty, let config = check.configuration else { return .failure(Problems(problems)) }
+        guard problems.isEmpty, let config = check.configuration else { return (.failure(Problems(problems)), keys.warnings) }
         let devices = config.devices.isEmpty ? "none"
             : config.devices.map { "\($0.prefix) \($0.modelName)" }.joined(separator: ", ")
         let cpus = config.vcpuCount == 1 ? "1 vCPU" : "\(config.vcpuCount) vCPUs"
-        return .success("\(config.displayName): \(config.memoryMiB) MiB, \(cpus), devices: \(devices)")
+        return (.success("\(config.displayName): \(config.memoryMiB) MiB, \(cpus), devices: \(devices)"), keys.warnings)
     }
 
     /// The kernel image's problems: it must be a bootable ELF and, when memsize is valid,

@@ -28,10 +28,11 @@ import Testing
         #expect(MemoryLayout<hv_plugin_entry>.offset(of: \hv_plugin_entry.init_with_info) == PluginLoader.MinimumSize.entry)
         #expect(MemoryLayout<hv_plugin_entry>.stride == PluginLoader.MinimumSize.entry + 8)
         #expect(MemoryLayout<hv_device_factory>.stride == PluginLoader.MinimumSize.deviceFactory)
-        #expect(MemoryLayout<hv_device_model>.stride == PluginLoader.MinimumSize.deviceModel)
+        // hv_device_model and hv_sched_policy_desc grew in 1.2 (keys and commands, appended).
+        #expect(MemoryLayout<hv_device_model>.offset(of: \hv_device_model.key_count) == PluginLoader.MinimumSize.deviceModel)
         #expect(MemoryLayout<hv_device_ops>.stride == PluginLoader.MinimumSize.deviceOps)
         #expect(MemoryLayout<hv_sched_factory>.stride == PluginLoader.MinimumSize.schedFactory)
-        #expect(MemoryLayout<hv_sched_policy_desc>.stride == PluginLoader.MinimumSize.schedPolicyDesc)
+        #expect(MemoryLayout<hv_sched_policy_desc>.offset(of: \hv_sched_policy_desc.key_count) == PluginLoader.MinimumSize.schedPolicyDesc)
         // hv_sched_ops grew after v1 (preempt, appended): the loader still accepts a v1 table.
         #expect(MemoryLayout<hv_sched_ops>.offset(of: \hv_sched_ops.preempt) == PluginLoader.MinimumSize.schedOps)
         #expect(MemoryLayout<hv_sched_ops>.stride == PluginLoader.MinimumSize.schedOps + 8)
@@ -119,7 +120,7 @@ import Testing
     @Test func structSizeTooSmall() throws {
         let path = try lib("smallentry")
         #expect(loadError(path)?.description
-            == "\(path): hv_plugin_entry.struct_size is 32, smaller than the 72 bytes this host reads (ABI 1.1)")
+            == "\(path): hv_plugin_entry.struct_size is 32, smaller than the 72 bytes this host reads (ABI 1.2)")
         let m = try lib("smallmodel")
         #expect(loadError(m)?.description
             == "\(m): model '#0' has struct_size 16, smaller than the 48 bytes of hv_device_model")

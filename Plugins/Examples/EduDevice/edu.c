@@ -555,6 +555,50 @@ fail:
 }
 
 /* ---------------------------------------------------------------------------- */
+/* Declared keys and console commands (ABI 1.2)                                  */
+/* ---------------------------------------------------------------------------- */
+
+/* The keys edu_create reads: `hvhost validate` checks a .vmx against them and
+ * `hvhost plugins --keys edu` lists them. */
+static const hv_config_key edu_keys[] = {
+    { sizeof(hv_config_key), HV_KEY_UINT, "dmaMask", 0xfff, -1 /* UINT64_MAX */, NULL, "0xfffffff",
+      "DMA addresses are masked with this (the QEMU device's 28 bits by default)" },
+    { sizeof(hv_config_key), HV_KEY_UINT, "computeDelayUs", 0, 10000000, NULL, "10",
+      "time the factorial takes, in microseconds" },
+    { sizeof(hv_config_key), HV_KEY_UINT, "dmaDelayUs", 0, 10000000, NULL, "100",
+      "time a DMA transfer takes, in microseconds" },
+};
+
+/* [device] `device VM hv.deviceN regs`: every register the guest can read. */
+static void edu_cmd_regs(hv_device *d, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "id 0x%08x liveness 0x%08x factorial %u status 0x%02x irq_status 0x%08x intx %u\n"
+             "dma src 0x%llx dst 0x%llx count %llu cmd 0x%llx",
+             (unsigned)EDU_ID_VALUE, (unsigned)d->liveness, (unsigned)d->factorial, (unsigned)d->status,
+             (unsigned)d->irq_status, (unsigned)d->intx_level, (unsigned long long)d->dma_src,
+             (unsigned long long)d->dma_dst, (unsigned long long)d->dma_count, (unsigned long long)d->dma_cmd);
+}
+
+/* [device] `device VM hv.deviceN read OFFSET`: one 4-byte register read, as the guest
+ * would see it (reads have no side effects on this device). */
+static uint32_t edu_cmd_read(hv_device *d, uint32_t offset)
+{
+    return (uint32_t)edu_mmio_read(d, 0, offset & (EDU_BAR_SIZE - 4u) & ~3u, 4);
+}
+
+static const uint32_t edu_args_text[] = { HV_ARG_TEXT_OUT };
+static const uint32_t edu_args_offset[] = { HV_ARG_U32 };
+static const char *const edu_names_offset[] = { "offset" };
+
+static const hv_command edu_commands[] = {
+    { sizeof(hv_command), 0, "regs", "dump the registers", (void (*)(void))edu_cmd_regs,
+      HV_ARG_VOID, 1, edu_args_text, NULL },
+    { sizeof(hv_command), 0, "read", "read the 32-bit register at a BAR0 offset", (void (*)(void))edu_cmd_read,
+      HV_ARG_U32, 1, edu_args_offset, edu_names_offset },
+};
+
+/* ---------------------------------------------------------------------------- */
 /* Plugin descriptor                                                             */
 /* ---------------------------------------------------------------------------- */
 
@@ -578,6 +622,10 @@ static const hv_device_model edu_model = {
     EDU_STATE_VERSION,
     edu_create,
     &edu_ops,
+    sizeof edu_keys / sizeof edu_keys[0],          /* 1.2: declared keys and commands */
+    sizeof edu_commands / sizeof edu_commands[0],
+    edu_keys,
+    edu_commands,
 };
 
 static const hv_device_model *const edu_models[] = { &edu_model };

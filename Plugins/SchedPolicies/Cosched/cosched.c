@@ -33,7 +33,7 @@
 #include "include/hvsched_cosched.h"
 
 #define CS_QUANTUM_NS 5000000ll    /* slice grid */
-#define CS_SKEW_NS    5000000ll    /* skew threshold */
+#define CS_SKEW_NS    5000000ll    /* skew threshold: default of the live tunable skew_us */
 #define CS_DUE_NS      500000ull   /* a pCPU whose slice ends this soon is re-planned */
 #define CS_MIN        ((int64_t)HVS_MIN_SLICE_NS)
 
@@ -60,6 +60,7 @@ typedef struct cs_group {          /* one VM */
 
 struct hv_sched_policy {
     int strict;
+    int64_t skew_ns;        /* tunable skew_us */
     uint32_t npcpu;
     cs_vcpu *v;
     uint32_t nv, vcap;
@@ -166,7 +167,7 @@ static void cs_advance(hv_sched_policy *p, uint64_t now) {
         if (ra && !rb) g->lead += dt;
         else if (rb && !ra) g->lead -= dt;
         if (cs_abs(g->lead) > g->max_skew) g->max_skew = cs_abs(g->lead);
-        if (!g->costopped && !(ra && rb) && cs_abs(g->lead) + CS_MIN > CS_SKEW_NS && cs_strict_for(p, g)) {
+        if (!g->costopped && !(ra && rb) && cs_abs(g->lead) + CS_MIN > p->skew_ns && cs_strict_for(p, g)) {
             g->costopped = 1;
             g->costops++;
         }
@@ -190,14 +191,14 @@ static void cs_advance(hv_sched_policy *p, uint64_t now) {
 static int64_t cs_cap(hv_sched_policy *p, const cs_vcpu *v, int sib_coruns) {
     cs_group *g;
     cs_vcpu *s = cs_sibling(p, v, &g);
-    if (!s || !s->runnable) return CS_SKEW_NS;
+    if (!s || !s->runnable) return p->skew_ns;
     int64_t lead = cs_lead_of(g, v);
     if (cs_strict_for(p, g)) {
-        if (sib_coruns) return CS_SKEW_NS;
-        return g->costopped ? -1 : CS_SKEW_NS - lead;
+        if (sib_coruns) return p->skew_ns;
+        return g->costopped ? -1 : p->skew_ns - lead;
     }
-    if (sib_coruns) return lead + CS_MIN > CS_SKEW_NS ? INT64_MAX : CS_SKEW_NS - lead;
-    return CS_SKEW_NS - lead;
+    if (sib_coruns) return lead + CS_MIN > p->skew_ns ? INT64_MAX : p->skew_ns - lead;
+    return p->skew_ns - lead;
 }
 
 static void cs_release_pcpu(hv_sched_policy *p, cs_vcpu *v) {
@@ -315,7 +316,7 @@ static void cs_plan(hv_sched_policy *p, uint64_t now, uint64_t epoch) {
                          (s && s->runnable && s->on_pcpu >= 0 && !p->freep[s->on_pcpu]);
             int gang = 0;
             if (s && s->runnable && cs_strict_for(p, g) &&
-                (g->costopped || (!sib_co && cs_lead_of(g, v) + CS_MIN > CS_SKEW_NS))) {
+                (g->costopped || (!sib_co && cs_lead_of(g, v) + CS_MIN > p->skew_ns))) {
                 if (!g->costopped) { g->costopped = 1; g->costops++; }
                 gang = 1;
             }
@@ -361,6 +362,7 @@ static int cs_init_common(hv_sched_policy **out, uint32_t pcpu_count, int strict
     hv_sched_policy *p = calloc(1, sizeof *p);
     if (!p) return HV_ENOMEM;
     p->strict = strict;
+    p->skew_ns = CS_SKEW_NS;
     p->npcpu = pcpu_count;
     p->cur = malloc(sizeof(int32_t) * pcpu_count);
     p->slice_end = calloc(pcpu_count, sizeof(uint64_t));
@@ -609,10 +611,41 @@ static void cs_dump(hv_sched_policy *p, char *buf, size_t len) {
     hvs_appendf(buf, len, "%s: %u vCPUs in %u VMs, quantum %lld ms, skew threshold %lld us, max skew %lld us, "
                 "co-stops %llu, co-starts %llu, holds %llu, plans %llu, picks %llu (idle %llu)",
                 p->strict ? "cosched-strict" : "cosched-relaxed", p->nv, p->ng,
-                (long long)(CS_QUANTUM_NS / 1000000), (long long)(CS_SKEW_NS / 1000), (long long)(skew / 1000),
+                (long long)(CS_QUANTUM_NS / 1000000), (long long)(p->skew_ns / 1000), (long long)(skew / 1000),
                 (unsigned long long)costops, (unsigned long long)costarts, (unsigned long long)holds,
                 (unsigned long long)p->plans, (unsigned long long)p->picks, (unsigned long long)p->idle_picks);
 }
+
+/* [sched] Tunable skew_us: the lead one sibling may have over the other before the
+ * policy co-stops (strict) or holds the leader (relaxed). Takes effect at the next pick. */
+static int32_t cs_set_skew(hv_sched_policy *p, uint32_t us) {
+    if (us < 500 || us > 100000) return HV_EINVAL;
+    p->skew_ns = (int64_t)us * 1000;
+    return HV_OK;
+}
+
+/* [sched] Command `state`: the summary line and every VM's siblings. */
+static void cs_state(hv_sched_policy *p, char *buf, size_t len) {
+    if (!buf || len == 0) return;
+    cs_dump(p, buf, len);
+    for (uint32_t i = 0; i < p->ng; i++)
+        hvs_appendf(buf, len, "\nvm %d: co-stops %llu, co-starts %llu, holds %llu, max skew %lld us", p->g[i].vm,
+                    (unsigned long long)p->g[i].costops, (unsigned long long)p->g[i].costarts,
+                    (unsigned long long)p->g[i].holds, (long long)(p->g[i].max_skew / 1000));
+}
+
+static const hv_config_key cs_keys[] = {
+    { sizeof(hv_config_key), HV_KEY_UINT, "skew_us", 500, 100000, NULL, "5000",
+      "sibling skew, in us, at which the policy co-stops (strict) or holds the leader (relaxed)" },
+};
+static const uint32_t cs_arg_u32[] = { HV_ARG_U32 };
+static const uint32_t cs_arg_text[] = { HV_ARG_TEXT_OUT };
+static const hv_command cs_commands[] = {
+    { sizeof(hv_command), HV_COMMAND_TUNABLE, "skew_us", "set the skew threshold", (void (*)(void))cs_set_skew,
+      HV_ARG_I32, 1, cs_arg_u32, NULL },
+    { sizeof(hv_command), 0, "state", "the summary and each VM's co-scheduling counters", (void (*)(void))cs_state,
+      HV_ARG_VOID, 1, cs_arg_text, NULL },
+};
 
 /* ------------------------------------------------------------------------ */
 
@@ -638,17 +671,25 @@ static const hv_sched_ops cs_relaxed_ops = CS_OPS(cs_init_relaxed);
 static const hv_sched_policy_desc cs_strict_desc = {
     .struct_size = sizeof(hv_sched_policy_desc),
     .name = "cosched-strict",
-    .description = "ESX 2.x strict co-scheduling of 2-vCPU VMs: co-stop at 5 ms skew, co-start together; "
+    .description = "ESX 2.x strict co-scheduling of 2-vCPU VMs: co-stop at 5 ms skew (tunable skew_us), co-start together; "
                    "shares and affinity",
     .ops = &cs_strict_ops,
+    .key_count = 1,
+    .command_count = 2,
+    .keys = cs_keys,
+    .commands = cs_commands,
 };
 
 static const hv_sched_policy_desc cs_relaxed_desc = {
     .struct_size = sizeof(hv_sched_policy_desc),
     .name = "cosched-relaxed",
-    .description = "relaxed co-scheduling of 2-vCPU VMs: the leading vCPU waits at 5 ms skew, the lagging one "
+    .description = "relaxed co-scheduling of 2-vCPU VMs: the leading vCPU waits at 5 ms skew (tunable skew_us), the lagging one "
                    "catches up alone; shares and affinity",
     .ops = &cs_relaxed_ops,
+    .key_count = 1,
+    .command_count = 2,
+    .keys = cs_keys,
+    .commands = cs_commands,
 };
 
 static const hv_sched_policy_desc *const cs_list[] = { &cs_strict_desc, &cs_relaxed_desc };

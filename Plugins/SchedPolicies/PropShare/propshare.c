@@ -4,7 +4,7 @@
  *
  * Shares. Stride scheduling in virtual time: every vCPU has a virtual time `vt` that
  * advances by ran_ns * SCALE / shares when the host accounts CPU time to it; a pCPU
- * runs the eligible vCPU with the least vt. Slices end on a pool-wide 10 ms grid, so
+ * runs the eligible vCPU with the least vt. Slices end on a pool-wide 10 ms grid (the live tunable quantum_ms), so
  * the error between any two CPU-bound vCPUs stays within one quantum (the classic
  * stride bound) and every pCPU is asked again at the same instants.
  *
@@ -49,10 +49,11 @@
 #include "../Common/hvsched_common.h"
 #include "include/hvsched_propshare.h"
 
+/* Defaults of the live tunables (ps_keys below; `sched tune POOL KEY VALUE`). */
 #define PS_QUANTUM_NS  10000000ull   /* slice grid */
 #define PS_PERIOD_NS  100000000ull   /* min/max accounting period (a multiple of the grid) */
 #define PS_WAKE_CREDIT_NS (PS_QUANTUM_NS / 2)   /* most a woken vCPU may be behind gvt */
-#define PS_PREEMPT_MARGIN_NS (PS_QUANTUM_NS / 2)   /* lead (as run time) that preempts on wake */
+/* The lead (as run time) that preempts on wake is half the quantum in force. */
 
 typedef struct ps_vcpu {
     int32_t id;
@@ -76,6 +77,9 @@ struct hv_sched_policy {
     uint64_t *since;        /* per pCPU: when its current pick was made */
     uint64_t preempting;    /* pCPUs (bit i) preempt asked the host to re-decide, < 64 */
     int32_t woken;          /* the vCPU woken since the last preempt, -1 none */
+    uint64_t quantum_ns;    /* tunable quantum_ms */
+    uint64_t period_ns;     /* tunable period_ms, a multiple of quantum_ns */
+    uint64_t wake_credit_ns;/* tunable wake_credit_us */
     uint64_t gvt;
     uint64_t picks, idle_picks, reserve_picks, preempts;
 };
@@ -98,18 +102,18 @@ static uint64_t ps_used_in(const ps_vcpu *v, uint64_t period) {
     return v->period == period ? v->used : 0;
 }
 
-static int ps_capped(const ps_vcpu *v, uint64_t period) {
+static int ps_capped(const hv_sched_policy *p, const ps_vcpu *v, uint64_t period) {
     if (v->prm.max_pct >= 100) return 0;
-    uint64_t budget = PS_PERIOD_NS / 100 * v->prm.max_pct;
+    uint64_t budget = p->period_ns / 100 * v->prm.max_pct;
     uint64_t used = ps_used_in(v, period);
     return used + HVS_MIN_SLICE_NS > budget;
 }
 
 /* ns the vCPU is behind its reservation at `now` (0 when not behind or no min). */
-static uint64_t ps_deficit(const ps_vcpu *v, uint64_t now) {
+static uint64_t ps_deficit(const hv_sched_policy *p, const ps_vcpu *v, uint64_t now) {
     if (v->prm.min_pct == 0) return 0;
-    uint64_t period = now / PS_PERIOD_NS;
-    uint64_t elapsed = now - period * PS_PERIOD_NS;
+    uint64_t period = now / p->period_ns;
+    uint64_t elapsed = now - period * p->period_ns;
     uint64_t due = elapsed / 100 * v->prm.min_pct;
     uint64_t used = ps_used_in(v, period);
     return due > used ? due - used : 0;
@@ -123,13 +127,13 @@ static int ps_ht_compatible(const ps_vcpu *c, const ps_vcpu *w) {
 }
 
 /* Eligible on `pcpu` ignoring hyperthread constraints. */
-static int ps_eligible(const ps_vcpu *c, uint32_t pcpu, uint64_t period) {
-    return c->runnable && c->on_pcpu < 0 && hvs_allowed(c->prm.affinity, pcpu) && !ps_capped(c, period);
+static int ps_eligible(const hv_sched_policy *p, const ps_vcpu *c, uint32_t pcpu, uint64_t period) {
+    return c->runnable && c->on_pcpu < 0 && hvs_allowed(c->prm.affinity, pcpu) && !ps_capped(p, c, period);
 }
 
 /* Whether `a` goes before `b` on `pcpu` at `now`. */
-static int ps_better(const ps_vcpu *a, const ps_vcpu *b, uint32_t pcpu, uint64_t now) {
-    uint64_t da = ps_deficit(a, now), db = ps_deficit(b, now);
+static int ps_better(const hv_sched_policy *p, const ps_vcpu *a, const ps_vcpu *b, uint32_t pcpu, uint64_t now) {
+    uint64_t da = ps_deficit(p, a, now), db = ps_deficit(p, b, now);
     if ((da > 0) != (db > 0)) return da > 0;
     if (da > 0 && da != db) return da > db;
     if (a->vt != b->vt) return a->vt < b->vt;
@@ -153,6 +157,9 @@ static int ps_init(hv_sched_policy **out, uint32_t pcpu_count) {
         return HV_ENOMEM;
     }
     p->woken = -1;
+    p->quantum_ns = PS_QUANTUM_NS;
+    p->period_ns = PS_PERIOD_NS;
+    p->wake_credit_ns = PS_WAKE_CREDIT_NS;
     for (uint32_t i = 0; i < pcpu_count; i++) p->cur[i] = -1;
     *out = p;
     return HV_OK;
@@ -202,7 +209,7 @@ static void ps_wake(hv_sched_policy *p, int32_t vcpu, uint64_t now) {
     ps_vcpu *v = ps_find(p, vcpu);
     if (!v || v->runnable) return;
     v->runnable = 1;
-    uint64_t credit = hvs_vt_span(PS_WAKE_CREDIT_NS, v->prm.shares);
+    uint64_t credit = hvs_vt_span(p->wake_credit_ns, v->prm.shares);
     uint64_t floor = p->gvt > credit ? p->gvt - credit : 0;
     if (v->vt < floor) { v->vt = floor; v->vt_rem = 0; }   /* little credit for sleeping */
     p->woken = vcpu;                                          /* preempt() looks at it */
@@ -235,8 +242,8 @@ static void ps_pick_next(hv_sched_policy *p, uint32_t pcpu, uint64_t now, hv_sch
         if (old && old->on_pcpu == (int32_t)pcpu) old->on_pcpu = -1;
         p->cur[pcpu] = -1;
     }
-    uint64_t period = now / PS_PERIOD_NS;
-    uint64_t slice = hvs_grid_slice(now, PS_QUANTUM_NS);
+    uint64_t period = now / p->period_ns;
+    uint64_t slice = hvs_grid_slice(now, p->quantum_ns);
 
     /* What the hyperthread sibling constrains: the vCPU running there (unless its
      * slice is over), or the best vCPU of the core that may only run there. */
@@ -261,9 +268,9 @@ static void ps_pick_next(hv_sched_policy *p, uint32_t pcpu, uint64_t now, hv_sch
             const ps_vcpu *best = NULL;
             for (uint32_t i = 0; i < p->nv; i++) {
                 const ps_vcpu *c = &p->v[i];
-                int here = ps_eligible(c, pcpu, period), there = ps_eligible(c, (uint32_t)sib, period);
+                int here = ps_eligible(p, c, pcpu, period), there = ps_eligible(p, c, (uint32_t)sib, period);
                 if (!here && !there) continue;
-                if (!best || ps_better(c, best, pcpu, now)) best = c;
+                if (!best || ps_better(p, c, best, pcpu, now)) best = c;
             }
             if (best && !hvs_allowed(best->prm.affinity, pcpu))
                 w = best;   /* fill this half as if it already ran on the other */
@@ -273,9 +280,9 @@ static void ps_pick_next(hv_sched_policy *p, uint32_t pcpu, uint64_t now, hv_sch
     ps_vcpu *pick = NULL;
     for (uint32_t i = 0; i < p->nv; i++) {
         ps_vcpu *c = &p->v[i];
-        if (!ps_eligible(c, pcpu, period)) continue;
+        if (!ps_eligible(p, c, pcpu, period)) continue;
         if (w && (c == w || !ps_ht_compatible(c, w))) continue;
-        if (!pick || ps_better(c, pick, pcpu, now)) pick = c;
+        if (!pick || ps_better(p, c, pick, pcpu, now)) pick = c;
     }
     if (!pick) {
         p->idle_picks++;
@@ -284,17 +291,17 @@ static void ps_pick_next(hv_sched_policy *p, uint32_t pcpu, uint64_t now, hv_sch
         return;
     }
 
-    if (ps_deficit(pick, now) > 0) {
+    if (ps_deficit(p, pick, now) > 0) {
         p->reserve_picks++;
     } else {
         /* Picked by share: bound unusable credit, then advance global virtual time. */
-        uint64_t bound = hvs_vt_span(PS_QUANTUM_NS, pick->prm.shares);
+        uint64_t bound = hvs_vt_span(p->quantum_ns, pick->prm.shares);
         if (p->gvt > bound && pick->vt < p->gvt - bound) { pick->vt = p->gvt - bound; pick->vt_rem = 0; }
         if (pick->vt > p->gvt) p->gvt = pick->vt;
     }
     if (pick->period != period) { pick->period = period; pick->used = 0; }
     if (pick->prm.max_pct < 100) {
-        uint64_t left = PS_PERIOD_NS / 100 * pick->prm.max_pct - pick->used;
+        uint64_t left = p->period_ns / 100 * pick->prm.max_pct - pick->used;
         if (left < slice) slice = left;
     }
     pick->on_pcpu = (int32_t)pcpu;
@@ -325,9 +332,9 @@ static uint64_t ps_preempt(hv_sched_policy *p, uint64_t now) {
     int32_t id = p->woken;
     p->woken = -1;
     ps_vcpu *v = id >= 0 ? ps_find(p, id) : NULL;
-    uint64_t period = now / PS_PERIOD_NS;
-    if (!v || !v->runnable || v->on_pcpu >= 0 || ps_capped(v, period)) return 0;
-    uint64_t margin = hvs_vt_span(PS_PREEMPT_MARGIN_NS, v->prm.shares);
+    uint64_t period = now / p->period_ns;
+    if (!v || !v->runnable || v->on_pcpu >= 0 || ps_capped(p, v, period)) return 0;
+    uint64_t margin = hvs_vt_span((p->quantum_ns / 2), v->prm.shares);
     int32_t best = -1;
     uint64_t best_vt = 0;
     for (uint32_t q = 0; q < p->npcpu && q < 64; q++) {
@@ -340,7 +347,7 @@ static uint64_t ps_preempt(hv_sched_policy *p, uint64_t now) {
             continue;
         }
         if (!ps_ht_fits(p, v, q, now)) continue;
-        if (ps_deficit(r, now) > 0 && ps_deficit(v, now) == 0) continue;   /* reservation */
+        if (ps_deficit(p, r, now) > 0 && ps_deficit(p, v, now) == 0) continue;   /* reservation */
         uint64_t ran = now > p->since[q] ? now - p->since[q] : 0;
         uint64_t vt = r->vt + hvs_vt_span(ran, r->prm.shares);
         if (vt <= v->vt + margin) continue;
@@ -386,10 +393,74 @@ static void ps_dump(hv_sched_policy *p, char *buf, size_t len) {
     }
     hvs_appendf(buf, len, "propshare: %u vCPUs (%u runnable, %u running) on %u pCPUs, quantum %llu ms, "
                 "period %llu ms, gvt %llu, picks %llu (idle %llu, by reservation %llu), wake preemptions %llu",
-                p->nv, runnable, running, p->npcpu, PS_QUANTUM_NS / 1000000ull, PS_PERIOD_NS / 1000000ull,
+                p->nv, runnable, running, p->npcpu, (unsigned long long)(p->quantum_ns / 1000000ull),
+                (unsigned long long)(p->period_ns / 1000000ull),
                 (unsigned long long)p->gvt, (unsigned long long)p->picks, (unsigned long long)p->idle_picks,
                 (unsigned long long)p->reserve_picks, (unsigned long long)p->preempts);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Tunables and commands ([sched]: called with the pool lock held)           */
+/* ------------------------------------------------------------------------ */
+
+/* The slice grid. The period must stay a multiple of it (HV_EINVAL otherwise). Slices
+ * already handed out end on the old grid; the next picks use the new one. */
+static int32_t ps_set_quantum(hv_sched_policy *p, uint32_t ms) {
+    uint64_t ns = (uint64_t)ms * 1000000ull;
+    if (ms < 1 || ms > 1000 || p->period_ns % ns != 0) return HV_EINVAL;
+    p->quantum_ns = ns;
+    return HV_OK;
+}
+
+static int32_t ps_set_period(hv_sched_policy *p, uint32_t ms) {
+    uint64_t ns = (uint64_t)ms * 1000000ull;
+    if (ms < 10 || ms > 10000 || ns % p->quantum_ns != 0) return HV_EINVAL;
+    p->period_ns = ns;
+    return HV_OK;
+}
+
+static int32_t ps_set_wake_credit(hv_sched_policy *p, uint32_t us) {
+    if (us > 1000000u) return HV_EINVAL;
+    p->wake_credit_ns = (uint64_t)us * 1000ull;
+    return HV_OK;
+}
+
+/* Every vCPU: id, VM, parameters, state, virtual time and use. */
+static void ps_state(hv_sched_policy *p, char *buf, size_t len) {
+    if (!buf || len == 0) return;
+    buf[0] = 0;
+    ps_dump(p, buf, len);
+    for (uint32_t i = 0; i < p->nv; i++) {
+        const ps_vcpu *v = &p->v[i];
+        hvs_appendf(buf, len, "\nvcpu %d vm %d shares %u min %u%% max %u%% %s pcpu %d vt %llu used %llu total %llu",
+                    v->id, v->vm, v->prm.shares, v->prm.min_pct, v->prm.max_pct,
+                    v->on_pcpu >= 0 ? "running" : v->runnable ? "ready" : "blocked", v->on_pcpu,
+                    (unsigned long long)v->vt, (unsigned long long)v->used, (unsigned long long)v->total);
+    }
+}
+
+static const hv_config_key ps_keys[] = {
+    { sizeof(hv_config_key), HV_KEY_UINT, "quantum_ms", 1, 1000, NULL, "10",
+      "slice grid in ms; the period must be a multiple of it" },
+    { sizeof(hv_config_key), HV_KEY_UINT, "period_ms", 10, 10000, NULL, "100",
+      "min/max accounting period in ms, a multiple of quantum_ms" },
+    { sizeof(hv_config_key), HV_KEY_UINT, "wake_credit_us", 0, 1000000, NULL, "5000",
+      "most run time a woken vCPU may be behind global virtual time (its wake-up skew)" },
+};
+
+static const uint32_t ps_arg_u32[] = { HV_ARG_U32 };
+static const uint32_t ps_arg_text[] = { HV_ARG_TEXT_OUT };
+
+static const hv_command ps_commands[] = {
+    { sizeof(hv_command), HV_COMMAND_TUNABLE, "quantum_ms", "set the slice grid", (void (*)(void))ps_set_quantum,
+      HV_ARG_I32, 1, ps_arg_u32, NULL },
+    { sizeof(hv_command), HV_COMMAND_TUNABLE, "period_ms", "set the min/max period", (void (*)(void))ps_set_period,
+      HV_ARG_I32, 1, ps_arg_u32, NULL },
+    { sizeof(hv_command), HV_COMMAND_TUNABLE, "wake_credit_us", "set the wake-up credit", (void (*)(void))ps_set_wake_credit,
+      HV_ARG_I32, 1, ps_arg_u32, NULL },
+    { sizeof(hv_command), 0, "state", "the policy summary and every vCPU's state", (void (*)(void))ps_state,
+      HV_ARG_VOID, 1, ps_arg_text, NULL },
+};
 
 /* ------------------------------------------------------------------------ */
 
@@ -415,6 +486,10 @@ static const hv_sched_policy_desc ps_desc = {
     .description = "ESX-style proportional share (stride/virtual time) with min/max per 100 ms, "
                    "affinity and hyperthread sharing",
     .ops = &ps_ops,
+    .key_count = sizeof ps_keys / sizeof ps_keys[0],
+    .command_count = sizeof ps_commands / sizeof ps_commands[0],
+    .keys = ps_keys,
+    .commands = ps_commands,
 };
 
 static const hv_sched_policy_desc *const ps_list[] = { &ps_desc };

@@ -12,7 +12,7 @@
 #include "../Common/hvsched_common.h"
 #include "include/hvsched_roundrobin.h"
 
-#define RR_SLICE_NS 10000000ull
+#define RR_SLICE_NS 10000000ull   /* default of the live tunable slice_ms */
 
 typedef struct rr_vcpu {
     int32_t id;
@@ -27,6 +27,7 @@ typedef struct rr_vcpu {
 
 struct hv_sched_policy {
     uint32_t npcpu;
+    uint64_t slice_ns;      /* tunable slice_ms */
     rr_vcpu *v;
     uint32_t nv, cap;
     int32_t *cur;
@@ -56,6 +57,7 @@ static int rr_init(hv_sched_policy **out, uint32_t pcpu_count) {
     hv_sched_policy *p = calloc(1, sizeof *p);
     if (!p) return HV_ENOMEM;
     p->npcpu = pcpu_count;
+    p->slice_ns = RR_SLICE_NS;
     p->cur = malloc(sizeof(int32_t) * pcpu_count);
     if (!p->cur) { free(p); return HV_ENOMEM; }
     for (uint32_t i = 0; i < pcpu_count; i++) p->cur[i] = -1;
@@ -149,7 +151,7 @@ static void rr_pick_next(hv_sched_policy *p, uint32_t pcpu, uint64_t now, hv_sch
     pick->queued = 0;
     pick->on_pcpu = (int32_t)pcpu;
     p->cur[pcpu] = pick->id;
-    hvs_set_pick(out, pick->id, RR_SLICE_NS);
+    hvs_set_pick(out, pick->id, p->slice_ns);
 }
 
 static void rr_account(hv_sched_policy *p, int32_t vcpu, uint64_t ran_ns) {
@@ -173,9 +175,38 @@ static void rr_dump(hv_sched_policy *p, char *buf, size_t len) {
     uint32_t queued = 0;
     for (uint32_t i = 0; i < p->nv; i++) queued += p->v[i].queued != 0;
     hvs_appendf(buf, len, "roundrobin: %u vCPUs, %u queued, slice %llu ms, picks %llu (idle %llu)",
-                p->nv, queued, RR_SLICE_NS / 1000000ull, (unsigned long long)p->picks,
+                p->nv, queued, (unsigned long long)(p->slice_ns / 1000000ull), (unsigned long long)p->picks,
                 (unsigned long long)p->idle_picks);
 }
+
+/* [sched] Tunable: the slice every pick gets from now on. */
+static int32_t rr_set_slice(hv_sched_policy *p, uint32_t ms) {
+    if (ms < 1 || ms > 1000) return HV_EINVAL;
+    p->slice_ns = (uint64_t)ms * 1000000ull;
+    return HV_OK;
+}
+
+/* [sched] The run queue in order, then the running vCPUs. */
+static void rr_state(hv_sched_policy *p, char *buf, size_t len) {
+    if (!buf || len == 0) return;
+    rr_dump(p, buf, len);
+    for (uint32_t i = 0; i < p->nv; i++)
+        hvs_appendf(buf, len, "\nvcpu %d %s pcpu %d total %llu", p->v[i].id,
+                    p->v[i].on_pcpu >= 0 ? "running" : p->v[i].queued ? "queued" : "blocked", p->v[i].on_pcpu,
+                    (unsigned long long)p->v[i].total);
+}
+
+static const hv_config_key rr_keys[] = {
+    { sizeof(hv_config_key), HV_KEY_UINT, "slice_ms", 1, 1000, NULL, "10", "the slice of every pick, in ms" },
+};
+static const uint32_t rr_arg_u32[] = { HV_ARG_U32 };
+static const uint32_t rr_arg_text[] = { HV_ARG_TEXT_OUT };
+static const hv_command rr_commands[] = {
+    { sizeof(hv_command), HV_COMMAND_TUNABLE, "slice_ms", "set the slice", (void (*)(void))rr_set_slice,
+      HV_ARG_I32, 1, rr_arg_u32, NULL },
+    { sizeof(hv_command), 0, "state", "the summary and every vCPU's state", (void (*)(void))rr_state,
+      HV_ARG_VOID, 1, rr_arg_text, NULL },
+};
 
 static const hv_sched_ops rr_ops = {
     .struct_size = sizeof(hv_sched_ops),
@@ -195,8 +226,12 @@ static const hv_sched_ops rr_ops = {
 static const hv_sched_policy_desc rr_desc = {
     .struct_size = sizeof(hv_sched_policy_desc),
     .name = "roundrobin",
-    .description = "FIFO run queue per pool, fixed 10 ms slice, affinity only (baseline)",
+    .description = "FIFO run queue per pool, one slice for all (10 ms, tunable), affinity only (baseline)",
     .ops = &rr_ops,
+    .key_count = 1,
+    .command_count = 2,
+    .keys = rr_keys,
+    .commands = rr_commands,
 };
 
 static const hv_sched_policy_desc *const rr_list[] = { &rr_desc };

@@ -3,10 +3,10 @@ import HVSupport
 
 /// Console commands for the CPU scheduler:
 /// `sched pools`, `sched policy <pool> <policy>`, `sched set <vm> shares=… min=… max=…`,
-/// `sched stats [raw]`.
+/// `sched stats [raw]`, `sched tune <pool> [<key> <value>]`, `sched cmd <pool> <command> [args…]`.
 extension ServiceConsole {
     package func registerSchedCommands(_ scheduler: Scheduler, policyNames: @escaping () -> [String] = { [] }) {
-        let usage = "sched pools | sched policy <pool> <policy> | sched set <vm> [shares=low|normal|high|N] [min=PCT] [max=PCT] | sched stats [raw]"
+        let usage = "sched pools | sched policy <pool> <policy> | sched set <vm> [shares=low|normal|high|N] [min=PCT] [max=PCT] | sched stats [raw] | sched tune <pool> [<key> <value>] | sched cmd <pool> <command> [args...]"
         register("sched", summary: usage) { args in
             switch args.first {
             case "pools":
@@ -50,6 +50,17 @@ extension ServiceConsole {
                 }
                 let p = try scheduler.setParameters(vm: args[1], shares: shares, minPercent: minPct, maxPercent: maxPct)
                 return "\(args[1]): \(p) per vCPU"
+            case "tune":
+                // The policy's tunables, typed and range-checked, called through libffi.
+                guard args.count == 2 || args.count == 4 else { throw CommandError("usage: sched tune <pool> [<key> <value>]") }
+                guard args.count == 4 else {
+                    guard let pool = scheduler.pool(named: args[1]) else { throw CommandError("no scheduler pool '\(args[1])'") }
+                    return pool.policyCommandListing
+                }
+                return try scheduler.policyCommand(pool: args[1], args[2], words: [args[3]], tunable: true)
+            case "cmd":
+                guard args.count >= 3 else { throw CommandError("usage: sched cmd <pool> <command> [args...]") }
+                return try scheduler.policyCommand(pool: args[1], args[2], words: Array(args.dropFirst(3)), tunable: false)
             case "stats":
                 let snaps = scheduler.snapshots()
                 if args.count > 1, args[1] == "raw" { return VCPUStats.rawLines(snaps).joined(separator: "\n") }

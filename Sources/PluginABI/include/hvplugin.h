@@ -50,6 +50,11 @@
  *       Extension "hv.net-offload/1" (send_offload: a frame with checksum / TCP
  *       segmentation work left to the VMkernel, which segments only for receivers that
  *       did not declare large frames with set_rx_large).
+ *       Declared configuration keys and typed commands (hv_config_key, hv_command):
+ *       appended to hv_device_model and hv_sched_policy_desc (key_count, command_count,
+ *       keys, commands; read only when struct_size covers them). `hvhost validate`
+ *       checks .vmx keys against them, the console's `device` and `sched tune` call the
+ *       commands through libffi, `hvhost plugin-check` exercises both.
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -968,6 +973,96 @@ typedef struct hv_scsi_ext {
 } hv_scsi_ext;
 
 /* ------------------------------------------------------------------------ */
+/* Declared configuration keys and typed commands (1.2)                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A device model declares the .vmx keys it reads (relative to its prefix, as
+ * config_get takes them: "address" for `ethernet0.address`); a scheduler policy
+ * declares its tunables the same way. The host checks every key present under a
+ * device's prefix against the declarations of the model the file selects
+ * (`hvhost validate`): a bad value is an error naming file:line, an undeclared key a
+ * warning with the closest declared name (`hvhost run` does the same before power-on
+ * and refuses the VM on a bad value). Keys the host itself interprets for a device kind
+ * (present, virtualDev or model; a NIC's networkName, address, addressType and
+ * generatedAddress; svga.vramSize; a SCSI adapter's `:N.*` disk keys) need no
+ * declaration, though a model may declare those it reads too. A model that declares
+ * no keys is not checked. Declarations are [load] data: read when the plugin loads,
+ * valid and unchanged until deinit.
+ */
+#define HV_KEY_BOOL   1u   /* TRUE/FALSE, true/false, yes/no, 1/0 (case-insensitive) */
+#define HV_KEY_INT    2u   /* decimal or 0x hex, signed, within min..max */
+#define HV_KEY_UINT   3u   /* decimal or 0x hex, unsigned, within min..max */
+#define HV_KEY_STRING 4u   /* any text */
+#define HV_KEY_MAC    5u   /* xx:xx:xx:xx:xx:xx */
+#define HV_KEY_ENUM   6u   /* one of `choices` (case-insensitive) */
+
+typedef struct hv_config_key {
+    uint32_t struct_size;        /* sizeof(hv_config_key) */
+    uint32_t type;               /* HV_KEY_* */
+    const char *name;            /* 1..64 bytes of [A-Za-z0-9_.-]; unique per model */
+    /* HV_KEY_INT / HV_KEY_UINT: the inclusive range (for UINT read as uint64_t values
+     * stored in the same bits); min > max means no range. Ignored for other types. */
+    int64_t min;
+    int64_t max;
+    const char *choices;         /* HV_KEY_ENUM: "a|b|c"; NULL otherwise */
+    const char *default_value;   /* as it would be written in a .vmx; NULL = none */
+    const char *help;            /* one line, may be NULL */
+} hv_config_key;
+
+/*
+ * Typed commands. A model or policy exports a table of named C functions with declared
+ * signatures; the host's console parses the operator's words by the declared types and
+ * calls the function through libffi (`device VM DEV CMD ARGS...`, `sched tune POOL KEY
+ * VALUE`, `sched cmd POOL CMD ARGS...`). Wrong counts or types are refused with the
+ * signature in the message and never reach the plugin. The function is called as
+ *
+ *     result fn(instance, arg0, arg1, ...)
+ *
+ * where instance is the hv_device * (called [device]: under the device lock unless the
+ * model is HV_DEVICE_THREAD_SAFE, never while the VM is paused or the instance is
+ * being destroyed) or the hv_sched_policy * (called [sched], with the pool lock held:
+ * must not block). Argument and result types:
+ */
+#define HV_ARG_VOID   0u   /* result only: nothing */
+#define HV_ARG_I8     1u   /* int8_t  */
+#define HV_ARG_I16    2u   /* int16_t */
+#define HV_ARG_I32    3u   /* int32_t */
+#define HV_ARG_I64    4u   /* int64_t */
+#define HV_ARG_U8     5u   /* uint8_t  */
+#define HV_ARG_U16    6u   /* uint16_t */
+#define HV_ARG_U32    7u   /* uint32_t */
+#define HV_ARG_U64    8u   /* uint64_t */
+#define HV_ARG_DOUBLE 9u   /* double */
+#define HV_ARG_STRING 10u  /* const char *, NUL-terminated, valid only for the call */
+#define HV_ARG_BOOL   11u  /* int, 0 or 1 (console words: true/false, 1/0, yes/no, on/off) */
+/* An out-buffer for text: two C parameters, `char *buf, size_t len`. The host passes a
+ * zeroed buffer of HV_COMMAND_TEXT_MAX bytes and prints what the function wrote (up to
+ * the first NUL). Takes no console word. At most one per command. Not a result type. */
+#define HV_ARG_TEXT_OUT 12u
+#define HV_COMMAND_TEXT_MAX 4096u
+#define HV_COMMAND_MAX_ARGS 8u
+
+/* hv_command.flags */
+/* A tunable: exactly one argument, result HV_ARG_I32 (HV_OK or a negative HV_E*). Its
+ * name is also a declared key of the same table owner (type, range, default), so
+ * `sched tune POOL KEY VALUE` and `hvhost sched-sim --set KEY=VALUE` check the value
+ * against the key before calling. */
+#define HV_COMMAND_TUNABLE 0x1u
+
+typedef struct hv_command {
+    uint32_t struct_size;        /* sizeof(hv_command) */
+    uint32_t flags;              /* HV_COMMAND_* */
+    const char *name;            /* 1..64 bytes of [a-z0-9_-]; unique per table */
+    const char *help;            /* one line, may be NULL */
+    void (*fn)(void);            /* the function, cast; called with the declared signature */
+    uint32_t result;             /* HV_ARG_VOID or an HV_ARG_* other than STRING and TEXT_OUT */
+    uint32_t arg_count;          /* 0..HV_COMMAND_MAX_ARGS, TEXT_OUT counted once */
+    const uint32_t *args;        /* arg_count HV_ARG_* (NULL when arg_count is 0) */
+    const char *const *arg_names;/* arg_count names for messages, or NULL */
+} hv_command;
+
+/* ------------------------------------------------------------------------ */
 /* Device factory                                                           */
 /* ------------------------------------------------------------------------ */
 
@@ -1061,6 +1156,13 @@ typedef struct hv_device_model {
      */
     int (*create)(const hv_host_services *services, hv_host *host, hv_device **out);
     const hv_device_ops *ops;
+
+    /* --- appended in 1.2 (read only when struct_size covers them) ---------- */
+
+    uint32_t key_count;          /* entries in keys; 0 = the model declares none */
+    uint32_t command_count;      /* entries in commands */
+    const hv_config_key *keys;   /* the .vmx keys the model reads (see hv_config_key) */
+    const hv_command *commands;  /* called with the hv_device * first ([device]) */
 } hv_device_model;
 
 typedef struct hv_device_factory {
@@ -1170,6 +1272,13 @@ typedef struct hv_sched_policy_desc {
     /* Mandatory, struct_size >= the v1 size (96 bytes, up to dump); every op is
      * mandatory except yield, dump and preempt. */
     const hv_sched_ops *ops;
+
+    /* --- appended in 1.2 (read only when struct_size covers them) ---------- */
+
+    uint32_t key_count;          /* tunables declared as keys (see HV_COMMAND_TUNABLE) */
+    uint32_t command_count;
+    const hv_config_key *keys;
+    const hv_command *commands;  /* called with the hv_sched_policy * first ([sched]) */
 } hv_sched_policy_desc;
 
 /* What get_factory(HV_FACTORY_SCHED_POLICY) returns. [load] */
