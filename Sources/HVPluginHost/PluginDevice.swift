@@ -69,6 +69,8 @@ package final class PluginDevice: @unchecked Sendable {
     var configStrings: [String: UnsafeMutablePointer<CChar>] = [:]
     var netPorts: [PluginNetPort] = []
     package var disks: [PluginDisk] = []
+    /// The adapter's bus ("hv.scsi/1"), when the model opened it.
+    var scsiBus: PluginSCSIBus?
     /// Undo actions of extension resources (legacy claims, display, input), run before
     /// the destroy op so nothing reaches the instance after it.
     var extensionReleases: [() -> Void] = []
@@ -173,6 +175,7 @@ package final class PluginDevice: @unchecked Sendable {
     private func freeResources() {
         resources.withLock { timers.removeAll() }
         disks.removeAll()
+        scsiBus = nil
         let releases = resources.withLock { () -> [() -> Void] in
             defer { extensionReleases.removeAll() }
             return extensionReleases

@@ -19,6 +19,7 @@ enum PluginExtensions {
         HV_EXT_MSIX: Extension(table: allocate(msixTable()), offered: { _ in true }),
         HV_EXT_DOORBELL: Extension(table: allocate(doorbellTable()), offered: { _ in true }),
         HV_EXT_NET_QUEUE: Extension(table: allocate(netQueueTable()), offered: { _ in true }),
+        HV_EXT_SCSI: Extension(table: allocate(scsiTable()), offered: { _ in true }),
     ]
 
     static func lookup(_ id: String, for device: PluginDevice) -> UnsafeRawPointer? {

@@ -109,6 +109,48 @@ package final class FlatDisk: VirtualDisk, CustomStringConvertible {
         }
     }
 
+    /// Flat images are sparse-capable: punching a hole frees the blocks and keeps the
+    /// file's size, and the hole reads as zeros.
+    package var supportsDiscard: Bool { !isReadOnly }
+
+    package func discard(sector: UInt64, count: UInt64) throws {
+        guard !isReadOnly else { throw DiskError.readOnly(path: path) }
+        guard count <= UInt64(Int.max) / UInt64(sectorSize) else {
+            throw DiskError.outOfRange(path: path, sector: sector, sectors: count, capacity: sectorCount)
+        }
+        let offset = try checkRange(sector: sector, length: Int(count) * sectorSize)
+        guard count > 0 else { return }
+        let punchHoleKeepSize: Int32 = 0x02 | 0x01     // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        while Self.fallocate(fd, punchHoleKeepSize, off_t(offset), off_t(count * UInt64(sectorSize))) != 0 {
+            switch errno {
+            case EINTR: continue
+            case EOPNOTSUPP, ENOSYS:
+                // A file system without holes: zeros are what the range must read as.
+                let zeros = [UInt8](repeating: 0, count: Int(min(count, 2048)) * sectorSize)
+                var done: UInt64 = 0
+                while done < count {
+                    let n = min(count - done, 2048)
+                    try zeros.withUnsafeBytes { try write(sector: sector + done, from: UnsafeRawBufferPointer(rebasing: $0[0..<Int(n) * sectorSize])) }
+                    done += n
+                }
+                return
+            default: throw DiskError.io(path: path, operation: "discard", errno: errno)
+            }
+        }
+    }
+
+    /// glibc's fallocate(2) wrapper, which Swift's Glibc module hides (it needs
+    /// _GNU_SOURCE); a libc without it makes discard fall back to writing zeros.
+    private static let fallocate: @convention(c) (Int32, Int32, off_t, off_t) -> Int32 = {
+        guard let symbol = dlsym(nil, "fallocate") else {
+            return { _, _, _, _ in
+                errno = ENOSYS
+                return -1
+            }
+        }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32, off_t, off_t) -> Int32).self)
+    }()
+
     /// Validates a transfer and returns its byte offset in the file.
     private func checkRange(sector: UInt64, length: Int) throws -> UInt64 {
         guard length % sectorSize == 0 else {

@@ -28,6 +28,27 @@ package protocol VirtualDisk: AnyObject, Sendable {
     func write(sector: UInt64, from buffer: UnsafeRawBufferPointer) throws
     /// Makes completed writes durable.
     func flush() throws
+    /// Whether `discard` gives storage back (SCSI thin provisioning: the target offers
+    /// UNMAP and WRITE SAME with UNMAP only then). Default false.
+    var supportsDiscard: Bool { get }
+    /// Deallocates `count` sectors from `sector` (same range rules and read-only check
+    /// as `write`); afterwards they read as zeros. The default writes zeros.
+    func discard(sector: UInt64, count: UInt64) throws
+}
+
+extension VirtualDisk {
+    package var supportsDiscard: Bool { false }
+
+    package func discard(sector: UInt64, count: UInt64) throws {
+        let chunkSectors = UInt64(max(1, (1 << 20) / sectorSize))
+        let zeros = [UInt8](repeating: 0, count: Int(min(count, chunkSectors)) * sectorSize)
+        var done: UInt64 = 0
+        repeat {
+            let n = min(count - done, chunkSectors)
+            try zeros.withUnsafeBytes { try write(sector: sector + done, from: UnsafeRawBufferPointer(rebasing: $0[0..<Int(n) * sectorSize])) }
+            done += n
+        } while done < count
+    }
 }
 
 /// Why a virtual-disk operation failed. Every message names the image file.

@@ -841,6 +841,9 @@ typedef struct hv_scsi_bus hv_scsi_bus;    /* host-owned: the targets of one ada
 #define HV_SCSI_DATA_NONE 0u
 #define HV_SCSI_DATA_IN   1u               /* device -> guest memory (e.g. READ) */
 #define HV_SCSI_DATA_OUT  2u               /* guest memory -> device (e.g. WRITE) */
+#define HV_SCSI_DATA_BY_CDB 3u             /* the adapter does not say (BusLogic's "direction
+                                            * by command"): the CDB decides, the segments
+                                            * serve either way */
 
 /* SAM status codes (hv_scsi_result.status). */
 #define HV_SCSI_STATUS_GOOD            0x00u
@@ -856,6 +859,10 @@ typedef struct hv_scsi_bus hv_scsi_bus;    /* host-owned: the targets of one ada
 #define HV_SCSI_HOST_BAD_DMA   2u          /* a segment is not guest RAM; nothing or part moved */
 #define HV_SCSI_HOST_ABORTED   3u          /* ended by abort/reset before it completed */
 #define HV_SCSI_HOST_DATA_DIR  4u          /* direction disagrees with the CDB (e.g. READ with DATA_OUT) */
+#define HV_SCSI_HOST_DATA_OVERRUN 5u       /* the command wanted to move more bytes than the
+                                            * segments hold (e.g. READ of 8 blocks into 2 KiB,
+                                            * or DATA_NONE): a READ or WRITE moves nothing, a
+                                            * parameter reply (INQUIRY ...) fills the segments */
 
 typedef struct hv_scsi_result {
     uint32_t struct_size;
@@ -908,7 +915,10 @@ typedef struct hv_scsi_ext {
      * finished yet). Completions run on other threads meanwhile, so the caller must not
      * hold a lock its completion callback takes. With `reset` = 1 the targets also
      * return to their power-on state and report UNIT ATTENTION (29h/00h POWER ON,
-     * RESET) on their next command, as after a bus or target reset. */
+     * RESET) on their next command, as after a bus or target reset. Called from inside
+     * a completion callback it ends the requests and applies the reset without waiting
+     * (the callback would wait for itself) and returns HV_EDEADLK; the requests still
+     * complete later. HV_EINVAL for a target outside -1..15. */
     int (*abort_all)(hv_scsi_bus *bus, int32_t target, int reset);
 } hv_scsi_ext;
 
