@@ -206,7 +206,7 @@ extension LSILogicDevice {
                                           scsiState: MPI.SCSIState.terminated | MPI.SCSIState.noSCSIStatus,
                                           transferred: transferred, senseCount: 0)))
             return
-        case Int32(HV_SCSI_HOST_DATA_DIR):
+        case Int32(HV_SCSI_HOST_DATA_DIR), Int32(HV_SCSI_HOST_DATA_OVERRUN):
             queueReply(.address(scsiReply(r, status: MPI.IOCStatus.scsiDataOverrun, scsiStatus: 0,
                                           scsiState: MPI.SCSIState.noSCSIStatus, transferred: 0, senseCount: 0)))
             return
