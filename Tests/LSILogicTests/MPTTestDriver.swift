@@ -41,7 +41,7 @@ final class MPTTestDriver {
         while words.count < wanted {
             guard intStatus & 1 == 1 else {
                 XCTFail("no doorbell interrupt for reply word \(words.count)", file: file, line: line)
-                return []
+                return [UInt8](repeating: 0xFF, count: 128)
             }
             words.append(UInt16(doorbell & 0xFFFF))
             h.writeReg(0x30, 0)
@@ -83,6 +83,14 @@ final class MPTTestDriver {
 
     func postReplyFrames(_ count: Int = MPTTestDriver.replyFrameCount) {
         for i in 0..<count { h.writeReg(0x44, UInt32(Self.replyFrames) + UInt32(i * Self.replyFrameSize)) }
+    }
+
+    /// mpt_diag_reset: a value that is no key (ends a sequence in progress, or clears
+    /// DRWE), the five keys, then RESET_ADAPTER.
+    func diagnosticReset() {
+        h.writeReg(0x04, 0xFF)
+        for k: UInt32 in [0x04, 0x0B, 0x02, 0x07, 0x0D] { h.writeReg(0x04, k) }
+        h.writeReg(0x08, 0x04)
     }
 
     /// Message unit reset, facts, reply frames, IOC INIT, PORT ENABLE: OPERATIONAL.
