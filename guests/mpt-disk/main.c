@@ -11,7 +11,13 @@
  * cmdline: mib=N (default 4), seed=N (default 1), targets=N (scan ids below N, default
  * 16). Pattern word w (8 bytes at byte 8w) of target t: mpt_pattern(seed, t, w).
  * Output: "mpt: target <t> ok <N> MiB" per disk, "mpt: done <k> disks"; exit 0.
+ *
+ * bench=1 (for bench/scsi.py): on the first disk only, at queue depth 1, times
+ * 1 MiB sequential writes then reads over `mib` MiB, then `ops=` (default 20000)
+ * 4 KiB reads and writes at random 4 KiB-aligned offsets in that area, and prints
+ * "mpt: bench <name> <ops> ops <bytes> bytes <us> us" for each.
  */
+#include "net.h"
 #include "rt.h"
 
 #define LSI_VENDOR 0x1000
@@ -296,9 +302,44 @@ static void rw10(uint8_t *cdb, bool write, uint32_t lba, uint16_t blocks)
     cdb[7] = (uint8_t)(blocks >> 8); cdb[8] = (uint8_t)blocks;
 }
 
+static void bench_report(const char *name, uint64_t ops, uint64_t bytes, uint64_t us)
+{
+    printf("mpt: bench %s %lu ops %lu bytes %lu us\n", name, ops, bytes, us);
+}
+
+/* Queue depth 1 timings on target t over its first `mib` MiB (see the header). */
+static void bench(unsigned t, uint64_t mib, uint64_t ops)
+{
+    uint8_t cdb[10];
+    uint64_t bytes = mib << 20;
+    memset((void *)DATA, 0x5A, CHUNK);
+    for (int write = 1; write >= 0; write--) {
+        uint64_t t0 = net_us();
+        for (uint64_t off = 0; off < bytes; off += CHUNK) {
+            rw10(cdb, write, (uint32_t)(off / 512), CHUNK / 512);
+            if (!scsi_retry(t, cdb, 10, write ? 1 : 2, DATA, CHUNK).ok)
+                fail(30, "mpt: bench I/O failed\n");
+        }
+        bench_report(write ? "seqwrite1m" : "seqread1m", bytes / CHUNK, bytes, net_us() - t0);
+    }
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    uint64_t blocks4k = bytes / 4096;
+    for (int write = 0; write <= 1; write++) {
+        uint64_t t0 = net_us();
+        for (uint64_t i = 0; i < ops; i++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            rw10(cdb, write, (uint32_t)((x % blocks4k) * 8), 8);
+            if (!scsi(t, cdb, 10, write ? 1 : 2, DATA, 4096).ok)
+                fail(30, "mpt: bench I/O failed\n");
+        }
+        bench_report(write ? "randwrite4k" : "randread4k", ops, ops * 4096, net_us() - t0);
+    }
+}
+
 static uint64_t app(void)
 {
     uint64_t mib = cmdline_u64("mib", 4), seed = cmdline_u64("seed", 1), max_targets = cmdline_u64("targets", 16);
+    bool benchmark = cmdline_u64("bench", 0) != 0;
     bring_up();
     unsigned disks = 0;
     for (unsigned t = 0; t < max_targets && t < 16; t++) {
@@ -334,6 +375,11 @@ static uint64_t app(void)
         uint64_t bytes = mib << 20;
         if (bytes > size)
             fail(23, "mpt: target %u holds %lu MiB, %lu MiB asked\n", t, size >> 20, mib);
+        if (benchmark) {
+            bench(t, mib, cmdline_u64("ops", 20000));
+            printf("mpt: done 1 disks\n");
+            return 0;
+        }
         uint8_t cdb[10];
         for (uint64_t off = 0; off < bytes; off += CHUNK) {
             fill(seed, t, off);
@@ -377,6 +423,8 @@ int main(void)
         fail(3, "mpt: no memory BAR\n");
     mmio = bar.addr;
     pci_enable(&d, PCI_CMD_MEM | PCI_CMD_MASTER);
+    if (cmdline_u64("bench", 0))
+        net_time_init();                          /* the TSC, calibrated, for net_us() */
     printf("mpt: found %04x:%04x at %02x:%02x.%u mem 0x%lx\n", d.vendor, d.device, d.bus, d.dev, d.fn, mmio);
     return (int)run_user(app, user_stack_top);
 }
