@@ -34,9 +34,10 @@ final class LSILogicDevice {
     // MARK: host services (validated in init)
 
     let host: OpaquePointer
+    let services: UnsafePointer<hv_host_services>
     private let memReadFn: @convention(c) (OpaquePointer?, UInt64, UnsafeMutableRawPointer?, Int) -> Int32
     private let memWriteFn: @convention(c) (OpaquePointer?, UInt64, UnsafeRawPointer?, Int) -> Int32
-    private let irqSetLevel: @convention(c) (OpaquePointer?, Int32) -> Void
+    let irqSetLevel: @convention(c) (OpaquePointer?, Int32) -> Void
     private let pciCommand: @convention(c) (OpaquePointer?) -> UInt16
     private let logFn: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?) -> Void
     let bus: OpaquePointer
@@ -150,6 +151,8 @@ final class LSILogicDevice {
             return v
         }
         mutating func clear() { head = 0; count = 0 }
+        /// Oldest first.
+        var contents: [UInt32] { (0..<count).map { items[(head + $0) % items.count] } }
     }
 
     init?(services: UnsafePointer<hv_host_services>, host: OpaquePointer, scsi: UnsafePointer<hv_scsi_ext>,
@@ -160,6 +163,7 @@ final class LSILogicDevice {
               let command = s.pci_command, let log = s.log, let submit = x.submit,
               let abortAll = x.abort_all, let mask = x.target_mask else { return nil }
         self.host = host
+        self.services = services
         memReadFn = memRead
         memWriteFn = memWrite
         irqSetLevel = irq

@@ -16,6 +16,8 @@ private let lsiOps: UnsafePointer<hv_device_ops> = {
     var ops = hv_device_ops()
     ops.struct_size = UInt32(MemoryLayout<hv_device_ops>.size)
     ops.reset = { dev in instance(dev)?.powerOnReset() }
+    ops.save_state = { dev, writer in instance(dev)?.saveState(writer) ?? HV_EINVAL }
+    ops.load_state = { dev, reader, version in instance(dev)?.loadState(reader, version: version) ?? HV_EINVAL }
     // The host waits for every SCSI request in flight before destroy: nothing calls the
     // instance afterwards.
     ops.destroy = { dev in
@@ -98,7 +100,7 @@ private let lsiModel: UnsafePointer<hv_device_model> = {
     m.name = cString("lsilogic")
     m.description = cString("LSI Logic LSI53C1030 Fusion-MPT Ultra320 SCSI (1000:0030), the ESX lsilogic adapter")
     m.flags = HV_DEVICE_THREAD_SAFE
-    m.state_version = 1
+    m.state_version = LSILogicDevice.stateVersion
     m.create = { services, host, out in lsiCreate(services, host, out) }
     m.ops = lsiOps
     let p = UnsafeMutablePointer<hv_device_model>.allocate(capacity: 1)

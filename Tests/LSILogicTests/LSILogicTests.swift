@@ -443,4 +443,72 @@ final class LSILogicTests: XCTestCase {
         XCTAssertEqual(Array(h.read(0x60004, 7)), Array("53C1030".utf8))
         XCTAssertEqual(d.iocState, 2)
     }
+
+    // MARK: saved state
+
+    func testSaveAndLoadStateKeepsFIFOsEventsAndPages() throws {
+        let (h, d) = try makeRig()
+        d.bringUp()
+        var ev = MPTTestDriver.header(function: 0x07, context: 0xE0, dwords: 3)
+        ev[0] = 1
+        d.post(ev)
+        d.recycle(d.popReplies()[0])
+        // SCSI device page 1 of target 2 changed.
+        var cfg = MPTTestDriver.header(function: 0x04, context: 0xC1, dwords: 10)
+        cfg[0] = 2; cfg[0x16] = 1; cfg[0x17] = 4
+        cfg.put32(0x18, 2)
+        cfg.put32(0x1C, 0xD500_0000 | 16)
+        cfg.put32(0x20, 0x61000)
+        var page = [UInt8](repeating: 0, count: 16)
+        page.put32(4, 0x0000_0B02)
+        h.write(page, at: 0x61000)
+        d.post(cfg, index: 1)
+        d.recycle(d.popReplies()[0])
+        // A reply the guest has not read yet, and one still waiting for a reply frame.
+        d.post(d.scsiIO(target: 0, cdb: [0, 0, 0, 0, 0, 0], direction: 0, dataLength: 0, context: 0x61), index: 2)
+        h.drain()
+        // A request in flight refuses the save.
+        d.post(d.scsiIO(target: 0, cdb: [0, 0, 0, 0, 0, 0], direction: 0, dataLength: 0, context: 0x62), index: 3)
+        XCTAssertEqual(h.saveState(), HV_EBUSY)
+        h.drain()
+        XCTAssertEqual(h.saveState(), HV_OK)
+        XCTAssertTrue(h.irqLevel)
+
+        let h2 = MockSCSIHost()
+        try h2.create()
+        h2.disks = h.disks
+        h2.write(h.read(0, 0x80000), at: 0)
+        XCTAssertEqual(h2.loadState(from: h), HV_OK)
+        let d2 = MPTTestDriver(h2)
+        XCTAssertEqual(d2.iocState, 2)
+        XCTAssertTrue(h2.irqLevel, "INTx follows the restored post FIFO")
+        XCTAssertEqual(d2.popReplies(), [0x61, 0x62])
+        XCTAssertFalse(h2.irqLevel)
+        // The page, the events and the reply frames carried over.
+        cfg[0] = 1
+        cfg.put32(0x1C, 0xD100_0000 | 16)
+        cfg.put32(0x20, 0x62000)
+        d2.post(cfg, index: 4)
+        d2.recycle(d2.popReplies()[0])
+        XCTAssertEqual(h2.get32(0x62004), 0x0000_0B02)
+        var tm = MPTTestDriver.header(function: 0x01, context: 0x98, dwords: 13)
+        tm[5] = 0x04
+        d2.post(tm, index: 5)
+        let v = d2.popReplies()
+        XCTAssertEqual(v.count, 2)
+        XCTAssertEqual(d2.replyFrame(v[1], dwords: 8).le32(8), 0xE0, "events still answer the notification")
+        XCTAssertEqual(d2.iocFacts().le16(0x2C), UInt16(MPTTestDriver.replyFrameSize))
+
+        // A state this adapter cannot be in is refused; the instance stays at power-on.
+        let h3 = MockSCSIHost()
+        try h3.create()
+        h.savedState["iocState"] = (HV_STATE_U8, [3])
+        XCTAssertEqual(h3.loadState(from: h), HV_EINVAL)
+        XCTAssertEqual(MPTTestDriver(h3).doorbell, 0x1000_0000)
+        h.savedState["iocState"] = (HV_STATE_U8, [2])
+        h.savedState["pendingRepliesLength"] = (HV_STATE_U32, [3, 0, 0, 0])
+        h.savedState["pendingReplies"] = (HV_STATE_BYTES, [1, 0xFF, 0xFF])
+        XCTAssertEqual(h3.loadState(from: h), HV_EINVAL)
+        XCTAssertEqual(MPTTestDriver(h3).doorbell, 0x1000_0000)
+    }
 }

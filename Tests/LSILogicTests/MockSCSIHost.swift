@@ -32,6 +32,9 @@ final class MockSCSIHost {
         var segments: [hv_disk_segment]
     }
 
+    /// Fields written by save_state, by name: type and bytes.
+    var savedState: [String: (type: UInt32, bytes: [UInt8])] = [:]
+
     var device: OpaquePointer?
     var model: UnsafePointer<hv_device_model>?
 
@@ -212,6 +215,19 @@ final class MockSCSIHost {
             return HV_OK
         }
         s.pci_command = { host in MockSCSIHost.from(host).pciCommand }
+        // The writer and reader handles are the mock itself; lengths must match, as the host's.
+        s.state_put = { w, name, type, data, len in
+            guard let name, let data else { return HV_EINVAL }
+            MockSCSIHost.from(w).savedState[String(cString: name)] = (type, Array(UnsafeRawBufferPointer(start: data, count: len)))
+            return HV_OK
+        }
+        s.state_get = { r, name, type, data, len in
+            guard let name, let data else { return HV_EINVAL }
+            guard let f = MockSCSIHost.from(r).savedState[String(cString: name)] else { return HV_ENOENT }
+            guard f.type == type, f.bytes.count == len else { return HV_EINVAL }
+            f.bytes.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: len) }
+            return HV_OK
+        }
         s.get_extension = { _, id in
             guard let id, String(cString: id) == HV_EXT_SCSI else { return nil }
             return UnsafeRawPointer(MockSCSIHost.scsiExt)
@@ -237,6 +253,14 @@ final class MockSCSIHost {
         let entry = unsafeBitCast(dlsym(lib, HV_PLUGIN_ENTRY_SYMBOL)!, to: Entry.self)()
         let factory = entry.pointee.get_factory(HV_FACTORY_DEVICE)!.assumingMemoryBound(to: hv_device_factory.self)
         return factory.pointee.models[0]!
+    }
+
+    func saveState() -> Int32 { model!.pointee.ops.pointee.save_state(device, handle) }
+
+    /// load_state on this (fresh) instance from `other`'s saved fields.
+    func loadState(from other: MockSCSIHost) -> Int32 {
+        savedState = other.savedState
+        return model!.pointee.ops.pointee.load_state(device, handle, 1)
     }
 
     func create() throws {
