@@ -100,4 +100,61 @@ final class LSILogicDiskTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("mpt: done 2 disks"), r.stdout)
         for (t, path) in images.enumerated() { Self.assertImage(path, target: UInt64(t), seed: 9, mib: 64) }
     }
+
+    /// The adapter's state survives suspend and resume while the guest writes and verifies
+    /// in a loop: the passes go on from where they were, without a new boot.
+    func testSuspendAndResumeInTheMiddleOfDiskIO() throws {
+        try HostHarness.requireHost()
+        let dir = HostHarness.workDir + "/lsi-suspend"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let log = dir + "/serial.log", file = dir + "/mpt.hvsusp"
+        let socket = dir + "/1.sock", socket2 = dir + "/2.sock"
+        let image = Self.makeImages("lsi-susp", sizeMiB: 16)[0]
+        let vmx = HostHarness.vmx("lsi-susp", guest: "mpt-disk", extra: [
+            "hv.cmdline": "mib=8 seed=3 passes=0 targets=1", "hv.serial": "file:\(log)",
+            "scsi0.present": "TRUE", "scsi0.virtualDev": "lsilogic",
+            "scsi0:0.present": "TRUE", "scsi0:0.fileName": image,
+        ])
+        func passes() -> [Int] {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap { line in
+                guard line.hasPrefix("mpt: target 0 pass ") else { return nil }
+                return Int(line.split(separator: " ")[4])
+            }
+        }
+        func waitFor(_ count: Int) -> Bool {
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline {
+                if passes().count >= count { return true }
+                usleep(10_000)
+            }
+            XCTFail("timed out waiting for \(count) passes: \(passes())")
+            return false
+        }
+        func waitForSocket(_ path: String) { for _ in 0..<500 where !FileManager.default.fileExists(atPath: path) { usleep(10_000) } }
+
+        var suspend = HostHarness.Result(status: -1, stdout: "", stderr: "", timedOut: false)
+        let first = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 90) { _ in
+            waitForSocket(socket)
+            guard waitFor(2) else { return }
+            suspend = HostHarness.hvhostRun(["console", "--socket", socket, "suspend", "lsi-susp", file], timeout: 60)
+        }
+        XCTAssertEqual(suspend.status, 0, suspend.stdout + suspend.stderr)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let before = passes()
+        let second = HostHarness.hvhostRun(["resume", "--console", socket2, file], timeout: 90) { _ in
+            waitForSocket(socket2)
+            _ = waitFor(before.count + 3)
+            _ = HostHarness.hvhostRun(["console", "--socket", socket2, "poweroff", "lsi-susp"], timeout: 60)
+        }
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stderr.contains("lsi-susp: resumed from \(file)"), second.stderr)
+        let after = passes()
+        XCTAssertGreaterThanOrEqual(after.count, before.count + 3)
+        XCTAssertEqual(after, Array(1...after.count), "passes continue without a restart: \(after)")
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertEqual(text.components(separatedBy: "rt: entry=").count - 1, 1, "one boot:\n\(text)")
+        Self.assertImage(image, target: 0, seed: 3, mib: 8)
+    }
 }

@@ -9,7 +9,8 @@
  * BAR; ring 0 only finds the device.
  *
  * cmdline: mib=N (default 4), seed=N (default 1), targets=N (scan ids below N, default
- * 16). Pattern word w (8 bytes at byte 8w) of target t: mpt_pattern(seed, t, w).
+ * 16), passes=N (write-and-verify rounds per disk, "mpt: target <t> pass <p> ok" after
+ * each when not 1; 0 = forever, for suspend tests). Pattern word w (8 bytes at byte 8w) of target t: mpt_pattern(seed, t, w).
  * Output: "mpt: target <t> ok <N> MiB" per disk, "mpt: done <k> disks"; exit 0.
  *
  * bench=1 (for bench/scsi.py): on the first disk only, at queue depth 1, times
@@ -302,6 +303,30 @@ static void rw10(uint8_t *cdb, bool write, uint32_t lba, uint16_t blocks)
     cdb[7] = (uint8_t)(blocks >> 8); cdb[8] = (uint8_t)blocks;
 }
 
+/* Writes the pattern over the first `bytes` of target t, reads it back and verifies it. */
+static void write_verify(unsigned t, uint64_t bytes, uint64_t seed)
+{
+    uint8_t cdb[10];
+    struct result r;
+    for (uint64_t off = 0; off < bytes; off += CHUNK) {
+        fill(seed, t, off);
+        rw10(cdb, true, (uint32_t)(off / 512), CHUNK / 512);
+        r = scsi_retry(t, cdb, 10, 1, DATA, CHUNK);
+        if (!r.ok || r.transferred != CHUNK)
+            fail(24, "mpt: target %u WRITE at %lu failed (status 0x%x ioc 0x%x)\n", t, off, r.scsi_status, r.ioc_status);
+    }
+    for (uint64_t off = 0; off < bytes; off += CHUNK) {
+        memset((void *)DATA, 0, CHUNK);
+        rw10(cdb, false, (uint32_t)(off / 512), CHUNK / 512);
+        r = scsi_retry(t, cdb, 10, 2, DATA, CHUNK);
+        if (!r.ok || r.transferred != CHUNK)
+            fail(25, "mpt: target %u READ at %lu failed (status 0x%x ioc 0x%x)\n", t, off, r.scsi_status, r.ioc_status);
+        uint64_t bad;
+        if (!check(seed, t, off, &bad))
+            fail(26, "mpt: target %u verify failed at byte %lu\n", t, bad);
+    }
+}
+
 static void bench_report(const char *name, uint64_t ops, uint64_t bytes, uint64_t us)
 {
     printf("mpt: bench %s %lu ops %lu bytes %lu us\n", name, ops, bytes, us);
@@ -339,6 +364,7 @@ static void bench(unsigned t, uint64_t mib, uint64_t ops)
 static uint64_t app(void)
 {
     uint64_t mib = cmdline_u64("mib", 4), seed = cmdline_u64("seed", 1), max_targets = cmdline_u64("targets", 16);
+    uint64_t passes = cmdline_u64("passes", 1);
     bool benchmark = cmdline_u64("bench", 0) != 0;
     bring_up();
     unsigned disks = 0;
@@ -380,23 +406,10 @@ static uint64_t app(void)
             printf("mpt: done 1 disks\n");
             return 0;
         }
-        uint8_t cdb[10];
-        for (uint64_t off = 0; off < bytes; off += CHUNK) {
-            fill(seed, t, off);
-            rw10(cdb, true, (uint32_t)(off / 512), CHUNK / 512);
-            r = scsi_retry(t, cdb, 10, 1, DATA, CHUNK);
-            if (!r.ok || r.transferred != CHUNK)
-                fail(24, "mpt: target %u WRITE at %lu failed (status 0x%x ioc 0x%x)\n", t, off, r.scsi_status, r.ioc_status);
-        }
-        for (uint64_t off = 0; off < bytes; off += CHUNK) {
-            memset((void *)DATA, 0, CHUNK);
-            rw10(cdb, false, (uint32_t)(off / 512), CHUNK / 512);
-            r = scsi_retry(t, cdb, 10, 2, DATA, CHUNK);
-            if (!r.ok || r.transferred != CHUNK)
-                fail(25, "mpt: target %u READ at %lu failed (status 0x%x ioc 0x%x)\n", t, off, r.scsi_status, r.ioc_status);
-            uint64_t bad;
-            if (!check(seed, t, off, &bad))
-                fail(26, "mpt: target %u verify failed at byte %lu\n", t, bad);
+        for (uint64_t pass = 1; passes == 0 || pass <= passes; pass++) {
+            write_verify(t, bytes, seed);
+            if (passes != 1)
+                printf("mpt: target %u pass %lu ok\n", t, pass);
         }
         printf("mpt: target %u ok %lu MiB\n", t, mib);
         disks++;
