@@ -26,27 +26,40 @@ final class PluginSCSITests: XCTestCase {
     var images: [Int: String] = [:]
 
     override func setUpWithError() throws {
-        let catalog = PluginCatalog.load(searchPath: PluginSearchPath(directories: [Self.pluginDir]))
-        let match = try catalog.deviceModel(named: "scsiprobe")
         memory = try GuestMemory(size: 1 << 20)
-        let clock = VMClock()
         queue = DiskIOQueue(name: "scsi-test")
         for (unit, count) in Self.sectors {
             let path = NSTemporaryDirectory() + "hv-scsi-\(getpid())-\(unit)-\(UUID().uuidString.prefix(6)).img"
             FileManager.default.createFile(atPath: path, contents: Data(count: count * 512))
             images[unit] = path
         }
-        let paths = images
+        device = try makeDevice(images: images)
+    }
+
+    /// A probe instance on scsi0 whose units are flat images at `images`.
+    private func makeDevice(images: [Int: String]) throws -> PluginDevice {
+        let catalog = PluginCatalog.load(searchPath: PluginSearchPath(directories: [Self.pluginDir]))
+        let match = try catalog.deviceModel(named: "scsiprobe")
+        let clock = VMClock()
         let backends = PluginBackends(switches: SwitchRegistry(), diskQueue: queue) { unit in
-            try paths[unit].map { try FlatDisk(path: $0, readOnly: false) }
+            try images[unit].map { try FlatDisk(path: $0, readOnly: false) }
         }
         let bridge = try PCIHostBridge(portBus: AddressBus(), mmioBus: AddressBus(), interrupts: NoInterrupts())
         let context = PluginDeviceContext(vmName: "t", prefix: "scsi0", memory: memory, clock: clock,
                                           timers: TimerQueue(clock: clock, name: "scsi-test"), pci: bridge,
                                           configValue: { _ in nil }, logger: Logger(label: "scsi-test"),
                                           backends: backends)
-        device = PluginDevice(model: match.model, pluginName: match.plugin.name, context: context)
-        try device.create()
+        let d = PluginDevice(model: match.model, pluginName: match.plugin.name, context: context)
+        try d.create()
+        return d
+    }
+
+    func testAMissingImageFailsCreateNamingTheUnit() {
+        XCTAssertThrowsError(try makeDevice(images: [3: "/nonexistent/hv-scsi.img"])) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("scsi0: device model 'scsiprobe'"), text)
+            XCTAssertTrue(text.contains("scsi0:3: virtual disk '/nonexistent/hv-scsi.img': no such file"), text)
+        }
     }
 
     override func tearDown() {

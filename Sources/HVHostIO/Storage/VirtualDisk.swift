@@ -40,6 +40,11 @@ extension VirtualDisk {
     package var supportsDiscard: Bool { false }
 
     package func discard(sector: UInt64, count: UInt64) throws {
+        guard !isReadOnly else { throw DiskError.readOnly(path: "\(self)") }
+        // The whole range first: a failure must not leave part of it zeroed.
+        guard sector <= sectorCount, count <= sectorCount - sector else {
+            throw DiskError.outOfRange(path: "\(self)", sector: sector, sectors: count, capacity: sectorCount)
+        }
         let chunkSectors = UInt64(max(1, (1 << 20) / sectorSize))
         let zeros = [UInt8](repeating: 0, count: Int(min(count, chunkSectors)) * sectorSize)
         var done: UInt64 = 0

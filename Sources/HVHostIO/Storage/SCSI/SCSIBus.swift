@@ -110,13 +110,8 @@ package final class SCSIBus: @unchecked Sendable {
         return true
     }
 
-    /// Waits until no command is in flight.
-    package func drain() {
-        precondition(!Self.isWorkerThread, "SCSIBus.drain() called from a completion")
-        lock.withLock {
-            while !inFlight.isEmpty { lock.wait() }
-        }
-    }
+    /// Commands in flight that an abort has reached (they complete as aborted).
+    var abortedInFlight: Int { lock.withLock { inFlight.values.filter(\.aborted).count } }
 
     // MARK: Queue threads
 

@@ -15,6 +15,10 @@ package final class SCSIDiskTarget: @unchecked Sendable {
     private let state = HostLock()
     // [state]
     private var pendingUnitAttention: SCSISense?
+    /// The sense of the last command of LUN 0 when it ended in CHECK CONDITION, for an
+    /// initiator without auto-sense: the next REQUEST SENSE returns it, any other
+    /// command forgets it.
+    private var deferredSense: [UInt8]?
     private var stopped = false
     private var writeCacheEnabled = true
 
@@ -41,6 +45,7 @@ package final class SCSIDiskTarget: @unchecked Sendable {
     package func reset() {
         state.withLock {
             pendingUnitAttention = .powerOnReset
+            deferredSense = nil
             stopped = false
             writeCacheEnabled = true
         }
@@ -96,6 +101,14 @@ package final class SCSIDiskTarget: @unchecked Sendable {
     /// Executes one command for `lun`. `cdb` holds at least the bytes the adapter gave
     /// (hv_scsi_request.cdb_len of them).
     package func execute(lun: UInt32, cdb: [UInt8], direction: SCSIDataDirection, data: SCSIDataBuffer) -> SCSIResponse {
+        let response = respond(lun: lun, cdb: cdb, direction: direction, data: data)
+        if lun == 0 && cdb.first != Opcode.requestSense {
+            state.withLock { deferredSense = response.status == SCSIStatus.checkCondition ? response.sense : nil }
+        }
+        return response
+    }
+
+    private func respond(lun: UInt32, cdb: [UInt8], direction: SCSIDataDirection, data: SCSIDataBuffer) -> SCSIResponse {
         guard let opcode = cdb.first, let length = Self.cdbLength(opcode: opcode) else {
             return .check(.invalidOpcode, residual: data.count)
         }
@@ -126,7 +139,9 @@ package final class SCSIDiskTarget: @unchecked Sendable {
         case Opcode.testUnitReady:
             return isStopped ? io.check(.notReadyStartRequired) : io.done()
         case Opcode.readCapacity10: return readCapacity10(cdb, io)
-        case Opcode.serviceActionIn16 where cdb[1] & 0x1F == Self.readCapacity16ServiceAction:
+        case Opcode.serviceActionIn16:
+            // Of SERVICE ACTION IN(16) only READ CAPACITY(16) is implemented.
+            guard cdb[1] & 0x1F == Self.readCapacity16ServiceAction else { return io.check(.invalidFieldInCDB) }
             return readCapacity16(cdb, io)
         case Opcode.read6, Opcode.read10, Opcode.read12, Opcode.read16,
              Opcode.write6, Opcode.write10, Opcode.write12, Opcode.write16:
@@ -232,16 +247,22 @@ package final class SCSIDiskTarget: @unchecked Sendable {
     private func requestSense(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
         // DESC: descriptor-format sense is not supported.
         guard cdb[1] & 0x01 == 0 else { return io.check(.invalidFieldInCDB) }
-        let sense = state.withLock { () -> SCSISense in
+        let sense = state.withLock { () -> [UInt8] in
+            if let deferred = deferredSense {
+                deferredSense = nil
+                return deferred
+            }
             defer { pendingUnitAttention = nil }
-            return pendingUnitAttention ?? (stopped ? .notReadyStartRequired : .noSense)
+            return (pendingUnitAttention ?? (stopped ? .notReadyStartRequired : .noSense)).bytes
         }
-        return io.dataIn(sense.bytes, allocation: Int(cdb[4]))
+        return io.dataIn(sense, allocation: Int(cdb[4]))
     }
 
     private func reportLuns(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
         let allocation = Int(cdb.bigEndian(at: 6, count: 4))
         guard cdb[2] <= 0x02, allocation >= 4 else { return io.check(.invalidFieldInCDB) }
+        // SELECT REPORT 01h asks for well-known LUNs only, of which there are none.
+        guard cdb[2] != 0x01 else { return io.dataIn([UInt8](repeating: 0, count: 8), allocation: allocation) }
         var d = [UInt8](repeating: 0, count: 16)
         d.storeBigEndian(UInt32(8), at: 0)      // one LUN: 0
         return io.dataIn(d, allocation: allocation)
@@ -481,12 +502,10 @@ package final class SCSIDiskTarget: @unchecked Sendable {
             header.storeBigEndian(UInt16(descriptor.count), at: 6)
             header.storeBigEndian(UInt16(header.count + descriptor.count + pages.count - 2), at: 0)
         } else {
-            header = [UInt8(header6Length + descriptor.count + pages.count - 1), 0, deviceSpecific, UInt8(descriptor.count)]
+            header = [UInt8(4 + descriptor.count + pages.count - 1), 0, deviceSpecific, UInt8(descriptor.count)]
         }
         return io.dataIn(header + descriptor + pages, allocation: allocation)
     }
-
-    private let header6Length = 4
 
     /// MODE SELECT: the parameter list must describe this disk (512-byte blocks) and
     /// may change only what MODE SENSE reports changeable (the caching page's WCE,
