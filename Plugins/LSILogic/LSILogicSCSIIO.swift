@@ -90,34 +90,45 @@ extension LSILogicDevice {
 
     /// Walks simple and chain elements from byte 48 of the frame until `dataLength` bytes
     /// are described. Every buffer (the frame, each chain segment) bounds its elements;
-    /// chains and elements are counted so a loop ends in INVALID_SGL.
+    /// chains and elements are counted so a loop ends in INVALID_SGL. Positions are kept
+    /// as offsets into the current buffer, whose end never wraps, so guest addresses
+    /// cannot overflow the arithmetic.
     func walkSGL(frame: [UInt8], at frameAddress: UInt64, dataLength: UInt32) -> SGLWalk {
         var segments: [hv_disk_segment] = []
         var bufferBase = frameAddress
-        var bufferEnd = frameAddress + UInt64(Self.requestFrameBytes)
-        var position = frameAddress + UInt64(MPI.SCSIIO.sgl)
+        var bufferLength = UInt64(Self.requestFrameBytes)
+        var offset = UInt64(MPI.SCSIIO.sgl)
         var chainOffset = UInt64(frame[MPI.Header.chainOffset])
         var remaining = UInt64(dataLength)
         var elements = 0
         var chains = 0
+        func short() -> SGLWalk {
+            .error(MPI.IOCStatus.invalidSGL, "SGL describes \(UInt64(dataLength) - remaining) of \(dataLength) bytes")
+        }
+        guard frameAddress <= UInt64.max - bufferLength else {
+            return .error(MPI.IOCStatus.invalidSGL, "request frame at the top of the address space")
+        }
         while remaining > 0 {
             elements += 1
             guard elements <= Self.maxSGEs else { return .error(MPI.IOCStatus.invalidSGL, "SGL of more than \(Self.maxSGEs) elements") }
-            guard position + 8 <= bufferEnd, let flagsLength = dmaRead32(position) else {
+            let position = bufferBase + offset
+            guard offset + 8 <= bufferLength, let flagsLength = dmaRead32(position) else {
                 return .error(MPI.IOCStatus.invalidSGL, "SGL element at 0x\(String(position, radix: 16)) outside its buffer or RAM")
             }
             let wide = flagsLength & MPI.SGE.address64 != 0
             let size: UInt64 = wide ? 12 : 8
-            guard position + size <= bufferEnd, let low = dmaRead32(position + 4),
+            guard offset + size <= bufferLength, let low = dmaRead32(position + 4),
                   let high = wide ? dmaRead32(position + 8) : 0 else {
                 return .error(MPI.IOCStatus.invalidSGL, "SGL element at 0x\(String(position, radix: 16)) outside its buffer or RAM")
             }
             let address = UInt64(high) << 32 | UInt64(low)
             switch flagsLength & MPI.SGE.typeMask {
             case MPI.SGE.typeSimple:
-                let length = UInt64(flagsLength & MPI.SGE.lengthMask)
-                let take = min(length, remaining)
+                let take = min(UInt64(flagsLength & MPI.SGE.lengthMask), remaining)
                 if take > 0 {
+                    guard address <= UInt64.max - take else {
+                        return .error(MPI.IOCStatus.invalidSGL, "data buffer wraps the address space")
+                    }
                     if let last = segments.last, last.gpa + UInt64(last.len) == address,
                        UInt64(last.len) + take <= UInt64(UInt32.max) {
                         segments[segments.count - 1].len += UInt32(take)
@@ -129,18 +140,14 @@ extension LSILogicDevice {
                     }
                     remaining -= take
                 }
-                if remaining == 0 { break }
-                if flagsLength & MPI.SGE.endOfList != 0 {
-                    return .error(MPI.IOCStatus.invalidSGL, "SGL describes \(UInt64(dataLength) - remaining) of \(dataLength) bytes")
-                }
+                guard remaining > 0 else { return .segments(segments) }
+                if flagsLength & MPI.SGE.endOfList != 0 { return short() }
                 if flagsLength & MPI.SGE.lastElement != 0 {
                     // The last element of this buffer: a chain element follows at ChainOffset.
-                    guard chainOffset != 0 else {
-                        return .error(MPI.IOCStatus.invalidSGL, "SGL describes \(UInt64(dataLength) - remaining) of \(dataLength) bytes")
-                    }
-                    position = bufferBase + chainOffset * 4
+                    guard chainOffset != 0 else { return short() }
+                    offset = chainOffset * 4
                 } else {
-                    position += size
+                    offset += size
                 }
             case MPI.SGE.typeChain:
                 chains += 1
@@ -149,10 +156,12 @@ extension LSILogicDevice {
                 }
                 let length = UInt64(flagsLength & MPI.SGE.chainLengthMask)
                 guard length >= 8 else { return .error(MPI.IOCStatus.invalidSGL, "chain element of \(length) bytes") }
+                guard address <= UInt64.max - length else {
+                    return .error(MPI.IOCStatus.invalidSGL, "chain buffer wraps the address space")
+                }
                 bufferBase = address
-                bufferEnd = address &+ length
-                guard bufferEnd > address else { return .error(MPI.IOCStatus.invalidSGL, "chain buffer wraps the address space") }
-                position = address
+                bufferLength = length
+                offset = 0
                 chainOffset = UInt64((flagsLength >> MPI.SGE.chainOffsetShift) & 0xFF)
             default:
                 return .error(MPI.IOCStatus.invalidSGL, "SGL element type 0x\(String((flagsLength >> 28) & 3, radix: 16))")
@@ -193,7 +202,7 @@ extension LSILogicDevice {
         requestsCompleted &+= 1
         guard state == .operational else { return }
 
-        let transferred = UInt32(min(UInt64(r.dataLength), UInt64(r.dataLength) &- min(result.residual, UInt64(r.dataLength))))
+        let transferred = r.dataLength - UInt32(min(result.residual, UInt64(r.dataLength)))
         switch Int32(result.host_status) {
         case Int32(HV_SCSI_HOST_OK):
             break

@@ -42,7 +42,9 @@ final class LSILogicFuzzTests: XCTestCase {
             b.put32(0, flags | chainNext | (flags & 0x3000_0000 == 0x3000_0000 ? len & 0xFFFF : len))
             let a = address(&rng)
             b.put32(4, UInt32(truncatingIfNeeded: a))
-            b.put32(8, rng.chance(90) ? 0 : UInt32(truncatingIfNeeded: rng.next()))
+            // The high dword: mostly 0, sometimes random or the top of the address space.
+            b.put32(8, rng.chance(90) ? 0 : rng.chance(50) ? 0xFFFF_FFFF : UInt32(truncatingIfNeeded: rng.next()))
+            if rng.chance(3) { b.put32(4, 0xFFFF_FFFF - UInt32(rng.below(0x100))) }
             return Array(b.prefix(flags & 0x0200_0000 != 0 ? 12 : 8))
         }
         func randomFrame(_ rng: inout SplitMix) -> [UInt8] {

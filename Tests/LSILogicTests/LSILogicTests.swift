@@ -247,6 +247,9 @@ final class LSILogicTests: XCTestCase {
         XCTAssertEqual(status([.chain(0xF000_0000, 64, nextOffset: 0)]), 0x0003)
         XCTAssertEqual(status([.simple(MPTTestDriver.data, 512, last: true)], chainOffset: 200), 0x0003)
         XCTAssertEqual(status([.raw(0x0000_1000, UInt32(MPTTestDriver.data))]), 0x0003)
+        // 64-bit addresses at the top of the address space: a data buffer or chain that wraps.
+        XCTAssertEqual(status([.simple(0xFFFF_FFFF_FFFF_F000, 0x2000, last: true, eol: true, wide: true)]), 0x0003)
+        XCTAssertEqual(status([.chain(0xFFFF_FFFF_FFFF_FFF8, 0x100, nextOffset: 0, wide: true)]), 0x0003)
         // Elements that run past the end of the 128-byte frame.
         XCTAssertEqual(status((0..<12).map { _ in .simple(MPTTestDriver.data, 8) }, length: 4096), 0x0003)
         XCTAssertEqual(h.submitted, submittedBefore, "nothing reached the SCSI layer")
