@@ -3,13 +3,14 @@
 
 guests/build/mpt-disk.elf with bench=1 drives the first disk at queue depth 1 from
 ring 3 (polled): 1 MiB sequential writes then reads over --mib MiB, then --ops 4 KiB
-reads and writes at random 4 KiB-aligned offsets in that area, timed with the TSC.
+reads and writes at random 4 KiB-aligned offsets in that area, timed with the TSC, and
+the random reads and writes again with --qd requests outstanding.
   hvhost: scsi0.virtualDev = "lsilogic" (LSI53C1030) on the VMkernel SCSI layer.
   QEMU:   -device mptsas1068 (the same MPI message protocol; QEMU has no 53C1030),
           scsi-hd with cache=writeback (the host page cache, as hvhost's flat disk).
 Both use one raw image, created sparse for each run. Reported: median of --repeat runs.
 
-Usage: bench/scsi.py [--mib N] [--ops N] [--repeat R] [--hvhost PATH] [--debug]
+Usage: bench/scsi.py [--mib N] [--ops N] [--qd N] [--repeat R] [--hvhost PATH] [--debug]
 """
 import argparse, os, re, statistics, subprocess, sys, tempfile
 
@@ -40,8 +41,8 @@ def fresh_image(size_mib):
 def parse(out):
     """{name: (ops, bytes, us)} from the guest's bench lines."""
     found = {m.group(1): tuple(int(m.group(i)) for i in (2, 3, 4)) for m in LINE.finditer(out)}
-    if len(found) != 4:
-        raise RuntimeError("the guest did not report all four measurements:\n" + out[-2000:])
+    if len(found) != 6:
+        raise RuntimeError("the guest did not report all six measurements:\n" + out[-2000:])
     return found
 
 
@@ -68,7 +69,7 @@ def run_qemu(cmdline, image):
 def metrics(runs):
     """Medians: IOPS for the random tests, MB/s for the sequential ones."""
     out = {}
-    for name in ("randread4k", "randwrite4k"):
+    for name in ("randread4k", "randwrite4k", "randread4kqd", "randwrite4kqd"):
         out[name] = statistics.median(r[name][0] * 1e6 / r[name][2] for r in runs)
     for name in ("seqread1m", "seqwrite1m"):
         out[name] = statistics.median(r[name][1] / r[name][2] for r in runs)   # bytes/us = MB/s
@@ -79,13 +80,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mib", type=int, default=256, help="area written and read (MiB)")
     ap.add_argument("--ops", type=int, default=20000, help="random 4 KiB operations of each kind")
+    ap.add_argument("--qd", type=int, default=32, help="queue depth of the second random pass (2-64)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--hvhost", help="hvhost binary (default: build release)")
     ap.add_argument("--debug", action="store_true", help="build and use the debug hvhost")
     args = ap.parse_args()
     make_guests(GUEST)
     binary = args.hvhost or hvhost_binary(args.debug)
-    cmdline = f"mib={args.mib} bench=1 ops={args.ops}"
+    cmdline = f"mib={args.mib} bench=1 ops={args.ops} qd={args.qd}"
     load0 = os.getloadavg()[0]
     results = {"hvhost": [], "qemu": []}
     for _ in range(args.repeat):
@@ -95,6 +97,8 @@ def main():
     table = {k: metrics(v) for k, v in results.items() if v}
     rows = [("4 KiB random read, QD1 (IOPS)", "randread4k", "{:,.0f}"),
             ("4 KiB random write, QD1 (IOPS)", "randwrite4k", "{:,.0f}"),
+            (f"4 KiB random read, QD{args.qd} (IOPS)", "randread4kqd", "{:,.0f}"),
+            (f"4 KiB random write, QD{args.qd} (IOPS)", "randwrite4kqd", "{:,.0f}"),
             ("1 MiB sequential read (MB/s)", "seqread1m", "{:,.0f}"),
             ("1 MiB sequential write (MB/s)", "seqwrite1m", "{:,.0f}")]
     print(f"guest: {os.path.relpath(GUEST, ROOT)}, raw image, {args.mib} MiB area, {args.ops} random ops, "

@@ -16,7 +16,8 @@
  * bench=1 (for bench/scsi.py): on the first disk only, at queue depth 1, times
  * 1 MiB sequential writes then reads over `mib` MiB, then `ops=` (default 20000)
  * 4 KiB reads and writes at random 4 KiB-aligned offsets in that area, and prints
- * "mpt: bench <name> <ops> ops <bytes> bytes <us> us" for each.
+ * "mpt: bench <name> <ops> ops <bytes> bytes <us> us" for each; then the random reads and
+ * writes again with `qd=` (default 32, at most 64) requests outstanding.
  */
 #include "net.h"
 #include "rt.h"
@@ -123,12 +124,9 @@ struct result {
 
 /* One SCSI IO: dir 0 none, 1 write, 2 read; the buffer is split into PIECE-sized simple
  * elements, the ninth LAST and followed by a chain element to the rest. */
-static struct result scsi(unsigned target, const uint8_t *cdb, unsigned cdb_len, unsigned dir, uint64_t buf,
-                          uint32_t len)
+static void build(uint8_t *f, uint64_t chain_buf, uint32_t ctx, unsigned target, const uint8_t *cdb,
+                  unsigned cdb_len, unsigned dir, uint64_t buf, uint32_t len)
 {
-    struct result res = {0};
-    uint8_t *f = (uint8_t *)FRAMES;
-    uint32_t ctx = next_ctx++ & 0x7FFFFFFF;
     memset(f, 0, FRAME_SIZE);
     f[0] = (uint8_t)target;
     f[3] = 0x00;
@@ -154,8 +152,8 @@ static struct result scsi(unsigned target, const uint8_t *cdb, unsigned cdb_len,
             /* chain element at dword 30 of the frame, to the chain buffer */
             uint32_t *chain = (uint32_t *)(f + 48 + 9 * 8);
             chain[0] = 0x30000000u | ((pieces - 9) * 8);
-            chain[1] = (uint32_t)CHAINS;
-            sge = (uint32_t *)CHAINS;
+            chain[1] = (uint32_t)chain_buf;
+            sge = (uint32_t *)chain_buf;
         }
         sge[0] = flags | n;
         sge[1] = (uint32_t)(buf + (uint64_t)i * PIECE);
@@ -167,6 +165,14 @@ static struct result scsi(unsigned target, const uint8_t *cdb, unsigned cdb_len,
     }
     if (pieces > 9)
         f[2] = (48 + 9 * 8) / 4;                  /* ChainOffset */
+}
+
+static struct result scsi(unsigned target, const uint8_t *cdb, unsigned cdb_len, unsigned dir, uint64_t buf,
+                          uint32_t len)
+{
+    struct result res = {0};
+    uint32_t ctx = next_ctx++ & 0x7FFFFFFF;
+    build((uint8_t *)FRAMES, CHAINS, ctx, target, cdb, cdb_len, dir, buf, len);
     barrier();
     wr(REQ_FIFO, (uint32_t)FRAMES);
     for (uint64_t i = 0; i < SPIN_LIMIT; i++) {
@@ -327,6 +333,50 @@ static void write_verify(unsigned t, uint64_t bytes, uint64_t seed)
     }
 }
 
+/* `ops` 4 KiB random reads or writes with `qd` requests outstanding: frame i, its own
+ * 4 KiB buffer, MsgContext i + 1. Returns the microseconds taken. */
+static uint64_t bench_queued(unsigned t, uint64_t blocks4k, uint64_t ops, unsigned qd, bool write, uint64_t *x)
+{
+    uint8_t cdb[10];
+    uint64_t issued = 0, done = 0, t0 = net_us();
+    for (unsigned i = 0; i < qd && issued < ops; i++, issued++) {
+        *x ^= *x << 13; *x ^= *x >> 7; *x ^= *x << 17;
+        rw10(cdb, write, (uint32_t)((*x % blocks4k) * 8), 8);
+        build((uint8_t *)(FRAMES + i * FRAME_SIZE), CHAINS + i * 512, i + 1, t, cdb, 10, write ? 1 : 2, DATA + i * 4096, 4096);
+        barrier();
+        wr(REQ_FIFO, (uint32_t)(FRAMES + i * FRAME_SIZE));
+    }
+    for (uint64_t spins = 0; done < ops; spins++) {
+        if (spins > SPIN_LIMIT)
+            fail(31, "mpt: queued bench stalled at %lu of %lu\n", done, ops);
+        uint32_t v = rd(REP_FIFO);
+        if (v == 0xFFFFFFFFu)
+            continue;
+        uint32_t ctx = v;
+        if (v & 0x80000000u) {
+            uint8_t *r = (uint8_t *)(uint64_t)(v << 1);
+            ctx = le32(r + 8);
+            if (r[12] != 0 || (le16(r + 14) & 0x7FFF) != 0)
+                fail(30, "mpt: queued bench I/O failed (status 0x%x ioc 0x%x)\n", r[12], le16(r + 14));
+            wr(REP_FIFO, v << 1);
+        }
+        if (ctx == 0 || ctx > qd)
+            fail(31, "mpt: reply for unknown context 0x%x\n", ctx);
+        done++;
+        spins = 0;
+        if (issued < ops) {
+            unsigned i = ctx - 1;
+            *x ^= *x << 13; *x ^= *x >> 7; *x ^= *x << 17;
+            rw10(cdb, write, (uint32_t)((*x % blocks4k) * 8), 8);
+            build((uint8_t *)(FRAMES + i * FRAME_SIZE), CHAINS + i * 512, ctx, t, cdb, 10, write ? 1 : 2, DATA + i * 4096, 4096);
+            barrier();
+            wr(REQ_FIFO, (uint32_t)(FRAMES + i * FRAME_SIZE));
+            issued++;
+        }
+    }
+    return net_us() - t0;
+}
+
 static void bench_report(const char *name, uint64_t ops, uint64_t bytes, uint64_t us)
 {
     printf("mpt: bench %s %lu ops %lu bytes %lu us\n", name, ops, bytes, us);
@@ -358,6 +408,11 @@ static void bench(unsigned t, uint64_t mib, uint64_t ops)
                 fail(30, "mpt: bench I/O failed\n");
         }
         bench_report(write ? "randwrite4k" : "randread4k", ops, ops * 4096, net_us() - t0);
+    }
+    unsigned qd = (unsigned)cmdline_u64("qd", 32);
+    if (qd > 1 && qd <= 64) {
+        bench_report("randread4kqd", ops, ops * 4096, bench_queued(t, blocks4k, ops, qd, false, &x));
+        bench_report("randwrite4kqd", ops, ops * 4096, bench_queued(t, blocks4k, ops, qd, true, &x));
     }
 }
 
