@@ -118,9 +118,11 @@ final class LSILogicDiskTests: XCTestCase {
         ])
         func passes() -> [Int] {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            // Whole lines only: the log may end in the middle of one.
             return text.split(separator: "\n").compactMap { line in
-                guard line.hasPrefix("mpt: target 0 pass ") else { return nil }
-                return Int(line.split(separator: " ")[4])
+                let words = line.split(separator: " ")
+                guard line.hasPrefix("mpt: target 0 pass "), words.count == 6, words[5] == "ok" else { return nil }
+                return Int(words[4])
             }
         }
         func waitFor(_ count: Int) -> Bool {
