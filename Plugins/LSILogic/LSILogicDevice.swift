@@ -43,9 +43,6 @@ final class LSILogicDevice {
     let bus: OpaquePointer
     let scsiSubmit: @convention(c) (OpaquePointer?, UnsafePointer<hv_scsi_request>?) -> Int32
     let scsiAbortAll: @convention(c) (OpaquePointer?, Int32, Int32) -> Int32
-    let targetMask: @convention(c) (OpaquePointer?) -> UInt32
-    /// Our own handle, passed to the host as the hv_device of completions.
-    var handle: OpaquePointer?
 
     let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
@@ -66,7 +63,6 @@ final class LSILogicDevice {
     var senseBufferHigh: UInt64 = 0
     var maxDevices: UInt8 = 16
     var maxBuses: UInt8 = 1
-    var portEnabled = false
     /// Event notification: on, and the MsgContext the events reply to.
     var eventsOn = false
     var eventContext: UInt32 = 0
@@ -91,11 +87,6 @@ final class LSILogicDevice {
     var intxLevel = false
     var dmaAllowed = false
     var guestErrors = 0
-
-    // MARK: counters (diagnostics)
-
-    var requestsSubmitted: UInt64 = 0
-    var requestsCompleted: UInt64 = 0
 
     enum Handshake {
         case idle
@@ -161,7 +152,7 @@ final class LSILogicDevice {
         let x = scsi.pointee
         guard let memRead = s.mem_read, let memWrite = s.mem_write, let irq = s.irq_set_level,
               let command = s.pci_command, let log = s.log, let submit = x.submit,
-              let abortAll = x.abort_all, let mask = x.target_mask else { return nil }
+              let abortAll = x.abort_all else { return nil }
         self.host = host
         self.services = services
         memReadFn = memRead
@@ -172,7 +163,6 @@ final class LSILogicDevice {
         self.bus = bus
         scsiSubmit = submit
         scsiAbortAll = abortAll
-        targetMask = mask
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
         hardReset()
@@ -387,7 +377,6 @@ final class LSILogicDevice {
         handshake = .idle
         doorbellInterrupt = false
         eventsOn = false
-        portEnabled = false
         state = .ready
         faultCode = 0
         if hadRequests {

@@ -103,7 +103,6 @@ extension LSILogicDevice {
         case MPI.Function.portEnable:
             var r = defaultReply(frame, status: state == .operational ? MPI.IOCStatus.success : MPI.IOCStatus.invalidState)
             r[6] = frame[6]
-            if state == .operational { portEnabled = true }
             reply(r, via: path)
         case MPI.Function.eventNotification: eventNotification(frame, via: path)
         case MPI.Function.eventAck: reply(defaultReply(frame, status: MPI.IOCStatus.success), via: path)

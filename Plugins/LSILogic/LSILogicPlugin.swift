@@ -88,7 +88,6 @@ private func lsiCreate(_ services: UnsafePointer<hv_host_services>?, _ host: Opa
     }
     guard let device = LSILogicDevice(services: services, host: host, scsi: ext, bus: bus) else { return HV_ENOTSUP }
     let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
-    device.handle = handle
     out.pointee = handle
     return HV_OK
 }

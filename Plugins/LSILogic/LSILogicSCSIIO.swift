@@ -85,7 +85,6 @@ extension LSILogicDevice {
             freeSlots.append(slot)
             return fail(MPI.IOCStatus.invalidField, "the SCSI layer refused the request (error \(rc))")
         }
-        requestsSubmitted &+= 1
     }
 
     /// Walks simple and chain elements from byte 48 of the frame until `dataLength` bytes
@@ -199,7 +198,6 @@ extension LSILogicDevice {
         guard UInt32(tag >> 32) == generation, slot < slots.count, let r = slots[slot] else { return }
         slots[slot] = nil
         freeSlots.append(slot)
-        requestsCompleted &+= 1
         guard state == .operational else { return }
 
         let transferred = r.dataLength - UInt32(min(result.residual, UInt64(r.dataLength)))

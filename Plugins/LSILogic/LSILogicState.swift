@@ -1,7 +1,7 @@
 import PluginABI
 
 /// Saved state, section "lsilogic" version 1. Fields:
-///   iocState, whoInit, doorbellInterrupt, writeSequenceIndex, maxDevices, portEnabled,
+///   iocState, whoInit, doorbellInterrupt, writeSequenceIndex, maxDevices,
 ///   eventsOn (u8); faultCode (u16); intMask, diagnostic, replyFrameSize, eventContext
 ///   (u32); hostMFAHigh, senseBufferHigh (u64);
 ///   handshake (bytes: kind 0 idle / 1 receiving / 2 replying, u16 expected-or-index,
@@ -41,7 +41,6 @@ extension LSILogicDevice {
         u8("doorbellInterrupt", doorbellInterrupt ? 1 : 0)
         u8("writeSequenceIndex", UInt8(writeSequenceIndex))
         u8("maxDevices", maxDevices)
-        u8("portEnabled", portEnabled ? 1 : 0)
         u8("eventsOn", eventsOn ? 1 : 0)
         field("faultCode", HV_STATE_U16, le(UInt64(faultCode), 2))
         u32("intMask", intMask)
@@ -119,7 +118,6 @@ extension LSILogicDevice {
         if let v = u8("doorbellInterrupt") { doorbellInterrupt = v != 0 }
         if let v = u8("writeSequenceIndex") { check(Int(v) < MPI.Diag.writeSequenceKeys.count); writeSequenceIndex = Int(v) % 5 }
         if let v = u8("maxDevices") { check((1...Self.maxTargets).contains(Int(v))); maxDevices = v }
-        if let v = u8("portEnabled") { portEnabled = v != 0 }
         if let v = u8("eventsOn") { eventsOn = v != 0 }
         if let b = field("faultCode", HV_STATE_U16, size: 2) { faultCode = UInt16(value(b)) }
         if let v = u32("intMask") { intMask = v & (MPI.IntStatus.doorbell | MPI.IntStatus.reply) }

@@ -9,9 +9,6 @@ enum MPI {
         static let doorbell: UInt64 = 0x00
         static let writeSequence: UInt64 = 0x04
         static let hostDiagnostic: UInt64 = 0x08
-        static let testBase: UInt64 = 0x0C
-        static let diagData: UInt64 = 0x10
-        static let diagAddress: UInt64 = 0x14
         static let intStatus: UInt64 = 0x30
         static let intMask: UInt64 = 0x34
         static let requestFIFO: UInt64 = 0x40
@@ -37,7 +34,8 @@ enum MPI {
     enum IntStatus {
         static let doorbell: UInt32 = 0x0000_0001
         static let reply: UInt32 = 0x0000_0008
-        static let iopDoorbell: UInt32 = 0x8000_0000     // set while the IOC has not taken a doorbell write
+        // Bit 31 (IOP doorbell status: a doorbell write not yet taken) always reads 0:
+        // the IOC takes every write at once.
     }
 
     enum Diag {
@@ -71,7 +69,6 @@ enum MPI {
     enum IOCStatus {
         static let success: UInt16 = 0x0000
         static let invalidFunction: UInt16 = 0x0001
-        static let busy: UInt16 = 0x0002
         static let invalidSGL: UInt16 = 0x0003
         static let internalError: UInt16 = 0x0004
         static let insufficientResources: UInt16 = 0x0006
@@ -80,7 +77,6 @@ enum MPI {
         static let configInvalidAction: UInt16 = 0x0020
         static let configInvalidType: UInt16 = 0x0021
         static let configInvalidPage: UInt16 = 0x0022
-        static let configInvalidData: UInt16 = 0x0023
         static let scsiInvalidBus: UInt16 = 0x0041
         static let scsiInvalidTargetID: UInt16 = 0x0042
         static let scsiDeviceNotThere: UInt16 = 0x0043
@@ -88,7 +84,6 @@ enum MPI {
         static let scsiDataUnderrun: UInt16 = 0x0045
         static let scsiIODataError: UInt16 = 0x0046
         static let scsiTaskTerminated: UInt16 = 0x0048
-        static let scsiIOCTerminated: UInt16 = 0x004B
     }
 
     enum SCSIState {
@@ -101,11 +96,9 @@ enum MPI {
     /// Scatter/gather element flags (FlagsLength bits 31:24) and fields.
     enum SGE {
         static let lastElement: UInt32 = 0x8000_0000
-        static let endOfBuffer: UInt32 = 0x4000_0000
         static let typeMask: UInt32 = 0x3000_0000
         static let typeSimple: UInt32 = 0x1000_0000
         static let typeChain: UInt32 = 0x3000_0000
-        static let hostToIOC: UInt32 = 0x0400_0000
         static let address64: UInt32 = 0x0200_0000
         static let endOfList: UInt32 = 0x0100_0000
         static let lengthMask: UInt32 = 0x00FF_FFFF
@@ -148,10 +141,9 @@ enum MPI {
         static let msgFlags = 7
         static let msgContext = 8
         static let size = 12
-        /// In a reply: MsgLength (dwords) at 2, IOCStatus at 14, IOCLogInfo at 16.
+        /// In a reply: MsgLength (dwords) at 2, IOCStatus at 14 (IOCLogInfo at 16 stays 0).
         static let msgLength = 2
         static let iocStatus = 14
-        static let iocLogInfo = 16
     }
 
     /// SCSI IO request (function 0x00); the SGL begins at byte 48.
