@@ -34,6 +34,7 @@ let package = Package(
         .library(name: "Vlance", type: .dynamic, targets: ["Vlance"]),
         .library(name: "BusLogic", type: .dynamic, targets: ["BusLogic"]),
         .library(name: "Vmxnet", type: .dynamic, targets: ["Vmxnet"]),
+        .library(name: "LSILogic", type: .dynamic, targets: ["LSILogic"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -92,6 +93,8 @@ let package = Package(
         .target(name: "BusLogic", dependencies: ["PluginABI"], path: "Plugins/BusLogic", exclude: ["README.md"]),
         // The Vmxnet NIC (VMXNET3) as a dynamically loaded device plugin.
         .target(name: "Vmxnet", dependencies: ["PluginABI"], path: "Plugins/Vmxnet", exclude: ["README.md"]),
+        // The LSILogic SCSI adapter (LSI53C1030 Fusion-MPT) on the hv.scsi/1 extension.
+        .target(name: "LSILogic", dependencies: ["PluginABI"], path: "Plugins/LSILogic", exclude: ["README.md"]),
         // Scheduler policies: propshare, roundrobin, cosched-strict/-relaxed (Plugins/SchedPolicies).
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),
@@ -122,6 +125,7 @@ let package = Package(
                     path: "Tests/BusLogicTests"),
         .testTarget(name: "VmxnetTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/VmxnetTests"),
+        .testTarget(name: "LSILogicTests", dependencies: ["PluginABI"], path: "Tests/LSILogicTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["HVKernel", "HVBackendKVM", "HVHostIO", "HVPluginHost", "HVSched", "HVSupport"], path: "Tests/IntegrationTests",
                     exclude: ["Fixtures"]),
     ],
