@@ -4,7 +4,7 @@ import PluginABI
 // The plugin descriptor: id "org.hvproject.vmxnet", factory "hv.device/1", one NIC model
 // "vmxnet" (a VMXNET3). Everything the host reads is allocated once and never freed.
 
-private func cString(_ s: StaticString) -> UnsafePointer<CChar> {
+func cString(_ s: StaticString) -> UnsafePointer<CChar> {
     UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
 }
 
@@ -204,6 +204,8 @@ private let vmxnetModel: UnsafePointer<hv_device_model> = {
     m.state_version = VmxnetDevice.stateVersion
     m.create = { services, host, out in vmxnetCreate(services, host, out) }
     m.ops = vmxnetOps
+    m.key_count = vmxnetKeyCount
+    m.keys = vmxnetKeys
     let p = UnsafeMutablePointer<hv_device_model>.allocate(capacity: 1)
     p.initialize(to: m)
     return UnsafePointer(p)
