@@ -194,6 +194,12 @@ final class PluginCheckTests: XCTestCase {
 
     func testVlancePassesEveryRule() throws { try expectPass([hvhostDir + "/libVlance.so"], policy: false) }
 
+    func testVmxnetPassesEveryRule() throws { try expectPass([hvhostDir + "/libVmxnet.so"], policy: false) }
+
+    func testLSILogicPassesEveryRule() throws { try expectPass([hvhostDir + "/libLSILogic.so"], policy: false) }
+
+    func testBusLogicPassesEveryRule() throws { try expectPass([hvhostDir + "/libBusLogic.so"], policy: false) }
+
     func testSchedulerPoliciesPassEveryRule() throws {
         try expectPass(["libSchedPropShare.so", "libSchedRoundRobin.so", "libSchedCosched.so"].map { hvhostDir + "/" + $0 }, policy: true)
     }
