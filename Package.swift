@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "SchedRoundRobin", type: .dynamic, targets: ["SchedRoundRobin"]),
         .library(name: "SchedCosched", type: .dynamic, targets: ["SchedCosched"]),
         .library(name: "Vlance", type: .dynamic, targets: ["Vlance"]),
+        .library(name: "LSILogic", type: .dynamic, targets: ["LSILogic"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -84,6 +85,8 @@ let package = Package(
         ),
         // The Vlance NIC (AMD PCnet-PCI II) as a dynamically loaded device plugin.
         .target(name: "Vlance", dependencies: ["PluginABI"], path: "Plugins/Vlance", exclude: ["README.md"]),
+        // The LSILogic SCSI adapter (LSI53C1030 Fusion-MPT) on the hv.scsi/1 extension.
+        .target(name: "LSILogic", dependencies: ["PluginABI"], path: "Plugins/LSILogic", exclude: ["README.md"]),
         // Scheduler policies: propshare, roundrobin, cosched-strict/-relaxed (Plugins/SchedPolicies).
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),
@@ -110,6 +113,7 @@ let package = Package(
                     path: "Tests/HVKernelTests"),
         .testTarget(name: "VlanceTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/VlanceTests"),
+        .testTarget(name: "LSILogicTests", dependencies: ["PluginABI"], path: "Tests/LSILogicTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["HVKernel", "HVBackendKVM", "HVHostIO", "HVPluginHost", "HVSched", "HVSupport"], path: "Tests/IntegrationTests",
                     exclude: ["Fixtures"]),
     ],
