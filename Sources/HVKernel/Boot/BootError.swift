@@ -54,6 +54,8 @@ package struct BootError: Error, CustomStringConvertible, Equatable, Sendable {
         case commandLineContainsNUL
         /// Writing into guest memory failed (should not happen after validation).
         case guestMemory(String)
+        /// A firmware image whose size is not whole 64 KiB blocks up to 16 MiB.
+        case badFirmwareSize(UInt64)
     }
 
     /// The kernel image's path (or the name given when parsing bytes).
@@ -133,6 +135,8 @@ extension BootError.Reason {
             return "kernel command line contains a NUL byte"
         case let .guestMemory(why):
             return "writing the boot image into guest memory failed: \(why)"
+        case let .badFirmwareSize(size):
+            return "firmware image is \(size) bytes; a BIOS image is a whole number of 64 KiB blocks, at most 16 MiB (e.g. SeaBIOS's 128 or 256 KiB)"
         }
     }
 }

@@ -69,8 +69,11 @@ package final class VirtualMachine: @unchecked Sendable {
     private(set) var schedulerVM: SchedulerVM!
     private var unregistered = false
     let logger: Logger
-    /// How the guest was loaded; nil for a VM restored from a suspend file.
+    /// How the guest was loaded; nil for a VM restored from a suspend file or one that
+    /// boots its firmware.
     let bootPlan: BootPlan?
+    /// The BIOS image mapped below 4 GiB, when the VM boots its firmware.
+    let firmware: FirmwareImage?
 
     let state = HostLock()
     var stopReason: VMStopReason?
@@ -92,16 +95,22 @@ package final class VirtualMachine: @unchecked Sendable {
         restoredFrom = snapshot?.path
         memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
         let machine = try snapshot.map { try $0.machine(for: configuration) }
+        firmware = try configuration.boot.firmware.map { try FirmwareImage(contentsOf: $0.imagePath) }
         if let snapshot {
             try snapshot.restoreMemory(into: memory)
             bootPlan = nil
             clock = VMClock(pausedAt: machine!.clock)
-        } else {
-            let image = try ELFImage(contentsOf: configuration.kernelPath)
+        } else if let kernelPath = configuration.kernelPath {
+            let image = try ELFImage(contentsOf: kernelPath)
             // Without hv.boot the image decides: PVH when it has the note, else 64-bit entry.
             let mode = configuration.entry(forKey: "hv.boot") == nil
                 ? nil : BootMode(rawValue: configuration.boot.bootProtocol.rawValue)
             bootPlan = try BootLoader.load(image: image, into: memory, commandLine: configuration.commandLine, mode: mode)
+            clock = VMClock()
+        } else {
+            // No kernel: the configuration names the firmware.
+            try firmware?.install(into: memory)
+            bootPlan = nil
             clock = VMClock()
         }
         timers = TimerQueue(clock: clock, name: "\(configuration.displayName)-timers")
@@ -117,6 +126,7 @@ package final class VirtualMachine: @unchecked Sendable {
         // The windows devices claimed are theirs, not RAM: map memory only now.
         for window in legacy.memoryWindows { memory.exclude(window) }
         try backend.map(memory: memory)
+        try firmware?.map(into: backend)
         try pci.assignResources()
         if let snapshot { try pci.loadState(snapshot.section("pci", maxVersion: PCIHostBridge.stateVersion).payload) }
         for d in devices { try d.realize() }
@@ -142,6 +152,8 @@ package final class VirtualMachine: @unchecked Sendable {
                 activity = saved
             } else if index == 0, let bootPlan {
                 try vcpu.setRegisters(bootPlan.cpu)
+            } else if index == 0, firmware != nil {
+                try vcpu.setRegisters(.resetVector)
             }
             vcpus.append((vcpu, activity))
         }
@@ -158,6 +170,7 @@ package final class VirtualMachine: @unchecked Sendable {
         chipset.onSIPI = { [weak self] vcpu, vector in self?.runner(vcpu)?.receiveSIPI(vector: vector) }
         chipset.onDebugExit = { [weak self] value in self?.stop(.debugExit(value)) }
         chipset.onResetRequest = { [weak self] in self?.stop(.guestReset) }
+        pci.resetRequest = { [weak self] in self?.stop(.guestReset) }
     }
 
     deinit {
@@ -178,8 +191,20 @@ package final class VirtualMachine: @unchecked Sendable {
     private static let stdinClaimed = Atomic<Bool>(false)
 
     private static func chipsetConfiguration(for configuration: VMConfiguration) throws -> ChipsetConfiguration {
-        ChipsetConfiguration(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
-                             serial: try serialSink(for: configuration.serial))
+        var chipset = ChipsetConfiguration(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
+                                           serial: try serialSink(for: configuration.serial))
+        if let firmware = configuration.boot.firmware {
+            chipset.firmwareLog = try firmware.logPath.map { try FileSerialSink(path: $0) }
+            chipset.bootOrder = firmware.bootOrder.map {
+                switch $0 {
+                case .floppy: .floppy
+                case .hardDisk: .hardDisk
+                case .cdrom: .cdrom
+                case .network: .network
+                }
+            }
+        }
+        return chipset
     }
 
     private static func serialSink(for setting: SerialSetting) throws -> SerialSink? {
@@ -246,7 +271,8 @@ package final class VirtualMachine: @unchecked Sendable {
                 d.reset()
                 d.activity.open()
             }
-            logger.info("\(name): powered on (\(configuration.memoryMiB) MiB, \(configuration.vcpuCount) vCPU, \(bootPlan.map { "\($0.mode)" } ?? "?") boot)")
+            let boot = bootPlan.map { "\($0.mode) boot" } ?? firmware.map { "firmware \($0.path)" } ?? "?"
+            logger.info("\(name): powered on (\(configuration.memoryMiB) MiB, \(configuration.vcpuCount) vCPU, \(boot))")
         }
         timers.start()
         for r in runners { r.start() }
@@ -301,6 +327,8 @@ package final class VirtualMachine: @unchecked Sendable {
         for d in devices { d.destroy() }
         chipset.configuration.serial?.flush()
         chipset.configuration.serial?.close()
+        chipset.configuration.firmwareLog?.flush()
+        chipset.configuration.firmwareLog?.close()
         return reason
     }
 }
