@@ -95,4 +95,42 @@ final class FirmwareBootTests: XCTestCase {
         let floppy = try XCTUnwrap(o.log.range(of: "Booting from Floppy..."), o.log)
         XCTAssertLessThan(hdd.lowerBound, floppy.lowerBound, o.log)
     }
+
+    /// SeaBIOS boots a 512-byte MBR (guests/boot/mbr.S) from a disk on our LSILogic
+    /// adapter through its own mpt-scsi driver; the MBR prints a line on COM1 and stops
+    /// the VM through the debug-exit port.
+    func testSeaBIOSBootsAnMBRFromTheLSILogicDisk() throws {
+        try requireSeaBIOS()
+        let dir = HostHarness.workDir + "/mbr-lsilogic"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var disk = try Data(contentsOf: URL(fileURLWithPath: HostHarness.repoRoot + "/guests/build/mbr.bin"))
+        XCTAssertEqual(disk.count, 512)
+        disk.append(Data(count: (4 << 20) - 512))
+        FileManager.default.createFile(atPath: dir + "/boot.vmdk", contents: disk)
+        let vmx = dir + "/mbr.vmx"
+        try """
+            displayName = "mbr-lsilogic"
+            memsize = "64"
+            scsi0.present = "TRUE"
+            scsi0.virtualDev = "lsilogic"
+            scsi0:0.present = "TRUE"
+            scsi0:0.fileName = "boot.vmdk"
+            bios.bootOrder = "hdd"
+            hv.serial = "file:serial.txt"
+            hv.firmware.log = "bios.log"
+
+            """.write(toFile: vmx, atomically: true, encoding: .utf8)
+        var run = FirmwarePhases(phases: [
+            .init(name: "reset vector to banner", marker: "SeaBIOS (version"),
+            .init(name: "mpt-scsi finds the adapter", marker: "found mpt-scsi(0030)"),
+            .init(name: "mpt-scsi reads the disk's capacity", marker: "0:0 blksize=512 sectors=8192"),
+            .init(name: "POST to the MBR", marker: "Booting from Hard Disk..."),
+        ])
+        run.exitPhase = "MBR to debug exit"
+        let o = run.run(HostHarness.hvhost, ["run", vmx], log: dir + "/bios.log")
+        assertWithinBudget(o)
+        let serial = (try? String(contentsOfFile: dir + "/serial.txt", encoding: .utf8)) ?? ""
+        XCTAssertTrue(serial.contains("mbr: booted by the BIOS from drive 0x80\r\n"), "serial: \(serial)")
+        XCTAssertEqual(o.status, 99, "debug exit 0x31: \(o.stderr)")
+    }
 }

@@ -34,6 +34,9 @@ struct FirmwarePhases {
     var phases: [Phase]
     /// Wall-clock limit for the whole run (generous: the machine is shared).
     var wallLimit: TimeInterval = 120
+    /// After the last phase the guest stops the VM itself (debug exit), in a phase of
+    /// this name; nil: the run is ended with SIGTERM.
+    var exitPhase: String?
 
     /// Starts `executable args`, waits for every phase's marker in the file at `log`,
     /// then ends the process with SIGTERM unless it exits by itself first.
@@ -76,6 +79,20 @@ struct FirmwarePhases {
                 break
             }
             usleep(20_000)
+        }
+        if stalled == nil, let exitPhase {
+            // The last sample before the process is gone (its /proc entry goes with it).
+            var cpu = reached.last?.cpuSeconds ?? 0
+            while p.isRunning && Date().timeIntervalSince(start) <= wallLimit {
+                cpu = max(cpu, Self.cpuSeconds(of: p.processIdentifier))
+                usleep(10_000)
+            }
+            if p.isRunning {
+                stalled = "phase '\(exitPhase)' stalled: the VM did not stop by itself within \(Int(wallLimit)) s"
+            } else {
+                reached.append(Reached(phase: exitPhase, wallSeconds: Date().timeIntervalSince(start),
+                                       cpuSeconds: cpu))
+            }
         }
         if p.isRunning { kill(p.processIdentifier, SIGTERM) }
         let killAt = Date().addingTimeInterval(20)
