@@ -77,11 +77,14 @@ package struct BootConfiguration: Equatable, Sendable {
     /// Kernel command line, "" when absent.
     package var commandLine: String
     package var bootProtocol: BootProtocol
+    /// `hv.initrd`, resolved: a Linux kernel's initrd or a multiboot kernel's module 0.
+    package var initrdPath: String?
     /// The firmware, when `kernelPath` is nil.
     package var firmware: FirmwareConfiguration?
 
-    init(kernelPath: String, commandLine: String = "", bootProtocol: BootProtocol = .pvh) {
+    init(kernelPath: String, commandLine: String = "", bootProtocol: BootProtocol = .pvh, initrdPath: String? = nil) {
         self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
         self.commandLine = commandLine
         self.bootProtocol = bootProtocol
     }

@@ -495,8 +495,18 @@ private final class Validator {
             report(e, "no such file: \(path)", expected: expected)
             return nil
         }
+        var initrd: String?
+        if let i = entry("hv.initrd") {
+            let p = HostFile.resolve(i.value, relativeTo: directory)
+            guard !i.value.trimmingSpaces.isEmpty, ConfigFiles.isRegularFile(p) else {
+                report(i, i.value.trimmingSpaces.isEmpty ? "empty path" : "no such file: \(p)",
+                       expected: "the initrd (Linux) or module (multiboot) file, absolute or relative to \(directory)")
+                return nil
+            }
+            initrd = p
+        }
         guard protocolValid else { return nil }
-        return BootConfiguration(kernelPath: path, commandLine: cmdline, bootProtocol: proto)
+        return BootConfiguration(kernelPath: path, commandLine: cmdline, bootProtocol: proto, initrdPath: initrd)
     }
 
     func firmwareConfiguration() -> FirmwareConfiguration? {

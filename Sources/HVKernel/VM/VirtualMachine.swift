@@ -101,11 +101,12 @@ package final class VirtualMachine: @unchecked Sendable {
             bootPlan = nil
             clock = VMClock(pausedAt: machine!.clock)
         } else if let kernelPath = configuration.kernelPath {
-            let image = try ELFImage(contentsOf: kernelPath)
+            let image = try KernelImage(contentsOf: kernelPath)
             // Without hv.boot the image decides: PVH when it has the note, else 64-bit entry.
             let mode = configuration.entry(forKey: "hv.boot") == nil
                 ? nil : BootMode(rawValue: configuration.boot.bootProtocol.rawValue)
-            bootPlan = try BootLoader.load(image: image, into: memory, commandLine: configuration.commandLine, mode: mode)
+            let initrd = try configuration.boot.initrdPath.map { try HostFile.read($0) }
+            bootPlan = try image.load(into: memory, commandLine: configuration.commandLine, initrd: initrd, mode: mode)
             clock = VMClock()
         } else {
             // No kernel: the configuration names the firmware.
