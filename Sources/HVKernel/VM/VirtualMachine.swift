@@ -231,8 +231,14 @@ package final class VirtualMachine: @unchecked Sendable {
             }
             var context = PluginDeviceContext(
                 vmName: name, prefix: device.prefix, memory: memory, clock: clock, timers: timers, pci: pci,
-                configValue: { [path = configuration.path] key in
+                configValue: { [path = configuration.path, firmware = configuration.boot.firmware] key in
                     if let v = device.value(forDeviceKey: key) { return v }
+                    if device.kind == .nic, key.lowercased() == "bootrom" {
+                        // Without ethernetN.bootRom a NIC offers its boot ROM only when the
+                        // firmware's boot order names it: iPXE's ROMs crash under some KVMs
+                        // (this host's PVM), and a ROM nobody boots must not break disk boot.
+                        return firmware?.bootOrder.contains(.network(device.index)) == true ? "default" : "none"
+                    }
                     guard device.kind == .nic, key.lowercased() == "generatedaddress",
                           device.value(forDeviceKey: "address") == nil else { return nil }
                     return VirtualMachine.generatedMAC(seed: path + "/" + device.prefix).description
