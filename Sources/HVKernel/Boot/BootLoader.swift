@@ -8,10 +8,12 @@ package struct BootPlan: Equatable, Sendable {
     var mode: BootMode
     /// The boot processor's registers at the kernel's first instruction.
     var cpu: VCPURegisterState
-    /// Guest-physical address of `struct hvm_start_info` (also in RBX).
+    /// Guest-physical address of the protocol's boot information: `struct hvm_start_info`
+    /// (PVH, 64-bit entry; in RBX), the multiboot information (EBX) or Linux's boot_params (ESI).
     var startInfoAddress: UInt64
+    /// What PVH and 64-bit entry write there; empty for multiboot and Linux.
     var startInfo: HVMStartInfo
-    /// The memory map written at `BootLayout.memoryMapAddress`.
+    /// The memory map handed to the guest (PVH: at `BootLayout.memoryMapAddress`).
     var memoryMap: [MemoryMapEntry]
     /// Command-line bytes written at `BootLayout.commandLineAddress`, NUL included.
     var commandLine: [UInt8]

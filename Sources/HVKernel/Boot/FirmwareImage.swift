@@ -25,9 +25,8 @@ package final class FirmwareImage: @unchecked Sendable {
 
     let path: String
     let size: UInt64
-    /// Page-aligned host copy mapped below 4 GiB.
+    /// Page-aligned host copy mapped below 4 GiB; it lives as long as the VM holds this.
     private let host: UnsafeMutableRawPointer
-    private var mapping: GuestRAMMapping?
 
     /// Where the image starts in guest-physical memory (its end is 4 GiB).
     var highBase: UInt64 { 0x1_0000_0000 - size }
@@ -75,6 +74,6 @@ package final class FirmwareImage: @unchecked Sendable {
     /// Maps the image below 4 GiB. Guest writes there change only this VM's copy
     /// (a ROM ignores them; nothing the firmware does depends on either).
     func map(into mapper: GuestPhysicalMapper) throws {
-        mapping = try mapper.mapRAM(guestAddress: highBase, size: size, host: host)
+        _ = try mapper.mapRAM(guestAddress: highBase, size: size, host: host)
     }
 }
