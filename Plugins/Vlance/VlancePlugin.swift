@@ -56,6 +56,36 @@ private func makeClient(mac: [UInt8]) -> hv_net_client {
     return client
 }
 
+/// Debian's iPXE PXE ROM for the PCnet (package ipxe-qemu).
+let defaultBootROM = "/usr/lib/ipxe/qemu/pxe-pcnet.rom"
+
+/// The PCI expansion ROM ("hv.rom/1") from the `bootRom` key: "none" (the host's answer
+/// when the boot order does not name this NIC), "default" (`defaultBootROM`, skipped with
+/// a warning when it is not installed) or a file path.
+private func offerBootROM(_ hs: hv_host_services, _ host: OpaquePointer, say: (Int32, String) -> Void) -> Int32 {
+    let setting = hs.config_get.flatMap { $0(host, cString("bootRom")) }.map { String(cString: $0) } ?? "none"
+    let trimmed = String(setting.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    guard trimmed.lowercased() != "none", !trimmed.isEmpty else { return 0 }
+    var path = trimmed
+    if trimmed.lowercased() == "default" {
+        guard access(defaultBootROM, R_OK) == 0 else {
+            say(HV_LOG_WARN, "bootRom: \(defaultBootROM) is not installed (apt-get install ipxe-qemu); no PXE ROM")
+            return 0
+        }
+        path = defaultBootROM
+    }
+    guard let lookup = hs.get_extension,
+          let raw = HV_EXT_ROM.withCString({ lookup(host, $0) }) else {
+        say(HV_LOG_ERROR, "bootRom = \"\(trimmed)\": the host does not offer \(HV_EXT_ROM)")
+        return HV_ENOTSUP
+    }
+    let ext = raw.assumingMemoryBound(to: hv_rom_ext.self)
+    guard ext.pointee.struct_size >= UInt32(MemoryLayout<hv_rom_ext>.size), let load = ext.pointee.load_file else {
+        return HV_ENOTSUP
+    }
+    return path.withCString { load(host, $0) }
+}
+
 /// hv.timer/1's timer_cancel_wait, when the host offers it.
 private func timerCancelWait(_ services: hv_host_services, _ host: OpaquePointer)
     -> (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)? {
@@ -116,6 +146,9 @@ private func vlanceCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
     identity.revision = 0x10
     identity.interrupt_pin = 1
     var rc = setIdentity(host, &identity)
+    guard rc >= 0 else { return rc }
+
+    rc = offerBootROM(hs, host, say: say)
     guard rc >= 0 else { return rc }
 
     for (index, kind) in [(UInt32(0), HV_BAR_IO), (UInt32(1), HV_BAR_MMIO32)] {

@@ -107,6 +107,7 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         regs.rsp = state.rsp
         regs.rbx = state.rbx
         regs.rsi = state.rsi
+        regs.rax = state.rax
         regs.rflags = state.rflags | 0x2
         guard ioctl(fd, CKVM_SET_REGS, &regs) == 0 else { throw KVMError(call: "KVM_SET_REGS", errno: errno) }
     }

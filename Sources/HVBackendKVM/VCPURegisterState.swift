@@ -58,6 +58,8 @@ package struct VCPURegisterState: Equatable, Sendable {
     package var rsp: UInt64
     package var rbx: UInt64
     package var rsi: UInt64
+    /// The multiboot entry's magic; 0 for every other entry.
+    package var rax: UInt64 = 0
     /// Bit 1 is always set; interrupts are off.
     package var rflags: UInt64
     package var cr0: UInt64

@@ -39,6 +39,8 @@ package final class Chipset: @unchecked Sendable {
     let com1: UART16550?
     let keyboard: I8042
     package let debugExit: DebugExit
+    let controlPortA: SystemControlPortA
+    let firmwareDebug: FirmwareDebugPort?
     let ioapic: IOAPIC
     let lapics: [LocalAPIC]
 
@@ -81,6 +83,8 @@ package final class Chipset: @unchecked Sendable {
             ? UART16550(base: configuration.com1Base, irq: configuration.com1IRQ, now: now) : nil
         keyboard = I8042()
         debugExit = DebugExit()
+        controlPortA = SystemControlPortA()
+        firmwareDebug = configuration.firmwareLog.map { FirmwareDebugPort(sink: $0) }
         ioapic = IOAPIC()
         lapics = (0..<n).map { LocalAPIC(index: $0, now: now) }
         kickQueued = [Bool](repeating: false, count: n)
@@ -92,6 +96,7 @@ package final class Chipset: @unchecked Sendable {
         }
         rtc.setMemoryLayout(belowFourGiB: configuration.memoryBelow4GiB,
                             aboveFourGiB: configuration.memoryAbove4GiB, processors: n)
+        if !configuration.bootOrder.isEmpty { rtc.setBootOrder(configuration.bootOrder) }
         locked { resetModels() }
         configuration.serial?.startInput { [weak self] bytes in
             self?.serialInput(bytes) ?? bytes.count
@@ -118,6 +123,7 @@ package final class Chipset: @unchecked Sendable {
         }
         keyboard.irqLine = { [unowned self] irq, level in setISAIRQ(irq, level: level) }
         keyboard.resetRequest = { [unowned self] in deferred.append(.reset) }
+        controlPortA.resetRequest = { [unowned self] in deferred.append(.reset) }
         debugExit.exit = { [unowned self] in deferred.append(.debugExit($0)) }
         ioapic.deliver = { [unowned self] in route($0, shorthand: 0, source: nil) }
         for l in lapics {
@@ -142,7 +148,8 @@ package final class Chipset: @unchecked Sendable {
         set { callbacks.withLock { $0.onDebugExit = newValue } }
     }
 
-    /// The guest pulsed the reset line (8042 command 0xFE or output-port bit 0).
+    /// The guest pulsed the reset line (8042 command 0xFE or output-port bit 0, port 0x92
+    /// bit 0, or the PCI host bridge's reset control register at 0xCF9).
     package var onResetRequest: @Sendable () -> Void {
         get { callbacks.withLock { $0.onResetRequest } }
         set { callbacks.withLock { $0.onResetRequest = newValue } }
@@ -269,6 +276,7 @@ package final class Chipset: @unchecked Sendable {
         rtc.reset()
         com1?.reset()
         keyboard.reset()
+        controlPortA.reset()
         for l in lapics { l.firmwareReset(isBSP: l.index == 0) }
         // Re-drive lines that stayed high through the reset.
         if keyboard.irq1Level { setISAIRQ(1, level: true) }
@@ -456,6 +464,14 @@ package final class Chipset: @unchecked Sendable {
             (0x70, 2, "rtc-cmos", .bytes(self, base: 0x70, rtc)),
         ]
         if let com1 { regions.append((com1.base, 8, "com1", .bytes(self, base: com1.base, com1))) }
+        regions.append((SystemControlPortA.port, 1, "system-control-a", ChipsetRegion(
+            chipset: self, read: { [unowned self] _, data in data.storeLittleEndian(UInt64(controlPortA.read())) },
+            write: { [unowned self] _, data in controlPortA.write(data.first ?? 0) })))
+        if let port = firmwareDebug {
+            regions.append((FirmwareDebugPort.defaultBase, 1, "firmware-debug", ChipsetRegion(
+                chipset: self, read: { _, data in for i in data.indices { data[i] = port.read() } },
+                write: { _, data in for b in data { port.write(b) } })))
+        }
         if let p = configuration.debugExitPort {
             // One write is one exit status, whatever its width.
             let device = ChipsetRegion(chipset: self, read: { _, data in data.storeLittleEndian(0) },

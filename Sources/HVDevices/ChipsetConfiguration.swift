@@ -20,6 +20,11 @@ package struct ChipsetConfiguration: Sendable {
     var levelTriggeredIRQs: [Int] = [10, 11]
     /// Base port of the isa-debug-exit result port; nil leaves it out.
     var debugExitPort: UInt16? = DebugExit.defaultBase
+    /// Where the firmware's debug console (port 0x402) goes; nil leaves the port out, so
+    /// the firmware does not log (it probes the port before writing).
+    package var firmwareLog: (any SerialSink)?
+    /// The firmware boot order written to CMOS (at most three devices are kept).
+    package var bootOrder: [CMOSBootDevice] = []
 
     package init(memorySize: UInt64, vcpuCount: Int, serial: (any SerialSink)? = nil,
                 com1Enabled: Bool = true) {

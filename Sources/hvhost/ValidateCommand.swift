@@ -1,5 +1,6 @@
 import ArgumentParser
 import HVKernel
+import HVSupport
 import HVPluginHost
 
 /// `hvhost validate VM.vmx...`: configuration, device plugins and kernel image, without
@@ -70,15 +71,29 @@ struct ValidateCommand: ParsableCommand {
     /// The kernel image's problems: it must be a bootable ELF and, when memsize is valid,
     /// fit in the guest's memory with its command line.
     private static func kernelProblems(boot: BootConfiguration, memoryMiB: Int?, file: VMXFile) -> [String] {
+        guard let kernelPath = boot.kernelPath else {
+            guard let firmware = boot.firmware else { return [] }
+            do throws(BootError) {
+                _ = try FirmwareImage(contentsOf: firmware.imagePath)
+                return []
+            } catch {
+                let e = file.entry(forKey: "hv.firmware")
+                return ["\(e.map { "\($0.location): \($0.key) = \"\($0.value)\"" } ?? "\(file.path): hv.firmware (default)"): \(error)"]
+            }
+        }
         let kernelEntry = file.entry(forKey: "hv.kernel")
         let kernelWhere = kernelEntry.map { "\($0.location): \($0.key) = \"\($0.value)\"" } ?? "\(file.path): hv.kernel"
         // hv.boot absent: the image decides (PVH when it has the note, else 64-bit entry).
         let mode: BootMode? = file.entry(forKey: "hv.boot") == nil ? nil : BootMode(rawValue: boot.bootProtocol.rawValue)
         do throws(BootError) {
-            let image = try ELFImage(contentsOf: boot.kernelPath)
+            let image = try KernelImage(contentsOf: kernelPath)
             guard let memoryMiB else { return [] }
-            _ = try BootLoader.plan(image: image, memorySize: UInt64(memoryMiB) << 20,
-                                    commandLine: boot.commandLine, mode: mode)
+            let initrd: [UInt8]?
+            do { initrd = try boot.initrdPath.map { try HostFile.read($0) } } catch {
+                let e = file.entry(forKey: "hv.initrd")
+                return ["\(e?.location ?? file.path): hv.initrd: cannot read \(boot.initrdPath ?? ""): \(error)"]
+            }
+            _ = try image.plan(memorySize: UInt64(memoryMiB) << 20, commandLine: boot.commandLine, initrd: initrd, mode: mode)
             return []
         } catch {
             switch error.reason {

@@ -120,7 +120,8 @@ final class PlatformChipsetTests: XCTestCase {
         try m.chipset.register(portBus: ports, mmioBus: mmio)
         let names = ports.snapshot.map(\.name)
         XCTAssertEqual(Set(names), ["pic-master", "pic-slave", "pic-elcr", "pit", "system-control-b",
-                                    "i8042-data", "i8042-command", "rtc-cmos", "com1", "debug-exit"])
+                                    "i8042-data", "i8042-command", "rtc-cmos", "com1", "debug-exit",
+                                    "system-control-a"])
         let (handler, offset) = try XCTUnwrap(ports.lookup(0x3FD))
         XCTAssertEqual(offset, 5)
         XCTAssertEqual(handler.ioRead(offset: 5, size: 1) & 0x60, 0x60)
@@ -256,5 +257,48 @@ struct SplitMix64 {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+extension PlatformChipsetTests {
+    /// What firmware needs from the platform beyond the models: the 0x402 debug console
+    /// (present only with a log, answering 0xE9), port 0x92's fast reset and A20 bit,
+    /// and the CMOS boot order.
+    func testFirmwarePortsAndBootOrder() throws {
+        let log = CaptureSerialSink(capacity: 64)
+        var config = ChipsetConfiguration(memorySize: 64 << 20, vcpuCount: 1)
+        config.firmwareLog = log
+        config.bootOrder = [.hardDisk, .network, .cdrom]
+        let timers = TimerQueue(clock: VMClock(), name: "fw-test")
+        let chipset = try Chipset(configuration: config, clock: VMClock(), timers: timers)
+        let resets = Mutex(0)
+        chipset.onResetRequest = { resets.withLock { $0 += 1 } }
+        XCTAssertEqual(chipset.portRead(0x402, size: 1), 0xE9)
+        for b in "SeaBIOS\n".utf8 { chipset.portWrite(0x402, size: 1, value: UInt32(b)) }
+        XCTAssertEqual(log.text, "SeaBIOS\n")
+
+        XCTAssertEqual(chipset.portRead(0x92, size: 1), 0x02, "A20 on at reset")
+        chipset.portWrite(0x92, size: 1, value: 0x00)
+        XCTAssertEqual(chipset.portRead(0x92, size: 1), 0x00)
+        XCTAssertEqual(resets.withLock { $0 }, 0)
+        chipset.portWrite(0x92, size: 1, value: 0x03)
+        XCTAssertEqual(resets.withLock { $0 }, 1, "bit 0 rising pulses reset")
+        chipset.portWrite(0x92, size: 1, value: 0x03)
+        XCTAssertEqual(resets.withLock { $0 }, 1, "no edge, no reset")
+
+        // 0x3D: first device low nibble, second high; 0x38 bits 4-7 third, bit 0 no floppy check.
+        chipset.portWrite(0x70, size: 1, value: 0x3D)
+        XCTAssertEqual(chipset.portRead(0x71, size: 1), 0x42)
+        chipset.portWrite(0x70, size: 1, value: 0x38)
+        XCTAssertEqual(chipset.portRead(0x71, size: 1), 0x31)
+        chipset.portWrite(0x70, size: 1, value: 0x10)
+        XCTAssertEqual(chipset.portRead(0x71, size: 1), 0x00, "no floppy drives")
+
+        // Without a log the port is not there: the firmware's probe reads an open bus.
+        let plain = try Chipset(configuration: ChipsetConfiguration(memorySize: 64 << 20, vcpuCount: 1),
+                                clock: VMClock(), timers: timers)
+        let ports = AddressBus(), mmio = AddressBus()
+        try plain.register(portBus: ports, mmioBus: mmio)
+        XCTAssertEqual(ports.read(0x402, size: 1), 0xFF)
     }
 }

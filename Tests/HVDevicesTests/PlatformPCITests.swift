@@ -1,3 +1,4 @@
+import Synchronization
 import XCTest
 @testable import HVDevices
 @testable import HVHostIO
@@ -183,5 +184,24 @@ final class PlatformPCITests: XCTestCase {
         XCTAssertEqual(sink.messages.count, sent + 1)
         XCTAssertEqual(sink.messages.last?.1, 0x40)
         XCTAssertEqual(config(bridge, slot: 3, 0x54) & 1, 0)
+    }
+}
+
+extension PlatformPCITests {
+    /// PIIX4's reset control register at 0xCF9 (a byte inside the mechanism #1 range):
+    /// bit 2 rising starts a reset; dword accesses at 0xCF8 stay the address register.
+    func testResetControlRegister() throws {
+        let bridge = try makeBridge()
+        let resets = Mutex(0)
+        bridge.resetRequest = { resets.withLock { $0 += 1 } }
+        bridge.ioWrite(offset: 1, size: 1, value: 0x02)
+        XCTAssertEqual(bridge.ioRead(offset: 1, size: 1), 0x02)
+        XCTAssertEqual(resets.withLock { $0 }, 0)
+        bridge.ioWrite(offset: 1, size: 1, value: 0x06)
+        XCTAssertEqual(resets.withLock { $0 }, 1)
+        bridge.ioWrite(offset: 0, size: 4, value: 0x8000_0000)
+        XCTAssertEqual(bridge.ioRead(offset: 0, size: 4), 0x8000_0000)
+        XCTAssertEqual(config(bridge, slot: 0, 0), 0x7190_8086)
+        XCTAssertEqual(resets.withLock { $0 }, 1)
     }
 }

@@ -169,8 +169,10 @@ struct BootTestELF {
 
     @Test func rejectsWrongClassMachineAndType() {
         var elf = BootTestELF.kernel()
-        elf.elfClass = 1
-        #expect(parseError(elf.bytes())?.reason == .notELF64(elfClass: 1))
+        elf.elfClass = 3
+        #expect(parseError(elf.bytes())?.reason == .notELF64(elfClass: 3))
+        elf.elfClass = 1                      // ELF32 must be i386 (3), not x86-64 (62)
+        #expect(parseError(elf.bytes())?.reason == .wrongMachine(62))
         elf = BootTestELF.kernel()
         elf.machine = 3
         #expect(parseError(elf.bytes())?.description == "bad.elf: machine 3 is not x86-64 (EM_X86_64 = 62)")

@@ -17,6 +17,7 @@ fileprivate enum ConfigFixture {
         try! FileManager.default.createDirectory(atPath: dir + "/guests", withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: dir + "/kernel.elf", contents: Data([0x7f, 0x45, 0x4c, 0x46]))
         _ = FileManager.default.createFile(atPath: dir + "/guests/web.elf", contents: Data([0x7f, 0x45, 0x4c, 0x46]))
+        _ = FileManager.default.createFile(atPath: dir + "/bios.bin", contents: Data(count: 0x10000))
         atexit { try? FileManager.default.removeItem(atPath: ConfigFixture.directory) }
         return dir
     }()
@@ -503,8 +504,28 @@ fileprivate enum ConfigFixture {
         #expect(e.description.hasPrefix("\(F.vmxPath):2: hv.kernel = \"missing.elf\": no such file: \(F.directory)/missing.elf, expected"))
         let e2 = try #require(F.error("memsize = 64\nhv.kernel = \"guests\""))
         #expect(e2.description.contains("no such file"))
-        let e3 = try #require(F.error("memsize = 64"))
-        #expect(e3.description.hasPrefix("\(F.vmxPath): hv.kernel: missing, expected the guest ELF to boot"))
+    }
+
+    /// Without hv.kernel the VM boots its firmware, as ESX does: SeaBIOS by default,
+    /// hv.firmware to choose, hv.firmware.log for its debug console, bios.bootOrder.
+    @Test func firmwareBootWithoutKernel() throws {
+        let c = try F.configuration("memsize = 64\nhv.firmware = bios.bin\nhv.firmware.log = fw.log\nbios.bootOrder = \"HDD, ethernet1,cdrom\"")
+        #expect(c.kernelPath == nil)
+        #expect(c.boot.firmware == FirmwareConfiguration(imagePath: F.directory + "/bios.bin", logPath: F.directory + "/fw.log",
+                                                         bootOrder: [.hardDisk, .network(1), .cdrom]))
+        let e = try #require(F.error("memsize = 64\nhv.firmware = nope.bin"))
+        #expect(e.description.hasPrefix("\(F.vmxPath):2: hv.firmware = \"nope.bin\": no such file: \(F.directory)/nope.bin, expected"))
+        let both = try #require(F.error("memsize = 64\nhv.kernel = kernel.elf\nhv.firmware = bios.bin"))
+        #expect(both.key == "hv.firmware" && both.description.contains("either a kernel or its firmware"))
+        for bad in ["hdd,hdd", "usb", "hdd,cdrom,floppy,ethernet0", "ethernet4", "hdd,,cdrom"] {
+            let e = try #require(F.error("memsize = 64\nhv.firmware = bios.bin\nbios.bootOrder = \"\(bad)\""), "\(bad)")
+            #expect(e.key == "bios.bootOrder" && e.description.contains("expected a comma-separated list"), "\(e)")
+        }
+        if FileManager.default.fileExists(atPath: FirmwareConfiguration.defaultImagePath) {
+            let d = try F.configuration("memsize = 64")
+            #expect(d.boot.firmware == FirmwareConfiguration())
+            #expect(d.boot.firmware?.bootOrder == [.floppy, .hardDisk, .cdrom])
+        }
     }
 
     // MARK: hv.*
@@ -627,8 +648,9 @@ fileprivate enum ConfigFixture {
             sched.cpu.shares = "lots"
             """)
         let p = VMConfiguration.problems(in: f)
-        #expect(p.map(\.line) == [1, 2, 3, nil, nil])
-        #expect(p.compactMap(\.key).suffix(2) == ["memsize", "hv.kernel"])
+        // No hv.kernel is no problem: the VM boots its firmware.
+        #expect(p.map(\.line) == [1, 2, 3, nil])
+        #expect(p.compactMap(\.key).suffix(1) == ["memsize"])
         do {
             _ = try VMConfiguration(file: f)
             Issue.record("expected an error")

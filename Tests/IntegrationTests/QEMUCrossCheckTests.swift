@@ -65,4 +65,24 @@ final class QEMUCrossCheckTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("reboot: requesting reset"), r.stdout)
     }
+
+    /// QEMU's -kernel loads the same PVH ELF32 and multiboot images (its Linux loader runs
+    /// the bzImage's real-mode setup code, which the probe does not have).
+    func testKernelFormatsUnderQEMU() throws {
+        let qemu = try HostHarness.requireQEMU()
+        let initrd = HostHarness.workDir + "/qemu-module"
+        try "qemu-module".write(toFile: initrd, atomically: true, encoding: .utf8)
+        for (image, extra, line) in [
+            ("kformat-pvh32.elf", [String](), "kformat: pvh32 magic ok cmdline=from-qemu"),
+            ("kformat-multiboot.elf", ["-initrd", initrd], "kformat: multiboot magic ok mem_lower=639"),
+        ] {
+            let r = HostHarness.run(qemu, ["-enable-kvm", "-M", "pc", "-m", "64", "-display", "none", "-no-reboot",
+                                           "-nodefaults", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0x501,iosize=2",
+                                           "-kernel", HostHarness.repoRoot + "/guests/build/" + image,
+                                           "-append", "from-qemu"] + extra, timeout: 90)
+            XCTAssertEqual(r.status, 1, image + ": " + r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains(line), r.stdout)
+            XCTAssertTrue(r.stdout.contains("kformat: ok"), r.stdout)
+        }
+    }
 }

@@ -105,6 +105,15 @@ final class RTCCMOS {
         cmos[0x2F] = UInt8(truncatingIfNeeded: sum)
     }
 
+    /// The boot order in the Bochs/QEMU BIOS CMOS bytes SeaBIOS reads without fw_cfg:
+    /// first device in 0x3D bits 0-3, second in 0x3D bits 4-7, third in 0x38 bits 4-7.
+    /// 0x38 bit 0 set skips the floppy boot-sector signature check (no floppy here).
+    func setBootOrder(_ devices: [CMOSBootDevice]) {
+        let code = devices.prefix(3).enumerated().reduce(0) { $0 | Int($1.element.rawValue) << (4 * $1.offset) }
+        cmos[0x3D] = UInt8(code & 0xFF)
+        cmos[0x38] = UInt8((code >> 4) & 0xF0) | 0x01
+    }
+
     /// Raw CMOS byte `index & 0x7F` as the guest would read it.
     func register(_ index: Int) -> UInt8 { readRegister(index & 0x7F, at: now()) }
 
@@ -351,4 +360,13 @@ final class RTCCMOS {
     }
 
     func timerExpired(now t: UInt64) { advance(to: t) }
+}
+
+/// A boot device class as the CMOS boot-order nibbles encode it.
+package enum CMOSBootDevice: UInt8, Sendable {
+    case floppy = 1
+    case hardDisk = 2
+    case cdrom = 3
+    /// A network boot ROM (a PCI option ROM's BEV entry).
+    case network = 4
 }

@@ -27,6 +27,11 @@ package final class PCIHostBridge: BusDevice, @unchecked Sendable {
     weak var interrupts: PCIInterruptSink?
     private let mapper: GuestPhysicalMapper?
     private var gsiLevels: [Int: Bool] = [:]
+    /// PIIX4 reset control register (byte port 0xCF9 inside the mechanism #1 range):
+    /// bit 1 hard reset, bit 2 starts the reset, bit 3 full reset.
+    private var resetControl: UInt8 = 0
+    /// The guest started a reset through 0xCF9. Called after the bridge's lock is released.
+    package var resetRequest: @Sendable () -> Void = {}
     /// Conflicts seen while mapping guest-programmed BARs (for diagnostics).
     private(set) var mappingConflicts: [String] = []
 
@@ -126,6 +131,7 @@ package final class PCIHostBridge: BusDevice, @unchecked Sendable {
         let size = data.count
         let value: UInt32 = locked {
             if offset < 4 {
+                if offset == 1 && size == 1 { return UInt32(resetControl) }
                 // Only a dword access at 0xCF8 reads the address register.
                 return offset == 0 && size == 4 ? address : 0xFFFF_FFFF
             }
@@ -137,19 +143,27 @@ package final class PCIHostBridge: BusDevice, @unchecked Sendable {
 
     package func write(offset: UInt64, data: UnsafeRawBufferPointer) {
         let size = data.count, value = UInt32(truncatingIfNeeded: data.littleEndianValue)
-        locked {
+        let reset: Bool = locked {
             if offset < 4 {
                 if offset == 0 && size == 4 { address = value & 0x80FF_FFFC }
-                return
+                if offset == 1 && size == 1 {
+                    // The reset starts on a 0 -> 1 transition of bit 2.
+                    let start = value & 0x04 != 0 && resetControl & 0x04 == 0
+                    resetControl = UInt8(value & 0x0E)
+                    return start
+                }
+                return false
             }
-            guard let (f, reg) = selected(offset: UInt16(offset)) else { return }
+            guard let (f, reg) = selected(offset: UInt16(offset)) else { return false }
             let before = f.command, messagesBefore = f.messageSignalledInterruptsEnabled
             if f.writeConfig(offset: reg, size: size, value: value) { remap(f) }
             if (before ^ f.command) & PCIFunction.commandInterruptDisable != 0
                 || messagesBefore != f.messageSignalledInterruptsEnabled { updateINTx() }
             if let msi = f.msi, reg + size > msi.offset + 16, reg < msi.offset + 20 { flushPendingMSI(f) }
             if let x = f.msix, reg + size > x.offset + 2, reg < x.offset + 4 { flushPendingMSIX(f) }
+            return false
         }
+        if reset { resetRequest() }
     }
 
     private func selected(offset: UInt16) -> (PCIFunction, Int)? {

@@ -85,3 +85,27 @@ extension VCPURegisterState {
             tr: .busyTSS(selector: BootLayout.tssSelector), ldtr: .unusableLDT)
     }
 }
+
+extension VCPURegisterState {
+    static let cr0CD: UInt64 = 1 << 30
+    static let cr0NW: UInt64 = 1 << 29
+
+    /// The processor after RESET: real mode, CS selector 0xF000 with base 0xFFFF0000,
+    /// IP 0xFFF0, so the first fetch is at 0xFFFFFFF0 (the firmware's reset vector);
+    /// 64 KiB segments, caches disabled (CR0 = 0x60000010), interrupts off.
+    static let resetVector: VCPURegisterState = {
+        let data = Segment(selector: 0, base: 0, limit: 0xFFFF, type: 0x3, present: true, dpl: 0,
+                           db: false, s: true, l: false, g: false, avl: false, unusable: false)
+        let code = Segment(selector: 0xF000, base: 0xFFFF_0000, limit: 0xFFFF, type: 0xB, present: true, dpl: 0,
+                           db: false, s: true, l: false, g: false, avl: false, unusable: false)
+        let tr = Segment(selector: 0, base: 0, limit: 0xFFFF, type: 0xB, present: true, dpl: 0,
+                         db: false, s: false, l: false, g: false, avl: false, unusable: false)
+        let ldt = Segment(selector: 0, base: 0, limit: 0xFFFF, type: 0x2, present: true, dpl: 0,
+                          db: false, s: false, l: false, g: false, avl: false, unusable: false)
+        return VCPURegisterState(
+            rip: 0xFFF0, rsp: 0, rbx: 0, rsi: 0, rflags: rflagsReserved,
+            cr0: cr0CD | cr0NW | cr0ET, cr3: 0, cr4: 0, efer: 0,
+            gdt: .init(base: 0, limit: 0xFFFF), idt: .init(base: 0, limit: 0xFFFF),
+            cs: code, ds: data, es: data, fs: data, gs: data, ss: data, tr: tr, ldtr: ldt)
+    }()
+}

@@ -54,6 +54,22 @@ package struct BootError: Error, CustomStringConvertible, Equatable, Sendable {
         case commandLineContainsNUL
         /// Writing into guest memory failed (should not happen after validation).
         case guestMemory(String)
+        /// An ELF32 image without a 32-bit entry (a PVH note or a multiboot header).
+        case noEntryFor32BitImage
+        /// Neither ELF, a Linux bzImage, nor a multiboot image.
+        case unknownKernelFormat
+        /// A multiboot header (at `offset` in the file) this loader cannot honour.
+        case badMultibootHeader(offset: Int, detail: String)
+        /// A Linux image the 32-bit boot protocol cannot start.
+        case badLinuxImage(String)
+        /// `hv.boot` chooses between ELF entries; other formats have their own.
+        case modeNotForFormat(mode: BootMode, format: String)
+        /// `hv.initrd` with a format that has no place for it.
+        case initrdNotSupported(format: String)
+        /// The initrd/module does not fit between the kernel and the top of low RAM.
+        case initrdDoesNotFit(size: UInt64, below: UInt64, kernelEnd: UInt64)
+        /// A firmware image whose size is not whole 64 KiB blocks up to 16 MiB.
+        case badFirmwareSize(UInt64)
     }
 
     /// The kernel image's path (or the name given when parsing bytes).
@@ -83,7 +99,7 @@ extension BootError.Reason {
         case .badMagic:
             return "not an ELF file (bad magic; expected 7f 45 4c 46)"
         case let .notELF64(c):
-            return "ELF class \(c) is not ELFCLASS64 (2); only 64-bit ELF images boot"
+            return "ELF class \(c) is neither ELFCLASS32 (1) nor ELFCLASS64 (2)"
         case let .notLittleEndian(d):
             return "ELF data encoding \(d) is not little-endian (ELFDATA2LSB = 1)"
         case let .badELFVersion(v):
@@ -133,6 +149,22 @@ extension BootError.Reason {
             return "kernel command line contains a NUL byte"
         case let .guestMemory(why):
             return "writing the boot image into guest memory failed: \(why)"
+        case .unknownKernelFormat:
+            return "not a kernel this loader knows: neither ELF, a Linux bzImage (\"HdrS\" at 0x202) nor a multiboot image (0x1BADB002 in the first 8 KiB)"
+        case let .badMultibootHeader(offset, detail):
+            return "multiboot header at file offset \(bootHex(offset)): \(detail)"
+        case let .badLinuxImage(why):
+            return "Linux image: \(why)"
+        case let .modeNotForFormat(mode, format):
+            return "hv.boot = \"\(mode)\" chooses an ELF entry; a \(format) image has its own entry (remove hv.boot)"
+        case let .initrdNotSupported(format):
+            return "hv.initrd is for Linux and multiboot kernels; \(format) has no place for it"
+        case let .initrdDoesNotFit(size, below, kernelEnd):
+            return "the initrd (\(size) bytes) does not fit between the kernel's end \(bootHex(kernelEnd)) and \(bootHex(below)); raise memsize"
+        case .noEntryFor32BitImage:
+            return "ELF32 image has neither a PVH note (XEN_ELFNOTE_PHYS32_ENTRY) nor a multiboot header: a 32-bit image needs one of these 32-bit entries"
+        case let .badFirmwareSize(size):
+            return "firmware image is \(size) bytes; a BIOS image is a whole number of 64 KiB blocks, at most 16 MiB (e.g. SeaBIOS's 128 or 256 KiB)"
         }
     }
 }

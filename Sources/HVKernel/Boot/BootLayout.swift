@@ -10,6 +10,10 @@ package enum BootMode: String, Sendable, CaseIterable, CustomStringConvertible {
     /// pages; RBX and RSI = `hvm_start_info` address. `hv.boot = "elf64"`, and the
     /// default when the image has no PVH note.
     case elf64
+    /// Multiboot v1: 32-bit protected mode, EAX = 0x2BADB002, EBX = multiboot info.
+    case multiboot
+    /// Linux boot protocol 2.02+, 32-bit entry: ESI = boot_params (the "zero page").
+    case linux
 
     package var description: String { rawValue }
 }
@@ -71,6 +75,25 @@ enum BootLayout {
         var ranges: [Range<UInt64>] = [0..<low]
         if memorySize > low { ranges.append(0x1_0000_0000..<(0x1_0000_0000 + memorySize - low)) }
         return ranges
+    }
+
+    /// Checks that every range lies in guest RAM of `memorySize` bytes and outside the
+    /// boot area and the legacy BIOS area (for loaders without ELF program headers).
+    static func checkPlacement(_ ranges: [Range<UInt64>], memorySize: UInt64, path: String) throws(BootError) {
+        func fail(_ r: BootError.Reason) -> BootError { BootError(file: path, reason: r) }
+        guard memorySize >= minimumMemorySize else {
+            throw fail(.memoryTooSmall(size: memorySize, minimum: minimumMemorySize))
+        }
+        let ram = ramRanges(memorySize: memorySize)
+        for (i, r) in ranges.enumerated() {
+            guard ram.contains(where: { $0.lowerBound <= r.lowerBound && r.upperBound <= $0.upperBound }) else {
+                throw fail(.segmentBeyondRAM(index: i, start: r.lowerBound, end: r.upperBound, memorySize: memorySize))
+            }
+            for area in forbiddenAreas where area.range.overlaps(r) {
+                throw fail(.segmentOverlapsReserved(index: i, start: r.lowerBound, end: r.upperBound, area: area.name,
+                                                    areaStart: area.range.lowerBound, areaEnd: area.range.upperBound))
+            }
+        }
     }
 
     /// Ranges an image may not load into, with a name for messages.

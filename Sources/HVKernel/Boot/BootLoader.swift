@@ -8,10 +8,12 @@ package struct BootPlan: Equatable, Sendable {
     var mode: BootMode
     /// The boot processor's registers at the kernel's first instruction.
     var cpu: VCPURegisterState
-    /// Guest-physical address of `struct hvm_start_info` (also in RBX).
+    /// Guest-physical address of the protocol's boot information: `struct hvm_start_info`
+    /// (PVH, 64-bit entry; in RBX), the multiboot information (EBX) or Linux's boot_params (ESI).
     var startInfoAddress: UInt64
+    /// What PVH and 64-bit entry write there; empty for multiboot and Linux.
     var startInfo: HVMStartInfo
-    /// The memory map written at `BootLayout.memoryMapAddress`.
+    /// The memory map handed to the guest (PVH: at `BootLayout.memoryMapAddress`).
     var memoryMap: [MemoryMapEntry]
     /// Command-line bytes written at `BootLayout.commandLineAddress`, NUL included.
     var commandLine: [UInt8]
@@ -47,10 +49,9 @@ package enum BootLoader {
         info.memoryMapEntries = UInt32(map.count)
 
         let start = BootLayout.startInfoAddress
-        let cpu: VCPURegisterState = switch mode {
-        case .pvh: .pvh(entry: UInt32(entry), startInfo: start)
-        case .elf64: .longMode(entry: entry, startInfo: start, pml4: BootLayout.pml4Address)
-        }
+        let cpu: VCPURegisterState = mode == .elf64
+            ? .longMode(entry: entry, startInfo: start, pml4: BootLayout.pml4Address)
+            : .pvh(entry: UInt32(entry), startInfo: start)
         return BootPlan(mode: mode, cpu: cpu, startInfoAddress: start, startInfo: info, memoryMap: map,
                         commandLine: cmdline, loadedRanges: image.segments.map(\.physicalRange))
     }
@@ -86,11 +87,11 @@ package enum BootLoader {
 
     /// The GDT: null, 0x08 unused (null), 0x10 code (32-bit for PVH, 64-bit for
     /// elf64), 0x18 flat data, 0x20 busy TSS (16-byte system descriptor).
+    /// (Every 32-bit entry — PVH, multiboot, Linux — uses the PVH table; Linux's
+    /// __BOOT_CS/__BOOT_DS are 0x10/0x18, as here.)
     static func gdtBytes(for mode: BootMode) -> [UInt8] {
-        let cpu: VCPURegisterState = switch mode {
-        case .pvh: .pvh(entry: 0, startInfo: 0)
-        case .elf64: .longMode(entry: 0, startInfo: 0, pml4: 0)
-        }
+        let cpu: VCPURegisterState = mode == .elf64
+            ? .longMode(entry: 0, startInfo: 0, pml4: 0) : .pvh(entry: 0, startInfo: 0)
         var b = BootBytes()
         b.append(UInt64(0))
         b.append(UInt64(0))

@@ -1,8 +1,9 @@
 import Glibc
 import HVSupport
 
-/// A validated ELF64 x86-64 executable: its loadable segments, entry point and the
-/// Xen PVH entry note, parsed from bytes that are kept for loading.
+/// A validated ELF executable for x86 — ELF64 x86-64, or ELF32 i386 (`ld -m elf_i386`
+/// output, which the PVH spec allows since PVH enters in 32-bit mode) — its loadable
+/// segments, entry point and the Xen PVH entry note, parsed from bytes kept for loading.
 ///
 /// Parsing checks the whole structure (magic, class, byte order, type, machine,
 /// header sizes, every program header and the file range of every PT_LOAD and PT_NOTE
@@ -33,8 +34,11 @@ package struct ELFImage: Sendable {
     enum Constants {
         static let headerSize = 64
         static let programHeaderSize = 56
+        static let header32Size = 52
+        static let programHeader32Size = 32
         static let typeExecutable: UInt16 = 2
         static let machineX86_64: UInt16 = 62
+        static let machine386: UInt16 = 3
         static let ptLoad: UInt32 = 1
         static let ptNote: UInt32 = 4
         /// XEN_ELFNOTE_PHYS32_ENTRY, in a note named "Xen".
@@ -51,6 +55,8 @@ package struct ELFImage: Sendable {
     let segments: [Segment]
     /// The 32-bit physical entry from the XEN_ELFNOTE_PHYS32_ENTRY note, if present.
     let pvhEntry: UInt32?
+    /// ELFCLASS32 (i386): only 32-bit entries (PVH, multiboot) can start it.
+    let is32Bit: Bool
 
     /// Reads and parses the file at `path`.
     package init(contentsOf path: String) throws(BootError) {
@@ -76,37 +82,45 @@ package struct ELFImage: Sendable {
             throw fail(.truncated(what: "the ELF header", needed: UInt64(Constants.headerSize), size: size))
         }
         guard bytes[0] == 0x7F, bytes[1] == 0x45, bytes[2] == 0x4C, bytes[3] == 0x46 else { throw fail(.badMagic) }
-        guard bytes.count >= Constants.headerSize else {
+        guard bytes.count >= 8 else {
             throw fail(.truncated(what: "the ELF header", needed: UInt64(Constants.headerSize), size: size))
         }
-        guard bytes[4] == 2 else { throw fail(.notELF64(elfClass: bytes[4])) }
+        guard bytes[4] == 1 || bytes[4] == 2 else { throw fail(.notELF64(elfClass: bytes[4])) }
+        let is32 = bytes[4] == 1
         guard bytes[5] == 1 else { throw fail(.notLittleEndian(encoding: bytes[5])) }
         guard bytes[6] == 1 else { throw fail(.badELFVersion(UInt32(bytes[6]))) }
+        let headerSize = is32 ? Constants.header32Size : Constants.headerSize
+        let phSize = is32 ? Constants.programHeader32Size : Constants.programHeaderSize
+        guard bytes.count >= headerSize else {
+            throw fail(.truncated(what: "the ELF header", needed: UInt64(headerSize), size: size))
+        }
+        // Word-sized fields: 4 bytes in ELF32, 8 in ELF64; the offsets after e_entry shift.
+        func word(_ at: Int) -> UInt64 { is32 ? UInt64(reader.u32(at)) : reader.u64(at) }
+        let w = is32 ? 4 : 8
 
         let type = reader.u16(16)
         let machine = reader.u16(18)
         let version = reader.u32(20)
-        let entry = reader.u64(24)
-        let phoff = reader.u64(32)
-        let ehsize = reader.u16(52)
-        let phentsize = reader.u16(54)
-        let phnum = reader.u16(56)
+        let entry = word(24)
+        let phoff = word(24 + w)
+        let ehsize = reader.u16(24 + 3 * w + 4)
+        let phentsize = reader.u16(24 + 3 * w + 6)
+        let phnum = reader.u16(24 + 3 * w + 8)
 
         guard type == Constants.typeExecutable else { throw fail(.notExecutable(type: type)) }
-        guard machine == Constants.machineX86_64 else { throw fail(.wrongMachine(machine)) }
+        guard machine == (is32 ? Constants.machine386 : Constants.machineX86_64) else { throw fail(.wrongMachine(machine)) }
         guard version == 1 else { throw fail(.badELFVersion(version)) }
-        guard ehsize == UInt16(Constants.headerSize) else {
-            throw fail(.badHeaderField(field: "e_ehsize", value: UInt64(ehsize), expected: UInt64(Constants.headerSize)))
+        guard ehsize == UInt16(headerSize) else {
+            throw fail(.badHeaderField(field: "e_ehsize", value: UInt64(ehsize), expected: UInt64(headerSize)))
         }
         guard phnum > 0 else { throw fail(.noProgramHeaders) }
         guard phnum != 0xFFFF else {
             throw fail(.badHeaderField(field: "e_phnum", value: 0xFFFF, expected: 0xFFFE))  // PN_XNUM: not for kernels
         }
-        guard phentsize == UInt16(Constants.programHeaderSize) else {
-            throw fail(.badHeaderField(field: "e_phentsize", value: UInt64(phentsize),
-                                       expected: UInt64(Constants.programHeaderSize)))
+        guard phentsize == UInt16(phSize) else {
+            throw fail(.badHeaderField(field: "e_phentsize", value: UInt64(phentsize), expected: UInt64(phSize)))
         }
-        let tableSize = UInt64(phnum) * UInt64(Constants.programHeaderSize)
+        let tableSize = UInt64(phnum) * UInt64(phSize)
         let (tableEnd, tableOverflow) = phoff.addingReportingOverflow(tableSize)
         guard !tableOverflow, tableEnd <= size else {
             throw fail(.truncated(what: "the program header table (\(phnum) entries at \(bootHex(phoff)))",
@@ -116,15 +130,19 @@ package struct ELFImage: Sendable {
         var segments: [Segment] = []
         var pvhEntry: UInt32?
         for i in 0..<Int(phnum) {
-            let at = Int(phoff) + i * Constants.programHeaderSize
+            let at = Int(phoff) + i * phSize
             let pType = reader.u32(at)
-            let pFlags = reader.u32(at + 4)
-            let pOffset = reader.u64(at + 8)
-            let pVaddr = reader.u64(at + 16)
-            let pPaddr = reader.u64(at + 24)
-            let pFilesz = reader.u64(at + 32)
-            let pMemsz = reader.u64(at + 40)
-            let pAlign = reader.u64(at + 48)
+            // ELF64: type, flags, offset, vaddr, paddr, filesz, memsz, align;
+            // ELF32: type, offset, vaddr, paddr, filesz, memsz, flags, align.
+            let pFlags = is32 ? reader.u32(at + 24) : reader.u32(at + 4)
+            let f = is32 ? 4 : 8
+            func field(_ n: Int) -> UInt64 { word(at + f + n * w) }
+            let pOffset = field(0)
+            let pVaddr = field(1)
+            let pPaddr = field(2)
+            let pFilesz = field(3)
+            let pMemsz = field(4)
+            let pAlign = is32 ? word(at + 28) : field(5)
             guard pType == Constants.ptLoad || pType == Constants.ptNote else { continue }
 
             let (fileEnd, fileOverflow) = pOffset.addingReportingOverflow(pFilesz)
@@ -160,6 +178,7 @@ package struct ELFImage: Sendable {
         self.entry = entry
         self.segments = segments
         self.pvhEntry = pvhEntry
+        self.is32Bit = is32
     }
 
     /// The mode used when the configuration does not ask for one: PVH when the image
@@ -172,7 +191,7 @@ package struct ELFImage: Sendable {
     func entryAddress(for mode: BootMode) throws(BootError) -> UInt64 {
         func fail(_ r: BootError.Reason) -> BootError { BootError(file: path, reason: r) }
         switch mode {
-        case .pvh:
+        case .pvh, .multiboot, .linux:
             guard let pvh = pvhEntry else { throw fail(.pvhNoteMissing) }
             let e = UInt64(pvh)
             guard segments.contains(where: { $0.physicalRange.contains(e) }) else {
@@ -180,6 +199,7 @@ package struct ELFImage: Sendable {
             }
             return e
         case .elf64:
+            guard !is32Bit else { throw fail(.noEntryFor32BitImage) }
             for s in segments where s.virtualAddress != s.physicalAddress {
                 throw fail(.notIdentityMapped(index: s.index, virtualAddress: s.virtualAddress,
                                               physicalAddress: s.physicalAddress))

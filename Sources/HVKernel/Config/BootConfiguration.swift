@@ -27,17 +27,72 @@ package enum SerialSetting: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// What to boot (`hv.kernel`, `hv.cmdline`, `hv.boot`).
+/// A device class in the firmware boot order (`bios.bootOrder`).
+package enum FirmwareBootDevice: Equatable, Sendable, CustomStringConvertible {
+    case floppy
+    case hardDisk
+    case cdrom
+    /// `ethernetN`: network boot from NIC N's boot ROM.
+    case network(Int)
+
+    package var description: String {
+        switch self {
+        case .floppy: "floppy"
+        case .hardDisk: "hdd"
+        case .cdrom: "cdrom"
+        case .network(let n): "ethernet\(n)"
+        }
+    }
+}
+
+/// The BIOS a VM without `hv.kernel` powers on into, as ESX does.
+package struct FirmwareConfiguration: Equatable, Sendable {
+    /// Debian's SeaBIOS build with every driver (`bios.bin` lacks mpt-scsi).
+    package static let defaultImagePath = "/usr/share/seabios/bios-256k.bin"
+    /// ESX 2.x's BIOS default: removable media, then the hard disk, then CD-ROM.
+    package static let defaultBootOrder: [FirmwareBootDevice] = [.floppy, .hardDisk, .cdrom]
+
+    /// `hv.firmware`, resolved; it existed at validation.
+    package var imagePath: String
+    /// `hv.firmware.log`: where the firmware's debug console (port 0x402) goes; nil
+    /// leaves the port out.
+    package var logPath: String?
+    /// `bios.bootOrder`, at most three devices.
+    package var bootOrder: [FirmwareBootDevice]
+
+    package init(imagePath: String = FirmwareConfiguration.defaultImagePath, logPath: String? = nil,
+                 bootOrder: [FirmwareBootDevice] = FirmwareConfiguration.defaultBootOrder) {
+        self.imagePath = imagePath
+        self.logPath = logPath
+        self.bootOrder = bootOrder
+    }
+}
+
+/// What to boot: a kernel (`hv.kernel`, `hv.cmdline`, `hv.boot`) or, without
+/// `hv.kernel`, the firmware (`hv.firmware`, `hv.firmware.log`, `bios.bootOrder`).
 package struct BootConfiguration: Equatable, Sendable {
-    /// The guest ELF, resolved against the `.vmx` directory; it existed at validation.
-    package var kernelPath: String
+    /// The guest kernel, resolved against the `.vmx` directory; it existed at
+    /// validation. nil: the VM boots its firmware.
+    package var kernelPath: String?
     /// Kernel command line, "" when absent.
     package var commandLine: String
     package var bootProtocol: BootProtocol
+    /// `hv.initrd`, resolved: a Linux kernel's initrd or a multiboot kernel's module 0.
+    package var initrdPath: String?
+    /// The firmware, when `kernelPath` is nil.
+    package var firmware: FirmwareConfiguration?
 
-    init(kernelPath: String, commandLine: String = "", bootProtocol: BootProtocol = .pvh) {
+    init(kernelPath: String, commandLine: String = "", bootProtocol: BootProtocol = .pvh, initrdPath: String? = nil) {
         self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
         self.commandLine = commandLine
         self.bootProtocol = bootProtocol
+    }
+
+    init(firmware: FirmwareConfiguration) {
+        self.kernelPath = nil
+        self.commandLine = ""
+        self.bootProtocol = .pvh
+        self.firmware = firmware
     }
 }

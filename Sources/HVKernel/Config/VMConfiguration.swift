@@ -6,7 +6,7 @@ import HVSupport
 ///
 /// Keys follow ESX Server 2.x where ESX has them (`memsize`, `numvcpus`, `ethernetN.*`,
 /// `scsiN.*`, `scsiN:M.*`, `svga.*`, `sched.cpu.*`, `sched.mem.*`); project keys start
-/// with `hv.` (`hv.kernel`, `hv.cmdline`, `hv.boot`, `hv.serial`, `hv.sched.pool`,
+/// with `hv.` (`hv.kernel`, `hv.cmdline`, `hv.boot`, `hv.firmware`, `hv.firmware.log`, `hv.serial`, `hv.sched.pool`,
 /// `hv.cpuid.vmware`, `hv.deviceN.*`). Keys are case-insensitive. Unknown keys are kept
 /// (plugins read their own, e.g. `ethernet0.foo`) and are not errors; a known key with
 /// a bad value always is, and the error names file:line, key, value and what was expected.
@@ -65,8 +65,8 @@ package struct VMConfiguration: Sendable {
 
     /// Guest RAM in bytes.
     var memoryBytes: UInt64 { UInt64(memoryMiB) << 20 }
-    /// `hv.kernel`, resolved.
-    package var kernelPath: String { boot.kernelPath }
+    /// `hv.kernel`, resolved; nil when the VM boots its firmware.
+    package var kernelPath: String? { boot.kernelPath }
     /// `hv.cmdline`, "" when absent.
     package var commandLine: String { boot.commandLine }
 
@@ -469,15 +469,22 @@ private final class Validator {
 
     // MARK: hv.*
 
-    /// nil (reported) unless both hv.kernel and hv.boot are valid.
+    /// With `hv.kernel`: nil (reported) unless both hv.kernel and hv.boot are valid.
+    /// Without it the VM boots its firmware: nil (reported) unless `hv.firmware` (or the
+    /// default SeaBIOS image), `hv.firmware.log` and `bios.bootOrder` are valid.
     func bootConfiguration() -> BootConfiguration? {
         let before = problems.count
         let proto = choice("hv.boot", [("pvh", BootProtocol.pvh), ("elf64", .elf64)], default: .pvh)
         let protocolValid = problems.count == before
         let cmdline = entry("hv.cmdline")?.value ?? ""
         guard let e = entry("hv.kernel") else {
-            reportMissing("hv.kernel", expected: "the guest ELF to boot, e.g. hv.kernel = \"guest.elf\" (relative to the .vmx directory)")
-            return nil
+            // A kernel line with a syntax error is reported there; do not fall back to firmware.
+            if file.refusedKeys.contains("hv.kernel") { return nil }
+            return firmwareConfiguration().map(BootConfiguration.init(firmware:))
+        }
+        if let f = entry("hv.firmware") {
+            report(f, "hv.kernel is set too: a VM boots either a kernel or its firmware",
+                   expected: "hv.firmware without hv.kernel")
         }
         let expected = "the path of an existing guest ELF file, absolute or relative to \(directory)"
         guard !e.value.trimmingSpaces.isEmpty else {
@@ -489,8 +496,77 @@ private final class Validator {
             report(e, "no such file: \(path)", expected: expected)
             return nil
         }
+        var initrd: String?
+        if let i = entry("hv.initrd") {
+            let p = HostFile.resolve(i.value, relativeTo: directory)
+            guard !i.value.trimmingSpaces.isEmpty, ConfigFiles.isRegularFile(p) else {
+                report(i, i.value.trimmingSpaces.isEmpty ? "empty path" : "no such file: \(p)",
+                       expected: "the initrd (Linux) or module (multiboot) file, absolute or relative to \(directory)")
+                return nil
+            }
+            initrd = p
+        }
         guard protocolValid else { return nil }
-        return BootConfiguration(kernelPath: path, commandLine: cmdline, bootProtocol: proto)
+        return BootConfiguration(kernelPath: path, commandLine: cmdline, bootProtocol: proto, initrdPath: initrd)
+    }
+
+    func firmwareConfiguration() -> FirmwareConfiguration? {
+        let before = problems.count
+        var firmware = FirmwareConfiguration()
+        if let e = entry("hv.firmware") {
+            let expected = "the path of an existing BIOS image, absolute or relative to \(directory)"
+            let path = HostFile.resolve(e.value, relativeTo: directory)
+            if e.value.trimmingSpaces.isEmpty {
+                report(e, "empty path", expected: expected)
+            } else if !ConfigFiles.isRegularFile(path) {
+                report(e, "no such file: \(path)", expected: expected)
+            }
+            firmware.imagePath = path
+        } else if !ConfigFiles.isRegularFile(firmware.imagePath) {
+            reportMissing("hv.kernel", expected: "a guest ELF (hv.kernel = \"guest.elf\"), or a BIOS image to boot: "
+                          + "hv.firmware = \"bios.bin\" (the default, \(firmware.imagePath), is not installed: apt-get install seabios)")
+        }
+        if let e = entry("hv.firmware.log") {
+            if e.value.trimmingSpaces.isEmpty {
+                report(e, "empty path", expected: "a file for the firmware's debug log, absolute or relative to \(directory)")
+            }
+            firmware.logPath = HostFile.resolve(e.value, relativeTo: directory)
+        }
+        if let e = entry("bios.bootOrder") { firmware.bootOrder = bootOrder(e) }
+        return problems.count == before ? firmware : nil
+    }
+
+    /// `bios.bootOrder = "hdd,ethernet0,cdrom"`: up to three devices (the CMOS boot
+    /// order the firmware reads has three slots).
+    func bootOrder(_ e: Entry) -> [FirmwareBootDevice] {
+        let expected = "a comma-separated list of up to 3 of hdd, cdrom, floppy, ethernet0...3 (e.g. \"hdd,cdrom\")"
+        var order: [FirmwareBootDevice] = []
+        for item in e.value.split(separator: ",", omittingEmptySubsequences: false) {
+            let name = String(item).trimmingSpaces.lowercased()
+            let device: FirmwareBootDevice
+            switch name {
+            case "hdd", "disk", "harddisk": device = .hardDisk
+            case "cdrom", "cd": device = .cdrom
+            case "floppy": device = .floppy
+            default:
+                guard name.hasPrefix("ethernet"), let n = parseInt(String(name.dropFirst(8))),
+                      VMConfiguration.networkAdapterIndices.contains(n) else {
+                    report(e, name.isEmpty ? "empty item in the boot order" : "unknown boot device \"\(name)\"", expected: expected)
+                    return FirmwareConfiguration.defaultBootOrder
+                }
+                device = .network(n)
+            }
+            guard !order.contains(device) else {
+                report(e, "\(device) is listed twice", expected: expected)
+                return FirmwareConfiguration.defaultBootOrder
+            }
+            order.append(device)
+        }
+        guard order.count <= 3 else {
+            report(e, "\(order.count) devices", expected: expected)
+            return FirmwareConfiguration.defaultBootOrder
+        }
+        return order
     }
 
     func serialSink() -> SerialSetting {

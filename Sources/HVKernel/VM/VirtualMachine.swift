@@ -74,8 +74,11 @@ package final class VirtualMachine: @unchecked Sendable {
     private(set) var schedulerVM: SchedulerVM!
     private var unregistered = false
     let logger: Logger
-    /// How the guest was loaded; nil for a VM restored from a suspend file.
+    /// How the guest was loaded; nil for a VM restored from a suspend file or one that
+    /// boots its firmware.
     let bootPlan: BootPlan?
+    /// The BIOS image mapped below 4 GiB, when the VM boots its firmware.
+    let firmware: FirmwareImage?
 
     let state = HostLock()
     var stopReason: VMStopReason?
@@ -98,16 +101,23 @@ package final class VirtualMachine: @unchecked Sendable {
         restoredFrom = snapshot?.path
         memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
         let machine = try snapshot.map { try $0.machine(for: configuration) }
+        firmware = try configuration.boot.firmware.map { try FirmwareImage(contentsOf: $0.imagePath) }
         if let snapshot {
             try snapshot.restoreMemory(into: memory)
             bootPlan = nil
             clock = VMClock(pausedAt: machine!.clock)
-        } else {
-            let image = try ELFImage(contentsOf: configuration.kernelPath)
+        } else if let kernelPath = configuration.kernelPath {
+            let image = try KernelImage(contentsOf: kernelPath)
             // Without hv.boot the image decides: PVH when it has the note, else 64-bit entry.
             let mode = configuration.entry(forKey: "hv.boot") == nil
                 ? nil : BootMode(rawValue: configuration.boot.bootProtocol.rawValue)
-            bootPlan = try BootLoader.load(image: image, into: memory, commandLine: configuration.commandLine, mode: mode)
+            let initrd = try configuration.boot.initrdPath.map { try HostFile.read($0) }
+            bootPlan = try image.load(into: memory, commandLine: configuration.commandLine, initrd: initrd, mode: mode)
+            clock = VMClock()
+        } else {
+            // No kernel: the configuration names the firmware.
+            try firmware?.install(into: memory)
+            bootPlan = nil
             clock = VMClock()
         }
         timers = TimerQueue(clock: clock, name: "\(configuration.displayName)-timers")
@@ -123,6 +133,7 @@ package final class VirtualMachine: @unchecked Sendable {
         // The windows devices claimed are theirs, not RAM: map memory only now.
         for window in legacy.memoryWindows { memory.exclude(window) }
         try backend.map(memory: memory)
+        try firmware?.map(into: backend)
         try pci.assignResources()
         if let snapshot {
             let section = try snapshot.section("pci", maxVersion: PCIHostBridge.stateVersion)
@@ -151,6 +162,8 @@ package final class VirtualMachine: @unchecked Sendable {
                 activity = saved
             } else if index == 0, let bootPlan {
                 try vcpu.setRegisters(bootPlan.cpu)
+            } else if index == 0, firmware != nil {
+                try vcpu.setRegisters(.resetVector)
             }
             vcpus.append((vcpu, activity))
         }
@@ -167,6 +180,7 @@ package final class VirtualMachine: @unchecked Sendable {
         chipset.onSIPI = { [weak self] vcpu, vector in self?.runner(vcpu)?.receiveSIPI(vector: vector) }
         chipset.onDebugExit = { [weak self] value in self?.stop(.debugExit(value)) }
         chipset.onResetRequest = { [weak self] in self?.stop(.guestReset) }
+        pci.resetRequest = { [weak self] in self?.stop(.guestReset) }
     }
 
     deinit {
@@ -202,8 +216,20 @@ package final class VirtualMachine: @unchecked Sendable {
     private static let stdinClaimed = Atomic<Bool>(false)
 
     private static func chipsetConfiguration(for configuration: VMConfiguration) throws -> ChipsetConfiguration {
-        ChipsetConfiguration(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
-                             serial: try serialSink(for: configuration.serial))
+        var chipset = ChipsetConfiguration(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
+                                           serial: try serialSink(for: configuration.serial))
+        if let firmware = configuration.boot.firmware {
+            chipset.firmwareLog = try firmware.logPath.map { try FileSerialSink(path: $0) }
+            chipset.bootOrder = firmware.bootOrder.map {
+                switch $0 {
+                case .floppy: .floppy
+                case .hardDisk: .hardDisk
+                case .cdrom: .cdrom
+                case .network: .network
+                }
+            }
+        }
+        return chipset
     }
 
     private static func serialSink(for setting: SerialSetting) throws -> SerialSink? {
@@ -235,8 +261,14 @@ package final class VirtualMachine: @unchecked Sendable {
             }
             var context = PluginDeviceContext(
                 vmName: name, prefix: device.prefix, memory: memory, clock: clock, timers: timers, pci: pci,
-                configValue: { [path = configuration.path] key in
+                configValue: { [path = configuration.path, firmware = configuration.boot.firmware] key in
                     if let v = device.value(forDeviceKey: key) { return v }
+                    if device.kind == .nic, key.lowercased() == "bootrom" {
+                        // Without ethernetN.bootRom a NIC offers its boot ROM only when the
+                        // firmware's boot order names it: iPXE's ROMs crash under some KVMs
+                        // (this host's PVM), and a ROM nobody boots must not break disk boot.
+                        return firmware?.bootOrder.contains(.network(device.index)) == true ? "default" : "none"
+                    }
                     guard device.kind == .nic, key.lowercased() == "generatedaddress",
                           device.value(forDeviceKey: "address") == nil else { return nil }
                     return VirtualMachine.generatedMAC(seed: path + "/" + device.prefix).description
@@ -276,7 +308,8 @@ package final class VirtualMachine: @unchecked Sendable {
                 d.reset()
                 d.activity.open()
             }
-            logger.info("\(name): powered on (\(configuration.memoryMiB) MiB, \(configuration.vcpuCount) vCPU, \(bootPlan.map { "\($0.mode)" } ?? "?") boot)")
+            let boot = bootPlan.map { "\($0.mode) boot" } ?? firmware.map { "firmware \($0.path)" } ?? "?"
+            logger.info("\(name): powered on (\(configuration.memoryMiB) MiB, \(configuration.vcpuCount) vCPU, \(boot))")
         }
         timers.start()
         for r in runners { r.start() }
@@ -336,6 +369,8 @@ package final class VirtualMachine: @unchecked Sendable {
         }
         chipset.configuration.serial?.flush()
         chipset.configuration.serial?.close()
+        chipset.configuration.firmwareLog?.flush()
+        chipset.configuration.firmwareLog?.close()
         return reason
     }
 }
