@@ -125,9 +125,9 @@ extension PluginHostServices {
                 d.context.logger.error("\(d.context.prefix): MAC address \(clash.mac) is already used by \(clash)")
                 return HV_EBUSY
             }
-            let sw = registry.virtualSwitch(named: name)
+            let (sw, vlan) = registry.attachment(forNetwork: name)
             let port = sw.makePort(
-                name: "\(d.context.vmName).\(d.context.prefix)", mac: mac,
+                name: "\(d.context.vmName).\(d.context.prefix)", mac: mac, vlan: vlan,
                 receive: { [weak d] frame in
                     // [net-rx]: on the port's receive thread, a [device] call; a paused or
                     // destroyed device takes nothing.

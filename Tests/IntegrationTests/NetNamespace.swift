@@ -1,0 +1,138 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// A network namespace a test makes, with veth pairs whose host ends become switch uplinks
+/// ("physical NICs") and whose far ends sit in the namespace (the "physical network").
+/// Names are unique per process and instance; `remove()` deletes the namespace and with
+/// it every veth pair (deleting one end of a veth deletes both).
+final class NetNamespace {
+    let name: String
+    private(set) var hostEnds: [String] = []
+    private static var counter = 0
+
+    /// Skips the test visibly when `ip netns` is unavailable (not root, no iproute2).
+    init() throws {
+        Self.counter += 1
+        name = "hvu\(getpid() % 100000)n\(Self.counter)"
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip") else {
+            throw XCTSkip("no iproute2 (`ip`): network namespace tests need it")
+        }
+        let r = Self.ip(["netns", "add", name])
+        guard r.status == 0 else { throw XCTSkip("`ip netns add` failed (root needed): \(r.stderr)") }
+    }
+
+    deinit { remove() }
+
+    /// Makes a veth pair: `hostEnd` stays in the host (up, no address), the far end goes
+    /// into the namespace as `farEnd` (up). Returns the host end's name.
+    @discardableResult
+    func addVeth(_ suffix: String, farEnd: String) throws -> String {
+        let host = "\(name)\(suffix)"   // at most 15 bytes
+        try run(["link", "add", host, "type", "veth", "peer", "name", "\(host)p"])
+        hostEnds.append(host)
+        try run(["link", "set", "\(host)p", "netns", name])
+        try inside(["link", "set", "\(host)p", "name", farEnd])
+        // No IPv6 on the host end: no router solicitations from the host in the captures.
+        _ = Self.run("/usr/sbin/sysctl", ["-q", "-w", "net.ipv6.conf.\(host).disable_ipv6=1"])
+        try run(["link", "set", host, "up"])
+        try inside(["link", "set", farEnd, "up"])
+        return host
+    }
+
+    /// `ip ARGS` in the host namespace; throws with the output on failure.
+    func run(_ args: [String]) throws {
+        let r = Self.ip(args)
+        if r.status != 0 { throw NSError(domain: "ip \(args.joined(separator: " ")): \(r.stderr)", code: Int(r.status)) }
+    }
+
+    /// `ip ARGS` inside the namespace.
+    func inside(_ args: [String]) throws { try run(["-n", name] + args) }
+
+    /// A socket made inside the namespace (the calling thread enters it for the call only).
+    func socket(_ domain: Int32, _ type: Int32, _ proto: Int32) throws -> Int32 {
+        let ns = open("/var/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
+        let home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        defer { close(ns); close(home) }
+        guard ns >= 0, home >= 0, Self.setns(ns, Self.newNet) == 0 else {
+            throw NSError(domain: "setns into \(name): \(String(cString: strerror(errno)))", code: 1)
+        }
+        let fd = Glibc.socket(domain, type, proto)
+        let err = errno
+        precondition(Self.setns(home, Self.newNet) == 0, "cannot return to the test's network namespace")
+        guard fd >= 0 else { throw NSError(domain: "socket in \(name): \(String(cString: strerror(err)))", code: 1) }
+        return fd
+    }
+
+    /// setns(2) (Glibc declares it only under _GNU_SOURCE, which Swift's Glibc lacks).
+    private static let setns: @convention(c) (Int32, Int32) -> Int32 = {
+        unsafeBitCast(dlsym(UnsafeMutableRawPointer(bitPattern: 0), "setns")!, to: (@convention(c) (Int32, Int32) -> Int32).self)
+    }()
+    private static let newNet: Int32 = 0x4000_0000   // CLONE_NEWNET
+
+    func remove() {
+        guard !name.isEmpty else { return }
+        _ = Self.ip(["netns", "del", name])
+        for host in hostEnds { _ = Self.ip(["link", "del", host]) }   // gone already unless it moved back
+        hostEnds = []
+    }
+
+    private static func ip(_ args: [String]) -> HostHarness.Result {
+        run(FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip", args)
+    }
+
+    private static func run(_ tool: String, _ args: [String]) -> HostHarness.Result {
+        HostHarness.run(tool, args, timeout: 30)
+    }
+}
+
+/// ICMP echo from a raw socket (made inside a namespace): the "host-side ping".
+enum ICMPEcho {
+    /// Sends echo requests to `address` every 200 ms until `count` distinct replies came
+    /// back or `timeout` passed; returns the replies seen.
+    static func ping(_ fd: Int32, _ address: String, count: Int, timeout: TimeInterval) -> Int {
+        var to = sockaddr_in()
+        to.sin_family = sa_family_t(AF_INET)
+        to.sin_addr.s_addr = inet_addr(address)
+        let id = UInt16(truncatingIfNeeded: getpid())
+        var answered = Set<UInt16>()
+        var seq: UInt16 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        while answered.count < count && Date() < deadline {
+            seq &+= 1
+            var packet = [UInt8](repeating: 0, count: 64)
+            packet[0] = 8
+            packet[4] = UInt8(id >> 8); packet[5] = UInt8(id & 0xFF)
+            packet[6] = UInt8(seq >> 8); packet[7] = UInt8(seq & 0xFF)
+            for i in 8..<64 { packet[i] = UInt8(truncatingIfNeeded: i) }
+            let sum = checksum(packet)
+            packet[2] = UInt8(sum >> 8); packet[3] = UInt8(sum & 0xFF)
+            _ = withUnsafePointer(to: &to) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, packet, packet.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            let slice = Date().addingTimeInterval(0.2)
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            while Date() < slice {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 50) > 0 else { continue }
+                let n = recv(fd, &buffer, buffer.count, 0)
+                guard n >= 28 else { continue }
+                let ihl = Int(buffer[0] & 0x0F) * 4
+                guard n >= ihl + 8, buffer[ihl] == 0,
+                      UInt16(buffer[ihl + 4]) << 8 | UInt16(buffer[ihl + 5]) == id else { continue }
+                answered.insert(UInt16(buffer[ihl + 6]) << 8 | UInt16(buffer[ihl + 7]))
+            }
+        }
+        return answered.count
+    }
+
+    static func checksum(_ data: [UInt8]) -> UInt16 {
+        var sum: UInt32 = 0
+        for i in stride(from: 0, to: data.count - 1, by: 2) { sum += UInt32(data[i]) << 8 | UInt32(data[i + 1]) }
+        if data.count % 2 == 1 { sum += UInt32(data[data.count - 1]) << 8 }
+        while sum >> 16 != 0 { sum = (sum & 0xFFFF) + (sum >> 16) }
+        return ~UInt16(sum)
+    }
+}
