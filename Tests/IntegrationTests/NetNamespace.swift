@@ -136,3 +136,59 @@ enum ICMPEcho {
         return ~UInt16(sum)
     }
 }
+
+/// Frames seen on one interface inside a namespace (an AF_PACKET socket, all protocols).
+final class FrameCapture {
+    private let fd: Int32
+    let interface: String
+
+    init(_ ns: NetNamespace, interface: String) throws {
+        self.interface = interface
+        fd = try ns.socket(AF_PACKET, Int32(SOCK_RAW.rawValue), Int32(UInt16(0x0003).bigEndian))   // ETH_P_ALL
+        let index = try ns.interfaceIndex(interface)
+        var address = [UInt8](repeating: 0, count: 20)   // struct sockaddr_ll
+        address[0] = UInt8(AF_PACKET & 0xFF); address[1] = UInt8(AF_PACKET >> 8)
+        address[2] = 0x00; address[3] = 0x03
+        withUnsafeBytes(of: index) { for i in 0..<4 { address[4 + i] = $0[i] } }
+        let rc = address.withUnsafeBytes { raw in
+            raw.baseAddress!.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, 20) }
+        }
+        guard rc == 0 else { throw NSError(domain: "bind capture to \(interface): \(String(cString: strerror(errno)))", code: 1) }
+    }
+
+    deinit { close(fd) }
+
+    /// The next frame (from the wire or sent by the namespace) matching `match`, or nil after `timeout`.
+    func next(timeout: TimeInterval, where match: ([UInt8]) -> Bool) -> [UInt8]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        while Date() < deadline {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 20) > 0 else { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            guard n >= 14 else { continue }
+            let frame = Array(buffer[0..<n])
+            if match(frame) { return frame }
+        }
+        return nil
+    }
+
+    static func etherType(_ f: [UInt8]) -> UInt16 { UInt16(f[12]) << 8 | UInt16(f[13]) }
+    static func source(_ f: [UInt8]) -> String { f[6..<12].map { String(format: "%02x", $0) }.joined(separator: ":") }
+    /// The IPv4 source address of an untagged IPv4 frame ("" otherwise).
+    static func ipSource(_ f: [UInt8]) -> String {
+        guard f.count >= 34, etherType(f) == 0x0800 else { return "" }
+        return f[26..<30].map(String.init).joined(separator: ".")
+    }
+}
+
+extension NetNamespace {
+    /// An interface's index inside the namespace.
+    func interfaceIndex(_ interface: String) throws -> Int32 {
+        let r = HostHarness.run("/usr/sbin/ip", ["-n", name, "-o", "link", "show", interface], timeout: 30)
+        guard r.status == 0, let colon = r.stdout.firstIndex(of: ":"), let index = Int32(r.stdout[..<colon]) else {
+            throw NSError(domain: "no interface \(interface) in \(name): \(r.stderr)", code: 1)
+        }
+        return index
+    }
+}

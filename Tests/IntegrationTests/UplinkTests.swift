@@ -9,13 +9,14 @@ final class UplinkTests: XCTestCase {
         (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no serial log at \(path))"
     }
 
-    private func nicVMX(_ name: String, cmdline: String, network: String) -> (vmx: String, log: String) {
+    private func nicVMX(_ name: String, cmdline: String, network: String,
+                        extra: [String: String] = [:]) -> (vmx: String, log: String) {
         let log = HostHarness.workDir + "/\(name).log"
         try? FileManager.default.removeItem(atPath: log)
-        return (HostHarness.vmx(name, guest: "net-ping", extra: [
-            "hv.cmdline": cmdline, "hv.serial": "file:\(log)",
-            "ethernet0.present": "TRUE", "ethernet0.virtualDev": "vlance", "ethernet0.networkName": network,
-        ]), log)
+        var keys = ["hv.cmdline": cmdline, "hv.serial": "file:\(log)",
+                    "ethernet0.present": "TRUE", "ethernet0.virtualDev": "vlance", "ethernet0.networkName": network]
+        keys.merge(extra) { $1 }
+        return (HostHarness.vmx(name, guest: "net-ping", extra: keys), log)
     }
 
     private func requirePlugins() throws {
@@ -53,5 +54,112 @@ final class UplinkTests: XCTestCase {
         XCTAssertTrue(logB.contains("arp: 10.77.0.1 is at "), logB)
         XCTAssertTrue(logB.contains("ping: 3/3 replies"), logB)
         XCTAssertTrue(r.stderr.contains("vSwitch 'phys': uplinks \(uplink), teaming 'failover' (built-in)"), r.stderr)
+    }
+}
+
+extension UplinkTests {
+    /// A namespace with a Linux bridge (the physical switch) and `count` veth pairs into it
+    /// (e0, e1, ...); the bridge has 10.78.0.1/24. Returns the host ends.
+    private func bridgedTeam(_ ns: NetNamespace, count: Int) throws -> [String] {
+        try ns.inside(["link", "add", "br0", "type", "bridge"])
+        var hostEnds: [String] = []
+        for i in 0..<count {
+            hostEnds.append(try ns.addVeth("u\(i)", farEnd: "e\(i)"))
+            try ns.inside(["link", "set", "e\(i)", "master", "br0"])
+        }
+        try ns.inside(["addr", "add", "10.78.0.1/24", "dev", "br0"])
+        try ns.inside(["link", "set", "br0", "up"])
+        return hostEnds
+    }
+
+    /// Two uplinks, explicit failover order (the plugin policy): the guest pings the
+    /// namespace over uplink 0; setting the far end of uplink 0 down moves its traffic to
+    /// uplink 1 within 1 s, announced by a RARP from the guest's MAC on the far switch.
+    func testFailoverToTheSecondUplinkWithinASecondAndRARP() throws {
+        try requirePlugins()
+        let ns = try NetNamespace()
+        defer { ns.remove() }
+        let team = try bridgedTeam(ns, count: 2)
+        let first = try FrameCapture(ns, interface: "e0"), second = try FrameCapture(ns, interface: "e1")
+        let vm = nicVMX("team-fo", cmdline: "ip=10.78.0.2 peer=10.78.0.1 role=ping count=40 interval=5", network: "team")
+        var elapsed: TimeInterval = -1, rarp: [UInt8]?, afterwards: [UInt8]?, sequence = ""
+        let r = HostHarness.hvhostRun(["run", "--switch", "team:uplinks=\(team[0]),\(team[1]):teaming=failover",
+                                       vm.vmx], timeout: 150) { _ in
+            guard first.next(timeout: 90, where: { FrameCapture.ipSource($0) == "10.78.0.2" }) != nil else {
+                sequence = "no echo request from the guest on uplink 0"
+                return
+            }
+            let pulled = Date()
+            do { try ns.inside(["link", "set", "e0", "down"]) } catch { sequence = "\(error)"; return }
+            rarp = second.next(timeout: 5) { FrameCapture.etherType($0) == 0x8035 }
+            elapsed = Date().timeIntervalSince(pulled)
+            afterwards = second.next(timeout: 10) { FrameCapture.ipSource($0) == "10.78.0.2" }
+        }
+        let log = read(vm.log)
+        XCTAssertEqual(sequence, "", log + r.stderr)
+        XCTAssertFalse(r.timedOut, r.stderr)
+        XCTAssertNotNil(rarp, "no RARP on the second uplink's far end\n" + r.stderr)
+        if let rarp {
+            XCTAssertEqual(Array(rarp[0..<6]), [UInt8](repeating: 0xFF, count: 6))
+            XCTAssertEqual(Array(rarp[20..<22]), [0, 3], "RARP reverse request")
+            XCTAssertTrue(log.contains("net: pcnet mac \(FrameCapture.source(rarp))") || log.contains("pcnet: mac \(FrameCapture.source(rarp))"),
+                          "the RARP announces the guest's MAC \(FrameCapture.source(rarp))\n" + log)
+        }
+        XCTAssertGreaterThanOrEqual(elapsed, 0)
+        XCTAssertLessThan(elapsed, 1.0, "failover took \(elapsed) s")
+        XCTAssertNotNil(afterwards, "the guest's traffic did not continue on uplink 1")
+        XCTAssertTrue(r.stderr.contains("uplink \(team[0]) link down; 1 port(s) moved"), r.stderr)
+        // At most the echo requests in flight while the link went away are lost (40 at 50 ms).
+        let replies = log.range(of: #"ping: (\d+)/40 replies"#, options: .regularExpression).map { String(log[$0]) } ?? ""
+        let answered = Int(replies.dropFirst(6).split(separator: "/").first ?? "") ?? 0
+        XCTAssertGreaterThanOrEqual(answered, 38, log)
+        print("failover: RARP \(Int(elapsed * 1000)) ms after the far end went down; \(answered)/40 echo replies")
+    }
+
+    /// Route by originating port id (and by source MAC hash): four VMs spread over both
+    /// uplinks; each VM's traffic leaves on exactly one of them. (Static MACs ...:10-13,
+    /// which the plugin's FNV-1a hash puts on uplinks 1, 0, 1, 0: generated MACs could
+    /// all hash alike.)
+    func testPortIDAndMACHashSpreadVMsOverBothUplinks() throws {
+        try requirePlugins()
+        for policy in ["portid", "machash"] {
+            let ns = try NetNamespace()
+            defer { ns.remove() }
+            let team = try bridgedTeam(ns, count: 2)
+            let captures = [try FrameCapture(ns, interface: "e0"), try FrameCapture(ns, interface: "e1")]
+            let vms = (0..<4).map { i in
+                nicVMX("spread-\(policy)-\(i)", cmdline: "ip=10.78.0.\(10 + i) peer=10.78.0.1 role=ping count=3", network: "team",
+                       extra: ["ethernet0.addressType": "static", "ethernet0.address": "00:50:56:00:00:1\(i)"])
+            }
+            var seen: [Set<String>] = [[], []]
+            let lock = NSLock()
+            let r = HostHarness.hvhostRun(["run", "--switch", "team:uplinks=\(team[0]),\(team[1]):teaming=\(policy)"]
+                                          + vms.map(\.vmx), timeout: 150) { process in
+                let group = DispatchGroup()
+                for (i, capture) in captures.enumerated() {
+                    DispatchQueue.global().async(group: group) {
+                        // Until the VMs are done and the socket's queue is drained.
+                        while true {
+                            let f = capture.next(timeout: 0.5) {
+                                FrameCapture.ipSource($0).hasPrefix("10.78.0.1") && FrameCapture.ipSource($0) != "10.78.0.1"
+                            }
+                            if let f {
+                                _ = lock.withLock { seen[i].insert(FrameCapture.ipSource(f)) }
+                            } else if !process.isRunning {
+                                break
+                            }
+                        }
+                    }
+                }
+                group.wait()
+            }
+            XCTAssertFalse(r.timedOut, r.stderr)
+            for vm in vms { XCTAssertTrue(read(vm.log).contains("ping: 3/3 replies"), policy + ": " + read(vm.log)) }
+            XCTAssertFalse(seen[0].isEmpty, "\(policy): no VM on uplink 0: \(seen)")
+            XCTAssertFalse(seen[1].isEmpty, "\(policy): no VM on uplink 1: \(seen)")
+            XCTAssertTrue(seen[0].isDisjoint(with: seen[1]), "\(policy): a VM used both uplinks: \(seen)")
+            XCTAssertEqual(seen[0].union(seen[1]).count, 4, "\(policy): \(seen)")
+            print("\(policy): uplink 0 carried \(seen[0].sorted()), uplink 1 \(seen[1].sorted())")
+        }
     }
 }
