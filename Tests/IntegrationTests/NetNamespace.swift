@@ -154,23 +154,70 @@ final class FrameCapture {
             raw.baseAddress!.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, 20) }
         }
         guard rc == 0 else { throw NSError(domain: "bind capture to \(interface): \(String(cString: strerror(errno)))", code: 1) }
+        var on: Int32 = 1
+        setsockopt(fd, 263, 8, &on, 4)   // SOL_PACKET, PACKET_AUXDATA
     }
 
     deinit { close(fd) }
 
-    /// The next frame (from the wire or sent by the namespace) matching `match`, or nil after `timeout`.
+    /// The next frame (from the wire or sent by the namespace) matching `match`, or nil
+    /// after `timeout`. A VLAN tag the kernel took off is put back in (PACKET_AUXDATA), so
+    /// frames read as they were on the wire.
     func next(timeout: TimeInterval, where match: ([UInt8]) -> Bool) -> [UInt8]? {
         let deadline = Date().addingTimeInterval(timeout)
         var buffer = [UInt8](repeating: 0, count: 2048)
+        var control = [UInt8](repeating: 0, count: 128)
         while Date() < deadline {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&p, 1, 20) > 0 else { continue }
-            let n = recv(fd, &buffer, buffer.count, 0)
+            var tci: UInt16?
+            let n = buffer.withUnsafeMutableBytes { data in
+                control.withUnsafeMutableBytes { cbuf in
+                    var iov = iovec(iov_base: data.baseAddress, iov_len: data.count)
+                    return withUnsafeMutablePointer(to: &iov) { iovp in
+                        var m = msghdr()
+                        m.msg_iov = iovp
+                        m.msg_iovlen = 1
+                        m.msg_control = cbuf.baseAddress
+                        m.msg_controllen = cbuf.count
+                        let n = recvmsg(fd, &m, 0)
+                        // One cmsghdr (16 bytes) of SOL_PACKET/PACKET_AUXDATA: tp_status at 16,
+                        // tp_vlan_tci at 32 (struct tpacket_auxdata).
+                        if n > 0, m.msg_controllen >= 40, cbuf.load(fromByteOffset: 8, as: Int32.self) == 263,
+                           cbuf.load(fromByteOffset: 12, as: Int32.self) == 8,
+                           cbuf.load(fromByteOffset: 16, as: UInt32.self) & 0x10 != 0 {
+                            tci = cbuf.load(fromByteOffset: 32, as: UInt16.self)
+                        }
+                        return n
+                    }
+                }
+            }
             guard n >= 14 else { continue }
-            let frame = Array(buffer[0..<n])
+            var frame = Array(buffer[0..<n])
+            if let tci { frame.insert(contentsOf: [0x81, 0x00, UInt8(tci >> 8), UInt8(tci & 0xFF)], at: 12) }
             if match(frame) { return frame }
         }
         return nil
+    }
+
+    /// Sends one frame out of the interface.
+    func send(_ frame: [UInt8]) { _ = Glibc.send(fd, frame, frame.count, 0) }
+
+    /// A broadcast ARP who-has `target` tell 10.9.0.1 from 02:00:00:00:00:01, tagged with `vlan`.
+    static func arpRequest(vlan: UInt16, target: [UInt8]) -> [UInt8] {
+        let me: [UInt8] = [2, 0, 0, 0, 0, 1]
+        var f = [UInt8](repeating: 0xFF, count: 6) + me + [0x81, 0x00, UInt8(vlan >> 8), UInt8(vlan & 0xFF), 0x08, 0x06]
+        f += [0, 1, 8, 0, 6, 4, 0, 1] + me + [10, 9, 0, 1] + [0, 0, 0, 0, 0, 0] + target
+        return f + [UInt8](repeating: 0, count: max(0, 64 - f.count))
+    }
+
+    /// An ARP reply tagged with `vlan` (any tag, or none, when nil).
+    static func isARPReply(_ f: [UInt8], vlan: UInt16?) -> Bool {
+        let tagged = f.count >= 18 && etherType(f) == 0x8100
+        let l3 = tagged ? 18 : 14
+        guard f.count >= l3 + 8, UInt16(f[l3 - 2]) << 8 | UInt16(f[l3 - 1]) == 0x0806, f[l3 + 7] == 2 else { return false }
+        guard let vlan else { return true }
+        return tagged && (UInt16(f[14]) << 8 | UInt16(f[15])) & 0x0FFF == vlan
     }
 
     static func etherType(_ f: [UInt8]) -> UInt16 { UInt16(f[12]) << 8 | UInt16(f[13]) }

@@ -163,3 +163,62 @@ extension UplinkTests {
         }
     }
 }
+
+extension UplinkTests {
+    /// A policy answering an uplink that does not exist is replaced by the built-in
+    /// failover policy (logged with the reason); the guest still reaches the namespace.
+    func testGarbageTeamingPolicyIsReplacedByBuiltInFailover() throws {
+        try requirePlugins()
+        let dir = HostHarness.workDir + "/teaming-garbage"
+        _ = try HostHarness.buildFixturePlugin("teaming_garbage.c", into: dir)
+        let ns = try NetNamespace()
+        defer { ns.remove() }
+        let team = try bridgedTeam(ns, count: 2)
+        let vm = nicVMX("team-garbage", cmdline: "ip=10.78.0.2 peer=10.78.0.1 role=ping count=3", network: "team")
+        let r = HostHarness.hvhostRun(["run", "--plugin-path", dir,
+                                       "--switch", "team:uplinks=\(team[0]),\(team[1]):teaming=garbage", vm.vmx], timeout: 120)
+        XCTAssertTrue(r.stderr.contains("team-garbage: guest exit code 0"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("teaming policy 'garbage' (plugin 'garbage teaming'"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("selected uplink 7"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("replaced by the built-in failover policy"), r.stderr)
+        XCTAssertTrue(read(vm.log).contains("ping: 3/3 replies"), read(vm.log))
+    }
+
+    /// VLAN port groups over one uplink (VST): two VMs with one IP address, on VLANs 10 and
+    /// 20. A tagged ARP request from the far side is answered, tagged alike, only by the VM
+    /// of that VLAN; VLAN 30 gets no answer; a VGT guest (4095) sees the tags.
+    func testVLANPortGroupsOverOneUplink() throws {
+        try requirePlugins()
+        let ns = try NetNamespace()
+        defer { ns.remove() }
+        let uplink = try ns.addVeth("v", farEnd: "eth0")
+        let wire = try FrameCapture(ns, interface: "eth0")
+        let v10 = nicVMX("vlan10", cmdline: "ip=10.9.0.2 role=respond count=1 timeout=12", network: "pg10")
+        let v20 = nicVMX("vlan20", cmdline: "ip=10.9.0.2 role=respond count=1 timeout=12", network: "pg20")
+        let vgt = nicVMX("vlan4095", cmdline: "role=sniff timeout=10", network: "trunk")
+        var replies: [UInt16: [UInt8]] = [:], stray: [UInt8]?
+        let r = HostHarness.hvhostRun(["run", "--switch", "phys:uplinks=\(uplink)",
+                                       "--portgroup", "pg10:phys:10", "--portgroup", "pg20:phys:20",
+                                       "--portgroup", "trunk:phys:4095", v10.vmx, v20.vmx, vgt.vmx], timeout: 150) { _ in
+            for vlan: UInt16 in [10, 20] {
+                let deadline = Date().addingTimeInterval(60)
+                while replies[vlan] == nil && Date() < deadline {
+                    wire.send(FrameCapture.arpRequest(vlan: vlan, target: [10, 9, 0, 2]))
+                    replies[vlan] = wire.next(timeout: 0.2) { FrameCapture.isARPReply($0, vlan: vlan) }
+                }
+            }
+            for _ in 0..<5 { wire.send(FrameCapture.arpRequest(vlan: 30, target: [10, 9, 0, 2])) }
+            stray = wire.next(timeout: 1) { FrameCapture.isARPReply($0, vlan: nil) }
+        }
+        XCTAssertFalse(r.timedOut, r.stderr)
+        let log10 = read(v10.log), log20 = read(v20.log)
+        for (vlan, log) in [(UInt16(10), log10), (20, log20)] {
+            guard let reply = replies[vlan] else { XCTFail("no ARP reply on VLAN \(vlan)\n" + log + r.stderr); continue }
+            let mac = FrameCapture.source(reply)
+            XCTAssertTrue(log.contains("pcnet: mac \(mac)"), "VLAN \(vlan) was answered by \(mac), not its VM\n" + log)
+        }
+        XCTAssertNil(stray.map(FrameCapture.source), "an ARP reply left on a VLAN no port group carries")
+        let sniff = read(vgt.log)
+        XCTAssertTrue(sniff.contains("type 0x8100"), "the VGT guest sees tagged frames:\n" + sniff)
+    }
+}
