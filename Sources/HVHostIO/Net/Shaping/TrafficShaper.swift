@@ -27,7 +27,7 @@ package struct ShapingParameters: Sendable, Equatable, CustomStringConvertible {
 
 /// Two token buckets in series, as the VMkernel shapes a port's outbound traffic: the burst
 /// bucket (`burstBytes` deep, filled at the average rate) bounds the long-term rate and how
-/// much may go above it; the peak bucket (10 ms of the peak rate deep, at least one frame)
+/// much may go above it; the peak bucket (1 ms of the peak rate deep, at least one frame)
 /// bounds how fast a burst drains. A frame passes when both hold its size; otherwise it
 /// is dropped (the guest sees a sent frame, as on a congested wire).
 package struct TrafficShaper: Sendable {
@@ -44,7 +44,7 @@ package struct TrafficShaper: Sendable {
 
     package init(_ parameters: ShapingParameters, now: UInt64) {
         self.parameters = parameters
-        peakDepth = max(Double(Self.largestStandardFrame), Double(parameters.peakBitsPerSecond) / 8 / 100)
+        peakDepth = max(Double(Self.largestStandardFrame), Double(parameters.peakBitsPerSecond) / 8 / 1000)
         burstTokens = Double(parameters.burstBytes)
         peakTokens = peakDepth
         lastRefill = now
