@@ -72,7 +72,7 @@ extension ServiceConsole {
                 let p = try port(args[1], args[2])
                 if args.count == 3 {
                     guard let s = p.shaping else { return "\(p.name): not shaped" }
-                    return "\(p.name): \(s.parameters); passed \(s.passedFrames) frames/\(s.passedBytes) B, dropped \(s.droppedFrames) frames"
+                    return "\(p.name): \(s.parameters); passed \(s.passedFrames) frames/\(s.passedBytes) B, dropped \(s.droppedFrames) frames, unused allowance \(s.unusedBytes) B"
                 }
                 if args.count == 4, args[3] == "off" {
                     p.setShaping(nil)

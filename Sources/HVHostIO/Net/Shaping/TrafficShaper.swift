@@ -41,6 +41,9 @@ package struct TrafficShaper: Sendable {
     package private(set) var passedFrames: UInt64 = 0
     package private(set) var passedBytes: UInt64 = 0
     package private(set) var droppedFrames: UInt64 = 0
+    /// Allowance the port left unused: average-rate tokens that found the burst bucket full
+    /// (the port sent less than its average, e.g. while its vCPU did not run).
+    package private(set) var unusedBytes: UInt64 = 0
 
     package init(_ parameters: ShapingParameters, now: UInt64) {
         self.parameters = parameters
@@ -54,7 +57,9 @@ package struct TrafficShaper: Sendable {
     package mutating func admit(_ bytes: Int, now: UInt64) -> Bool {
         if now > lastRefill {
             let seconds = Double(now - lastRefill) / 1e9
-            burstTokens = min(Double(parameters.burstBytes), burstTokens + seconds * Double(parameters.averageBitsPerSecond) / 8)
+            let filled = burstTokens + seconds * Double(parameters.averageBitsPerSecond) / 8
+            if filled > Double(parameters.burstBytes) { unusedBytes &+= UInt64(filled - Double(parameters.burstBytes)) }
+            burstTokens = min(Double(parameters.burstBytes), filled)
             peakTokens = min(peakDepth, peakTokens + seconds * Double(parameters.peakBitsPerSecond) / 8)
             lastRefill = now
         }
