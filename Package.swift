@@ -35,6 +35,8 @@ let package = Package(
         .library(name: "BusLogic", type: .dynamic, targets: ["BusLogic"]),
         .library(name: "Vmxnet", type: .dynamic, targets: ["Vmxnet"]),
         .library(name: "LSILogic", type: .dynamic, targets: ["LSILogic"]),
+        // NIC-teaming policies (C plugin): failover, portid, machash, iphash.
+        .library(name: "TeamingStandard", type: .dynamic, targets: ["TeamingStandard"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -63,7 +65,9 @@ let package = Package(
         // Serial/ sinks, Net/ (virtual switches, ports as receive queues), Storage/ (disks, I/O
         // queue, the suspend-file container), Display/ (a VM's display surface and input
         // router, read by consoles).
-        .target(name: "HVHostIO", dependencies: ["HVSupport", "HVMemory"],
+        // The Linux packet-socket, rtnetlink and TUN/TAP structs and ioctls (uplinks).
+        .target(name: "CLinuxNet", path: "Sources/CLinuxNet"),
+        .target(name: "HVHostIO", dependencies: ["HVSupport", "HVMemory", "CLinuxNet"],
                 path: "Sources/HVHostIO"),
         // The CPU scheduler: pCPU slots, pools, the SchedulerPolicy protocol, fallback, watchdog.
         .target(name: "HVSched", dependencies: ["HVSupport", .product(name: "Logging", package: "swift-log")],
@@ -99,6 +103,8 @@ let package = Package(
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),
         .target(name: "SchedCosched", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/Cosched"),
+        // NIC-teaming policies (Plugins/TeamingPolicies).
+        .target(name: "TeamingStandard", dependencies: ["PluginABI"], path: "Plugins/TeamingPolicies/Standard"),
         // One test target per library; plugin tests beside the plugin (VlanceTests).
         .testTarget(name: "HVSupportTests", dependencies: ["HVSupport"],
                     path: "Tests/HVSupportTests"),

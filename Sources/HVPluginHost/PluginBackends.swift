@@ -125,9 +125,9 @@ extension PluginHostServices {
                 d.context.logger.error("\(d.context.prefix): MAC address \(clash.mac) is already used by \(clash)")
                 return HV_EBUSY
             }
-            let sw = registry.virtualSwitch(named: name)
+            let (sw, vlan) = registry.attachment(forNetwork: name)
             let port = sw.makePort(
-                name: "\(d.context.vmName).\(d.context.prefix)", mac: mac,
+                name: "\(d.context.vmName).\(d.context.prefix)", mac: mac, vlan: vlan,
                 receive: { [weak d] frame in
                     // [net-rx]: on the port's receive thread, a [device] call; a paused or
                     // destroyed device takes nothing.
@@ -146,6 +146,13 @@ extension PluginHostServices {
                     defer { d.activity.endReceive() }
                     linkChanged?(instance, up ? 1 : 0)
                 })
+            do {
+                port.setShaping(try ShapingParameters(vmxKeys: d.context.configValue, prefix: d.context.prefix))
+            } catch {
+                d.context.logger.error("\(d.context.prefix): \(error)")
+                sw.removePort(port)
+                return HV_EINVAL
+            }
             let p = PluginNetPort(port: port, virtualSwitch: sw, memory: d.context.memory)
             d.netPorts.append(p)
             out.pointee = p.handle
@@ -187,6 +194,33 @@ extension PluginHostServices {
         t.disk_submit = { disk, req in
             guard let disk, let req else { return HV_EINVAL }
             return PluginDisk.from(disk).submit(req.pointee)
+        }
+    }
+}
+
+extension ShapingParameters {
+    /// Outbound shaping from `ethernetN.shaping.average` / `.peak` (bits per second) and
+    /// `.burst` (bytes); nil when none is set. Peak defaults to the average, burst to
+    /// 100 ms of the peak rate (at least one frame).
+    init?(vmxKeys value: (String) -> String?, prefix: String) throws {
+        let keys = ["average", "peak", "burst"].map { "shaping." + $0 }
+        guard keys.contains(where: { value($0) != nil }) else { return nil }
+        func number(_ key: String) throws -> UInt64? {
+            guard let text = value(key) else { return nil }
+            guard let n = UInt64(text) else {
+                throw SwitchConfigurationError("\(prefix).\(key) = \"\(text)\": expected a whole number (\(key.hasSuffix("burst") ? "bytes" : "bits per second"))")
+            }
+            return n
+        }
+        guard let average = try number(keys[0]) else {
+            throw SwitchConfigurationError("\(prefix).shaping.peak/.burst need \(prefix).shaping.average (bits per second)")
+        }
+        let peak = try number(keys[1]) ?? average
+        let burst = try number(keys[2]) ?? max(1518, peak / 80)
+        do {
+            try self.init(averageBitsPerSecond: average, peakBitsPerSecond: peak, burstBytes: burst)
+        } catch {
+            throw SwitchConfigurationError("\(prefix): \(error)")
         }
     }
 }

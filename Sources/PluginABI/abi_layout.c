@@ -61,6 +61,9 @@ _Static_assert(offsetof(hv_sched_policy_desc, ops) == 24, "hv_sched_policy_desc 
 _Static_assert(sizeof(hv_sched_factory) == 24, "hv_sched_factory layout changed");
 _Static_assert(offsetof(hv_sched_factory, policies) == 16, "hv_sched_factory layout changed");
 _Static_assert(sizeof(hv_teaming_ops) == 64, "hv_teaming_ops layout changed");
+_Static_assert(offsetof(hv_frame_info, dst_ip) == 28, "hv_frame_info layout changed");  /* 1.0 size 32 */
+_Static_assert(offsetof(hv_frame_info, src_ip6) == 32, "hv_frame_info layout changed");
+_Static_assert(sizeof(hv_frame_info) == 64, "hv_frame_info layout changed");
 _Static_assert(sizeof(hv_teaming_policy_desc) == 32, "hv_teaming_policy_desc layout changed");
 _Static_assert(offsetof(hv_teaming_policy_desc, ops) == 24, "hv_teaming_policy_desc layout changed");
 _Static_assert(sizeof(hv_teaming_factory) == 24, "hv_teaming_factory layout changed");

@@ -32,6 +32,16 @@ struct HostOptions: ParsableArguments {
         valueName: "ms"))
     var watchdogMilliseconds: UInt64 = 2000
 
+    @Option(name: .customLong("switch"), help: ArgumentHelp(
+        "A virtual switch with uplinks NAME:uplinks=IF[,IF...][:tap=NAME][:teaming=POLICY][:failback=yes|no][:notify=yes|no] (repeatable; see README, 'Uplinks').",
+        valueName: "spec"))
+    var switchSpecs: [String] = []
+
+    @Option(name: .customLong("portgroup"), help: ArgumentHelp(
+        "A port group NAME:SWITCH:VLAN: vNICs whose networkName is NAME join SWITCH on VLAN (0 none, 4095 guest tagging) (repeatable).",
+        valueName: "spec"))
+    var portGroupSpecs: [String] = []
+
     @Flag(name: .shortAndLong, help: "Log debug messages.")
     var verbose = false
 
@@ -61,8 +71,24 @@ struct HostOptions: ParsableArguments {
             let slots = pool.slots.map { s in s.hostCPU.map { "\(s.index)@cpu\($0)" } ?? String(s.index) }
             logger.info("scheduler pool '\(pool.name)': pCPU slots \(slots.joined(separator: ",")), policy '\(pool.policyName)' (\(pool.policyOrigin))")
         }
+        let switches = SwitchRegistry()
+        do {
+            for spec in switchSpecs {
+                let config = try SwitchConfiguration.parse(spec)
+                let policy = try config.teaming.map { try catalog.makeTeamingPolicy(named: $0) }
+                let made = try switches.addSwitch(config, policy: policy) { logger.warning("\($0)") }
+                let team = made.teamStatus
+                logger.info("vSwitch '\(made.name)': uplinks \(made.uplinks.map { "\($0)\($0.isLinkUp ? "" : " (no carrier)")" }.joined(separator: ", ")), teaming '\(team.policy)' (\(team.origin))")
+            }
+            for spec in portGroupSpecs { try switches.addPortGroup(PortGroupConfiguration.parse(spec)) }
+        } catch {
+            logger.error("cannot set up the virtual switches: \(error)")
+            switches.shutdown()
+            throw ExitCode(2)
+        }
+        defer { switches.shutdown() }
         let services = HostServices(
-            kvm: kvm, switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "disk-io"), scheduler: scheduler,
+            kvm: kvm, switches: switches, diskQueue: DiskIOQueue(name: "disk-io"), scheduler: scheduler,
             resolveModel: { device in try catalog.deviceModel(named: device.modelName, for: device) })
         let host = VMHost(services: services, logger: logger)
 

@@ -269,6 +269,34 @@ final class ConsoleTests: XCTestCase {
     }
 }
 
+extension ConsoleTests {
+    /// `net shape` sets a port's outbound shaping live, reports its counters and turns it off.
+    func testNetShapeSetsShapingLive() throws {
+        let switches = SwitchRegistry()
+        let lab = switches.virtualSwitch(named: "shape-lab")
+        let a = lab.makePort(name: "vm1.ethernet0", mac: [0x00, 0x50, 0x56, 0, 0, 1], receive: { _ in .taken }, linkChanged: { _ in })
+        let b = lab.makePort(name: "vm2.ethernet0", mac: [0x00, 0x50, 0x56, 0, 0, 2], receive: { _ in .taken }, linkChanged: { _ in })
+        defer { for p in [a, b] { lab.removePort(p) } }
+        console.registerNetCommands(switches)
+        XCTAssertEqual(console.execute("net shape vm1 ethernet0"), "vm1.ethernet0: not shaped")
+        XCTAssertEqual(console.execute("net shape vm1 ethernet0 8000 8000 1518"),
+                       "vm1.ethernet0: average 8000 bit/s, peak 8000 bit/s, burst 1518 B")
+        // A 1518-byte burst: the first 60-byte frames fit (25 of them), then the bucket is dry.
+        let frame = [UInt8](repeating: 0xFF, count: 6) + [0x00, 0x50, 0x56, 0, 0, 1, 0x08, 0x00] + [UInt8](repeating: 0, count: 46)
+        for _ in 0..<40 { XCTAssertEqual(a.send(frame), .sent) }
+        XCTAssertTrue(lab.waitUntilDelivered())
+        XCTAssertEqual(b.counters.rxFrames, 25)
+        XCTAssertEqual(a.counters.txShaped, 15)
+        XCTAssertTrue(console.execute("net shape vm1 ethernet0").contains("passed 25 frames/1500 B, dropped 15 frames"))
+        XCTAssertTrue(console.execute("net ports shape-lab").contains("vm1.ethernet0\t00:50:56:00:00:01\tup\t25\t1500\t0\t0\t15\t0\t0\t15"))
+        XCTAssertTrue(console.execute("net shape vm1 ethernet0 9000 8000 1518").hasPrefix("error: shaping: the peak rate"))
+        XCTAssertEqual(console.execute("net shape vm1 ethernet0 off"), "vm1.ethernet0: shaping off")
+        XCTAssertEqual(a.send(frame), .sent)
+        XCTAssertTrue(lab.waitUntilDelivered())
+        XCTAssertEqual(b.counters.rxFrames, 26)
+    }
+}
+
 final class LockedCount: @unchecked Sendable {
     private let lock = NSLock()
     private var n = 0

@@ -9,8 +9,10 @@ package struct PortCounters: Sendable, Equatable, CustomStringConvertible {
     package var txBytes: UInt64 = 0
     package var rxFrames: UInt64 = 0
     package var rxBytes: UInt64 = 0
-    /// Frames the port refused to send: bad length, or link down.
+    /// Frames the port refused to send: bad length, link down, or over its shaping limits.
     package var txDrops: UInt64 = 0
+    /// Of `txDrops`, those the traffic shaper dropped.
+    package var txShaped: UInt64 = 0
     /// Frames for this port that were lost: its receive queue was full, or its NIC
     /// refused them (receiver off, or ring full on a port that does not hold frames).
     package var rxDrops: UInt64 = 0
@@ -46,6 +48,10 @@ package enum SendResult: Sendable, Equatable {
 /// - A port starts with its link up ("connected at power on").
 package final class VirtualPort: Sendable, CustomStringConvertible {
     package let name: String
+    /// The port's number in its switch (the teaming policies' "originating virtual port id").
+    package let id: UInt32
+    /// The port group's VLAN id: 0 none, 1-4094 tagged on the uplinks only, 4095 guest tagging.
+    package let vlan: UInt16
     package let mac: MACAddress
     /// The switch this port is (or was) plugged into. (Strong: a switch and its
     /// attached ports keep each other alive; `removePort` breaks the switch's side.)
@@ -57,11 +63,14 @@ package final class VirtualPort: Sendable, CustomStringConvertible {
     private let removed = Atomic<Bool>(false)
     private let largeFrames = Atomic<Bool>(false)
     private let txCounters = Mutex(PortCounters())
+    private let shaper = Mutex<TrafficShaper?>(nil)
 
-    init(name: String, mac: MACAddress, switch owner: VirtualSwitch, limits: PortQueueLimits,
+    init(name: String, id: UInt32, vlan: UInt16, mac: MACAddress, switch owner: VirtualSwitch, limits: PortQueueLimits,
          receive: @escaping PortReceiveQueue.Receiver,
          linkChanged: @escaping @Sendable (Bool) -> Void) {
         self.name = name
+        self.id = id
+        self.vlan = vlan
         self.mac = mac
         self.virtualSwitch = owner
         self.queue = PortReceiveQueue(limits: limits, threadName: "rx \(name)", receiver: receive)
@@ -119,6 +128,15 @@ package final class VirtualPort: Sendable, CustomStringConvertible {
             txCounters.withLock { $0.txDrops &+= 1 }
             return .linkDown
         }
+        let admitted = shaper.withLock { s in s == nil || s!.admit(frame.length, now: monotonicNanoseconds()) }
+        guard admitted else {
+            // Shaped away: the guest sent it, the wire never saw it (counted, not an error).
+            txCounters.withLock {
+                $0.txDrops &+= 1
+                $0.txShaped &+= 1
+            }
+            return .sent
+        }
         txCounters.withLock {
             $0.txFrames &+= 1
             $0.txBytes &+= UInt64(frame.length)
@@ -163,6 +181,16 @@ package final class VirtualPort: Sendable, CustomStringConvertible {
         get { largeFrames.load(ordering: .sequentiallyConsistent) }
         set { largeFrames.store(newValue, ordering: .sequentiallyConsistent) }
     }
+    // MARK: - Traffic shaping
+
+    /// Shapes this port's outbound traffic from now on (nil: unshaped). Takes effect for
+    /// the next frame; the bucket starts full.
+    package func setShaping(_ parameters: ShapingParameters?) {
+        shaper.withLock { $0 = parameters.map { TrafficShaper($0, now: monotonicNanoseconds()) } }
+    }
+
+    /// The shaper's parameters and counters, if the port is shaped.
+    package var shaping: TrafficShaper? { shaper.withLock { $0 } }
 
     // MARK: - Switch side
 

@@ -55,6 +55,8 @@
  *       keys, commands; read only when struct_size covers them). `hvhost validate`
  *       checks .vmx keys against them, the console's `device` and `sched tune` call the
  *       commands through libffi, `hvhost plugin-check` exercises both.
+ *       hv_frame_info.src_ip6/dst_ip6 (IPv6 for IP-hash teaming); the host now drives
+ *       teaming policies (switch uplinks, see "How the host drives a teaming policy").
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -1305,7 +1307,20 @@ typedef struct hv_frame_info {
     uint16_t ethertype;
     uint32_t src_ip;             /* IPv4, host byte order; 0 if not IPv4 */
     uint32_t dst_ip;
+    /* --- appended in 1.2 (read only when struct_size covers them) --- */
+    uint8_t src_ip6[16];         /* IPv6 addresses as on the wire; all 0 if not IPv6 */
+    uint8_t dst_ip6[16];
 } hv_frame_info;
+/* How the host drives a teaming policy (1.2): one instance per virtual switch with
+ * uplinks. uplink_add for each uplink in failover order (ids 0..n-1, order = position);
+ * an uplink is down until link_changed(up=1); link_changed follows the host interface's
+ * carrier (netlink). select_uplink runs for every frame a vNIC sends that leaves the
+ * switch, and also with a synthetic frame per port (dst ff:ff:ff:ff:ff:ff, ethertype 0)
+ * to learn the port's own uplink: broadcasts from the far switch reach a port only
+ * through that uplink, and when it changes the host sends a RARP per moved MAC. An answer
+ * that is not -1 and not an up uplink replaces the policy by the host's built-in
+ * failover for the switch's lifetime (logged). should_failback is asked when a link
+ * comes back; 0 keeps it out of the team until another member fails. */
 
 /* [control] for add/remove/link, [any] for select (called per frame, must not block). */
 typedef struct hv_teaming_ops {

@@ -1,0 +1,2 @@
+/* Header-only module: see include/clinuxnet.h. */
+#include "clinuxnet.h"
