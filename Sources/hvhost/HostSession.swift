@@ -4,6 +4,7 @@ import HVBackendKVM
 import HVHostIO
 import HVKernel
 import HVSched
+import HVSupport
 import Logging
 
 /// The options `run` and `resume` share: how the host around the VMs is built.
@@ -31,6 +32,11 @@ struct HostOptions: ParsableArguments {
         valueName: "ms"))
     var watchdogMilliseconds: UInt64 = 2000
 
+    @Option(name: .customLong("sched-call-deadline-ms"), help: ArgumentHelp(
+        "How long one call into a scheduler policy plugin may run before it is abandoned and its pool switches to the built-in fallback.",
+        valueName: "ms"))
+    var policyCallDeadlineMilliseconds: UInt64 = 250
+
     @Flag(name: .shortAndLong, help: "Log debug messages.")
     var verbose = false
 
@@ -50,6 +56,7 @@ struct HostOptions: ParsableArguments {
         do {
             var schedConfig = try SchedulerConfiguration.parse(pcpus: pcpus, pools: pools)
             schedConfig.watchdogNanoseconds = max(1, watchdogMilliseconds) * 1_000_000
+            schedConfig.policyCallDeadlineNanoseconds = max(1, policyCallDeadlineMilliseconds) * 1_000_000
             scheduler = try Scheduler(configuration: schedConfig, resolvePolicy: catalog.schedulerPolicySource(named:),
                                       logger: logger)
         } catch {
@@ -86,6 +93,8 @@ struct HostOptions: ParsableArguments {
         let reasons = host.waitForAll()
         signals.stop()
         scheduler.stop()
+        // A plugin call that never returned keeps its thread; exit() does not wait for it.
+        for call in DeadlineCallThread.abandonedCalls { logger.error("exiting with an abandoned plugin call: \(call)") }
         guard !reasons.isEmpty else { throw ExitCode(2) }
 
         if vmCount == 1, reasons.count == 1, let only = reasons.first {
