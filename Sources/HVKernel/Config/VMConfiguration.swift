@@ -14,7 +14,7 @@ import HVSupport
 /// address; SCSI adapters "buslogic"; disks `persistent`; `svga.present` FALSE (no
 /// display unless asked for); CPU shares normal, min 0 %, max 100 %, affinity all,
 /// htsharing any; memory shares normal, min 0, max = memsize; boot `pvh`; serial `stdout`;
-/// scheduler pool "default".
+/// scheduler pool "default"; reset limit 5 resets in 10 s.
 package struct VMConfiguration: Sendable {
     /// Every entry of the file, including keys this type does not interpret.
     package let file: VMXFile
@@ -49,6 +49,8 @@ package struct VMConfiguration: Sendable {
     var schedulerPool: String
     /// `hv.cpuid.vmware`: advertise the VMware hypervisor CPUID signature.
     var advertisesVMwareHypervisor: Bool
+    /// `hv.resetLimit`: guest resets within a window that end the VM; nil ("off"): none.
+    package var resetLimit: ResetLimit? = .standard
 
     /// Present NICs, by index.
     var networkAdapters: [NetworkAdapterConfiguration]
@@ -401,13 +403,20 @@ private final class Validator {
         validDevices = devices
         validBoot = boot
         validMemoryMiB = memory > 0 ? memory : nil
+        var resetLimit: ResetLimit? = .standard
+        if let e = entry("hv.resetLimit") {
+            if let parsed = ResetLimit.parse(e.value) { resetLimit = parsed }
+            else { report(e, "not a reset limit", expected: ResetLimit.expected) }
+        }
         guard problems.isEmpty, let boot else { return nil }
-        return VMConfiguration(
+        var configuration = VMConfiguration(
             file: file, directory: directory, displayName: displayName, guestOS: guestOS,
             configVersion: configVersion, virtualHardwareVersion: hwVersion, memoryMiB: memory,
             vcpuCount: vcpus, cpuScheduling: cpu, memoryScheduling: mem, boot: boot, serial: serial,
             schedulerPool: pool, advertisesVMwareHypervisor: vmwareCPUID, networkAdapters: nics,
             scsiAdapters: scsis, display: display, devices: devices, networks: networks)
+        configuration.resetLimit = resetLimit
+        return configuration
     }
 
     // MARK: sched.*
