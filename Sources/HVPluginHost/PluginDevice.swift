@@ -61,6 +61,8 @@ package final class PluginDevice: @unchecked Sendable {
     /// from any thread touch; never held while calling the plugin.
     let resources = HostLock()
     let threadSafe: Bool
+    /// "ethernet0 (model 'vlance', plugin 'Vlance')", for device-call reports.
+    private let callName: String
 
     var instance: OpaquePointer?
     internal(set) package var function: PCIFunction?
@@ -94,6 +96,7 @@ package final class PluginDevice: @unchecked Sendable {
         self.pluginName = pluginName
         self.context = context
         self.threadSafe = model.pointee.flags & HV_DEVICE_THREAD_SAFE != 0
+        callName = "\(context.prefix) (model '\(modelName)', plugin '\(pluginName)')"
     }
 
     /// An instance of the model a catalog lookup found.
@@ -131,7 +134,7 @@ package final class PluginDevice: @unchecked Sendable {
         }
     }
 
-    package func reset() { call { ops.pointee.reset?($0) } }
+    package func reset() { call(.op("reset")) { ops.pointee.reset?($0) } }
 
     /// The VM is paused (its vCPUs are out and its timer thread stopped): receives stop
     /// and disk requests in flight complete, then the plugin's pause op runs.
@@ -187,10 +190,16 @@ package final class PluginDevice: @unchecked Sendable {
         return rc
     }
 
-    /// Runs `body` with the instance under the device lock (or without, for thread-safe models).
-    func call(_ body: (OpaquePointer) -> Void) {
+
+    /// Runs `body` with the instance under the device lock (or without, for thread-safe
+    /// models). On a vCPU thread the call, including the wait for the lock, is watched
+    /// (``DeviceCallWatch``): `operation` says what it was when it does not return.
+    func call(_ operation: DeviceCallSite.Operation = .op("device op"), _ body: (OpaquePointer) -> Void) {
         guard let instance, !destroyed else { return }
+        let watch = DeviceCallWatch.current
+        watch?.begin(DeviceCallSite(device: callName, operation: operation))
         if threadSafe { body(instance) } else { lock.withLock { body(instance) } }
+        watch?.end()
     }
 
     // MARK: BAR access
@@ -200,13 +209,13 @@ package final class PluginDevice: @unchecked Sendable {
         let mask: UInt64 = size == 8 ? ~0 : (1 << (8 * UInt64(size))) - 1
         guard let handler = function?.barDevices[bar] as? PluginBAR, let read = handler.readHandler else { return mask }
         var value: UInt64 = ~0
-        call { value = read($0, UInt32(bar), offset, UInt32(size)) }
+        call(.barRead(bar: UInt32(bar), offset: offset, size: size)) { value = read($0, UInt32(bar), offset, UInt32(size)) }
         return value & mask
     }
 
     func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64) {
         guard let handler = function?.barDevices[bar] as? PluginBAR, let write = handler.writeHandler else { return }
-        call { write($0, UInt32(bar), offset, UInt32(size), value) }
+        call(.barWrite(bar: UInt32(bar), offset: offset, size: size)) { write($0, UInt32(bar), offset, UInt32(size), value) }
     }
 
     // MARK: saved state

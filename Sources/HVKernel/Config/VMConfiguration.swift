@@ -14,7 +14,8 @@ import HVSupport
 /// address; SCSI adapters "buslogic"; disks `persistent`; `svga.present` FALSE (no
 /// display unless asked for); CPU shares normal, min 0 %, max 100 %, affinity all,
 /// htsharing any; memory shares normal, min 0, max = memsize; boot `pvh`; serial `stdout`;
-/// scheduler pool "default"; reset limit 5 resets in 10 s.
+/// scheduler pool "default"; reset limit 5 resets in 10 s; device calls reported after
+/// 100 ms and failing the VM after 5 s.
 package struct VMConfiguration: Sendable {
     /// Every entry of the file, including keys this type does not interpret.
     package let file: VMXFile
@@ -51,6 +52,9 @@ package struct VMConfiguration: Sendable {
     var advertisesVMwareHypervisor: Bool
     /// `hv.resetLimit`: guest resets within a window that end the VM; nil ("off"): none.
     package var resetLimit: ResetLimit? = .standard
+    /// `hv.deviceCallLimit`: how long a vCPU's device call may run before it is reported
+    /// and its pCPU slot given back, and before the VM is failed; nil ("off"): unwatched.
+    package var deviceCallLimits: DeviceCallWatch.Limits? = .standard
 
     /// Present NICs, by index.
     var networkAdapters: [NetworkAdapterConfiguration]
@@ -408,6 +412,11 @@ private final class Validator {
             if let parsed = ResetLimit.parse(e.value) { resetLimit = parsed }
             else { report(e, "not a reset limit", expected: ResetLimit.expected) }
         }
+        var deviceCallLimits: DeviceCallWatch.Limits? = .standard
+        if let e = entry("hv.deviceCallLimit") {
+            if let parsed = DeviceCallWatch.Limits.parse(e.value) { deviceCallLimits = parsed }
+            else { report(e, "not a device call limit", expected: DeviceCallWatch.Limits.expected) }
+        }
         guard problems.isEmpty, let boot else { return nil }
         var configuration = VMConfiguration(
             file: file, directory: directory, displayName: displayName, guestOS: guestOS,
@@ -416,6 +425,7 @@ private final class Validator {
             schedulerPool: pool, advertisesVMwareHypervisor: vmwareCPUID, networkAdapters: nics,
             scsiAdapters: scsis, display: display, devices: devices, networks: networks)
         configuration.resetLimit = resetLimit
+        configuration.deviceCallLimits = deviceCallLimits
         return configuration
     }
 
