@@ -67,4 +67,22 @@ final class DeviceCallWatchdogTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("BAR 0 read at offset 0x0 (4 bytes); the VM is stopped and the vCPU's thread abandoned"), r.stderr)
         XCTAssertTrue(r.stderr.contains("sw-burn: powered off"), r.stderr)
     }
+
+    /// SIGTERM while a call is stuck (below the fail limit): hvhost still ends, after the
+    /// fail limit at most, having abandoned the stuck thread.
+    func testSIGTERMWhileACallIsStuckEndsTheHost() throws {
+        let env = try SchedulingEnv.require(policies: [], guest: "stall")
+        let plugin = try HostHarness.buildFixturePlugin("blocking_bar.c", into: env.dir + "/plugins-blocking")
+        let vms = [stallVM(env, "sw-term", ["hv.device0.stall": "loop", "hv.deviceCallLimit": "100/2000"])]
+        var stopRequested = Date.distantFuture
+        let r = env.run(["--plugin-path", plugin, "--pcpus", "1"], vms, powerOff: false) { run in
+            try self.waitFor("the stuck call") { env.log("sw-term").contains("stall: reading BAR0") }
+            stopRequested = Date()
+            kill(run.pid, SIGTERM)
+        }
+        XCTAssertFalse(r.timedOut, r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(stopRequested), 10, "hvhost took too long to stop")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("sw-term: powered off"), r.stderr)
+    }
 }

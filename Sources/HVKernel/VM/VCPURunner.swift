@@ -49,6 +49,8 @@ final class VCPURunner: @unchecked Sendable {
     private var thread: pthread_t?
     /// This thread's device calls, watched (nil: `hv.deviceCallLimit = "off"`).
     private var callWatch: DeviceCallWatch?
+    /// Set as the thread ends (``join()`` waits for it without blocking on a stuck call).
+    private let exited = Atomic<Bool>(false)
 
     init(vcpu: VirtualCPU, vm: VirtualMachine, interrupts: VCPUInterruptController,
          scheduler: Scheduler, schedVM: SchedulerVM, activity: VCPUActivity? = nil) {
@@ -84,9 +86,14 @@ final class VCPURunner: @unchecked Sendable {
     func join() -> Bool {
         guard let t = thread else { return true }
         thread = nil
-        if callWatch?.hasFailedCall == true {
-            pthread_detach(t)
-            return false
+        // A stop can come while a call is stuck below the fail limit: poll until the
+        // thread ends or the watchdog gives up on its call.
+        while !exited.load(ordering: .acquiring) {
+            if callWatch?.hasFailedCall == true {
+                pthread_detach(t)
+                return false
+            }
+            usleep(5_000)
         }
         pthread_join(t, nil)
         return true
@@ -180,6 +187,7 @@ final class VCPURunner: @unchecked Sendable {
             leavePool()
             callWatch?.unbindFromCurrentThread()
             vcpu.unbindFromCurrentThread()
+            exited.store(true, ordering: .releasing)
         }
         if vcpu.index == 0 {
             guard joinPool() else { return }
