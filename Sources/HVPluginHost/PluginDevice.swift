@@ -81,13 +81,12 @@ package final class PluginDevice: @unchecked Sendable {
     /// Receives and disk completions, closed while the VM is paused.
     package let activity = DeviceActivity()
 
-    /// The `hv_host *` handed to the plugin: this object, unretained (it outlives the instance).
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+    static let handles = PluginHandleTable<PluginDevice>(magic: 0x4876)
+    /// The `hv_host *` handed to the plugin: a handle-table token (it outlives the instance).
+    private(set) var handle: OpaquePointer = OpaquePointer(bitPattern: 1)!
 
-    static func from(_ host: OpaquePointer?) -> PluginDevice? {
-        guard let host else { return nil }
-        return Unmanaged<PluginDevice>.fromOpaque(UnsafeRawPointer(host)).takeUnretainedValue()
-    }
+    /// The device an `hv_host *` names; nil for NULL, a stale or a foreign handle.
+    static func from(_ host: OpaquePointer?) -> PluginDevice? { handles.lookup(host) }
 
     package init(model: UnsafePointer<hv_device_model>, pluginName: String, context: PluginDeviceContext) {
         self.model = model
@@ -97,6 +96,7 @@ package final class PluginDevice: @unchecked Sendable {
         self.context = context
         self.threadSafe = model.pointee.flags & HV_DEVICE_THREAD_SAFE != 0
         callName = "\(context.prefix) (model '\(modelName)', plugin '\(pluginName)')"
+        handle = Self.handles.register(self)
     }
 
     /// An instance of the model a catalog lookup found.
@@ -105,6 +105,7 @@ package final class PluginDevice: @unchecked Sendable {
     }
 
     deinit {
+        Self.handles.release(handle)
         for s in configStrings.values { free(s) }
     }
 
@@ -164,6 +165,7 @@ package final class PluginDevice: @unchecked Sendable {
         if let instance { lock.withLock { ops.pointee.destroy(instance) } }
         instance = nil
         freeResources()
+        Self.handles.release(handle)        // nothing calls the plugin any more; its hv_host is stale
     }
 
     private func quiet() {
@@ -282,16 +284,26 @@ final class PluginBAR: BusDevice {
 
 /// `hv_state_writer *`: collects fields into a section.
 final class StateWriter {
+    static let handles = PluginHandleTable<StateWriter>(magic: 0x5357)
     var section: DeviceStateSection
-    init(section: DeviceStateSection) { self.section = section }
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+    private(set) var handle: OpaquePointer = OpaquePointer(bitPattern: 1)!
+    init(section: DeviceStateSection) {
+        self.section = section
+        handle = Self.handles.register(self)
+    }
+    deinit { Self.handles.release(handle) }
 }
 
 /// `hv_state_reader *`: serves fields of a section.
 final class StateReader {
+    static let handles = PluginHandleTable<StateReader>(magic: 0x5352)
     let section: DeviceStateSection
-    init(section: DeviceStateSection) { self.section = section }
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+    private(set) var handle: OpaquePointer = OpaquePointer(bitPattern: 1)!
+    init(section: DeviceStateSection) {
+        self.section = section
+        handle = Self.handles.register(self)
+    }
+    deinit { Self.handles.release(handle) }
 }
 
 /// `hv_timer *`: a VM-clock timer. The queue never waits for a firing in flight, so the
