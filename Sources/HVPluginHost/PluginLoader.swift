@@ -124,8 +124,9 @@ package final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
 /// Opens plugin libraries and validates everything they declare before the host uses
 /// any of it.
 ///
-/// Order, following `hvplugin.h`: a look at the file's dynamic symbol table (a library
-/// without `hv_plugin_entry_v1` is refused without being loaded), `dlopen(RTLD_NOW |
+/// Order, following `hvplugin.h`: the file's place (``PluginLocation``), a look at its
+/// dynamic symbol table (a library without `hv_plugin_entry_v1`, or that does not parse,
+/// is refused without being loaded), `dlopen(RTLD_NOW |
 /// RTLD_LOCAL)`, `dlsym` of
 /// `hv_plugin_entry_v1`, call it, validate the descriptor (size, ABI major, id/name/
 /// version strings, `get_factory`, `factory_ids`), call `init()` ("after validation,
@@ -174,9 +175,15 @@ package struct PluginLoader: Sendable {
     {
         func fail(_ r: PluginLoadError.Reason) -> PluginLoadError { PluginLoadError(path: path, reason: r) }
 
-        // A library that does not export the entry is refused before dlopen, so its
-        // constructors never run in the host.
-        if PluginELFSymbols.definesSymbol(HV_PLUGIN_ENTRY_SYMBOL, in: path) == false { throw fail(.noEntrySymbol) }
+        // Only a library in a place nobody else can write to, and shown by its own
+        // symbol table to export the entry, is dlopen'ed: the others' constructors never
+        // run in the host.
+        if let unsafe = PluginLocation.problem(with: path) { throw fail(.unsafeLocation(unsafe)) }
+        switch PluginELFSymbols.inspect(path, for: HV_PLUGIN_ENTRY_SYMBOL) {
+        case .defines: break
+        case .lacks: throw fail(.noEntrySymbol)
+        case .unreadable(let why): throw fail(.notAPlugin(why))
+        }
         _ = dlerror()
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             let why = dlerror().map { String(cString: $0) } ?? "unknown error"

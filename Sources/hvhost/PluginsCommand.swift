@@ -12,7 +12,7 @@ struct PluginsCommand: ParsableCommand {
     @OptionGroup var plugins: PluginPathOptions
 
     func run() throws {
-        let catalog = plugins.loadCatalog()
+        let catalog = plugins.loadCatalogInChild()
         print(Self.report(catalog), terminator: "")
     }
 

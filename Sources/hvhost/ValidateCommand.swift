@@ -21,7 +21,7 @@ struct ValidateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let catalog = plugins.loadCatalog()
+        let catalog = plugins.loadCatalogInChild()
         var failed = false
         for path in files {
             switch Self.check(path: path, catalog: catalog) {
