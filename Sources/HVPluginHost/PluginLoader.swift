@@ -1,4 +1,5 @@
 import Glibc
+import HVSupport
 import Logging
 import PluginABI
 import Synchronization
@@ -306,7 +307,12 @@ package struct PluginLoader: Sendable {
             throw fail(.badString(field: field, problem: "is longer than \(Self.maximumStringLength) bytes (missing NUL?)"))
         }
         guard n > 0 || allowEmpty else { throw fail(.missingString(field: field)) }
-        return String(decoding: UnsafeRawBufferPointer(start: p, count: n), as: UTF8.self)
+        let text = String(decoding: UnsafeRawBufferPointer(start: p, count: n), as: UTF8.self)
+        // Plugin strings are echoed in listings and logs: no forged rows or terminal escapes.
+        if text.unicodeScalars.contains(where: \.isControlCharacter) {
+            throw fail(.badString(field: field, problem: "contains control characters (\"\(text.escapingControlCharacters)\")"))
+        }
+        return text
     }
 
     /// Names used in `.vmx` files and pool configs: `[a-z0-9_-]+`.
