@@ -37,6 +37,9 @@ struct HostOptions: ParsableArguments {
         valueName: "ms"))
     var policyCallDeadlineMilliseconds: UInt64 = 250
 
+    @Flag(name: .customLong("no-vcpu-seccomp"), help: "Do not confine vCPU threads with their seccomp filter (debugging only).")
+    var noVCPUSeccomp = false
+
     @Flag(name: .shortAndLong, help: "Log debug messages.")
     var verbose = false
 
@@ -47,6 +50,7 @@ struct HostOptions: ParsableArguments {
     func runHost(vmCount: Int, logger: Logger, start: (VMHost) -> Int) throws -> Never {
         let catalog = plugins.loadCatalog()
         for failure in catalog.failures { logger.warning("plugin not loaded: \(failure)") }
+        VCPUConfinement.isEnabled = !noVCPUSeccomp
         let kvm: KVMSystem
         do { kvm = try KVMSystem(path: kvmDevice) } catch {
             logger.error("cannot start VMs: \(error)")

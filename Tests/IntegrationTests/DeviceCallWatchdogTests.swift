@@ -85,4 +85,23 @@ final class DeviceCallWatchdogTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("sw-term: powered off"), r.stderr)
     }
+
+    /// A plugin's BAR handler opening a file on the vCPU thread is caught by the vCPU
+    /// seccomp filter (on by default): the host dies of SIGSYS naming the call (openat,
+    /// 257); with --no-vcpu-seccomp the same read completes.
+    func testAForbiddenSystemCallFromAVCPUThreadIsCaught() throws {
+        let env = try SchedulingEnv.require(policies: [], guest: "stall")
+        let plugin = try HostHarness.buildFixturePlugin("blocking_bar.c", into: env.dir + "/plugins-blocking")
+        let vmx = stallVM(env, "sw-open", ["hv.device0.stall": "open"])
+        let caught = HostHarness.hvhostRun(["run", "--plugin-path", plugin, vmx], timeout: 60)
+        XCTAssertFalse(caught.timedOut, caught.stderr)
+        XCTAssertEqual(caught.status, SIGSYS, "killed by SIGSYS: \(caught.stderr)")
+        XCTAssertTrue(caught.stderr.contains("hvhost: seccomp: a vCPU thread (or a device plugin called on it) made system call 257, which vCPU threads may not make"), caught.stderr)
+        XCTAssertFalse(env.log("sw-open").contains("stall: read 0x"), env.log("sw-open"))
+
+        let vmx2 = stallVM(env, "sw-open-off", ["hv.device0.stall": "open"])
+        let allowed = HostHarness.hvhostRun(["run", "--no-vcpu-seccomp", "--plugin-path", plugin, vmx2], timeout: 60)
+        XCTAssertEqual(allowed.status, 1, allowed.stderr)
+        XCTAssertTrue(env.log("sw-open-off").contains("stall: read 0x57a1"), env.log("sw-open-off"))
+    }
 }

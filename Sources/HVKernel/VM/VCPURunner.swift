@@ -189,6 +189,12 @@ final class VCPURunner: @unchecked Sendable {
             vcpu.unbindFromCurrentThread()
             exited.store(true, ordering: .releasing)
         }
+        if VCPUConfinement.isEnabled {
+            do { try vcpu.confineCurrentThread() } catch {
+                vm.stop(.failure("vCPU \(vcpu.index): \(error)"))
+                return
+            }
+        }
         if vcpu.index == 0 {
             guard joinPool() else { return }
             runGuest()

@@ -1,15 +1,18 @@
 /* A PCI device (1234:57a1) whose BAR 0 (16 I/O ports) read does not return in time:
  * `<prefix>.stall = "loop"` spins forever, otherwise it sleeps `<prefix>.stallMs`
- * milliseconds (default 10000, resumed after signals). The guests/stall guest reads it
+ * milliseconds (default 10000, resumed after signals). `<prefix>.stall = "open"` instead
+ * opens /etc/hostname from the read (a system call vCPU threads may not make). The guests/stall guest reads it
  * once; the host must report the call, give the vCPU's pCPU slot back and, past its
  * limit, fail this VM alone. */
 #define _POSIX_C_SOURCE 200809L
 #include "hvplugin.h"
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <time.h>
+#include <unistd.h>
 
-struct hv_device { int loop; long ms; };
+struct hv_device { int loop, open; long ms; };
 
 static uint64_t now_ms(void) {
     struct timespec t;
@@ -19,6 +22,11 @@ static uint64_t now_ms(void) {
 
 static uint64_t bar_read(hv_device *d, uint32_t bar, uint64_t offset, uint32_t size) {
     (void)bar; (void)offset; (void)size;
+    if (d->open) {
+        int fd = open("/etc/hostname", O_RDONLY);
+        if (fd >= 0) close(fd);
+        return 0x57a1;
+    }
     if (d->loop) for (volatile int spin = 1; spin;) {}
     uint64_t end = now_ms() + (uint64_t)d->ms;
     while (now_ms() < end) {
@@ -34,6 +42,7 @@ static int create(const hv_host_services *s, hv_host *h, hv_device **out) {
     const char *mode = s->config_get(h, "stall");
     const char *ms = s->config_get(h, "stallMs");
     d->loop = mode && strcmp(mode, "loop") == 0;
+    d->open = mode && strcmp(mode, "open") == 0;
     d->ms = ms ? strtol(ms, NULL, 10) : 10000;
     hv_pci_identity id = { sizeof id, 0x1234, 0x57a1, 0, 0, 0xff0000, 1, 0, {0, 0} };
     hv_bar_desc bar = { sizeof bar, 0, HV_BAR_IO, 0, 16, bar_read, NULL };
