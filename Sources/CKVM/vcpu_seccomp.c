@@ -70,6 +70,8 @@ int ckvm_confine_vcpu_thread(void) {
         ALLOW(SYS_fcntl), ALLOW(SYS_close), ALLOW(SYS_fsync), ALLOW(SYS_fdatasync), ALLOW(SYS_poll),
         ALLOW(SYS_ppoll), ALLOW(SYS_epoll_wait), ALLOW(SYS_epoll_pwait), ALLOW(SYS_epoll_ctl),
         ALLOW(SYS_sendto), ALLOW(SYS_sendmsg), ALLOW(SYS_recvfrom), ALLOW(SYS_recvmsg), ALLOW(SYS_shutdown),
+        /* hvhost --user: glibc applies setuid/setgid to every thread of the process. */
+        ALLOW(SYS_setresuid), ALLOW(SYS_setresgid), ALLOW(SYS_setgroups), ALLOW(SYS_setuid), ALLOW(SYS_setgid),
         /* Threads end; a thread a device starts (clone with CLONE_THREAD) inherits the filter. */
         ALLOW(SYS_exit), ALLOW(SYS_exit_group), ALLOW(SYS_set_robust_list), ALLOW(SYS_rseq),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),

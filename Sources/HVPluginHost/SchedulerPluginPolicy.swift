@@ -39,7 +39,10 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
             throw SchedulerPolicyError("scheduler policy '\(name)' of \(pluginPath) has no init op")
         }
         self.ops = ops
-        calls = callDeadline.map { DeadlineCallThread(name: "sched-\(name)", deadline: $0) }
+        calls = callDeadline.map {
+            DeadlineCallThread(name: "sched-\(name)", deadline: $0,
+                               context: "of scheduler policy '\(name)' (plugin '\(pluginName)', \(pluginPath))")
+        }
         let made: (rc: Int32, out: OpaquePointer?)
         let make = { () -> (rc: Int32, out: OpaquePointer?) in
             var out: OpaquePointer?
@@ -47,7 +50,7 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
             return (rc, out)
         }
         if let calls {
-            guard case .returned(let r) = calls.call("init(pcpu_count \(pcpuCount)) of scheduler policy '\(name)' (plugin '\(pluginName)', \(pluginPath))", make) else {
+            guard case .returned(let r) = calls.call("init(pcpu_count \(pcpuCount))", make) else {
                 released = true
                 throw SchedulerPolicyError("scheduler policy '\(name)' (plugin '\(pluginName)', \(pluginPath)): init(pcpu_count \(pcpuCount)) did not return within \(calls.deadline / 1_000_000) ms")
             }
@@ -70,11 +73,12 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
         let instance = instance
         guard let calls else { return body(instance) }
         guard overrun == nil else { return otherwise }
-        switch calls.call("\(what()) of scheduler policy '\(name)' (plugin '\(pluginName)', \(pluginPath))", { body(instance) }) {
+        switch calls.call(what(), { body(instance) }) {
         case .returned(let v):
             return v
         case .overran:
-            overrun = "did not return from \(what()) within \(calls.deadline / 1_000_000) ms (its thread is abandoned)"
+            let stuck = calls.abandonedCall ?? what()
+            overrun = "did not return from \(stuck) within \(calls.deadline / 1_000_000) ms (its thread is abandoned)"
             return otherwise
         }
     }
@@ -92,24 +96,35 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
         }
     }
 
+    /// Runs an op without a result: directly, or posted to the call thread (it runs
+    /// before the next waited-for op, so one hand-off serves a decision).
+    private func notify(_ what: @autoclosure () -> String, _ body: @escaping (OpaquePointer?) -> Void) {
+        let instance = instance
+        guard let calls else { return body(instance) }
+        guard overrun == nil else { return }
+        if !calls.post(what(), { body(instance) }) {
+            overrun = "did not return from \(calls.abandonedCall ?? what()) within \(calls.deadline / 1_000_000) ms (its thread is abandoned)"
+        }
+    }
+
     func removeVCPU(_ vcpu: Int32) {
         let ops = ops
-        invoke("vcpu_remove(\(vcpu))", otherwise: ()) { ops.vcpu_remove($0, vcpu) }
+        notify("vcpu_remove(\(vcpu))") { ops.vcpu_remove($0, vcpu) }
     }
 
     func wake(_ vcpu: Int32, now: UInt64) {
         let ops = ops
-        invoke("wake(\(vcpu))", otherwise: ()) { ops.wake($0, vcpu, now) }
+        notify("wake(\(vcpu))") { ops.wake($0, vcpu, now) }
     }
 
     func block(_ vcpu: Int32, now: UInt64) {
         let ops = ops
-        invoke("block(\(vcpu))", otherwise: ()) { ops.block($0, vcpu, now) }
+        notify("block(\(vcpu))") { ops.block($0, vcpu, now) }
     }
 
     func yield(_ vcpu: Int32, now: UInt64) {
         guard let op = ops.yield else { return }
-        invoke("yield(\(vcpu))", otherwise: ()) { op($0, vcpu, now) }
+        notify("yield(\(vcpu))") { op($0, vcpu, now) }
     }
 
     func pickNext(pcpu: UInt32, now: UInt64) -> SchedulerPick {
@@ -132,7 +147,7 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
 
     func account(_ vcpu: Int32, ranNanoseconds: UInt64) {
         let ops = ops
-        invoke("account(\(vcpu))", otherwise: ()) { ops.account($0, vcpu, ranNanoseconds) }
+        notify("account(\(vcpu))") { ops.account($0, vcpu, ranNanoseconds) }
     }
 
     func setParams(_ vcpu: Int32, params: SchedulerParams) throws {

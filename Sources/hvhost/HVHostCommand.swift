@@ -4,7 +4,7 @@ import HVPluginHost
 
 /// `hvhost`: the host program and service console.
 @main
-struct HVHostCommand: AsyncParsableCommand {
+struct HVHostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hvhost",
         abstract: "Run virtual machines on KVM with devices, NIC-teaming and scheduler policies loaded as plugins.",

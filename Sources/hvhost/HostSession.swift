@@ -17,6 +17,11 @@ struct HostOptions: ParsableArguments {
     @Option(name: .customLong("console"), help: "Serve the service console on this Unix socket path.")
     var consolePath: String?
 
+    @Option(name: .customLong("console-group"), help: ArgumentHelp(
+        "Make the console socket mode 0660 in this group and answer its members (besides root and the host's user).",
+        valueName: "group"))
+    var consoleGroup: String?
+
     @Option(name: .customLong("pcpus"), help: ArgumentHelp(
         "pCPU slots: N (not pinned) or N@CPULIST (slot i pinned to the i-th host CPU of the list, e.g. 2@0-1). Default: one per host CPU.",
         valueName: "spec"))
@@ -36,6 +41,11 @@ struct HostOptions: ParsableArguments {
         "How long one call into a scheduler policy plugin may run before it is abandoned and its pool switches to the built-in fallback.",
         valueName: "ms"))
     var policyCallDeadlineMilliseconds: UInt64 = 250
+
+    @Option(name: .customLong("user"), help: ArgumentHelp(
+        "Go on as this user once /dev/kvm, the VMs' files and the console socket are open (start as root).",
+        valueName: "name"))
+    var user: String?
 
     @Flag(name: .customLong("no-vcpu-seccomp"), help: "Do not confine vCPU threads with their seccomp filter (debugging only).")
     var noVCPUSeccomp = false
@@ -83,7 +93,15 @@ struct HostOptions: ParsableArguments {
         }
         var console: ServiceConsole?
         if let path = consolePath {
-            do { console = try ServiceConsole(path: path) } catch {
+            var gid: gid_t?
+            if let name = consoleGroup {
+                guard let g = getgrnam(name) else {
+                    logger.error("--console-group \(name): no such group")
+                    throw ExitCode(2)
+                }
+                gid = g.pointee.gr_gid
+            }
+            do { console = try ServiceConsole(path: path, group: gid) } catch {
                 logger.error("\(error)")
                 throw ExitCode(2)
             }
@@ -94,6 +112,19 @@ struct HostOptions: ParsableArguments {
         defer { console?.stop() }
 
         var failed = start(host)
+        if let user {
+            do {
+                let ids = try PrivilegeDrop.lookUp(user)
+                if let path = consolePath { _ = chown(path, ids.uid, ids.gid) }   // it can still remove its socket
+                try PrivilegeDrop.drop(to: user)
+                logger.info("running as user '\(user)' (uid \(ids.uid), gid \(ids.gid)) from now on")
+            } catch {
+                logger.error("\(error); powering off")
+                host.powerOffAll()
+                _ = host.waitForAll()
+                throw ExitCode(2)
+            }
+        }
         let reasons = host.waitForAll()
         signals.stop()
         scheduler.stop()

@@ -37,6 +37,7 @@ final class DeviceCallWatchdogTests: XCTestCase {
             try run.waitForBurnLines(["sw-burn"])
             try self.expectBurnProgress(run) { env.log("sw-sleep") }
             try self.waitFor("the call to return") { env.log("sw-sleep").contains("stall: read 0x57a1") }
+            try self.waitFor("the stall guest's exit") { try run.console("vms").contains("stopped: guest exit code 0") }
         }
         XCTAssertFalse(r.timedOut, r.stderr)
         let site = "hv.device0 (model 'blocking-bar', plugin 'Blocking BAR'): BAR 0 read at offset 0x0 (4 bytes)"
