@@ -74,6 +74,12 @@ int ckvm_confine_vcpu_thread(void) {
         ALLOW(SYS_setresuid), ALLOW(SYS_setresgid), ALLOW(SYS_setgroups), ALLOW(SYS_setuid), ALLOW(SYS_setgid),
         /* Threads end; a thread a device starts (clone with CLONE_THREAD) inherits the filter. */
         ALLOW(SYS_exit), ALLOW(SYS_exit_group), ALLOW(SYS_set_robust_list), ALLOW(SYS_rseq),
+        /* prctl only to name a thread (pthread_setname_np on itself). */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prctl, 0, 4),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PR_SET_NAME, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),      /* glibc falls back to clone */
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3),
