@@ -105,7 +105,14 @@ enum SchedulerTestPolicies {
             out->vcpu = pick->id;
             out->slice_ns = BAD == 4 ? 0 : BAD == 5 ? 10000000000ull : 5000000;
         }
-        static void t_account(hv_sched_policy *p, int32_t id, uint64_t ran) { tv *v = find(p, id); if (v) v->ran += ran; }
+        static void t_account(hv_sched_policy *p, int32_t id, uint64_t ran) {
+            tv *v = find(p, id); if (v) v->ran += ran;
+        #ifdef HANG_ACCOUNT
+            /* The 3rd account call sleeps 10 s: a posted call that overruns. */
+            static int accounts;
+            if (++accounts == 3) { struct timespec ten = { 10, 0 }; nanosleep(&ten, NULL); }
+        #endif
+        }
         static int t_params(hv_sched_policy *p, int32_t id, const hv_sched_params *x) {
         #ifdef REFUSE_PARAMS
             (void)p; (void)id; (void)x; return HV_EINVAL;
@@ -164,6 +171,7 @@ enum SchedulerTestPolicies {
         "preemptv1": ["-DPREEMPT", "-DOPS_V1"],
         "loop": ["-DHANG_AFTER=3", "-DHANG_LOOP"],
         "sleep": ["-DHANG_AFTER=3"],
+        "hangaccount": ["-DHANG_ACCOUNT"],
     ]
 
     static let built: Result<[String: String], BuildError> = {
@@ -301,6 +309,23 @@ enum SchedulerTestPolicies {
         #expect(log.contains("scheduler policy 'testpol-\(variant)' from plugin 'Scheduler Test Policy'"), "\(log)")
         #expect(log.contains("did not return from pick_next(pcpu 0) within 100 ms (its thread is abandoned)"), "\(log)")
         #expect(DeadlineCallThread.abandonedCalls.contains { $0.contains("pick_next(pcpu 0) of scheduler policy 'testpol-\(variant)'") })
+        var holders = Set<Int32>()
+        for _ in 0..<4 { rig.runSlice(); holders.insert(try #require(rig.holder())) }
+        #expect(holders == [1, 2])
+    }
+
+    /// An `account` (posted, not waited for) that sleeps is caught at the next decision:
+    /// the pool names it and switches to the fallback within the deadline.
+    @Test func aPostedCallPastItsDeadlineIsNamedAndAbandoned() throws {
+        let policy = try SchedulerTestPolicies.source("hangaccount").instantiate(pcpuCount: 1, callDeadline: 100_000_000)
+        let rig = SchedulerPoolRig(policy: policy)
+        try rig.join(1); try rig.join(2)
+        let started = VMClock.hostNanoseconds()
+        for _ in 0..<6 where !rig.pool.isUsingFallback { rig.runSlice() }
+        #expect(VMClock.hostNanoseconds() - started < 2_000_000_000)
+        #expect(rig.pool.isUsingFallback)
+        let log = rig.pool.fallbackLog.joined()
+        #expect(log.contains("did not return from account("), "\(log)")
         var holders = Set<Int32>()
         for _ in 0..<4 { rig.runSlice(); holders.insert(try #require(rig.holder())) }
         #expect(holders == [1, 2])

@@ -77,7 +77,7 @@ final class VCPURunner: @unchecked Sendable {
     }
 
     func start() {
-        thread = HostThread.spawn { [self] in main() }
+        thread = HostThread.spawn(name: "vcpu\(vcpu.index)") { [self] in main() }
     }
 
     /// Waits for the thread to end; false (the thread detached, never joined) when it is
