@@ -231,15 +231,39 @@ final class ConsoleTests: XCTestCase {
         XCTAssertTrue(try ServiceConsole.request("help", at: stale).contains("help\tlist commands"))
     }
 
-    /// Stopping removes the socket only if it is still the one this console bound.
-    func testStopLeavesASuccessorsSocketAlone() throws {
+    /// Stopping removes the socket only if it is still the one this console bound: a
+    /// socket someone else put at the path stays.
+    func testStopLeavesAnotherSocketAlone() throws {
         unlink(path)
-        let successor = try ServiceConsole(path: path)
-        successor.register("who", summary: "which console") { _ in "successor" }
-        successor.start()
-        defer { successor.stop() }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(rc, 0)
+        var before = stat(), after = stat()
+        XCTAssertEqual(lstat(path, &before), 0)
         console.stop()
-        XCTAssertEqual(try ServiceConsole.request("who", at: path), "successor\n")
+        XCTAssertEqual(lstat(path, &after), 0, "the other socket is still there")
+        XCTAssertEqual(before.st_ino, after.st_ino)
+    }
+
+    /// While a console lives its lock refuses a second one on the path, even with the
+    /// socket file gone (a host still starting, or a removed socket); once it stops the
+    /// path is free again.
+    func testTheLockBesideTheSocketRefusesASecondHost() throws {
+        unlink(path)
+        XCTAssertThrowsError(try ServiceConsole(path: path)) { error in
+            XCTAssertTrue("\(error)".contains("it holds \(path!).lock"), "\(error)")
+        }
+        console.stop()
+        let next = try ServiceConsole(path: path)
+        next.stop()
     }
 
     func testOnlyRootOrTheHostsUserIsAllowed() {

@@ -14,7 +14,8 @@ import HVSupport
 /// mode 0600, and every peer's credentials (`SO_PEERCRED`) must be root's or the host
 /// process's own uid; with a console group (`--console-group`) the socket is 0660 in that
 /// group and its members are answered too. A path holding anything but a stale socket is
-/// never replaced.
+/// never replaced, and an exclusive lock on `PATH.lock` (held while the console lives)
+/// makes a second host refuse the path even while the first is still starting.
 package final class ServiceConsole: @unchecked Sendable {
     typealias Handler = ([String]) throws -> String
 
@@ -43,6 +44,8 @@ package final class ServiceConsole: @unchecked Sendable {
     private var clients: Set<Int32> = []
     /// Members of this group may use the console too.
     let group: gid_t?
+    /// `PATH.lock`, flock'ed exclusively for the console's life.
+    private let lockFile: Int32
 
     /// Listens on `path`. A stale socket there (no server answers) is replaced; a live
     /// console, or a file that is not a socket, is an error and is left alone.
@@ -53,12 +56,29 @@ package final class ServiceConsole: @unchecked Sendable {
         guard let addr = UnixSocketAddress(path: path) else {
             throw CommandError("console socket path \(path) is longer than \(UnixSocketAddress.maximumPathLength) bytes")
         }
-        try Self.removeStaleSocket(at: path, address: addr)
+        lockFile = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard lockFile >= 0 else { throw CommandError("cannot open the console lock \(path).lock: \(Self.errnoText(errno))") }
+        guard flock(lockFile, LOCK_EX | LOCK_NB) == 0 else {
+            let e = errno
+            close(lockFile)
+            if e == EWOULDBLOCK {
+                throw CommandError("another process is serving a console at \(path) (it holds \(path).lock: is another `hvhost run --console \(path)` running?); refusing to take it over")
+            }
+            throw CommandError("cannot lock \(path).lock: \(Self.errnoText(e))")
+        }
+        do { try Self.removeStaleSocket(at: path, address: addr) } catch {
+            close(lockFile)
+            throw error
+        }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw CommandError("socket: \(Self.errnoText(errno))") }
+        guard fd >= 0 else {
+            close(lockFile)
+            throw CommandError("socket: \(Self.errnoText(errno))")
+        }
         guard addr.bind(fd) == 0 else {
             let e = errno
             close(fd)
+            close(lockFile)
             throw CommandError("cannot listen on \(path): bind: \(Self.errnoText(e))")
         }
         // Owner only. Until this chmod the mode follows the umask; the peer-credential
@@ -69,6 +89,7 @@ package final class ServiceConsole: @unchecked Sendable {
             let e = errno
             close(fd)
             unlink(path)
+            close(lockFile)
             throw CommandError("cannot listen on \(path): \(Self.errnoText(e))")
         }
         listener = fd
@@ -118,6 +139,7 @@ package final class ServiceConsole: @unchecked Sendable {
         }
         var st = stat()
         if lstat(path, &st) == 0, st.st_dev == boundFile.dev, st.st_ino == boundFile.ino { unlink(path) }
+        close(lockFile)     // the lock file stays: removing it would race the next host's lock
     }
 
     // MARK: Serving
