@@ -116,7 +116,7 @@ let package = Package(
                     path: "Tests/HVDevicesTests"),
         .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO"],
                     path: "Tests/HVHostIOTests"),
-        .testTarget(name: "HVSchedTests", dependencies: ["HVSched", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+        .testTarget(name: "HVSchedTests", dependencies: ["HVSched", "HVPluginHost", "HVSupport", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVSchedTests"),
         .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "PluginABI"],
                     path: "Tests/HVSchedSimTests"),

@@ -48,6 +48,10 @@ package protocol VirtualCPU: AnyObject {
     func bindToCurrentThread()
     /// Undoes `bindToCurrentThread` (call on the vCPU thread before it ends).
     func unbindFromCurrentThread()
+    /// Restricts the calling vCPU thread, for good, to the system calls its run loop
+    /// and device calls need (on KVM a seccomp filter, ``VCPUConfinement``); any other
+    /// call, its own or a plugin's, kills the process with a line naming it.
+    func confineCurrentThread() throws
     /// General-purpose registers, for diagnostics.
     func registerSummary() -> String
     /// Everything the backend holds for this vCPU, for suspend. Only while it is not running.

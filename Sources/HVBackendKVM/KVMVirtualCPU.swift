@@ -62,6 +62,11 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         thread.withLock { $0 = nil }
     }
 
+    func confineCurrentThread() throws {
+        let rc = ckvm_confine_vcpu_thread()
+        guard rc == 0 else { throw KVMError(call: "seccomp (vCPU thread filter)", errno: -rc) }
+    }
+
     func kick() {
         run.pointee.immediate_exit = 1
         // Signal under the lock, so the thread cannot unbind and exit in between.

@@ -22,13 +22,17 @@ final class PluginNetPort {
     let virtualSwitch: VirtualSwitch
     /// The device's guest memory, where `send_guest` gathers frames from.
     let memory: GuestMemory
+    static let handles = PluginHandleTable<PluginNetPort>(magic: 0x4E50)
+    private(set) var handle: OpaquePointer = OpaquePointer(bitPattern: 1)!
     init(port: VirtualPort, virtualSwitch: VirtualSwitch, memory: GuestMemory) {
         self.port = port
         self.virtualSwitch = virtualSwitch
         self.memory = memory
+        handle = Self.handles.register(self)
     }
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
-    static func from(_ p: OpaquePointer) -> PluginNetPort { Unmanaged.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue() }
+    deinit { Self.handles.release(handle) }
+    /// The port an `hv_net_port *` names; nil for NULL, a stale or a foreign handle.
+    static func from(_ p: OpaquePointer?) -> PluginNetPort? { handles.lookup(p) }
     func detach() { virtualSwitch.removePort(port) }
 }
 
@@ -36,12 +40,16 @@ final class PluginNetPort {
 package final class PluginDisk {
     unowned let device: PluginDevice
     let disk: VirtualDisk
+    static let handles = PluginHandleTable<PluginDisk>(magic: 0x444B)
+    private(set) var handle: OpaquePointer = OpaquePointer(bitPattern: 1)!
     init(device: PluginDevice, disk: VirtualDisk) {
         self.device = device
         self.disk = disk
+        handle = Self.handles.register(self)
     }
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
-    static func from(_ p: OpaquePointer) -> PluginDisk { Unmanaged.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue() }
+    deinit { Self.handles.release(handle) }
+    /// The disk an `hv_disk *` names; nil for NULL, a stale or a foreign handle.
+    static func from(_ p: OpaquePointer?) -> PluginDisk? { handles.lookup(p) }
 
     /// Validates and queues a request; nil result means queued, else the HV_E* code.
     func submit(_ req: hv_disk_request) -> Int32 {
@@ -159,16 +167,16 @@ extension PluginHostServices {
             return HV_OK
         }
         t.net_send = { port, frame, len in
-            guard let port, let frame else { return HV_EINVAL }
-            switch PluginNetPort.from(port).port.send(UnsafeRawBufferPointer(start: frame, count: len)) {
+            guard let p = PluginNetPort.from(port), let frame, len >= 0 else { return HV_EINVAL }
+            switch p.port.send(UnsafeRawBufferPointer(start: frame, count: len)) {
             case .sent: return HV_OK
             case .invalidLength: return HV_EINVAL
             case .linkDown: return HV_EAGAIN
             }
         }
         t.net_link_up = { port in
-            guard let port else { return 0 }
-            return PluginNetPort.from(port).port.isLinkUp ? 1 : 0
+            guard let p = PluginNetPort.from(port) else { return 0 }
+            return p.port.isLinkUp ? 1 : 0
         }
         t.disk_open = { host, unit, out in
             guard let d = PluginDevice.from(host), let out else { return HV_EINVAL }
@@ -184,16 +192,17 @@ extension PluginHostServices {
             }
         }
         t.disk_info = { disk, info in
-            guard let disk, let info, info.pointee.struct_size >= UInt32(MemoryLayout<hv_disk_info>.size) else { return HV_EINVAL }
-            let d = PluginDisk.from(disk).disk
+            guard let handle = PluginDisk.from(disk), let info,
+                  info.pointee.struct_size >= UInt32(MemoryLayout<hv_disk_info>.size) else { return HV_EINVAL }
+            let d = handle.disk
             info.pointee.sector_size = UInt32(d.sectorSize)
             info.pointee.sectors = d.sectorCount
             info.pointee.read_only = d.isReadOnly ? 1 : 0
             return HV_OK
         }
         t.disk_submit = { disk, req in
-            guard let disk, let req else { return HV_EINVAL }
-            return PluginDisk.from(disk).submit(req.pointee)
+            guard let handle = PluginDisk.from(disk), let req else { return HV_EINVAL }
+            return handle.submit(req.pointee)
         }
     }
 }

@@ -111,11 +111,14 @@ package final class PluginCatalog: @unchecked Sendable {
                   candidates: candidates.map { PluginSearchPath.Candidate(path: $0, quiet: false) }, loader: loader)
     }
 
-    /// Loads `candidates` in order; a quiet candidate that is not a plugin goes to `skipped`.
+    /// Loads `candidates` in order; a quiet candidate that is not a plugin goes to
+    /// `skipped`. `knownFailures` (libraries refused before, e.g. by a metadata child
+    /// they crashed) lead the failures; `willLoad` sees each library before it is loaded.
     package init(searchPath: PluginSearchPath, candidates: [PluginSearchPath.Candidate],
-                loader: PluginLoader = PluginLoader()) {
+                loader: PluginLoader = PluginLoader(), knownFailures: [PluginLoadError] = [],
+                willLoad: ((String) -> Void)? = nil) {
         var plugins: [LoadedPlugin] = []
-        var failures: [PluginLoadError] = []
+        var failures: [PluginLoadError] = knownFailures
         var conflicts: [PluginConflict] = []
         var byID: [String: LoadedPlugin] = [:]
         var models: [String: (plugin: LoadedPlugin, model: LoadedPlugin.DeviceModel)] = [:]
@@ -126,12 +129,13 @@ package final class PluginCatalog: @unchecked Sendable {
         for candidate in candidates {
             let path = candidate.path
             let plugin: LoadedPlugin
+            willLoad?(path)
             do {
                 plugin = try loader.load(path: path) { id in
                     byID[id].map { .duplicateID(id: id, firstPath: $0.path) }
                 }
             } catch {
-                if candidate.quiet, error.reason == .noEntrySymbol {
+                if candidate.quiet, error.reason.isNotAPlugin {
                     skipped.append(path)
                 } else {
                     failures.append(error)

@@ -63,6 +63,8 @@ package final class PluginDevice: @unchecked Sendable {
     let threadSafe: Bool
     /// The model's declared keys and commands (`device VM DEV CMD`).
     package let declarations: PluginDeclarations
+    /// "ethernet0 (model 'vlance', plugin 'Vlance')", for device-call reports.
+    private let callName: String
 
     var instance: OpaquePointer?
     internal(set) package var function: PCIFunction?
@@ -85,13 +87,12 @@ package final class PluginDevice: @unchecked Sendable {
     /// Set by `hvhost plugin-check` before create: counts threads inside the instance.
     package var entryMonitor: DeviceEntryMonitor?
 
-    /// The `hv_host *` handed to the plugin: this object, unretained (it outlives the instance).
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+    static let handles = PluginHandleTable<PluginDevice>(magic: 0x4876)
+    /// The `hv_host *` handed to the plugin: a handle-table token (it outlives the instance).
+    private(set) var handle: OpaquePointer = OpaquePointer(bitPattern: 1)!
 
-    static func from(_ host: OpaquePointer?) -> PluginDevice? {
-        guard let host else { return nil }
-        return Unmanaged<PluginDevice>.fromOpaque(UnsafeRawPointer(host)).takeUnretainedValue()
-    }
+    /// The device an `hv_host *` names; nil for NULL, a stale or a foreign handle.
+    static func from(_ host: OpaquePointer?) -> PluginDevice? { handles.lookup(host) }
 
     package init(model: UnsafePointer<hv_device_model>, pluginName: String, context: PluginDeviceContext,
                  declarations: PluginDeclarations = PluginDeclarations()) {
@@ -102,6 +103,8 @@ package final class PluginDevice: @unchecked Sendable {
         self.pluginName = pluginName
         self.context = context
         self.threadSafe = model.pointee.flags & HV_DEVICE_THREAD_SAFE != 0
+        callName = "\(context.prefix) (model '\(modelName)', plugin '\(pluginName)')"
+        handle = Self.handles.register(self)
     }
 
     /// An instance of the model a catalog lookup found.
@@ -111,6 +114,7 @@ package final class PluginDevice: @unchecked Sendable {
     }
 
     deinit {
+        Self.handles.release(handle)
         for s in configStrings.values { free(s) }
     }
 
@@ -140,7 +144,7 @@ package final class PluginDevice: @unchecked Sendable {
         }
     }
 
-    package func reset() { call { ops.pointee.reset?($0) } }
+    package func reset() { call(.op("reset")) { ops.pointee.reset?($0) } }
 
     /// The VM is paused (its vCPUs are out and its timer thread stopped): receives stop
     /// and disk requests in flight complete, then the plugin's pause op runs.
@@ -170,6 +174,7 @@ package final class PluginDevice: @unchecked Sendable {
         if let instance { lock.withLock { monitored { ops.pointee.destroy(instance) } } }
         instance = nil
         freeResources()
+        Self.handles.release(handle)        // nothing calls the plugin any more; its hv_host is stale
     }
 
     private func quiet() {
@@ -197,10 +202,16 @@ package final class PluginDevice: @unchecked Sendable {
         return rc
     }
 
-    /// Runs `body` with the instance under the device lock (or without, for thread-safe models).
-    func call(_ body: (OpaquePointer) -> Void) {
+
+    /// Runs `body` with the instance under the device lock (or without, for thread-safe
+    /// models). On a vCPU thread the call, including the wait for the lock, is watched
+    /// (``DeviceCallWatch``): `operation` says what it was when it does not return.
+    func call(_ operation: DeviceCallSite.Operation = .op("device op"), _ body: (OpaquePointer) -> Void) {
         guard let instance, !destroyed else { return }
+        let watch = DeviceCallWatch.current
+        watch?.begin(DeviceCallSite(device: callName, operation: operation))
         if threadSafe { monitored { body(instance) } } else { lock.withLock { monitored { body(instance) } } }
+        watch?.end()
     }
 
     /// `body` counted by the entry monitor, when there is one.
@@ -250,13 +261,13 @@ package final class PluginDevice: @unchecked Sendable {
         let mask: UInt64 = size == 8 ? ~0 : (1 << (8 * UInt64(size))) - 1
         guard let handler = function?.barDevices[bar] as? PluginBAR, let read = handler.readHandler else { return mask }
         var value: UInt64 = ~0
-        call { value = read($0, UInt32(bar), offset, UInt32(size)) }
+        call(.barRead(bar: UInt32(bar), offset: offset, size: size)) { value = read($0, UInt32(bar), offset, UInt32(size)) }
         return value & mask
     }
 
     package func barWrite(bar: Int, offset: UInt64, size: Int, value: UInt64) {
         guard let handler = function?.barDevices[bar] as? PluginBAR, let write = handler.writeHandler else { return }
-        call { write($0, UInt32(bar), offset, UInt32(size), value) }
+        call(.barWrite(bar: UInt32(bar), offset: offset, size: size)) { write($0, UInt32(bar), offset, UInt32(size), value) }
     }
 
     // MARK: saved state
@@ -328,16 +339,26 @@ final class PluginBAR: BusDevice {
 
 /// `hv_state_writer *`: collects fields into a section.
 final class StateWriter {
+    static let handles = PluginHandleTable<StateWriter>(magic: 0x5357)
     var section: DeviceStateSection
-    init(section: DeviceStateSection) { self.section = section }
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+    private(set) var handle: OpaquePointer = OpaquePointer(bitPattern: 1)!
+    init(section: DeviceStateSection) {
+        self.section = section
+        handle = Self.handles.register(self)
+    }
+    deinit { Self.handles.release(handle) }
 }
 
 /// `hv_state_reader *`: serves fields of a section.
 final class StateReader {
+    static let handles = PluginHandleTable<StateReader>(magic: 0x5352)
     let section: DeviceStateSection
-    init(section: DeviceStateSection) { self.section = section }
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+    private(set) var handle: OpaquePointer = OpaquePointer(bitPattern: 1)!
+    init(section: DeviceStateSection) {
+        self.section = section
+        handle = Self.handles.register(self)
+    }
+    deinit { Self.handles.release(handle) }
 }
 
 /// `hv_timer *`: a VM-clock timer. The queue never waits for a firing in flight, so the

@@ -116,20 +116,26 @@ enum PluginHostServices {
         }
 
         // Guest memory
+        // size_t arrives as Int: a length of 2^63 or more is negative here, and gpa + len
+        // may wrap. Both are guest ranges that do not exist: HV_EFAULT, before any buffer
+        // is formed.
         t.mem_read = { host, gpa, buf, len in
             guard let d = PluginDevice.from(host), let buf else { return HV_EINVAL }
+            guard isGuestRange(gpa, len) else { return HV_EFAULT }
             do { try d.context.memory.read(at: gpa, into: UnsafeMutableRawBufferPointer(start: buf, count: len)) }
             catch { return HV_EFAULT }
             return HV_OK
         }
         t.mem_write = { host, gpa, buf, len in
             guard let d = PluginDevice.from(host), let buf else { return HV_EINVAL }
+            guard isGuestRange(gpa, len) else { return HV_EFAULT }
             do { try d.context.memory.write(at: gpa, from: UnsafeRawBufferPointer(start: buf, count: len)) }
             catch { return HV_EFAULT }
             return HV_OK
         }
         t.mem_map = { host, gpa, len, writable in
-            guard let d = PluginDevice.from(host), len > 0, let p = d.context.memory.pointer(at: gpa, length: len) else { return nil }
+            guard let d = PluginDevice.from(host), len > 0, isGuestRange(gpa, len),
+                  let p = d.context.memory.pointer(at: gpa, length: len) else { return nil }
             if writable != 0 { d.context.memory.markDirty(gpa: gpa, length: len) }
             return p
         }
@@ -153,9 +159,8 @@ enum PluginHostServices {
 
         // Saved state
         t.state_put = { writer, name, type, data, len in
-            guard let writer, let name, let data else { return HV_EINVAL }
-            let w = Unmanaged<StateWriter>.fromOpaque(UnsafeRawPointer(writer)).takeUnretainedValue()
-            guard let fixed = DeviceStateSection.fixedLength(of: type) else { return HV_EINVAL }
+            guard let w = StateWriter.handles.lookup(writer), let name, let data else { return HV_EINVAL }
+            guard let fixed = DeviceStateSection.fixedLength(of: type), len >= 0 else { return HV_EINVAL }
             if let n = fixed, n != len { return HV_EINVAL }
             guard len <= 16 << 20 else { return HV_ERANGE }
             let bytes = Array(UnsafeRawBufferPointer(start: data, count: len))
@@ -163,8 +168,7 @@ enum PluginHostServices {
             return HV_OK
         }
         t.state_get = { reader, name, type, data, len in
-            guard let reader, let name, let data else { return HV_EINVAL }
-            let r = Unmanaged<StateReader>.fromOpaque(UnsafeRawPointer(reader)).takeUnretainedValue()
+            guard let r = StateReader.handles.lookup(reader), let name, let data else { return HV_EINVAL }
             guard let field = r.section.fields[String(cString: name)] else { return HV_ENOENT }
             guard field.type == type, field.bytes.count == len else { return HV_EINVAL }
             field.bytes.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: len) }
@@ -178,6 +182,12 @@ enum PluginHostServices {
         }
         return t
     }
+}
+
+/// Whether `len` bytes at `gpa` form a range at all: a size_t below 2^63 that does not
+/// wrap past the top of the guest-physical space.
+func isGuestRange(_ gpa: UInt64, _ len: Int) -> Bool {
+    len >= 0 && !gpa.addingReportingOverflow(UInt64(len)).overflow
 }
 
 extension PluginDevice {

@@ -9,6 +9,13 @@ package struct PluginLoadError: Error, CustomStringConvertible, Equatable, Senda
         case dlopenFailed(String)
         /// The library does not export `hv_plugin_entry_v1`.
         case noEntrySymbol
+        /// The file is not a well-formed ELF shared object (never dlopen'ed).
+        case notAPlugin(String)
+        /// The file or its directory may be changed by someone else than root or this
+        /// user (never dlopen'ed).
+        case unsafeLocation(String)
+        /// Loading it crashed or hung a metadata child process (`plugins`, `validate`).
+        case crashedWhileLoading(String)
         /// `hv_plugin_entry_v1()` returned NULL.
         case entryReturnedNull
         /// A struct's `struct_size` is below what this host needs to read it.
@@ -39,7 +46,7 @@ package struct PluginLoadError: Error, CustomStringConvertible, Equatable, Senda
     package var path: String
     var reason: Reason
 
-    init(path: String, reason: Reason) {
+    package init(path: String, reason: Reason) {
         self.path = path
         self.reason = reason
     }
@@ -48,12 +55,26 @@ package struct PluginLoadError: Error, CustomStringConvertible, Equatable, Senda
 }
 
 extension PluginLoadError.Reason {
+    /// The library is some other shared object (skipped quietly beside the hvhost binary).
+    var isNotAPlugin: Bool {
+        switch self {
+        case .noEntrySymbol, .notAPlugin: true
+        default: false
+        }
+    }
+
     var text: String {
         switch self {
         case let .dlopenFailed(why):
             return "cannot be loaded: \(why)"
         case .noEntrySymbol:
             return "no symbol \(HV_PLUGIN_ENTRY_SYMBOL) (is it an hvhost plugin?)"
+        case let .notAPlugin(why):
+            return "not loaded: \(why), so it cannot be shown to be a plugin"
+        case let .unsafeLocation(why):
+            return "not loaded: \(why)"
+        case let .crashedWhileLoading(why):
+            return "loading it \(why); not loaded"
         case .entryReturnedNull:
             return "\(HV_PLUGIN_ENTRY_SYMBOL)() returned NULL"
         case let .structTooSmall(name, size, minimum):

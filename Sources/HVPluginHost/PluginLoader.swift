@@ -1,4 +1,5 @@
 import Glibc
+import HVSupport
 import Logging
 import PluginABI
 import Synchronization
@@ -129,8 +130,9 @@ package final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
 /// Opens plugin libraries and validates everything they declare before the host uses
 /// any of it.
 ///
-/// Order, following `hvplugin.h`: a look at the file's dynamic symbol table (a library
-/// without `hv_plugin_entry_v1` is refused without being loaded), `dlopen(RTLD_NOW |
+/// Order, following `hvplugin.h`: the file's place (``PluginLocation``), a look at its
+/// dynamic symbol table (a library without `hv_plugin_entry_v1`, or that does not parse,
+/// is refused without being loaded), `dlopen(RTLD_NOW |
 /// RTLD_LOCAL)`, `dlsym` of
 /// `hv_plugin_entry_v1`, call it, validate the descriptor (size, ABI major, id/name/
 /// version strings, `get_factory`, `factory_ids`), call `init()` ("after validation,
@@ -179,9 +181,15 @@ package struct PluginLoader: Sendable {
     {
         func fail(_ r: PluginLoadError.Reason) -> PluginLoadError { PluginLoadError(path: path, reason: r) }
 
-        // A library that does not export the entry is refused before dlopen, so its
-        // constructors never run in the host.
-        if PluginELFSymbols.definesSymbol(HV_PLUGIN_ENTRY_SYMBOL, in: path) == false { throw fail(.noEntrySymbol) }
+        // Only a library in a place nobody else can write to, and shown by its own
+        // symbol table to export the entry, is dlopen'ed: the others' constructors never
+        // run in the host.
+        if let unsafe = PluginLocation.problem(with: path) { throw fail(.unsafeLocation(unsafe)) }
+        switch PluginELFSymbols.inspect(path, for: HV_PLUGIN_ENTRY_SYMBOL) {
+        case .defines: break
+        case .lacks: throw fail(.noEntrySymbol)
+        case .unreadable(let why): throw fail(.notAPlugin(why))
+        }
         _ = dlerror()
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             let why = dlerror().map { String(cString: $0) } ?? "unknown error"
@@ -304,7 +312,12 @@ package struct PluginLoader: Sendable {
             throw fail(.badString(field: field, problem: "is longer than \(Self.maximumStringLength) bytes (missing NUL?)"))
         }
         guard n > 0 || allowEmpty else { throw fail(.missingString(field: field)) }
-        return String(decoding: UnsafeRawBufferPointer(start: p, count: n), as: UTF8.self)
+        let text = String(decoding: UnsafeRawBufferPointer(start: p, count: n), as: UTF8.self)
+        // Plugin strings are echoed in listings and logs: no forged rows or terminal escapes.
+        if text.unicodeScalars.contains(where: \.isControlCharacter) {
+            throw fail(.badString(field: field, problem: "contains control characters (\"\(text.escapingControlCharacters)\")"))
+        }
+        return text
     }
 
     /// Names used in `.vmx` files and pool configs: `[a-z0-9_-]+`.

@@ -72,7 +72,7 @@ package struct PluginSearchPath: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The running binary's path from `/proc/self/exe`, nil if it cannot be read.
-    static func currentExecutablePath() -> String? {
+    package static func currentExecutablePath() -> String? {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         guard n > 0 else { return nil }
@@ -83,7 +83,7 @@ package struct PluginSearchPath: Equatable, Sendable, CustomStringConvertible {
     func candidates() -> [String] { candidateList().map(\.path) }
 
     /// `candidates()` with each one's `quiet` flag.
-    func candidateList() -> [Candidate] {
+    package func candidateList() -> [Candidate] {
         var seen = Set<String>()
         var out: [Candidate] = []
         var quiet = false

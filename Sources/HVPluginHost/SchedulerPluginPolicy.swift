@@ -1,9 +1,16 @@
 import HVSched
+import HVSupport
 import PluginABI
 
 /// A plugin's scheduler policy (`hv_sched_ops`) as a ``SchedulerPolicy``: one
 /// `hv_sched_policy *` instance made by the plugin's `init(out, pcpu_count)` and
 /// released by `deinit`. The pool calls it with its lock held ([sched]).
+///
+/// With a call deadline (a pool's policy) every op runs on the instance's own
+/// ``DeadlineCallThread``: an op that overruns (a `pick_next` that loops or sleeps) is
+/// abandoned there, answers as an idle pick / no-op, and sets ``overrun`` so the pool
+/// switches to the fallback; the plugin is never called again (not even `deinit`, which
+/// would race the stuck call). Without one (the simulator) ops run on the caller's thread.
 final class SchedulerPluginPolicy: SchedulerPolicy {
     let name: String
     let pluginName: String
@@ -15,12 +22,14 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
     let declarations: PluginDeclarations
     private var instance: OpaquePointer?
     private var released = false
+    private let calls: DeadlineCallThread?
+    private(set) var overrun: String?
 
     var origin: String { "plugin '\(pluginName)' (\(pluginPath))" }
     var isFallback: Bool { false }
 
     init(name: String, pluginName: String, pluginPath: String, desc: UnsafePointer<hv_sched_policy_desc>,
-         declarations: PluginDeclarations = PluginDeclarations(), pcpuCount: Int) throws {
+         declarations: PluginDeclarations = PluginDeclarations(), pcpuCount: Int, callDeadline: UInt64? = nil) throws {
         self.name = name
         self.declarations = declarations
         self.pluginName = pluginName
@@ -33,46 +42,125 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
             throw SchedulerPolicyError("scheduler policy '\(name)' of \(pluginPath) has no init op")
         }
         self.ops = ops
-        var out: OpaquePointer?
-        let rc = initOp(&out, UInt32(pcpuCount))
-        guard rc >= 0 else {
-            throw SchedulerPolicyError("scheduler policy '\(name)' (plugin '\(pluginName)', \(pluginPath)): init(pcpu_count \(pcpuCount)) failed with \(errnoName(rc))")
+        calls = callDeadline.map {
+            DeadlineCallThread(name: "sched-\(name)", deadline: $0,
+                               context: "of scheduler policy '\(name)' (plugin '\(pluginName)', \(pluginPath))")
         }
-        instance = out
+        let made: (rc: Int32, out: OpaquePointer?)
+        let make = { () -> (rc: Int32, out: OpaquePointer?) in
+            var out: OpaquePointer?
+            let rc = initOp(&out, UInt32(pcpuCount))
+            return (rc, out)
+        }
+        if let calls {
+            guard case .returned(let r) = calls.call("init(pcpu_count \(pcpuCount))", make) else {
+                released = true
+                throw SchedulerPolicyError("scheduler policy '\(name)' (plugin '\(pluginName)', \(pluginPath)): init(pcpu_count \(pcpuCount)) did not return within \(calls.deadline / 1_000_000) ms")
+            }
+            made = r
+        } else {
+            made = make()
+        }
+        guard made.rc >= 0 else {
+            calls?.stop()
+            throw SchedulerPolicyError("scheduler policy '\(name)' (plugin '\(pluginName)', \(pluginPath)): init(pcpu_count \(pcpuCount)) failed with \(errnoName(made.rc))")
+        }
+        instance = made.out
     }
 
     deinit { shutdown() }
 
+    /// Runs one op: directly, or on the call thread under the deadline. After an overrun
+    /// every op answers `otherwise` without calling the plugin.
+    private func invoke<T>(_ what: @autoclosure () -> String, otherwise: T, _ body: @escaping (OpaquePointer?) -> T) -> T {
+        let instance = instance
+        guard let calls else { return body(instance) }
+        guard overrun == nil else { return otherwise }
+        switch calls.call(what(), { body(instance) }) {
+        case .returned(let v):
+            return v
+        case .overran:
+            let stuck = calls.abandonedCall ?? what()
+            overrun = "did not return from \(stuck) within \(calls.deadline / 1_000_000) ms (its thread is abandoned)"
+            return otherwise
+        }
+    }
+
     func addVCPU(_ vcpu: Int32, vm: Int32, params: SchedulerParams) throws {
-        var p = params.abi
-        let rc = ops.vcpu_add(instance, vcpu, vm, &p)
+        let ops = ops
+        let abi = params.abi
+        let rc = invoke("vcpu_add(\(vcpu))", otherwise: HV_EAGAIN) { inst in
+            var p = abi
+            return ops.vcpu_add(inst, vcpu, vm, &p)
+        }
+        if let overrun { throw SchedulerPolicyError("scheduler policy '\(name)' \(overrun)") }
         guard rc >= 0 else {
             throw SchedulerPolicyError("scheduler policy '\(name)' refused vCPU \(vcpu) (\(params)): vcpu_add returned \(errnoName(rc))")
         }
     }
 
-    func removeVCPU(_ vcpu: Int32) { ops.vcpu_remove(instance, vcpu) }
-    func wake(_ vcpu: Int32, now: UInt64) { ops.wake(instance, vcpu, now) }
-    func block(_ vcpu: Int32, now: UInt64) { ops.block(instance, vcpu, now) }
-    func yield(_ vcpu: Int32, now: UInt64) { ops.yield?(instance, vcpu, now) }
+    /// Runs an op without a result: directly, or posted to the call thread (it runs
+    /// before the next waited-for op, so one hand-off serves a decision).
+    private func notify(_ what: @autoclosure () -> String, _ body: @escaping (OpaquePointer?) -> Void) {
+        let instance = instance
+        guard let calls else { return body(instance) }
+        guard overrun == nil else { return }
+        if !calls.post(what(), { body(instance) }) {
+            overrun = "did not return from \(calls.abandonedCall ?? what()) within \(calls.deadline / 1_000_000) ms (its thread is abandoned)"
+        }
+    }
+
+    func removeVCPU(_ vcpu: Int32) {
+        let ops = ops
+        notify("vcpu_remove(\(vcpu))") { ops.vcpu_remove($0, vcpu) }
+    }
+
+    func wake(_ vcpu: Int32, now: UInt64) {
+        let ops = ops
+        notify("wake(\(vcpu))") { ops.wake($0, vcpu, now) }
+    }
+
+    func block(_ vcpu: Int32, now: UInt64) {
+        let ops = ops
+        notify("block(\(vcpu))") { ops.block($0, vcpu, now) }
+    }
+
+    func yield(_ vcpu: Int32, now: UInt64) {
+        guard let op = ops.yield else { return }
+        notify("yield(\(vcpu))") { op($0, vcpu, now) }
+    }
 
     func pickNext(pcpu: UInt32, now: UInt64) -> SchedulerPick {
-        var pick = hv_sched_pick(struct_size: UInt32(MemoryLayout<hv_sched_pick>.size), vcpu: -1, slice_ns: 0)
-        ops.pick_next(instance, pcpu, now, &pick)
-        return SchedulerPick(vcpu: pick.vcpu, sliceNanoseconds: pick.slice_ns)
+        let ops = ops
+        return invoke("pick_next(pcpu \(pcpu))", otherwise: .idle) { inst in
+            var pick = hv_sched_pick(struct_size: UInt32(MemoryLayout<hv_sched_pick>.size), vcpu: -1, slice_ns: 0)
+            ops.pick_next(inst, pcpu, now, &pick)
+            return SchedulerPick(vcpu: pick.vcpu, sliceNanoseconds: pick.slice_ns)
+        }
     }
 
     /// The plugin's optional `preempt` op (0 when it has none, or its table predates it).
-    func preempt(now: UInt64) -> UInt64 { ops.preempt?(instance, now) ?? 0 }
+    func preempt(now: UInt64) -> UInt64 {
+        guard let op = ops.preempt else { return 0 }
+        return invoke("preempt", otherwise: 0) { op($0, now) }
+    }
 
     /// Whether the plugin's table has a `preempt` op.
     var hasPreempt: Bool { ops.preempt != nil }
 
-    func account(_ vcpu: Int32, ranNanoseconds: UInt64) { ops.account(instance, vcpu, ranNanoseconds) }
+    func account(_ vcpu: Int32, ranNanoseconds: UInt64) {
+        let ops = ops
+        notify("account(\(vcpu))") { ops.account($0, vcpu, ranNanoseconds) }
+    }
 
     func setParams(_ vcpu: Int32, params: SchedulerParams) throws {
-        var p = params.abi
-        let rc = ops.set_params(instance, vcpu, &p)
+        let ops = ops
+        let abi = params.abi
+        let rc = invoke("set_params(\(vcpu))", otherwise: HV_EAGAIN) { inst in
+            var p = abi
+            return ops.set_params(inst, vcpu, &p)
+        }
+        if let overrun { throw SchedulerPolicyError("scheduler policy '\(name)' \(overrun)") }
         guard rc >= 0 else {
             throw SchedulerPolicyError("scheduler policy '\(name)' refused \(params) for vCPU \(vcpu): set_params returned \(errnoName(rc))")
         }
@@ -80,10 +168,12 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
 
     func dump() -> String? {
         guard let dumpOp = ops.dump else { return nil }
-        var buffer = [CChar](repeating: 0, count: 512)
-        buffer.withUnsafeMutableBufferPointer { dumpOp(instance, $0.baseAddress, $0.count) }
-        buffer[buffer.count - 1] = 0
-        return String(cString: buffer)
+        return invoke("dump", otherwise: nil) { inst in
+            var buffer = [CChar](repeating: 0, count: 512)
+            buffer.withUnsafeMutableBufferPointer { dumpOp(inst, $0.baseAddress, $0.count) }
+            buffer[buffer.count - 1] = 0
+            return String(cString: buffer)
+        }
     }
 
     func runCommand(_ command: String, words: [String], tunable: Bool) throws -> String {
@@ -121,8 +211,10 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
     func shutdown() {
         guard !released else { return }
         released = true
-        ops.deinit(instance)
+        let ops = ops
+        invoke("deinit", otherwise: ()) { ops.deinit($0) }
         instance = nil
+        calls?.stop()
     }
 }
 
@@ -131,9 +223,9 @@ extension SchedulerPolicySource {
     static func plugin(name: String, pluginName: String, pluginPath: String,
                               desc: UnsafePointer<hv_sched_policy_desc>,
                               declarations: PluginDeclarations = PluginDeclarations()) -> SchedulerPolicySource {
-        SchedulerPolicySource(name: name, plugin: (name: pluginName, path: pluginPath)) { pcpuCount in
+        SchedulerPolicySource(name: name, plugin: (name: pluginName, path: pluginPath)) { pcpuCount, deadline in
             try SchedulerPluginPolicy(name: name, pluginName: pluginName, pluginPath: pluginPath, desc: desc,
-                                      declarations: declarations, pcpuCount: pcpuCount)
+                                      declarations: declarations, pcpuCount: pcpuCount, callDeadline: deadline)
         }
     }
 }

@@ -90,7 +90,7 @@ package final class PoolMember: @unchecked Sendable {
     }
 
     /// Thread CPU time so far (nil when unknown). [pool lock] for the final value.
-    var cpuTime: UInt64? {
+    package var cpuTime: UInt64? {
         if let finalCPUTime { return finalCPUTime }
         guard let cpuClock else { return nil }
         return HostThread.cpuTime(of: cpuClock)

@@ -94,12 +94,14 @@ package final class Scheduler: @unchecked Sendable {
         var pools: [SchedulerPool] = []
         for spec in configuration.pools {
             let source = try Scheduler.source(named: spec.policy, resolver: resolvePolicy)
-            let policy = try source.instantiate(pcpuCount: spec.slots.count)
+            let policy = try source.instantiate(pcpuCount: spec.slots.count,
+                                                callDeadline: configuration.policyCallDeadlineNanoseconds)
             let slots = spec.slots.enumerated().map { local, index in
                 PCPUSlot(index: index, localIndex: local, hostCPU: configuration.slots[index].hostCPU)
             }
             pools.append(SchedulerPool(name: spec.name, slots: slots, policy: policy, clock: clock,
-                                       watchdogNanoseconds: configuration.watchdogNanoseconds, logger: logger))
+                                       watchdogNanoseconds: configuration.watchdogNanoseconds,
+                                       policyCallDeadline: configuration.policyCallDeadlineNanoseconds, logger: logger))
         }
         self.pools = pools
     }

@@ -36,6 +36,9 @@ package struct SchedulerConfiguration: Equatable, Sendable {
     package var pools: [Pool]
     /// How long a runnable vCPU may go without a slot before the watchdog acts.
     package var watchdogNanoseconds: UInt64 = 2_000_000_000
+    /// How long one call into a plugin policy may run before it is abandoned and the
+    /// pool switches to the fallback (`--sched-call-deadline-ms`).
+    package var policyCallDeadlineNanoseconds: UInt64 = 250_000_000
 
     package init(slots: [Slot], pools: [Pool]) {
         self.slots = slots

@@ -41,14 +41,16 @@ package struct SchedulerPick: Equatable, Sendable {
         self.sliceNanoseconds = sliceNanoseconds
     }
 
-    static let idle = SchedulerPick(vcpu: -1, sliceNanoseconds: 0)
+    package static let idle = SchedulerPick(vcpu: -1, sliceNanoseconds: 0)
 }
 
 /// A scheduling policy instance for one pool, Swift side of `hv_sched_ops`.
 ///
 /// **Contract** (the same for plugin policies, through the plugin host's adapter, and the
 /// built-in ``FallbackPolicy``). Every call is made with the pool lock held and must not
-/// block. vCPU ids are host-assigned and unique in the host; `vm` groups the sibling
+/// block; a pool runs a plugin's calls on the policy's own thread under a deadline
+/// (``SchedulerConfiguration/policyCallDeadlineNanoseconds``) and replaces a policy whose
+/// call overran by the fallback, as for an invalid pick. vCPU ids are host-assigned and unique in the host; `vm` groups the sibling
 /// vCPUs of one VM.
 /// - `addVCPU` is followed at once by `wake` (a vCPU joins a pool when its thread starts:
 ///   the BSP at power-on, an AP at its first STARTUP IPI). `wake` of a runnable vCPU and
@@ -102,6 +104,9 @@ package protocol SchedulerPolicy: AnyObject {
     func runCommand(_ name: String, words: [String], tunable: Bool) throws -> String
     /// The policy's tunables and commands, one per line ("" when it declares none).
     var commandListing: String { get }
+    /// Set when a call ran past the policy's call deadline (its thread was abandoned, the
+    /// call's result replaced by an idle pick / no-op): what it did, for the pool's log.
+    var overrun: String? { get }
 }
 
 extension SchedulerPolicy {
@@ -114,6 +119,8 @@ extension SchedulerPolicy {
     }
 
     package var commandListing: String { "" }
+    /// Policies called on the pool's own thread never overrun.
+    package var overrun: String? { nil }
 }
 
 /// A policy refused an operation (a negative errno from a plugin op).
@@ -129,23 +136,26 @@ package struct SchedulerPolicySource: @unchecked Sendable, CustomStringConvertib
     package let name: String
     /// The plugin offering the policy (its name and library path); nil for the built-in fallback.
     package let plugin: (name: String, path: String)?
-    private let make: (_ pcpuCount: Int) throws -> SchedulerPolicy
+    private let make: (_ pcpuCount: Int, _ callDeadline: UInt64?) throws -> SchedulerPolicy
 
-    static let fallback = SchedulerPolicySource(name: FallbackPolicy.policyName, plugin: nil) { _ in
+    static let fallback = SchedulerPolicySource(name: FallbackPolicy.policyName, plugin: nil) { _, _ in
         FallbackPolicy()
     }
 
-    /// `make` creates an instance for a pool of `pcpuCount` slots (a plugin's `init`).
+    /// `make` creates an instance for a pool of `pcpuCount` slots (a plugin's `init`);
+    /// with a `callDeadline` (ns) every call into it runs under that deadline.
     package init(name: String, plugin: (name: String, path: String)?,
-                make: @escaping (_ pcpuCount: Int) throws -> SchedulerPolicy) {
+                make: @escaping (_ pcpuCount: Int, _ callDeadline: UInt64?) throws -> SchedulerPolicy) {
         self.name = name
         self.plugin = plugin
         self.make = make
     }
 
-    /// Makes an instance for a pool of `pcpuCount` slots.
-    package func instantiate(pcpuCount: Int) throws -> SchedulerPolicy {
-        try make(pcpuCount)
+    /// Makes an instance for a pool of `pcpuCount` slots. A pool passes its
+    /// `callDeadline`: a plugin call running longer is abandoned (``SchedulerPolicy/overrun``);
+    /// without one (the simulator) calls are made directly on the caller's thread.
+    package func instantiate(pcpuCount: Int, callDeadline: UInt64? = nil) throws -> SchedulerPolicy {
+        try make(pcpuCount, callDeadline)
     }
 
     package var description: String {

@@ -26,8 +26,11 @@ import Synchronization
 /// re-decided. Joining (``join``) and leaving (``leave(_:ranNanoseconds:)``, at
 /// power-off) re-divide the pool at once.
 ///
-/// **Fallback and watchdog.** A pick that fails validation, or a runnable vCPU left
-/// without a slot for longer than the watchdog while the policy kept deciding, replaces
+/// **Fallback and watchdog.** A pick that fails validation, a runnable vCPU left
+/// without a slot for longer than the watchdog while the policy kept deciding, or a
+/// policy call that overran ``policyCallDeadline`` (plugin calls run on the policy's own
+/// thread; the caller stops waiting at the deadline, so a `pick_next` that never returns
+/// holds the pool lock no longer than that and the stuck thread is abandoned) replaces
 /// the policy by the built-in ``FallbackPolicy``: one log line names the pool, the
 /// policy, its plugin and what it did. Replacing a policy (also at the operator's
 /// request, ``replacePolicy(with:)``) re-adds every vCPU with its parameters to the new
@@ -53,6 +56,9 @@ package final class SchedulerPool: @unchecked Sendable {
     /// A runnable vCPU without a slot this long (scaled up for capped vCPUs) while the
     /// policy keeps deciding is starvation.
     package let watchdogNanoseconds: UInt64
+    /// Policies this pool instantiates (``replacePolicy(with:)``) run their calls under
+    /// this deadline; nil: on the caller's thread (tests driving the pool by hand).
+    let policyCallDeadline: UInt64?
     let logger: Logger
 
     let lock = HostLock()
@@ -75,13 +81,14 @@ package final class SchedulerPool: @unchecked Sendable {
     private var fallbackEvents: [String] = []
 
     package init(name: String, slots: [PCPUSlot], policy: SchedulerPolicy, clock: SchedulerClock,
-                watchdogNanoseconds: UInt64 = 2_000_000_000, logger: Logger) {
+                watchdogNanoseconds: UInt64 = 2_000_000_000, policyCallDeadline: UInt64? = nil, logger: Logger) {
         precondition(!slots.isEmpty && slots.count <= 64, "a pool has 1...64 slots")
         self.name = name
         self.slots = slots
         self.policy = policy
         self.clock = clock
         self.watchdogNanoseconds = watchdogNanoseconds
+        self.policyCallDeadline = policyCallDeadline
         self.logger = logger
         let now = clock.now()
         nextWatchdog = now &+ Self.watchdogPeriod
@@ -136,7 +143,11 @@ package final class SchedulerPool: @unchecked Sendable {
             let m = PoolMember(id: id, vmID: vmID, vmName: vmName, vcpuIndex: vcpuIndex, params: params,
                                cpuClock: cpuClock, kick: kick)
             guard members[id] == nil else { throw SchedulerPolicyError("vCPU id \(id) is already in pool '\(name)'") }
-            try policy.addVCPU(id, vm: vmID, params: params)
+            do { try policy.addVCPU(id, vm: vmID, params: params) } catch {
+                guard let overrun = policy.overrun else { throw error }
+                replaceWithFallback(overrun)
+                try policy.addVCPU(id, vm: vmID, params: params)
+            }
             members[id] = m
             let now = clock.now()
             samples[id] = VCPUStatsSample(time: now, cpu: m.cpuTime ?? 0, ready: 0, held: 0)
@@ -314,7 +325,7 @@ package final class SchedulerPool: @unchecked Sendable {
     /// instance. On failure the old policy stays.
     package func replacePolicy(with source: SchedulerPolicySource) throws {
         try lock.withLock {
-            let fresh = try source.instantiate(pcpuCount: slots.count)
+            let fresh = try source.instantiate(pcpuCount: slots.count, callDeadline: policyCallDeadline)
             let old = policy
             do { try install(fresh) } catch {
                 fresh.shutdown()
@@ -425,7 +436,7 @@ package final class SchedulerPool: @unchecked Sendable {
         for m in members.values where m.state == .ready && m.params.allows(pcpu: pcpu) {
             m.picksWhileReady += 1
         }
-        if let problem = problem(with: pick, on: s) {
+        if let problem = policy.overrun ?? problem(with: pick, on: s) {
             replaceWithFallback(problem)
             return false
         }
@@ -560,6 +571,11 @@ package final class SchedulerPool: @unchecked Sendable {
             dispatch(now: now)
             for s in slots where s.holder == nil { if let r = s.reaskAt { next = min(next, r) } }
             for s in slots where s.holder != nil && s.preemptSentAt == nil { next = min(next, s.sliceEnd) }
+        }
+        if let overrun = policy.overrun {
+            // A call without a pick after it overran (account, wake, block).
+            replaceWithFallback(overrun)
+            dispatch(now: now)
         }
         if now >= nextWatchdog {
             nextWatchdog = now &+ Self.watchdogPeriod

@@ -41,14 +41,16 @@ package final class TimerQueue: @unchecked Sendable {
         thread = tid
     }
 
-    /// Stops the thread; armed timers stay armed and fire after the next start().
-    package func stop() {
+    /// Stops the thread; armed timers stay armed and fire after the next start(). Without
+    /// `waiting` the thread ends after its current callback, unwaited (a callback may be
+    /// blocked on a device whose call never returns).
+    package func stop(waiting: Bool = true) {
         lock.lock()
         guard running, let t = thread else { lock.unlock(); return }
         stopping = true
         lock.broadcast()
         lock.unlock()
-        if pthread_equal(t, pthread_self()) == 0 { pthread_join(t, nil) } else { pthread_detach(t) }
+        if waiting && pthread_equal(t, pthread_self()) == 0 { pthread_join(t, nil) } else { pthread_detach(t) }
         lock.lock()
         running = false
         thread = nil

@@ -4,7 +4,7 @@ import HVPluginHost
 
 /// `hvhost`: the host program and service console.
 @main
-struct HVHostCommand: AsyncParsableCommand {
+struct HVHostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hvhost",
         abstract: "Run virtual machines on KVM with devices, NIC-teaming and scheduler policies loaded as plugins.",
@@ -32,6 +32,19 @@ struct PluginPathOptions: ParsableArguments {
 
     /// Loads every plugin on the search path.
     func loadCatalog() -> PluginCatalog { PluginCatalog(searchPath: searchPath) }
+
+    /// Loads the catalog for a command that only reads plugin metadata (`plugins`,
+    /// `validate`): in a ``MetadataChild`` (this process when it is one; otherwise the
+    /// command is run again in one, whose output and status become this process's).
+    func loadCatalogInChild() -> PluginCatalog {
+        guard MetadataChild.isChild else { MetadataChild.runAndExit() }
+        let crashed = MetadataChild.crashedLibraries()
+        let skip = Set(crashed.map(\.path))
+        let candidates = searchPath.candidateList().filter { !skip.contains($0.path) }
+        return PluginCatalog(searchPath: searchPath, candidates: candidates,
+                             knownFailures: crashed.map { PluginLoadError(path: $0.path, reason: .crashedWhileLoading($0.reason)) },
+                             willLoad: MetadataChild.reportLoading)
+    }
 }
 
 /// Output helpers shared by the subcommands.

@@ -5,6 +5,7 @@ import HVHostIO
 import HVKernel
 import HVPluginHost
 import HVSched
+import HVSupport
 import Logging
 
 /// The options `run` and `resume` share: how the host around the VMs is built.
@@ -16,6 +17,11 @@ struct HostOptions: ParsableArguments {
 
     @Option(name: .customLong("console"), help: "Serve the service console on this Unix socket path.")
     var consolePath: String?
+
+    @Option(name: .customLong("console-group"), help: ArgumentHelp(
+        "Make the console socket mode 0660 in this group and answer its members (besides root and the host's user).",
+        valueName: "group"))
+    var consoleGroup: String?
 
     @Option(name: .customLong("pcpus"), help: ArgumentHelp(
         "pCPU slots: N (not pinned) or N@CPULIST (slot i pinned to the i-th host CPU of the list, e.g. 2@0-1). Default: one per host CPU.",
@@ -42,6 +48,19 @@ struct HostOptions: ParsableArguments {
         valueName: "spec"))
     var portGroupSpecs: [String] = []
 
+    @Option(name: .customLong("sched-call-deadline-ms"), help: ArgumentHelp(
+        "How long one call into a scheduler policy plugin may run before it is abandoned and its pool switches to the built-in fallback.",
+        valueName: "ms"))
+    var policyCallDeadlineMilliseconds: UInt64 = 250
+
+    @Option(name: .customLong("user"), help: ArgumentHelp(
+        "Go on as this user once /dev/kvm, the VMs' files and the console socket are open (start as root).",
+        valueName: "name"))
+    var user: String?
+
+    @Flag(name: .customLong("no-vcpu-seccomp"), help: "Do not confine vCPU threads with their seccomp filter (debugging only).")
+    var noVCPUSeccomp = false
+
     @Flag(name: .shortAndLong, help: "Log debug messages.")
     var verbose = false
 
@@ -52,6 +71,7 @@ struct HostOptions: ParsableArguments {
     func runHost(vmCount: Int, logger: Logger, start: (VMHost, PluginCatalog) -> Int) throws -> Never {
         let catalog = plugins.loadCatalog()
         for failure in catalog.failures { logger.warning("plugin not loaded: \(failure)") }
+        VCPUConfinement.isEnabled = !noVCPUSeccomp
         let kvm: KVMSystem
         do { kvm = try KVMSystem(path: kvmDevice) } catch {
             logger.error("cannot start VMs: \(error)")
@@ -61,6 +81,7 @@ struct HostOptions: ParsableArguments {
         do {
             var schedConfig = try SchedulerConfiguration.parse(pcpus: pcpus, pools: pools)
             schedConfig.watchdogNanoseconds = max(1, watchdogMilliseconds) * 1_000_000
+            schedConfig.policyCallDeadlineNanoseconds = max(1, policyCallDeadlineMilliseconds) * 1_000_000
             scheduler = try Scheduler(configuration: schedConfig, resolvePolicy: catalog.schedulerPolicySource(named:),
                                       logger: logger)
         } catch {
@@ -99,7 +120,15 @@ struct HostOptions: ParsableArguments {
         }
         var console: ServiceConsole?
         if let path = consolePath {
-            do { console = try ServiceConsole(path: path) } catch {
+            var gid: gid_t?
+            if let name = consoleGroup {
+                guard let g = getgrnam(name) else {
+                    logger.error("--console-group \(name): no such group")
+                    throw ExitCode(2)
+                }
+                gid = g.pointee.gr_gid
+            }
+            do { console = try ServiceConsole(path: path, group: gid) } catch {
                 logger.error("\(error)")
                 throw ExitCode(2)
             }
@@ -110,9 +139,24 @@ struct HostOptions: ParsableArguments {
         defer { console?.stop() }
 
         var failed = start(host, catalog)
+        if let user {
+            do {
+                let ids = try PrivilegeDrop.lookUp(user)
+                if let path = consolePath { _ = chown(path, ids.uid, ids.gid) }   // it can still remove its socket
+                try PrivilegeDrop.drop(to: user)
+                logger.info("running as user '\(user)' (uid \(ids.uid), gid \(ids.gid)) from now on")
+            } catch {
+                logger.error("\(error); powering off")
+                host.powerOffAll()
+                _ = host.waitForAll()
+                throw ExitCode(2)
+            }
+        }
         let reasons = host.waitForAll()
         signals.stop()
         scheduler.stop()
+        // A plugin call that never returned keeps its thread; exit() does not wait for it.
+        for call in DeadlineCallThread.abandonedCalls { logger.error("exiting with an abandoned plugin call: \(call)") }
         guard !reasons.isEmpty else { throw ExitCode(2) }
 
         if vmCount == 1, reasons.count == 1, let only = reasons.first {

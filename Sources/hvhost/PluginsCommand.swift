@@ -16,7 +16,7 @@ struct PluginsCommand: ParsableCommand {
     @OptionGroup var plugins: PluginPathOptions
 
     func run() throws {
-        let catalog = plugins.loadCatalog()
+        let catalog = plugins.loadCatalogInChild()
         if let keys {
             do {
                 let d = try catalog.declarations(ofModelOrPolicy: keys)

@@ -22,7 +22,7 @@ struct ValidateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let catalog = plugins.loadCatalog()
+        let catalog = plugins.loadCatalogInChild()
         var failed = false
         for path in files {
             let (result, warnings) = Self.check(path: path, catalog: catalog)

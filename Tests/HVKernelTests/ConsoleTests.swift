@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 @testable import HVBackendKVM
 @testable import HVDevices
@@ -115,6 +116,48 @@ final class ConsoleTests: XCTestCase {
         }
     }
 
+    /// A thousand clients connected at once all get their answers: the backlog
+    /// (SOMAXCONN) holds the ones beyond the concurrent limit, none is refused.
+    func testAThousandConcurrentClientsAllGetAnswers() throws {
+        console.register("echo", summary: "echo words") { $0.joined(separator: "+") }
+        let clients = try (0..<1000).map { _ in try connectClient(to: path) }
+        defer { clients.forEach { close($0) } }
+        for (i, fd) in clients.enumerated() { send("echo \(i)\n", on: fd) }
+        var answered = 0
+        for (i, fd) in clients.enumerated() where readReply(fd) == "\(i)\n" { answered += 1 }
+        XCTAssertEqual(answered, 1000)
+    }
+
+    /// A slow-loris client (one byte every 20 ms, never finishing in time) delays other
+    /// clients' requests by less than 100 ms (the median of 20 timed requests).
+    func testASlowLorisClientDelaysOthersByLessThan100ms() throws {
+        console.register("echo", summary: "echo words") { $0.joined(separator: "+") }
+        let loris = try connectClient(to: path)
+        defer { close(loris) }
+        let stop = Atomic(false)
+        let trickler = Thread {
+            let byte: [UInt8] = [UInt8(ascii: "x")]
+            while !stop.load(ordering: .relaxed) {
+                _ = byte.withUnsafeBytes { write(loris, $0.baseAddress, 1) }
+                usleep(20_000)
+            }
+        }
+        trickler.start()
+        defer { stop.store(true, ordering: .relaxed) }
+        var latencies: [Double] = []
+        for i in 0..<20 {
+            let started = Date()
+            let fd = try connectClient(to: path)
+            send("echo \(i)\n", on: fd)
+            XCTAssertEqual(readReply(fd), "\(i)\n")
+            close(fd)
+            latencies.append(Date().timeIntervalSince(started) * 1000)
+        }
+        latencies.sort()
+        print("console latency beside a slow-loris client: median \(latencies[10]) ms, max \(latencies[19]) ms")
+        XCTAssertLessThan(latencies[10], 100)
+    }
+
     func testARequestNotFinishedInTimeIsDropped() throws {
         let strictPath = path + ".strict"
         let strict = try ServiceConsole(path: strictPath, requestTimeoutSeconds: 0.2)
@@ -188,15 +231,39 @@ final class ConsoleTests: XCTestCase {
         XCTAssertTrue(try ServiceConsole.request("help", at: stale).contains("help\tlist commands"))
     }
 
-    /// Stopping removes the socket only if it is still the one this console bound.
-    func testStopLeavesASuccessorsSocketAlone() throws {
+    /// Stopping removes the socket only if it is still the one this console bound: a
+    /// socket someone else put at the path stays.
+    func testStopLeavesAnotherSocketAlone() throws {
         unlink(path)
-        let successor = try ServiceConsole(path: path)
-        successor.register("who", summary: "which console") { _ in "successor" }
-        successor.start()
-        defer { successor.stop() }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(rc, 0)
+        var before = stat(), after = stat()
+        XCTAssertEqual(lstat(path, &before), 0)
         console.stop()
-        XCTAssertEqual(try ServiceConsole.request("who", at: path), "successor\n")
+        XCTAssertEqual(lstat(path, &after), 0, "the other socket is still there")
+        XCTAssertEqual(before.st_ino, after.st_ino)
+    }
+
+    /// While a console lives its lock refuses a second one on the path, even with the
+    /// socket file gone (a host still starting, or a removed socket); once it stops the
+    /// path is free again.
+    func testTheLockBesideTheSocketRefusesASecondHost() throws {
+        unlink(path)
+        XCTAssertThrowsError(try ServiceConsole(path: path)) { error in
+            XCTAssertTrue("\(error)".contains("it holds \(path!).lock"), "\(error)")
+        }
+        console.stop()
+        let next = try ServiceConsole(path: path)
+        next.stop()
     }
 
     func testOnlyRootOrTheHostsUserIsAllowed() {
@@ -237,6 +304,48 @@ final class ConsoleTests: XCTestCase {
         XCTAssertEqual(chmod(path, 0o666), 0)
         XCTAssertEqual(try runAsNobody(), "error: permission denied: uid 65534 is neither root nor the host's user (uid 0)\n")
         XCTAssertTrue(try ServiceConsole.request("help", at: path).contains("help\tlist commands"), "root still is")
+    }
+
+    /// `--console-group`: the socket is 0660 in the group, a member (another uid) is
+    /// answered, a non-member is kept out by the mode.
+    func testAConsoleGroupLetsItsMembersIn() throws {
+        guard geteuid() == 0 else { throw XCTSkip("needs root to run clients as other users") }
+        let setpriv = "/usr/bin/setpriv", perl = "/usr/bin/perl"
+        for tool in [setpriv, perl] where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw XCTSkip("\(tool) is not installed")
+        }
+        let groupPath = path + ".group"
+        let grouped = try ServiceConsole(path: groupPath, group: 65534)
+        grouped.start()
+        defer { grouped.stop() }
+        var st = stat()
+        XCTAssertEqual(lstat(groupPath, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o660)
+        XCTAssertEqual(st.st_gid, 65534)
+        let client = #"""
+            use Socket;
+            socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!\n";
+            connect($s, pack_sockaddr_un($ARGV[0])) or die "connect: $!\n";
+            syswrite($s, "help\n");
+            while (sysread($s, my $b, 4096)) { print $b }
+            """#
+        func run(uid: Int, gid: Int) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: setpriv)
+            p.arguments = ["--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", perl, "-e", client, groupPath]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        XCTAssertTrue(try run(uid: 4242, gid: 65534).contains("help\tlist commands"), "a member of the group")
+        XCTAssertEqual(try run(uid: 4242, gid: 4242), "connect: Permission denied\n", "not in the group")
+        XCTAssertEqual(chmod(groupPath, 0o666), 0)
+        XCTAssertEqual(try run(uid: 4242, gid: 4242),
+                       "error: permission denied: uid 4242 is neither root, the host's user (uid 0) nor in the console group (gid 65534)\n")
     }
 
     func testNetPortsCountersAndLinkControl() throws {

@@ -140,12 +140,12 @@ import Testing
 
     @Test func dynamicSymbolPrecheck() throws {
         let built = try PluginFixtures.get()
-        #expect(PluginELFSymbols.definesSymbol("hv_plugin_entry_v1", in: try #require(built.libraries["good"])) == true)
-        #expect(PluginELFSymbols.definesSymbol("hv_plugin_entry_v1", in: built.notAPlugin) == false)
-        #expect(PluginELFSymbols.definesSymbol("some_library_function", in: built.notAPlugin) == true)
-        #expect(PluginELFSymbols.definesSymbol("strcmp", in: try #require(built.libraries["good"])) == false)  // undefined import
-        #expect(PluginELFSymbols.definesSymbol("x", in: built.dir + "/plugin.c") == nil)
-        #expect(PluginELFSymbols.definesSymbol("x", in: "/nonexistent.so") == nil)
+        #expect(PluginELFSymbols.inspect(try #require(built.libraries["good"]), for: "hv_plugin_entry_v1") == .defines)
+        #expect(PluginELFSymbols.inspect(built.notAPlugin, for: "hv_plugin_entry_v1") == .lacks)
+        #expect(PluginELFSymbols.inspect(built.notAPlugin, for: "some_library_function") == .defines)
+        #expect(PluginELFSymbols.inspect(try #require(built.libraries["good"]), for: "strcmp") == .lacks)  // undefined import
+        #expect(PluginELFSymbols.inspect(built.dir + "/plugin.c", for: "x") == .unreadable("not an ELF file"))
+        #expect(PluginELFSymbols.inspect("/nonexistent.so", for: "x") == .unreadable("cannot open: No such file or directory"))
     }
 
     @Test func emptySearchPath() throws {

@@ -167,17 +167,14 @@ import Testing
         }
     }
 
-    @Test func dlopenFailureNamesTheFile() throws {
+    /// A file that is not an ELF shared object is refused before dlopen, naming it.
+    @Test func aFileThatIsNotELFIsRefusedNamingIt() throws {
         let dir = try PluginFixtures.directory("loader-garbage", files: [])
         let path = dir + "/libgarbage.so"
         try "not an ELF file".write(toFile: path, atomically: true, encoding: .utf8)
         let e = loadError(path)
-        guard case let .dlopenFailed(why)? = e?.reason else {
-            Issue.record("expected dlopenFailed, got \(String(describing: e))")
-            return
-        }
-        #expect(why.contains("libgarbage.so"))
-        #expect(e?.description.hasPrefix("\(path): cannot be loaded: ") == true)
-        #expect(loadError(dir + "/missing.so")?.description.hasPrefix("\(dir)/missing.so: cannot be loaded: ") == true)
+        #expect(e?.reason == .notAPlugin("not an ELF file"))
+        #expect(e?.description == "\(path): not loaded: not an ELF file, so it cannot be shown to be a plugin")
+        #expect(loadError(dir + "/missing.so")?.description.hasPrefix("\(dir)/missing.so: not loaded: the library \(dir)/missing.so cannot be examined: ") == true)
     }
 }

@@ -4,6 +4,7 @@ import PluginABI
 import Testing
 @testable import HVPluginHost
 @testable import HVSched
+import HVSupport
 
 /// A C scheduler policy compiled at test time against the real header, one library per
 /// misbehaviour (`-DBAD=n`): the pool must validate its picks and fall back.
@@ -20,7 +21,9 @@ enum SchedulerTestPolicies {
     }
 
     static let source = #"""
+        #define _POSIX_C_SOURCE 200809L
         #include "hvplugin.h"
+        #include <time.h>
         #include <stdlib.h>
         #include <string.h>
 
@@ -70,6 +73,18 @@ enum SchedulerTestPolicies {
         static int allowed(const tv *v, uint32_t pcpu) { return v->prm.affinity == 0 || ((v->prm.affinity >> pcpu) & 1); }
         static void t_pick(hv_sched_policy *p, uint32_t pcpu, uint64_t now, hv_sched_pick *out) {
             (void)now;
+        #ifdef HANG_AFTER
+            /* From the (HANG_AFTER+1)-th pick on: never return (HANG_LOOP) or sleep 10 s. */
+            static int picks;
+            if (++picks > HANG_AFTER) {
+        #ifdef HANG_LOOP
+                for (volatile int spin = 1; spin;) {}
+        #else
+                struct timespec ten = { 10, 0 };
+                nanosleep(&ten, NULL);
+        #endif
+            }
+        #endif
             if (p->cur[pcpu] >= 0) { tv *o = find(p, p->cur[pcpu]); if (o) o->on = -1; p->cur[pcpu] = -1; }
             out->vcpu = -1; out->slice_ns = 0;
             if (BAD == 1 && p->nv > 0) { out->vcpu = 999; out->slice_ns = 5000000; return; }
@@ -90,7 +105,14 @@ enum SchedulerTestPolicies {
             out->vcpu = pick->id;
             out->slice_ns = BAD == 4 ? 0 : BAD == 5 ? 10000000000ull : 5000000;
         }
-        static void t_account(hv_sched_policy *p, int32_t id, uint64_t ran) { tv *v = find(p, id); if (v) v->ran += ran; }
+        static void t_account(hv_sched_policy *p, int32_t id, uint64_t ran) {
+            tv *v = find(p, id); if (v) v->ran += ran;
+        #ifdef HANG_ACCOUNT
+            /* The 3rd account call sleeps 10 s: a posted call that overruns. */
+            static int accounts;
+            if (++accounts == 3) { struct timespec ten = { 10, 0 }; nanosleep(&ten, NULL); }
+        #endif
+        }
         static int t_params(hv_sched_policy *p, int32_t id, const hv_sched_params *x) {
         #ifdef REFUSE_PARAMS
             (void)p; (void)id; (void)x; return HV_EINVAL;
@@ -147,6 +169,9 @@ enum SchedulerTestPolicies {
         "initfail": ["-DINIT_FAIL"],
         "preempt": ["-DPREEMPT"],
         "preemptv1": ["-DPREEMPT", "-DOPS_V1"],
+        "loop": ["-DHANG_AFTER=3", "-DHANG_LOOP"],
+        "sleep": ["-DHANG_AFTER=3"],
+        "hangaccount": ["-DHANG_ACCOUNT"],
     ]
 
     static let built: Result<[String: String], BuildError> = {
@@ -263,6 +288,59 @@ enum SchedulerTestPolicies {
         }
         let runnable = Set(([1, 2, 3] as [Int32]).filter { rig.state($0) != .blocked })
         #expect(runnable.isSubset(of: ran), "ran \(ran), runnable \(runnable)")
+    }
+
+    /// A `pick_next` that never returns (or sleeps 10 s) holds the pool for the call
+    /// deadline only: the call is abandoned on the policy's thread, the pool switches to
+    /// the fallback and both vCPUs keep being scheduled.
+    @Test(arguments: ["loop", "sleep"])
+    func policyCallPastItsDeadlineIsAbandonedForTheFallback(variant: String) throws {
+        let policy = try SchedulerTestPolicies.source(variant).instantiate(pcpuCount: 1, callDeadline: 100_000_000)
+        let rig = SchedulerPoolRig(policy: policy)
+        try rig.join(1); try rig.join(2)                // pick 1 (slot 0 was free)
+        rig.runSlice(); rig.runSlice()                  // picks 2 and 3
+        #expect(!rig.pool.isUsingFallback)
+        let started = VMClock.hostNanoseconds()
+        rig.runSlice()                                  // pick 4 hangs
+        let took = VMClock.hostNanoseconds() - started
+        #expect(took < 2_000_000_000, "the pool waited \(took / 1_000_000) ms for the stuck call")
+        #expect(rig.pool.isUsingFallback)
+        let log = rig.pool.fallbackLog.joined()
+        #expect(log.contains("scheduler policy 'testpol-\(variant)' from plugin 'Scheduler Test Policy'"), "\(log)")
+        #expect(log.contains("did not return from pick_next(pcpu 0) within 100 ms (its thread is abandoned)"), "\(log)")
+        #expect(DeadlineCallThread.abandonedCalls.contains { $0.contains("pick_next(pcpu 0) of scheduler policy 'testpol-\(variant)'") })
+        var holders = Set<Int32>()
+        for _ in 0..<4 { rig.runSlice(); holders.insert(try #require(rig.holder())) }
+        #expect(holders == [1, 2])
+    }
+
+    /// An `account` (posted, not waited for) that sleeps is caught at the next decision:
+    /// the pool names it and switches to the fallback within the deadline.
+    @Test func aPostedCallPastItsDeadlineIsNamedAndAbandoned() throws {
+        let policy = try SchedulerTestPolicies.source("hangaccount").instantiate(pcpuCount: 1, callDeadline: 100_000_000)
+        let rig = SchedulerPoolRig(policy: policy)
+        try rig.join(1); try rig.join(2)
+        let started = VMClock.hostNanoseconds()
+        for _ in 0..<6 where !rig.pool.isUsingFallback { rig.runSlice() }
+        #expect(VMClock.hostNanoseconds() - started < 2_000_000_000)
+        #expect(rig.pool.isUsingFallback)
+        let log = rig.pool.fallbackLog.joined()
+        #expect(log.contains("did not return from account("), "\(log)")
+        var holders = Set<Int32>()
+        for _ in 0..<4 { rig.runSlice(); holders.insert(try #require(rig.holder())) }
+        #expect(holders == [1, 2])
+    }
+
+    /// The deadline does not trip on a policy that answers: 500 decisions on its thread.
+    @Test func policyCallsUnderADeadlineKeepTheirPolicy() throws {
+        let policy = try SchedulerTestPolicies.source("good").instantiate(pcpuCount: 1, callDeadline: 250_000_000)
+        let rig = SchedulerPoolRig(policy: policy)
+        try rig.join(1); try rig.join(2)
+        var holders: [Int32] = []
+        for _ in 0..<500 { rig.runSlice(); holders.append(try #require(rig.holder())) }
+        #expect(!rig.pool.isUsingFallback, "\(rig.pool.fallbackLog)")
+        #expect(Set(holders) == [1, 2])
+        #expect(rig.pool.snapshot().policyDump == "testpol dump")
     }
 
     @Test func starvationPastTheWatchdogSwitchesToTheFallback() throws {

@@ -92,7 +92,7 @@ final class GuestBootTests: XCTestCase {
         try HostHarness.requireHost()
         let log = HostHarness.workDir + "/reboot.log"
         try? FileManager.default.removeItem(atPath: log)
-        let vmx = HostHarness.vmx("reboot", guest: "reboot", extra: ["hv.serial": "file:\(log)"])
+        let vmx = HostHarness.vmx("reboot", guest: "reboot", extra: ["hv.serial": "file:\(log)", "hv.resetLimit": "off"])
         let r = HostHarness.hvhostRun(["run", vmx]) { p in
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline {
@@ -107,5 +107,24 @@ final class GuestBootTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(text.components(separatedBy: "rt: entry=pvh32").count - 1, 3, text)
         XCTAssertTrue(r.stderr.contains("reboot: reset by the guest; booting again (reset 1)"), r.stderr)
         XCTAssertTrue(r.stderr.contains("reboot: powered off"), r.stderr)
+    }
+
+    /// A guest that resets at once is stopped as a reset loop after 5 resets within 10 s
+    /// (and after the configured number with `hv.resetLimit`), instead of rebooting forever.
+    func testAGuestResetLoopPowersTheVMOff() throws {
+        try HostHarness.requireHost()
+        for (limit, count) in [(nil, 5), ("2/10", 2)] as [(String?, Int)] {
+            let log = HostHarness.workDir + "/reset-loop.log"
+            try? FileManager.default.removeItem(atPath: log)
+            var extra = ["hv.serial": "file:\(log)"]
+            if let limit { extra["hv.resetLimit"] = limit }
+            let vmx = HostHarness.vmx("reset-loop", guest: "reboot", extra: extra)
+            let r = HostHarness.hvhostRun(["run", vmx], timeout: 60)
+            XCTAssertFalse(r.timedOut, "the VM kept rebooting: \(r.stderr.suffix(2000))")
+            XCTAssertEqual(r.status, 2, r.stderr)
+            let text = try String(contentsOfFile: log, encoding: .utf8)
+            XCTAssertEqual(text.components(separatedBy: "reboot: requesting reset").count - 1, count, text)
+            XCTAssertTrue(r.stderr.contains("reset-loop: failed: guest reset loop: \(count) resets within 10 s (hv.resetLimit \(limit ?? "5/10")); powered off"), r.stderr)
+        }
     }
 }

@@ -174,6 +174,43 @@ final class SchedulingTests: XCTestCase {
         }
     }
 
+    /// A policy whose pick_next never returns (bad-loop, stopped from the console) or
+    /// sleeps 10 s (bad-sleep, stopped by SIGTERM): the pool waits out one call deadline,
+    /// switches to the fallback, both the culprit pool's VM and the other pool's VM keep
+    /// burning, and hvhost stops in bounded time naming the abandoned call.
+    func testStuckPolicyCallsAreAbandonedAndTheHostStillStops() throws {
+        let env = try SchedulingEnv.require(policies: [])
+        let plugin = try SchedulingEnv.buildBadPolicies()
+        for policy in ["bad-loop", "bad-sleep"] {
+            let vms = [env.burn("\(policy)-vm", ["hv.sched.pool": "p1"]), env.burn("\(policy)-other", ["hv.sched.pool": "p2"])]
+            let names = ["\(policy)-vm", "\(policy)-other"]
+            var stopRequested = Date.distantFuture
+            let r = env.run(["--plugin-path", plugin, "--pcpus", "2", "--pool", "p1:0:\(policy)", "--pool", "p2:1",
+                             "--sched-call-deadline-ms", "200"], vms, powerOff: policy == "bad-loop") { run in
+                try run.waitForBurnLines(names)
+                let deadline = Date().addingTimeInterval(20)
+                while !(try run.console("sched pools")).contains("p1\t0\tany\tfallback") {
+                    guard Date() < deadline else { throw FixtureBuildError(message: "pool p1 never switched to the fallback") }
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+                let before = names.map { run.units($0) ?? 0 }
+                let progress = Date().addingTimeInterval(20)
+                while zip(names, before).contains(where: { (run.units($0) ?? 0) <= $1 }) {
+                    guard Date() < progress else { throw FixtureBuildError(message: "burn counters stopped: \(before) → \(names.map { run.units($0) ?? 0 })") }
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+                stopRequested = Date()
+                if policy == "bad-sleep" { kill(run.pid, SIGTERM) }
+            }
+            XCTAssertFalse(r.timedOut, r.stderr)
+            XCTAssertLessThan(Date().timeIntervalSince(stopRequested), 15, "\(policy): hvhost took too long to stop")
+            XCTAssertEqual(r.status, 0, "\(policy): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("pool 'p1': scheduler policy '\(policy)' from plugin 'Scheduling Test Policies' ("), r.stderr)
+            XCTAssertTrue(r.stderr.contains("did not return from pick_next(pcpu 0) within 200 ms (its thread is abandoned); switched to the built-in fallback policy"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("exiting with an abandoned plugin call: pick_next(pcpu 0) of scheduler policy '\(policy)'"), r.stderr)
+        }
+    }
+
     // MARK: vSMP
 
     func testTwoVCPUGuestStartsItsAPAndPassesOnTwoSlotsAndOnOne() throws {
@@ -258,8 +295,8 @@ struct SchedulingEnv {
     func run(_ args: [String], _ vmx: [String], powerOff: Bool = true,
              _ body: @escaping (SchedulingRun) throws -> Void) -> HostHarness.Result {
         let socket = dir + "/console-\(UUID().uuidString.prefix(8)).sock"
-        let run = SchedulingRun(env: self, socket: socket)
-        return HostHarness.hvhostRun(["run", "--console", socket] + pluginArgs + args + vmx, timeout: 90) { _ in
+        return HostHarness.hvhostRun(["run", "--console", socket] + pluginArgs + args + vmx, timeout: 90) { p in
+            let run = SchedulingRun(env: self, socket: socket, pid: p.processIdentifier)
             for _ in 0..<300 where !FileManager.default.fileExists(atPath: socket) { usleep(10_000) }
             do { try body(run) } catch { XCTFail("\(error)") }
             if powerOff {
@@ -268,17 +305,20 @@ struct SchedulingEnv {
         }
     }
 
-    /// A C plugin with two bad policies: `bad-unknown` (round robin that returns vCPU 4242
-    /// from its 50th pick on) and `bad-starve` (always the lowest runnable id).
+    /// A C plugin with bad policies: `bad-unknown` (round robin that returns vCPU 4242
+    /// from its 50th pick on), `bad-starve` (always the lowest runnable id), `bad-loop`
+    /// and `bad-sleep` (round robin whose 50th pick_next never returns / sleeps 10 s).
     static func buildBadPolicies() throws -> String {
         let dir = HostHarness.workDir + "/sched-bad"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let source = #"""
+            #define _POSIX_C_SOURCE 200809L
             #include "hvplugin.h"
             #include <stdlib.h>
             #include <string.h>
+            #include <time.h>
             typedef struct { int32_t id; int runnable, on; } bv;
-            struct hv_sched_policy { int starve; bv v[64]; uint32_t nv, next; int32_t cur[64]; uint64_t picks; };
+            struct hv_sched_policy { int starve, hang; bv v[64]; uint32_t nv, next; int32_t cur[64]; uint64_t picks; };
             static bv *find(hv_sched_policy *p, int32_t id) {
                 for (uint32_t i = 0; i < p->nv; i++) if (p->v[i].id == id) return &p->v[i];
                 return NULL;
@@ -289,6 +329,8 @@ struct SchedulingEnv {
             }
             static int init_unknown(hv_sched_policy **o, uint32_t n) { (void)n; return init_common(o, 0); }
             static int init_starve(hv_sched_policy **o, uint32_t n) { (void)n; return init_common(o, 1); }
+            static int init_loop(hv_sched_policy **o, uint32_t n) { (void)n; int rc = init_common(o, 0); if (rc == HV_OK) (*o)->hang = 1; return rc; }
+            static int init_sleep(hv_sched_policy **o, uint32_t n) { (void)n; int rc = init_common(o, 0); if (rc == HV_OK) (*o)->hang = 2; return rc; }
             static void fini(hv_sched_policy *p) { free(p); }
             static int add(hv_sched_policy *p, int32_t id, int32_t vm, const hv_sched_params *x) {
                 (void)vm; (void)x; if (p->nv == 64) return HV_ENOSPC;
@@ -305,7 +347,9 @@ struct SchedulingEnv {
                 (void)t;
                 if (p->cur[pcpu] >= 0) { bv *o = find(p, p->cur[pcpu]); if (o) o->on = -1; p->cur[pcpu] = -1; }
                 out->vcpu = -1; out->slice_ns = 5000000;
-                if (!p->starve && ++p->picks >= 50) { out->vcpu = 4242; return; }
+                if (p->hang == 1 && ++p->picks >= 50) for (volatile int spin = 1; spin;) {}
+                if (p->hang == 2 && ++p->picks >= 50) { struct timespec ten = { 10, 0 }; nanosleep(&ten, NULL); }
+                if (!p->starve && !p->hang && ++p->picks >= 50) { out->vcpu = 4242; return; }
                 bv *best = NULL;
                 for (uint32_t k = 0; k < p->nv; k++) {
                     bv *c = &p->v[p->starve ? k : (p->next + k) % p->nv];
@@ -320,10 +364,14 @@ struct SchedulingEnv {
             static int params(hv_sched_policy *p, int32_t id, const hv_sched_params *x) { (void)p; (void)id; (void)x; return HV_OK; }
             static const hv_sched_ops ops_unknown = { sizeof(hv_sched_ops), init_unknown, fini, add, rm, wake, block, NULL, pick, account, params, NULL };
             static const hv_sched_ops ops_starve = { sizeof(hv_sched_ops), init_starve, fini, add, rm, wake, block, NULL, pick, account, params, NULL };
+            static const hv_sched_ops ops_loop = { sizeof(hv_sched_ops), init_loop, fini, add, rm, wake, block, NULL, pick, account, params, NULL };
+            static const hv_sched_ops ops_sleep = { sizeof(hv_sched_ops), init_sleep, fini, add, rm, wake, block, NULL, pick, account, params, NULL };
+            static const hv_sched_policy_desc d_loop = { sizeof(hv_sched_policy_desc), 0, "bad-loop", "pick_next never returns from its 50th call on", &ops_loop };
+            static const hv_sched_policy_desc d_sleep = { sizeof(hv_sched_policy_desc), 0, "bad-sleep", "pick_next sleeps 10 s from its 50th call on", &ops_sleep };
             static const hv_sched_policy_desc d_unknown = { sizeof(hv_sched_policy_desc), 0, "bad-unknown", "returns an unknown vCPU", &ops_unknown };
             static const hv_sched_policy_desc d_starve = { sizeof(hv_sched_policy_desc), 0, "bad-starve", "starves all but one vCPU", &ops_starve };
-            static const hv_sched_policy_desc *const list[] = { &d_unknown, &d_starve };
-            static const hv_sched_factory factory = { sizeof(hv_sched_factory), HV_ABI_VERSION, 2, 0, list };
+            static const hv_sched_policy_desc *const list[] = { &d_unknown, &d_starve, &d_loop, &d_sleep };
+            static const hv_sched_factory factory = { sizeof(hv_sched_factory), HV_ABI_VERSION, 4, 0, list };
             static const void *get_factory(const char *id) { return strcmp(id, HV_FACTORY_SCHED_POLICY) == 0 ? &factory : NULL; }
             static const char *const ids[] = { HV_FACTORY_SCHED_POLICY, NULL };
             static const hv_plugin_entry entry = { sizeof(hv_plugin_entry), HV_ABI_VERSION, "org.test.sched.bad",
@@ -343,6 +391,7 @@ struct SchedulingEnv {
 struct SchedulingRun {
     let env: SchedulingEnv
     let socket: String
+    let pid: Int32
 
     struct VCPU {
         var time: Double

@@ -62,4 +62,11 @@ struct ckvm_msr_list {
     struct kvm_msr_list header;
     __u32 indices[CKVM_MAX_MSR_INDICES];
 };
+/* Confines the calling thread (a vCPU thread, just before its run loop) with a seccomp
+ * filter: only the system calls the run loop and device calls need (KVM ioctls, futexes,
+ * signals, time, memory, I/O on open descriptors, thread exit). Any other call, by the
+ * VMkernel or a plugin's handler on that thread, writes a line naming it to stderr and
+ * kills the process with SIGSYS. Returns 0 or -errno. */
+int ckvm_confine_vcpu_thread(void);
+
 #endif

@@ -58,15 +58,66 @@ package struct ELFImage: Sendable {
     /// ELFCLASS32 (i386): only 32-bit entries (PVH, multiboot) can start it.
     let is32Bit: Bool
 
-    /// Reads and parses the file at `path`.
+    /// Reads and parses the file at `path`: the ELF header first (anything that is not
+    /// ELF is refused before more is read), then only as far as its program headers and
+    /// the PT_LOAD/PT_NOTE segments they name reach, not the whole file.
     package init(contentsOf path: String) throws(BootError) {
-        let bytes: [UInt8]
-        do {
-            bytes = try HostFile.read(path)
-        } catch {
-            throw BootError(file: path, reason: .unreadable(String(cString: strerror(error.errno))))
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw BootError(file: path, reason: .unreadable(String(cString: strerror(errno)))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw BootError(file: path, reason: .unreadable(String(cString: strerror(errno)))) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw BootError(file: path, reason: .unreadable("not a regular file")) }
+        let size = UInt64(st.st_size)
+        /// `count` bytes at `offset` (fewer at the end of the file); nil on a read error.
+        func read(at offset: UInt64, count: UInt64) -> [UInt8]? {
+            guard count <= UInt64(Int.max), offset <= UInt64(Int64.max) else { return nil }
+            var bytes = [UInt8](repeating: 0, count: Int(count))
+            var filled = 0
+            while filled < bytes.count {
+                let n = bytes.withUnsafeMutableBytes {
+                    pread(fd, $0.baseAddress! + filled, $0.count - filled, off_t(offset) + off_t(filled))
+                }
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else { return nil }
+                if n == 0 { break }
+                filled += n
+            }
+            return Array(bytes[0..<filled])
         }
+        let unreadable = BootError(file: path, reason: .unreadable("read error"))
+        guard let header = read(at: 0, count: min(size, UInt64(Constants.headerSize))) else { throw unreadable }
+        // A short or non-ELF header: the parser says what is wrong with these bytes.
+        guard header.count == Constants.headerSize, header.starts(with: [0x7F, 0x45, 0x4C, 0x46]) else {
+            try self.init(bytes: header, path: path)
+            throw BootError(file: path, reason: .badMagic)
+        }
+        let extent = Self.extent(header: header, size: size, read: read)
+        guard let bytes = read(at: 0, count: extent) else { throw unreadable }
         try self.init(bytes: bytes, path: path)
+    }
+
+    /// How much of a file of `size` bytes the image needs: the header, the program
+    /// header table and every PT_LOAD/PT_NOTE file range (the whole file when one of
+    /// them does not fit, so the parser reports it against the real size).
+    private static func extent(header: [UInt8], size: UInt64,
+                               read: (_ at: UInt64, _ count: UInt64) -> [UInt8]?) -> UInt64 {
+        let h = ELFByteReader(bytes: header)
+        let phoff = h.u64(32), phnum = UInt64(h.u16(56))
+        let (tableEnd, overflow) = phoff.addingReportingOverflow(phnum &* UInt64(Constants.programHeaderSize))
+        guard !overflow, tableEnd <= size, h.u16(54) == UInt16(Constants.programHeaderSize) else { return size }
+        guard let table = read(phoff, tableEnd - phoff), UInt64(table.count) == tableEnd - phoff else { return size }
+        let t = ELFByteReader(bytes: table)
+        var end = max(UInt64(Constants.headerSize), tableEnd)
+        for i in 0..<Int(phnum) {
+            let at = i * Constants.programHeaderSize
+            let type = t.u32(at)
+            guard type == Constants.ptLoad || type == Constants.ptNote else { continue }
+            let (segmentEnd, o) = t.u64(at + 8).addingReportingOverflow(t.u64(at + 32))
+            guard !o, segmentEnd <= size else { return size }
+            end = max(end, segmentEnd)
+        }
+        return end
     }
 
     /// Parses `bytes` as the contents of the file named `path` (used in messages).

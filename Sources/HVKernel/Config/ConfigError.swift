@@ -1,3 +1,5 @@
+import HVSupport
+
 /// A problem in a `.vmx` file, located precisely enough to fix it.
 ///
 /// `description` reads
@@ -28,16 +30,17 @@ package struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable 
         self.expected = expected
     }
 
+    /// Control characters of the file (in a value, a key, a path) are shown escaped.
     package var description: String {
-        var s = path
+        var s = path.escapingControlCharacters
         if let line { s += ":\(line)" }
         s += ": "
         if let key {
-            s += key
-            if let value { s += " = \"\(value)\"" }
+            s += key.escapingControlCharacters
+            if let value { s += " = \"\(value.escapingControlCharacters)\"" }
             s += ": "
         }
-        s += problem
+        s += problem.escapingControlCharacters
         s += ", expected "
         s += expected
         return s

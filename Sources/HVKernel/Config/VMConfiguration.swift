@@ -15,7 +15,8 @@ import HVSupport
 /// address; SCSI adapters "buslogic"; disks `persistent` (undoable ones `undoableAction` keep); `svga.present` FALSE (no
 /// display unless asked for); CPU shares normal, min 0 %, max 100 %, affinity all,
 /// htsharing any; memory shares normal, min 0, max = memsize; boot `pvh`; serial `stdout`;
-/// scheduler pool "default".
+/// scheduler pool "default"; reset limit 5 resets in 10 s; device calls reported after
+/// 100 ms and failing the VM after 5 s.
 package struct VMConfiguration: Sendable {
     /// Every entry of the file, including keys this type does not interpret.
     package let file: VMXFile
@@ -50,6 +51,11 @@ package struct VMConfiguration: Sendable {
     var schedulerPool: String
     /// `hv.cpuid.vmware`: advertise the VMware hypervisor CPUID signature.
     var advertisesVMwareHypervisor: Bool
+    /// `hv.resetLimit`: guest resets within a window that end the VM; nil ("off"): none.
+    package var resetLimit: ResetLimit? = .standard
+    /// `hv.deviceCallLimit`: how long a vCPU's device call may run before it is reported
+    /// and its pCPU slot given back, and before the VM is failed; nil ("off"): unwatched.
+    package var deviceCallLimits: DeviceCallWatch.Limits? = .standard
 
     /// Present NICs, by index.
     var networkAdapters: [NetworkAdapterConfiguration]
@@ -402,13 +408,26 @@ private final class Validator {
         validDevices = devices
         validBoot = boot
         validMemoryMiB = memory > 0 ? memory : nil
+        var resetLimit: ResetLimit? = .standard
+        if let e = entry("hv.resetLimit") {
+            if let parsed = ResetLimit.parse(e.value) { resetLimit = parsed }
+            else { report(e, "not a reset limit", expected: ResetLimit.expected) }
+        }
+        var deviceCallLimits: DeviceCallWatch.Limits? = .standard
+        if let e = entry("hv.deviceCallLimit") {
+            if let parsed = DeviceCallWatch.Limits.parse(e.value) { deviceCallLimits = parsed }
+            else { report(e, "not a device call limit", expected: DeviceCallWatch.Limits.expected) }
+        }
         guard problems.isEmpty, let boot else { return nil }
-        return VMConfiguration(
+        var configuration = VMConfiguration(
             file: file, directory: directory, displayName: displayName, guestOS: guestOS,
             configVersion: configVersion, virtualHardwareVersion: hwVersion, memoryMiB: memory,
             vcpuCount: vcpus, cpuScheduling: cpu, memoryScheduling: mem, boot: boot, serial: serial,
             schedulerPool: pool, advertisesVMwareHypervisor: vmwareCPUID, networkAdapters: nics,
             scsiAdapters: scsis, display: display, devices: devices, networks: networks)
+        configuration.resetLimit = resetLimit
+        configuration.deviceCallLimits = deviceCallLimits
+        return configuration
     }
 
     // MARK: sched.*

@@ -177,8 +177,9 @@ package struct VMXFile: Equatable, Sendable {
         switch c {
         case " ": return "a space"
         case "\t": return "a tab"
+        case "\0": return "a NUL byte"
         default:
-            if c.value < 0x20 || c.value == 0x7f {
+            if c.isControlCharacter {
                 return "control character U+\(String(c.value, radix: 16, uppercase: true))"
             }
             return "'\(Character(c))'"
@@ -235,6 +236,9 @@ package struct VMXFile: Equatable, Sendable {
                               expected: "end of line or a '#' comment", key: key)
             }
             value = decodeEscapes(inner[..<close])
+            if let problem = controlCharacterProblem(in: value, key: key) {
+                return refuse(problem, expected: "a value without control characters (names and paths cannot hold them)", key: key)
+            }
         } else {
             let end = valueText.firstIndex(of: "#") ?? valueText.endIndex
             let unquoted = trim(valueText[..<end])
@@ -243,8 +247,30 @@ package struct VMXFile: Equatable, Sendable {
                               expected: "a value in double quotes, key = \"value\"", key: key)
             }
             value = String(String.UnicodeScalarView(unquoted))
+            if let problem = controlCharacterProblem(in: value, key: key) {
+                return refuse(problem, expected: "a value without control characters (names and paths cannot hold them)", key: key)
+            }
         }
         return .entry(Entry(key: key, value: value, path: path, line: line))
+    }
+
+    /// Free-text keys where line breaks and tabs (`|0A`, `|09`) are content, as in ESX.
+    static func isFreeTextKey(_ key: String) -> Bool {
+        let k = key.lowercased()
+        return k == "annotation" || k.hasPrefix("guestinfo.")
+    }
+
+    /// NUL anywhere (a path would be cut at it), and any other control character outside
+    /// free-text keys (a name with `|0A` would add rows to listings and lines to logs).
+    private static func controlCharacterProblem(in value: String, key: String) -> String? {
+        guard let bad = value.unicodeScalars.first(where: \.isControlCharacter) else { return nil }
+        if bad.value != 0 && isFreeTextKey(key) {
+            guard let nul = value.unicodeScalars.first(where: { $0.value == 0 }) else { return nil }
+            return "\(describe(nul)) (|00) in the value of \"\(key)\""
+        }
+        let hex = String(bad.value, radix: 16, uppercase: true)
+        let escape = bad.value < 0x100 ? "|" + (hex.count < 2 ? "0" + hex : hex) : "U+" + hex
+        return "\(describe(bad)) (\(escape)) in the value of \"\(key)\""
     }
 
     /// Decodes VMware's `|XX` escapes (as bytes, so multi-byte UTF-8 survives).
@@ -278,17 +304,28 @@ package struct VMXFile: Equatable, Sendable {
 /// Small file-system helpers for configuration (Glibc; configuration is not a hot path).
 enum ConfigFiles {
     struct IOError: Error, CustomStringConvertible {
-        var errno: Int32
-        var description: String { String(cString: strerror(errno)) }
+        var description: String
+        init(errno: Int32) { description = String(cString: strerror(errno)) }
+        init(_ description: String) { self.description = description }
     }
 
+    /// Largest `.vmx` read (ESX's are a few KiB).
+    static let maximumConfigSize = 1 << 20
+
+    /// Reads a configuration file: a regular file of at most 1 MiB (`/dev/zero`, a FIFO
+    /// or a directory is refused before anything is read; O_NONBLOCK keeps a FIFO's
+    /// open from waiting for a writer).
     static func readText(_ path: String) throws(IOError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 { throw IOError(errno: errno) }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw IOError(errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw IOError("not a regular file") }
+        guard st.st_size <= maximumConfigSize else { throw IOError("\(st.st_size) bytes, larger than 1 MiB") }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
+        while bytes.count <= maximumConfigSize {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
@@ -297,6 +334,7 @@ enum ConfigFiles {
             if n == 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
         }
+        guard bytes.count <= maximumConfigSize else { throw IOError("it grew past 1 MiB while being read") }
         return String(decoding: bytes, as: UTF8.self)
     }
 

@@ -1,3 +1,5 @@
+import HVSupport
+
 /// Console commands about the host and its VMs.
 extension ServiceConsole {
     package func registerHostCommands(_ host: VMHost) {
@@ -7,7 +9,8 @@ extension ServiceConsole {
         register("vms", summary: "list running VMs: name, memory, vCPUs, exits, state") { _ in
             var lines = ["NAME\tMEMORY\tVCPUS\tEXITS\tSTATE"]
             for vm in host.vms {
-                lines.append("\(vm.name)\t\(vm.configuration.memoryMiB) MiB\t\(vm.configuration.vcpuCount)\t\(vm.exitCount)\t\(vm.stateDescription)")
+                // One row per VM whatever its name and stop reason hold.
+                lines.append("\(vm.name.escapingControlCharacters)\t\(vm.configuration.memoryMiB) MiB\t\(vm.configuration.vcpuCount)\t\(vm.exitCount)\t\(vm.stateDescription.escapingControlCharacters)")
             }
             return lines.joined(separator: "\n")
         }

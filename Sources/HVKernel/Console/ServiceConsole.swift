@@ -12,7 +12,10 @@ import HVSupport
 /// a client that does not finish its request line within `requestTimeout` is dropped,
 /// so a slow or idle client delays nobody else. The socket is the host user's alone:
 /// mode 0600, and every peer's credentials (`SO_PEERCRED`) must be root's or the host
-/// process's own uid. A path holding anything but a stale socket is never replaced.
+/// process's own uid; with a console group (`--console-group`) the socket is 0660 in that
+/// group and its members are answered too. A path holding anything but a stale socket is
+/// never replaced, and an exclusive lock on `PATH.lock` (held while the console lives)
+/// makes a second host refuse the path even while the first is still starting.
 package final class ServiceConsole: @unchecked Sendable {
     typealias Handler = ([String]) throws -> String
 
@@ -39,30 +42,54 @@ package final class ServiceConsole: @unchecked Sendable {
     private var closed = false
     /// Descriptors of the connections being served (open while listed here).
     private var clients: Set<Int32> = []
+    /// Members of this group may use the console too.
+    let group: gid_t?
+    /// `PATH.lock`, flock'ed exclusively for the console's life.
+    private let lockFile: Int32
 
     /// Listens on `path`. A stale socket there (no server answers) is replaced; a live
     /// console, or a file that is not a socket, is an error and is left alone.
-    package init(path: String, requestTimeoutSeconds: Double = 5) throws {
+    package init(path: String, requestTimeoutSeconds: Double = 5, group: gid_t? = nil) throws {
         self.path = path
+        self.group = group
         self.requestTimeoutNanoseconds = UInt64(max(0.001, requestTimeoutSeconds) * 1e9)
         guard let addr = UnixSocketAddress(path: path) else {
             throw CommandError("console socket path \(path) is longer than \(UnixSocketAddress.maximumPathLength) bytes")
         }
-        try Self.removeStaleSocket(at: path, address: addr)
+        lockFile = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard lockFile >= 0 else { throw CommandError("cannot open the console lock \(path).lock: \(Self.errnoText(errno))") }
+        guard flock(lockFile, LOCK_EX | LOCK_NB) == 0 else {
+            let e = errno
+            close(lockFile)
+            if e == EWOULDBLOCK {
+                throw CommandError("another process is serving a console at \(path) (it holds \(path).lock: is another `hvhost run --console \(path)` running?); refusing to take it over")
+            }
+            throw CommandError("cannot lock \(path).lock: \(Self.errnoText(e))")
+        }
+        do { try Self.removeStaleSocket(at: path, address: addr) } catch {
+            close(lockFile)
+            throw error
+        }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw CommandError("socket: \(Self.errnoText(errno))") }
+        guard fd >= 0 else {
+            close(lockFile)
+            throw CommandError("socket: \(Self.errnoText(errno))")
+        }
         guard addr.bind(fd) == 0 else {
             let e = errno
             close(fd)
+            close(lockFile)
             throw CommandError("cannot listen on \(path): bind: \(Self.errnoText(e))")
         }
         // Owner only. Until this chmod the mode follows the umask; the peer-credential
         // check covers that moment.
         var st = stat()
-        guard listen(fd, SOMAXCONN) == 0, chmod(path, 0o600) == 0, lstat(path, &st) == 0 else {
+        guard listen(fd, SOMAXCONN) == 0, group.map({ chown(path, uid_t.max, $0) }) ?? 0 == 0,
+              chmod(path, group == nil ? 0o600 : 0o660) == 0, lstat(path, &st) == 0 else {
             let e = errno
             close(fd)
             unlink(path)
+            close(lockFile)
             throw CommandError("cannot listen on \(path): \(Self.errnoText(e))")
         }
         listener = fd
@@ -112,6 +139,7 @@ package final class ServiceConsole: @unchecked Sendable {
         }
         var st = stat()
         if lstat(path, &st) == 0, st.st_dev == boundFile.dev, st.st_ino == boundFile.ino { unlink(path) }
+        close(lockFile)     // the lock file stays: removing it would race the next host's lock
     }
 
     // MARK: Serving
@@ -164,7 +192,7 @@ package final class ServiceConsole: @unchecked Sendable {
         // The request is read before a refusal is sent: a client whose request we had
         // not read would get EPIPE (SIGPIPE) writing it and never see the refusal.
         let request = readRequest(fd, deadline: deadline)
-        if let refusal = Self.refusal(ofPeer: fd) {
+        if let refusal = Self.refusal(ofPeer: fd, group: group) {
             reply(refusal, to: fd)
             return
         }
@@ -218,7 +246,7 @@ package final class ServiceConsole: @unchecked Sendable {
 
     /// Why the peer on `fd` may not use the console, or nil when it may: it must run as
     /// root or as this process's effective uid.
-    private static func refusal(ofPeer fd: Int32) -> String? {
+    private static func refusal(ofPeer fd: Int32, group: gid_t?) -> String? {
         // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (the type needs _GNU_SOURCE).
         var cred: [UInt32] = [0, 0, 0]
         var length = socklen_t(MemoryLayout<UInt32>.size * cred.count)
@@ -226,12 +254,29 @@ package final class ServiceConsole: @unchecked Sendable {
         guard rc == 0, Int(length) == MemoryLayout<UInt32>.size * cred.count else {
             return "error: cannot read the peer's credentials: \(errnoText(errno))"
         }
-        let uid = uid_t(cred[1])
-        return isAllowed(peerUID: uid, hostUID: geteuid()) ? nil
-            : "error: permission denied: uid \(uid) is neither root nor the host's user (uid \(geteuid()))"
+        let uid = uid_t(cred[1]), gid = gid_t(cred[2])
+        if isAllowed(peerUID: uid, hostUID: geteuid()) { return nil }
+        guard let group else {
+            return "error: permission denied: uid \(uid) is neither root nor the host's user (uid \(geteuid()))"
+        }
+        if gid == group || groups(ofUID: uid, primary: gid).contains(group) { return nil }
+        return "error: permission denied: uid \(uid) is neither root, the host's user (uid \(geteuid())) nor in the console group (gid \(group))"
     }
 
     static func isAllowed(peerUID: uid_t, hostUID: uid_t) -> Bool { peerUID == 0 || peerUID == hostUID }
+
+    /// The groups of the user with `uid` (the peer's supplementary groups are not in
+    /// SO_PEERCRED; the group database is asked).
+    private static func groups(ofUID uid: uid_t, primary: gid_t) -> [gid_t] {
+        guard let pw = getpwuid(uid), let name = pw.pointee.pw_name else { return [primary] }
+        var count: Int32 = 64
+        var list = [gid_t](repeating: 0, count: Int(count))
+        if getgrouplist(name, primary, &list, &count) < 0 {
+            list = [gid_t](repeating: 0, count: Int(count))
+            guard getgrouplist(name, primary, &list, &count) >= 0 else { return [primary] }
+        }
+        return Array(list.prefix(Int(count)))
+    }
 
     // MARK: The socket path
 

@@ -47,6 +47,10 @@ final class VCPURunner: @unchecked Sendable {
     /// AP: an INIT arrived while it ran; it must leave the guest.
     private let initPending = Atomic<Bool>(false)
     private var thread: pthread_t?
+    /// This thread's device calls, watched (nil: `hv.deviceCallLimit = "off"`).
+    private var callWatch: DeviceCallWatch?
+    /// Set as the thread ends (``join()`` waits for it without blocking on a stuck call).
+    private let exited = Atomic<Bool>(false)
 
     init(vcpu: VirtualCPU, vm: VirtualMachine, interrupts: VCPUInterruptController,
          scheduler: Scheduler, schedVM: SchedulerVM, activity: VCPUActivity? = nil) {
@@ -59,6 +63,12 @@ final class VCPURunner: @unchecked Sendable {
         self.vcpuID = scheduler.makeVCPUID()
         waitingForSIPI = (activity ?? (vcpu.index == 0 ? .running : .waitingForSIPI)) == .waitingForSIPI
         halted = activity == .halted
+        callWatch = vm.configuration.deviceCallLimits.map { limits in
+            DeviceCallWatch(limits: limits,
+                            onStall: { [unowned self] site, elapsed in deviceCallStalled(site, elapsed: elapsed) },
+                            onFail: { [unowned self] site, elapsed in deviceCallFailed(site, elapsed: elapsed) },
+                            onReturn: { [unowned self] site, elapsed in deviceCallReturned(site, elapsed: elapsed) })
+        }
     }
 
     /// What the vCPU is doing, as suspend saves it (read while the VM is paused).
@@ -67,11 +77,54 @@ final class VCPURunner: @unchecked Sendable {
     }
 
     func start() {
-        thread = HostThread.spawn { [self] in main() }
+        thread = HostThread.spawn(name: "vcpu\(vcpu.index)") { [self] in main() }
     }
 
-    func join() {
-        if let t = thread { pthread_join(t, nil); thread = nil }
+    /// Waits for the thread to end; false (the thread detached, never joined) when it is
+    /// stuck in a device call past the fail limit: it may never return.
+    @discardableResult
+    func join() -> Bool {
+        guard let t = thread else { return true }
+        thread = nil
+        // A stop can come while a call is stuck below the fail limit: poll until the
+        // thread ends or the watchdog gives up on its call.
+        while !exited.load(ordering: .acquiring) {
+            if callWatch?.hasFailedCall == true {
+                pthread_detach(t)
+                return false
+            }
+            usleep(5_000)
+        }
+        pthread_join(t, nil)
+        return true
+    }
+
+    // MARK: Device call watchdog (called on the watchdog thread, except `Returned`)
+
+    /// A device call has not returned for the stall limit: report it and give the pCPU
+    /// slot back, so the pool runs other vCPUs meanwhile. The watch's lock is held: the
+    /// call cannot return half-way through.
+    private func deviceCallStalled(_ site: DeviceCallSite, elapsed: UInt64) {
+        vm.logger.warning("\(vm.name): vCPU \(vcpu.index): device call has not returned for \(elapsed / 1_000_000) ms: \(site.description); its pCPU slot is given back")
+        guard let m = currentMember else { return }
+        pool.block(m, ranNanoseconds: (m.cpuTime ?? m.cpuAtGrant) &- m.cpuAtGrant)
+    }
+
+    private func deviceCallFailed(_ site: DeviceCallSite, elapsed: UInt64) {
+        vm.stop(.failure("vCPU \(vcpu.index): device call did not return within \(elapsed / 1_000_000) ms: \(site.description); the VM is stopped and the vCPU's thread abandoned"))
+    }
+
+    /// On this vCPU's thread: a stalled call returned; wait for a slot again before the
+    /// guest goes on (nothing when the VM is stopping).
+    private func deviceCallReturned(_ site: DeviceCallSite, elapsed: UInt64) {
+        vm.logger.warning("\(vm.name): vCPU \(vcpu.index): device call returned after \(elapsed / 1_000_000) ms: \(site.description)")
+        guard !vm.isStopping, let m = currentMember else { return }
+        pool.wake(m)
+        let grantsBefore = m.grantCount
+        if let slot = pool.reschedule(m, ranNanoseconds: 0), m.grantCount != grantsBefore {
+            m.cpuAtGrant = HostThread.currentThreadCPUTime()
+            pin(m, to: slot)
+        }
     }
 
     /// Something changed for this vCPU (an interrupt, a stop request): wake it from HLT
@@ -129,9 +182,18 @@ final class VCPURunner: @unchecked Sendable {
 
     private func main() {
         vcpu.bindToCurrentThread()
+        callWatch?.bindToCurrentThread()
         defer {
             leavePool()
+            callWatch?.unbindFromCurrentThread()
             vcpu.unbindFromCurrentThread()
+            exited.store(true, ordering: .releasing)
+        }
+        if VCPUConfinement.isEnabled {
+            do { try vcpu.confineCurrentThread() } catch {
+                vm.stop(.failure("vCPU \(vcpu.index): \(error)"))
+                return
+            }
         }
         if vcpu.index == 0 {
             guard joinPool() else { return }

@@ -22,6 +22,8 @@ package final class VMHost: @unchecked Sendable {
         var watcher: pthread_t?
         var outcome: VMStopReason?
         var resets = 0
+        /// Host ns of the resets inside the configuration's reset-limit window.
+        var recentResets: [UInt64] = []
         init(configuration: VMConfiguration, vm: VirtualMachine) {
             self.configuration = configuration
             self.vm = vm
@@ -106,6 +108,10 @@ package final class VMHost: @unchecked Sendable {
     private func watch(_ slot: Slot) {
         while true {
             var reason = slot.vm.waitUntilStopped()
+            if reason == .guestReset, let loop = resetLoop(slot) {
+                reason = .failure(loop)
+                logger.error("\(slot.vm.name): \(reason)")
+            }
             if reason == .guestReset, !lock.withLock({ shuttingDown }) {
                 do {
                     let fresh = try VirtualMachine(configuration: slot.configuration, host: services, logger: logger,
@@ -134,6 +140,18 @@ package final class VMHost: @unchecked Sendable {
             lock.withLock { slot.outcome = reason }
             return
         }
+    }
+
+    /// Counts a guest reset; the reason to give up when it completes the configured
+    /// number within the window (a guest that resets at once would otherwise reboot ~100
+    /// times a second forever).
+    private func resetLoop(_ slot: Slot) -> String? {
+        guard let limit = slot.configuration.resetLimit else { return nil }
+        let now = VMClock.hostNanoseconds()
+        let window = UInt64(limit.seconds) * 1_000_000_000
+        slot.recentResets = slot.recentResets.filter { now &- $0 < window } + [now]
+        guard slot.recentResets.count >= limit.count else { return nil }
+        return "guest reset loop: \(slot.recentResets.count) resets within \(limit.seconds) s (hv.resetLimit \(limit)); powered off"
     }
 
     package func powerOffAll() {

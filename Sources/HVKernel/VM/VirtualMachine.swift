@@ -214,6 +214,8 @@ package final class VirtualMachine: @unchecked Sendable {
     private func runner(_ index: Int) -> VCPURunner? { index < runners.count ? runners[index] : nil }
 
     private static let stdinClaimed = Atomic<Bool>(false)
+    /// VMs stopped with a vCPU thread stuck in a device call, kept alive for that thread.
+    private static let abandoned = HostLocked<[VirtualMachine]>([])
 
     private static func chipsetConfiguration(for configuration: VMConfiguration) throws -> ChipsetConfiguration {
         var chipset = ChipsetConfiguration(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
@@ -358,8 +360,17 @@ package final class VirtualMachine: @unchecked Sendable {
             while stopReason == nil { state.wait() }
             return stopReason!
         }
-        for r in runners { r.join() }
+        let abandoned = runners.filter { !$0.join() }
         unregisterFromScheduler()
+        guard abandoned.isEmpty else {
+            // A vCPU thread is stuck in a device call, holding that device's lock: the
+            // devices are left alone (a destroy or a timer would wait on it for good)
+            // and this VM's objects stay alive for the thread, should it ever return.
+            timers.stop(waiting: false)
+            Self.abandoned.withLock { $0.append(self) }
+            chipset.configuration.serial?.flush()
+            return reason
+        }
         timers.stop()
         for d in devices { d.destroy() }
         // A guest reset or a suspend is not a power-off: the VM comes back on its redo logs.

@@ -30,13 +30,13 @@ final class PluginLegacyRegion: BusDevice {
             return
         }
         var value: UInt64 = ~0
-        device.call { value = read($0, opaque, base + offset, UInt32(data.count)) }
+        device.call(.windowRead(address: base + offset, size: data.count)) { value = read($0, opaque, base + offset, UInt32(data.count)) }
         data.storeLittleEndian(value)
     }
 
     func write(offset: UInt64, data: UnsafeRawBufferPointer) {
         guard isAccessSize(data.count), let write = writeHandler else { return }
-        device.call { write($0, opaque, base + offset, UInt32(data.count), data.littleEndianValue) }
+        device.call(.windowWrite(address: base + offset, size: data.count)) { write($0, opaque, base + offset, UInt32(data.count), data.littleEndianValue) }
     }
 }
 

@@ -7,7 +7,7 @@ extension PluginExtensions {
         var t = hv_net_offload_ext()
         t.struct_size = UInt32(MemoryLayout<hv_net_offload_ext>.size)
         t.send_offload = { port, frame, len, offload in
-            guard let port, let frame, let offload,
+            guard let p = PluginNetPort.from(port), let frame, let offload,
                   offload.pointee.struct_size >= UInt32(MemoryLayout<hv_net_offload>.size),
                   (14...Ethernet.maximumFrameLength).contains(len) else { return HV_EINVAL }
             let o = offload.pointee
@@ -17,7 +17,7 @@ extension PluginExtensions {
             // The host works on its own copy: the plugin's frame is const.
             return withUnsafeTemporaryAllocation(byteCount: len, alignment: 16) { copy in
                 copy.copyMemory(from: UnsafeRawBufferPointer(start: frame, count: len))
-                switch PluginNetPort.from(port).port.send(copy, offload: request) {
+                switch p.port.send(copy, offload: request) {
                 case .sent: return HV_OK
                 case .invalidLength: return HV_EINVAL
                 case .linkDown: return HV_EAGAIN
@@ -25,8 +25,8 @@ extension PluginExtensions {
             }
         }
         t.set_rx_large = { port, large in
-            guard let port else { return HV_EINVAL }
-            PluginNetPort.from(port).port.takesLargeFrames = large != 0
+            guard let p = PluginNetPort.from(port) else { return HV_EINVAL }
+            p.port.takesLargeFrames = large != 0
             return HV_OK
         }
         return t

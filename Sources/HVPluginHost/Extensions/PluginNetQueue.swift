@@ -7,18 +7,18 @@ extension PluginExtensions {
         var t = hv_net_queue_ext()
         t.struct_size = UInt32(MemoryLayout<hv_net_queue_ext>.size)
         t.send_guest = { port, segments, count, padTo in
-            guard let port, let segments else { return HV_EINVAL }
-            return PluginNetPort.from(port).sendGuest(UnsafeBufferPointer(start: segments, count: Int(count)),
+            guard let p = PluginNetPort.from(port), let segments else { return HV_EINVAL }
+            return p.sendGuest(UnsafeBufferPointer(start: segments, count: Int(count)),
                                                       padTo: Int(padTo))
         }
         t.rx_backpressure = { port, enable in
-            guard let port else { return HV_EINVAL }
-            PluginNetPort.from(port).port.holdsFramesWhenFull = enable != 0
+            guard let p = PluginNetPort.from(port) else { return HV_EINVAL }
+            p.port.holdsFramesWhenFull = enable != 0
             return HV_OK
         }
         t.rx_ready = { port in
-            guard let port else { return }
-            PluginNetPort.from(port).port.receiveReady()
+            guard let p = PluginNetPort.from(port) else { return }
+            p.port.receiveReady()
         }
         return t
     }

@@ -26,7 +26,7 @@ extension PluginExtensions {
             return PluginExtensions.installROM(bytes, from: source, on: d)
         }
         t.set_bytes = { host, data, len in
-            guard let d = PluginDevice.from(host), let data else { return HV_EINVAL }
+            guard let d = PluginDevice.from(host), let data, len >= 0 else { return HV_EINVAL }
             let source = "of \(len) bytes"
             if let refused = PluginExtensions.romRefusal(d, source) { return refused }
             guard UInt64(len) <= PCIExpansionROM.maximumSize else {

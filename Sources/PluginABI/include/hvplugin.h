@@ -1211,7 +1211,11 @@ typedef struct hv_sched_pick {
  * pool; `vm` groups sibling vCPUs of one VM. Times are pool-clock nanoseconds.
  * The host validates every pick (runnable, in this pool, allowed on the pCPU) and
  * replaces a policy that misbehaves or starves a runnable vCPU past its watchdog
- * with the built-in fallback.
+ * with the built-in fallback. In a VMkernel pool the ops of one instance run on a
+ * host thread of that instance's own, under a deadline (hvhost
+ * --sched-call-deadline-ms, 250 ms by default): an op still running then is abandoned
+ * on that thread, which is never called, joined or deinit'ed again, and the pool
+ * switches to the fallback.
  *
  * Call sequence (the VMkernel's pools and `hvhost sched-sim` both follow it):
  *  - vcpu_add is followed at once by wake: a vCPU added is not runnable before.
