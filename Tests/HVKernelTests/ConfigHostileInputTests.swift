@@ -137,7 +137,7 @@ import Testing
             }
             if let c = check.configuration {
                 #expect(!c.displayName.unicodeScalars.contains { $0.isControlCharacter })
-                #expect(!c.kernelPath.unicodeScalars.contains { $0.value == 0 })
+                #expect(!(c.kernelPath ?? "").unicodeScalars.contains { $0.value == 0 })
             }
         }
         print(".vmx fuzz: \(iterations) mutations in \(String(format: "%.2f", Date().timeIntervalSince(started))) s: \(accepted) accepted, \(refused) refused")
