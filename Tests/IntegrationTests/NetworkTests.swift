@@ -27,6 +27,23 @@ final class NetworkTests: XCTestCase {
         return UInt16(bigEndian: addr.sin_port)
     }
 
+    /// Polls /proc/net/tcp until a socket listens on 127.0.0.1:`port` (at most 60 s).
+    private static func waitUntilListening(port: UInt16) -> Bool {
+        let local = String(format: "0100007F:%04X", port)
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8),
+               table.split(separator: "\n").contains(where: {
+                   let f = $0.split(separator: " ")
+                   return f.count > 3 && f[1] == local && f[3] == "0A"   // state 0A = LISTEN
+               }) {
+                return true
+            }
+            usleep(10_000)
+        }
+        return false
+    }
+
     private func qemuArgs(netdev: String, mac: String, append: String) -> [String] {
         Self.guestArgs + ["-netdev", "socket,id=n0,\(netdev)", "-device", "pcnet,netdev=n0,mac=\(mac)",
                           "-kernel", HostHarness.guest("net-ping"), "-append", append]
@@ -42,7 +59,9 @@ final class NetworkTests: XCTestCase {
         let responder = HostHarness.run(
             qemu, qemuArgs(netdev: "listen=127.0.0.1:\(port)", mac: "52:54:00:12:34:02",
                            append: "ip=10.0.0.2 role=respond count=5 timeout=40"), timeout: 90) { _ in
-            usleep(500_000) // let the listener open its socket
+            // Connecting early would fail: wait until QEMU's socket listens (a probe
+            // connection would take its one accept).
+            XCTAssertTrue(Self.waitUntilListening(port: port), "QEMU never listened on 127.0.0.1:\(port)")
             pinger = HostHarness.run(qemu, self.qemuArgs(netdev: "connect=127.0.0.1:\(port)", mac: "52:54:00:12:34:01",
                                                          append: "ip=10.0.0.1 peer=10.0.0.2 role=ping count=5"),
                                      timeout: 90)
