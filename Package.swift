@@ -45,6 +45,9 @@ let package = Package(
     targets: [
         // THE plugin ABI: a C99 header and nothing else a plugin links against.
         .target(name: "PluginABI", path: "Sources/PluginABI"),
+        // Swift conveniences for Swift plugins (descriptors, instance handles, host
+        // extension lookup, NIC configuration); depends on PluginABI only.
+        .target(name: "PluginKit", dependencies: ["PluginABI"], path: "Sources/PluginKit"),
         // Request numbers and structs from <linux/kvm.h>, which Swift cannot import as macros.
         .target(name: "CKVM", path: "Sources/CKVM"),
         // libffi (Debian libffi-dev): HVPluginHost calls plugins' typed commands through it.
@@ -92,13 +95,13 @@ let package = Package(
             path: "Sources/hvhost"
         ),
         // The Vlance NIC (AMD PCnet-PCI II) as a dynamically loaded device plugin.
-        .target(name: "Vlance", dependencies: ["PluginABI"], path: "Plugins/Vlance", exclude: ["README.md"]),
+        .target(name: "Vlance", dependencies: ["PluginABI", "PluginKit"], path: "Plugins/Vlance", exclude: ["README.md"]),
         // The BusLogic BT-958 SCSI host adapter (hv.scsi/1) as a dynamically loaded device plugin.
-        .target(name: "BusLogic", dependencies: ["PluginABI"], path: "Plugins/BusLogic", exclude: ["README.md"]),
+        .target(name: "BusLogic", dependencies: ["PluginABI", "PluginKit"], path: "Plugins/BusLogic", exclude: ["README.md"]),
         // The Vmxnet NIC (VMXNET3) as a dynamically loaded device plugin.
-        .target(name: "Vmxnet", dependencies: ["PluginABI"], path: "Plugins/Vmxnet", exclude: ["README.md"]),
+        .target(name: "Vmxnet", dependencies: ["PluginABI", "PluginKit"], path: "Plugins/Vmxnet", exclude: ["README.md"]),
         // The LSILogic SCSI adapter (LSI53C1030 Fusion-MPT) on the hv.scsi/1 extension.
-        .target(name: "LSILogic", dependencies: ["PluginABI"], path: "Plugins/LSILogic", exclude: ["README.md"]),
+        .target(name: "LSILogic", dependencies: ["PluginABI", "PluginKit"], path: "Plugins/LSILogic", exclude: ["README.md"]),
         // Scheduler policies: propshare, roundrobin, cosched-strict/-relaxed (Plugins/SchedPolicies).
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),

@@ -137,10 +137,6 @@ final class BusLogicDevice {
         mutex.deallocate()
     }
 
-    static func from(_ p: OpaquePointer?) -> BusLogicDevice? {
-        guard let p else { return nil }
-        return Unmanaged<BusLogicDevice>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
-    }
 
     // MARK: locking
 

@@ -1,16 +1,11 @@
 import Glibc
 import PluginABI
+import PluginKit
 
 // The plugin descriptor: id "org.hvproject.buslogic", factory "hv.device/1", one SCSI
 // adapter model "buslogic". Everything the host reads is allocated once and never freed.
 
-private func cString(_ s: StaticString) -> UnsafePointer<CChar> {
-    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
-}
-
-private let abiVersion: UInt32 = (HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR
-
-private func instance(_ dev: OpaquePointer?) -> BusLogicDevice? { BusLogicDevice.from(dev) }
+private func instance(_ dev: OpaquePointer?) -> BusLogicDevice? { InstanceHandle.object(dev, as: BusLogicDevice.self) }
 
 private let busLogicOps: UnsafePointer<hv_device_ops> = {
     var ops = hv_device_ops()
@@ -27,11 +22,9 @@ private let busLogicOps: UnsafePointer<hv_device_ops> = {
     ops.destroy = { dev in
         guard let dev, let device = instance(dev) else { return }
         device.shutdown()
-        Unmanaged<BusLogicDevice>.fromOpaque(UnsafeRawPointer(dev)).release()
+        InstanceHandle.release(dev, as: BusLogicDevice.self)
     }
-    let p = UnsafeMutablePointer<hv_device_ops>.allocate(capacity: 1)
-    p.initialize(to: ops)
-    return UnsafePointer(p)
+    return permanent(ops)
 }()
 
 private let barRead: hv_bar_read_fn = { dev, _, offset, size in
@@ -55,28 +48,15 @@ private let scsiComplete: hv_scsi_complete_fn = { dev, tag, result in
     instance(dev)?.completed(tag: tag, result: result)
 }
 
-private func extensionTable<T>(_ services: hv_host_services, _ host: OpaquePointer, _ id: String, _: T.Type)
-    -> UnsafePointer<T>? {
-    guard let lookup = services.get_extension,
-          let raw = id.withCString({ lookup(host, $0) }) else { return nil }
-    let table = raw.assumingMemoryBound(to: T.self)
-    // Every extension table starts with its struct_size.
-    guard raw.load(as: UInt32.self) >= UInt32(MemoryLayout<T>.size) else { return nil }
-    return table
-}
 
 private func busLogicCreate(_ services: UnsafePointer<hv_host_services>?, _ host: OpaquePointer?,
                             _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guard let services, let host, let out else { return HV_EINVAL }
     let hs = services.pointee
-    guard hs.struct_size >= UInt32(MemoryLayout<hv_host_services>.size),
-          hs.abi_version >> 16 == HV_ABI_VERSION_MAJOR,
-          let log = hs.log, let setIdentity = hs.pci_set_identity, let addBAR = hs.pci_add_bar else {
-        return HV_ENOTSUP
-    }
-    func say(_ level: Int32, _ text: String) { text.withCString { log(host, level, $0) } }
+    guard hs.isCompatible, let setIdentity = hs.pci_set_identity, let addBAR = hs.pci_add_bar else { return HV_ENOTSUP }
+    func say(_ level: Int32, _ text: String) { hs.log(level, text, host: host) }
 
-    guard let scsi = extensionTable(hs, host, HV_EXT_SCSI, hv_scsi_ext.self), let busOpen = scsi.pointee.bus_open else {
+    guard let scsi = hs.extensionTable(HV_EXT_SCSI, host: host, as: hv_scsi_ext.self), let busOpen = scsi.pointee.bus_open else {
         say(HV_LOG_ERROR, "the host does not offer \(HV_EXT_SCSI) (ABI 1.2)")
         return HV_ENOTSUP
     }
@@ -115,13 +95,13 @@ private func busLogicCreate(_ services: UnsafePointer<hv_host_services>?, _ host
 
     guard let device = BusLogicDevice(services: services, host: host, scsi: scsi, bus: bus,
                                       completion: scsiComplete) else { return HV_ENOTSUP }
-    let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
+    let handle = InstanceHandle.retain(device)
 
     // The ISA-compatible windows (0x330 by default), claimed as the three 8-port blocks
     // 0x330, 0x230 and 0x130 (two windows each); Modify I/O Address picks the one that
     // decodes. A second adapter finds 0x330 taken (the host logs it once) and runs with
     // its ISA port disabled.
-    if let legacy = extensionTable(hs, host, HV_EXT_LEGACY_IO, hv_legacy_io_ext.self), let claim = legacy.pointee.claim {
+    if let legacy = hs.extensionTable(HV_EXT_LEGACY_IO, host: host, as: hv_legacy_io_ext.self), let claim = legacy.pointee.claim {
         for (block, base) in BusLogicDevice.isaBlocks.enumerated() {
             var region = hv_legacy_region()
             region.struct_size = UInt32(MemoryLayout<hv_legacy_region>.size)
@@ -157,46 +137,11 @@ private let busLogicModel: UnsafePointer<hv_device_model> = {
     m.state_version = BusLogicDevice.stateVersion
     m.create = { services, host, out in busLogicCreate(services, host, out) }
     m.ops = busLogicOps
-    let p = UnsafeMutablePointer<hv_device_model>.allocate(capacity: 1)
-    p.initialize(to: m)
-    return UnsafePointer(p)
+    return permanent(m)
 }()
 
-private let busLogicFactory: UnsafePointer<hv_device_factory> = {
-    let models = UnsafeMutablePointer<UnsafePointer<hv_device_model>?>.allocate(capacity: 1)
-    models.initialize(to: busLogicModel)
-    var f = hv_device_factory()
-    f.struct_size = UInt32(MemoryLayout<hv_device_factory>.size)
-    f.abi_version = abiVersion
-    f.model_count = 1
-    f.models = UnsafePointer(models)
-    let p = UnsafeMutablePointer<hv_device_factory>.allocate(capacity: 1)
-    p.initialize(to: f)
-    return UnsafePointer(p)
-}()
-
-private let deviceFactoryID = cString("hv.device/1")
-
-private let busLogicEntry: UnsafePointer<hv_plugin_entry> = {
-    let ids = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 2)
-    ids.initialize(to: deviceFactoryID)
-    (ids + 1).initialize(to: nil)
-    var e = hv_plugin_entry()
-    e.struct_size = UInt32(MemoryLayout<hv_plugin_entry>.size)
-    e.abi_version = abiVersion
-    e.id = cString("org.hvproject.buslogic")
-    e.name = cString("BusLogic BT-958 SCSI host adapter")
-    e.version = cString("1.0.0")
-    e.vendor = cString("hvproject")
-    e.get_factory = { id in
-        guard let id, strcmp(id, deviceFactoryID) == 0 else { return nil }
-        return UnsafeRawPointer(busLogicFactory)
-    }
-    e.factory_ids = UnsafePointer(ids)
-    let p = UnsafeMutablePointer<hv_plugin_entry>.allocate(capacity: 1)
-    p.initialize(to: e)
-    return UnsafePointer(p)
-}()
+private let busLogicEntry = devicePluginEntry(id: "org.hvproject.buslogic", name: "BusLogic BT-958 SCSI host adapter",
+                                         version: "1.0.0", vendor: "hvproject", models: [busLogicModel])
 
 /// The one exported symbol (HV_PLUGIN_ENTRY_SYMBOL).
 @_cdecl("hv_plugin_entry_v1")

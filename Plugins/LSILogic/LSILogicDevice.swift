@@ -173,10 +173,6 @@ final class LSILogicDevice {
         mutex.deallocate()
     }
 
-    static func from(_ p: OpaquePointer?) -> LSILogicDevice? {
-        guard let p else { return nil }
-        return Unmanaged<LSILogicDevice>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
-    }
 
     // MARK: locking
 

@@ -1,16 +1,11 @@
 import Glibc
 import PluginABI
+import PluginKit
 
 // The plugin descriptor: id "org.hvproject.lsilogic", factory "hv.device/1", one SCSI
 // adapter model "lsilogic". Everything the host reads is allocated once and never freed.
 
-private func cString(_ s: StaticString) -> UnsafePointer<CChar> {
-    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
-}
-
-private let abiVersion: UInt32 = (HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR
-
-private func instance(_ dev: OpaquePointer?) -> LSILogicDevice? { LSILogicDevice.from(dev) }
+private func instance(_ dev: OpaquePointer?) -> LSILogicDevice? { InstanceHandle.object(dev, as: LSILogicDevice.self) }
 
 private let lsiOps: UnsafePointer<hv_device_ops> = {
     var ops = hv_device_ops()
@@ -22,11 +17,9 @@ private let lsiOps: UnsafePointer<hv_device_ops> = {
     // instance afterwards.
     ops.destroy = { dev in
         guard let dev else { return }
-        Unmanaged<LSILogicDevice>.fromOpaque(UnsafeRawPointer(dev)).release()
+        InstanceHandle.release(dev, as: LSILogicDevice.self)
     }
-    let p = UnsafeMutablePointer<hv_device_ops>.allocate(capacity: 1)
-    p.initialize(to: ops)
-    return UnsafePointer(p)
+    return permanent(ops)
 }()
 
 private let barRead: hv_bar_read_fn = { dev, _, offset, size in
@@ -41,15 +34,10 @@ private func lsiCreate(_ services: UnsafePointer<hv_host_services>?, _ host: Opa
                        _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guard let services, let host, let out else { return HV_EINVAL }
     let hs = services.pointee
-    guard hs.struct_size >= UInt32(MemoryLayout<hv_host_services>.size),
-          hs.abi_version >> 16 == HV_ABI_VERSION_MAJOR,
-          let log = hs.log, let setIdentity = hs.pci_set_identity, let addBAR = hs.pci_add_bar,
-          let getExtension = hs.get_extension else { return HV_ENOTSUP }
-    func say(_ level: Int32, _ text: String) { text.withCString { log(host, level, $0) } }
+    guard hs.isCompatible, let setIdentity = hs.pci_set_identity, let addBAR = hs.pci_add_bar else { return HV_ENOTSUP }
+    func say(_ level: Int32, _ text: String) { hs.log(level, text, host: host) }
 
-    guard let ext = HV_EXT_SCSI.withCString({ getExtension(host, $0) })?.assumingMemoryBound(to: hv_scsi_ext.self),
-          ext.pointee.struct_size >= UInt32(MemoryLayout<hv_scsi_ext>.size),
-          let busOpen = ext.pointee.bus_open else {
+    guard let ext = hs.extensionTable(HV_EXT_SCSI, host: host, as: hv_scsi_ext.self), let busOpen = ext.pointee.bus_open else {
         say(HV_LOG_ERROR, "the host does not offer \(HV_EXT_SCSI) (ABI 1.2)")
         return HV_ENOTSUP
     }
@@ -87,7 +75,7 @@ private func lsiCreate(_ services: UnsafePointer<hv_host_services>?, _ host: Opa
         return rc < 0 ? rc : HV_EIO
     }
     guard let device = LSILogicDevice(services: services, host: host, scsi: ext, bus: bus) else { return HV_ENOTSUP }
-    let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
+    let handle = InstanceHandle.retain(device)
     out.pointee = handle
     return HV_OK
 }
@@ -102,46 +90,11 @@ private let lsiModel: UnsafePointer<hv_device_model> = {
     m.state_version = LSILogicDevice.stateVersion
     m.create = { services, host, out in lsiCreate(services, host, out) }
     m.ops = lsiOps
-    let p = UnsafeMutablePointer<hv_device_model>.allocate(capacity: 1)
-    p.initialize(to: m)
-    return UnsafePointer(p)
+    return permanent(m)
 }()
 
-private let lsiFactory: UnsafePointer<hv_device_factory> = {
-    let models = UnsafeMutablePointer<UnsafePointer<hv_device_model>?>.allocate(capacity: 1)
-    models.initialize(to: lsiModel)
-    var f = hv_device_factory()
-    f.struct_size = UInt32(MemoryLayout<hv_device_factory>.size)
-    f.abi_version = abiVersion
-    f.model_count = 1
-    f.models = UnsafePointer(models)
-    let p = UnsafeMutablePointer<hv_device_factory>.allocate(capacity: 1)
-    p.initialize(to: f)
-    return UnsafePointer(p)
-}()
-
-private let deviceFactoryID = cString("hv.device/1")
-
-private let lsiEntry: UnsafePointer<hv_plugin_entry> = {
-    let ids = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 2)
-    ids.initialize(to: deviceFactoryID)
-    (ids + 1).initialize(to: nil)
-    var e = hv_plugin_entry()
-    e.struct_size = UInt32(MemoryLayout<hv_plugin_entry>.size)
-    e.abi_version = abiVersion
-    e.id = cString("org.hvproject.lsilogic")
-    e.name = cString("LSI Logic 53C1030 Fusion-MPT SCSI adapter")
-    e.version = cString("1.0.0")
-    e.vendor = cString("hvproject")
-    e.get_factory = { id in
-        guard let id, strcmp(id, deviceFactoryID) == 0 else { return nil }
-        return UnsafeRawPointer(lsiFactory)
-    }
-    e.factory_ids = UnsafePointer(ids)
-    let p = UnsafeMutablePointer<hv_plugin_entry>.allocate(capacity: 1)
-    p.initialize(to: e)
-    return UnsafePointer(p)
-}()
+private let lsiEntry = devicePluginEntry(id: "org.hvproject.lsilogic", name: "LSI Logic 53C1030 Fusion-MPT SCSI adapter",
+                                         version: "1.0.0", vendor: "hvproject", models: [lsiModel])
 
 /// The one exported symbol (HV_PLUGIN_ENTRY_SYMBOL).
 @_cdecl("hv_plugin_entry_v1")

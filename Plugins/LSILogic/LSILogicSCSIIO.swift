@@ -1,11 +1,12 @@
 import PluginABI
+import PluginKit
 
 // SCSI IO requests: the frame and its scatter/gather list become one hv.scsi/1 command;
 // its completion becomes a context reply (success) or an address reply (anything else).
 
 /// The hv_scsi_complete_fn every request carries.
 let scsiCompletion: hv_scsi_complete_fn = { dev, tag, result in
-    guard let device = LSILogicDevice.from(dev), let result else { return }
+    guard let device = InstanceHandle.object(dev, as: LSILogicDevice.self), let result else { return }
     device.completed(tag: tag, result: result.pointee)
 }
 

@@ -1,5 +1,6 @@
 import Glibc
 import PluginABI
+import PluginKit
 
 // Declared keys and console commands (ABI 1.2): `hvhost plugins --keys vlance`,
 // `device VM ethernetN regs|csr N|bcr N|rings|counters`. The model is thread-safe, so
@@ -20,7 +21,7 @@ let vlanceKeyCount: UInt32 = 2
 
 /// Runs `body` with the device's mutex held; nothing when the instance is gone.
 private func locked(_ dev: OpaquePointer?, _ body: (VlanceDevice) -> Void) {
-    guard let d = VlanceDevice.from(dev), d.lockLive() else { return }
+    guard let d = InstanceHandle.object(dev, as: VlanceDevice.self), d.lockLive() else { return }
     body(d)
     d.finish()
 }

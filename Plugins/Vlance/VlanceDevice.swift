@@ -178,10 +178,6 @@ final class VlanceDevice {
         scratch.deallocate()
     }
 
-    static func from(_ p: OpaquePointer?) -> VlanceDevice? {
-        guard let p else { return nil }
-        return Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
-    }
 
     // MARK: locking
 

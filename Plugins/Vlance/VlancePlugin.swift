@@ -1,16 +1,11 @@
 import Glibc
 import PluginABI
+import PluginKit
 
 // The plugin descriptor: id "org.hvproject.vlance", factory "hv.device/1", one NIC model
 // "vlance". Everything the host reads is allocated once and never freed.
 
-func cString(_ s: StaticString) -> UnsafePointer<CChar> {
-    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
-}
-
-private let abiVersion: UInt32 = (HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR
-
-private func instance(_ dev: OpaquePointer?) -> VlanceDevice? { VlanceDevice.from(dev) }
+private func instance(_ dev: OpaquePointer?) -> VlanceDevice? { InstanceHandle.object(dev, as: VlanceDevice.self) }
 
 // MARK: device ops
 
@@ -25,11 +20,9 @@ private let vlanceOps: UnsafePointer<hv_device_ops> = {
     ops.load_state = { dev, reader, version in instance(dev)?.loadState(reader, version: version) ?? HV_EINVAL }
     ops.destroy = { dev in
         guard let dev, let device = instance(dev), device.shutdown() else { return }
-        Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(dev)).release()
+        InstanceHandle.release(dev, as: VlanceDevice.self)
     }
-    let p = UnsafeMutablePointer<hv_device_ops>.allocate(capacity: 1)
-    p.initialize(to: ops)
-    return UnsafePointer(p)
+    return permanent(ops)
 }()
 
 // MARK: create
@@ -59,82 +52,15 @@ private func makeClient(mac: [UInt8]) -> hv_net_client {
 /// Debian's iPXE PXE ROM for the PCnet (package ipxe-qemu).
 let defaultBootROM = "/usr/lib/ipxe/qemu/pxe-pcnet.rom"
 
-/// The PCI expansion ROM ("hv.rom/1") from the `bootRom` key: "none" (the host's answer
-/// when the boot order does not name this NIC), "default" (`defaultBootROM`, skipped with
-/// a warning when it is not installed) or a file path.
-private func offerBootROM(_ hs: hv_host_services, _ host: OpaquePointer, say: (Int32, String) -> Void) -> Int32 {
-    let setting = hs.config_get.flatMap { $0(host, cString("bootRom")) }.map { String(cString: $0) } ?? "none"
-    let trimmed = String(setting.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
-    guard trimmed.lowercased() != "none", !trimmed.isEmpty else { return 0 }
-    var path = trimmed
-    if trimmed.lowercased() == "default" {
-        guard access(defaultBootROM, R_OK) == 0 else {
-            say(HV_LOG_WARN, "bootRom: \(defaultBootROM) is not installed (apt-get install ipxe-qemu); no PXE ROM")
-            return 0
-        }
-        path = defaultBootROM
-    }
-    guard let lookup = hs.get_extension,
-          let raw = HV_EXT_ROM.withCString({ lookup(host, $0) }) else {
-        say(HV_LOG_ERROR, "bootRom = \"\(trimmed)\": the host does not offer \(HV_EXT_ROM)")
-        return HV_ENOTSUP
-    }
-    let ext = raw.assumingMemoryBound(to: hv_rom_ext.self)
-    guard ext.pointee.struct_size >= UInt32(MemoryLayout<hv_rom_ext>.size), let load = ext.pointee.load_file else {
-        return HV_ENOTSUP
-    }
-    return path.withCString { load(host, $0) }
-}
-
-/// hv.timer/1's timer_cancel_wait, when the host offers it.
-private func timerCancelWait(_ services: hv_host_services, _ host: OpaquePointer)
-    -> (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32)? {
-    guard let lookup = services.get_extension,
-          let raw = HV_EXT_TIMER.withCString({ lookup(host, $0) }) else { return nil }
-    let ext = raw.assumingMemoryBound(to: hv_timer_ext.self)
-    guard ext.pointee.struct_size >= UInt32(MemoryLayout<hv_timer_ext>.size) else { return nil }
-    return ext.pointee.timer_cancel_wait
-}
-
-/// Parses "00:50:56:12:34:56" (or with '-'); nil when malformed.
-func parseMAC(_ text: String) -> [UInt8]? {
-    let trimmed = text.filter { $0 != " " && $0 != "\t" }
-    let parts = trimmed.split(omittingEmptySubsequences: false, whereSeparator: { $0 == ":" || $0 == "-" })
-    guard parts.count == 6 else { return nil }
-    var mac: [UInt8] = []
-    for p in parts {
-        guard p.count == 2, let b = UInt8(p, radix: 16) else { return nil }
-        mac.append(b)
-    }
-    return mac
-}
-
 private func vlanceCreate(_ services: UnsafePointer<hv_host_services>?, _ host: OpaquePointer?,
                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guard let services, let host, let out else { return HV_EINVAL }
     let hs = services.pointee
-    guard hs.struct_size >= UInt32(MemoryLayout<hv_host_services>.size),
-          hs.abi_version >> 16 == HV_ABI_VERSION_MAJOR,
-          let log = hs.log, let configGet = hs.config_get, let setIdentity = hs.pci_set_identity,
-          let addBAR = hs.pci_add_bar, let timerCreate = hs.timer_create, let attach = hs.net_attach,
-          let linkUp = hs.net_link_up else { return HV_ENOTSUP }
-    func say(_ level: Int32, _ text: String) { text.withCString { log(host, level, $0) } }
+    guard hs.isCompatible, let setIdentity = hs.pci_set_identity, let addBAR = hs.pci_add_bar,
+          let timerCreate = hs.timer_create, let attach = hs.net_attach, let linkUp = hs.net_link_up else { return HV_ENOTSUP }
+    func say(_ level: Int32, _ text: String) { hs.log(level, text, host: host) }
 
-    // The MAC: a static "address", else the host's "generatedAddress".
-    var mac: [UInt8]
-    if let p = configGet(host, cString("address")) {
-        let text = String(cString: p)
-        guard let m = parseMAC(text), m[0] & 1 == 0 else {
-            say(HV_LOG_ERROR, "address = \"\(text.prefix(40))\": expected a unicast MAC address like 00:50:56:00:00:01")
-            return HV_EINVAL
-        }
-        mac = m
-    } else if let p = configGet(host, cString("generatedAddress")), let m = parseMAC(String(cString: p)), m[0] & 1 == 0 {
-        mac = m
-    } else {
-        say(HV_LOG_ERROR, "no usable address or generatedAddress for this NIC")
-        return HV_EINVAL
-    }
+    guard let mac = NICConfiguration.macAddress(hs, host: host) else { return HV_EINVAL }
 
     var identity = hv_pci_identity()
     identity.struct_size = UInt32(MemoryLayout<hv_pci_identity>.size)
@@ -148,7 +74,7 @@ private func vlanceCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
     var rc = setIdentity(host, &identity)
     guard rc >= 0 else { return rc }
 
-    rc = offerBootROM(hs, host, say: say)
+    rc = NICConfiguration.offerBootROM(hs, host: host, defaultROM: defaultBootROM)
     guard rc >= 0 else { return rc }
 
     for (index, kind) in [(UInt32(0), HV_BAR_IO), (UInt32(1), HV_BAR_MMIO32)] {
@@ -166,20 +92,18 @@ private func vlanceCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
 
     // Ports are queues ("hv.net-queue/1"): the NIC sends straight from the ring and the
     // switch holds frames while the guest has no receive buffer.
-    guard let getExtension = hs.get_extension,
-          let ext = HV_EXT_NET_QUEUE.withCString({ getExtension(host, $0) })?.assumingMemoryBound(to: hv_net_queue_ext.self),
-          ext.pointee.struct_size >= UInt32(MemoryLayout<hv_net_queue_ext>.size),
+    guard let ext = hs.extensionTable(HV_EXT_NET_QUEUE, host: host, as: hv_net_queue_ext.self),
           let backpressure = ext.pointee.rx_backpressure else {
         say(HV_LOG_ERROR, "the host does not offer \(HV_EXT_NET_QUEUE) (ABI 1.1)")
         return HV_ENOTSUP
     }
     guard let device = VlanceDevice(services: services, host: host, mac: mac, netQueue: ext) else { return HV_ENOTSUP }
-    let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
+    let handle = InstanceHandle.retain(device)
 
     device.pollTimer = timerCreate(host, pollCallback, nil)
-    device.timerCancelWait = timerCancelWait(hs, host)
+    device.timerCancelWait = hs.extensionTable(HV_EXT_TIMER, host: host, as: hv_timer_ext.self)?.pointee.timer_cancel_wait
     guard device.pollTimer != nil else {
-        Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(handle)).release()
+        InstanceHandle.release(handle, as: VlanceDevice.self)
         return HV_ENOMEM
     }
     var port: OpaquePointer?
@@ -187,14 +111,14 @@ private func vlanceCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
     rc = attach(host, &client, &port)
     guard rc >= 0, let port else {
         say(HV_LOG_ERROR, "cannot attach to the virtual switch (error \(rc))")
-        Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(handle)).release()
+        InstanceHandle.release(handle, as: VlanceDevice.self)
         return rc < 0 ? rc : HV_EIO
     }
     device.port = port
     device.linkUp = linkUp(port) != 0
     rc = backpressure(port, 1)
     guard rc >= 0 else {
-        Unmanaged<VlanceDevice>.fromOpaque(UnsafeRawPointer(handle)).release()
+        InstanceHandle.release(handle, as: VlanceDevice.self)
         return rc
     }
     out.pointee = handle
@@ -217,49 +141,11 @@ private let vlanceModel: UnsafePointer<hv_device_model> = {
     m.command_count = vlanceCommandCount
     m.keys = vlanceKeys
     m.commands = vlanceCommands
-    let p = UnsafeMutablePointer<hv_device_model>.allocate(capacity: 1)
-    p.initialize(to: m)
-    return UnsafePointer(p)
+    return permanent(m)
 }()
 
-private let vlanceFactory: UnsafePointer<hv_device_factory> = {
-    let models = UnsafeMutablePointer<UnsafePointer<hv_device_model>?>.allocate(capacity: 1)
-    models.initialize(to: vlanceModel)
-    var f = hv_device_factory()
-    f.struct_size = UInt32(MemoryLayout<hv_device_factory>.size)
-    f.abi_version = abiVersion
-    f.model_count = 1
-    f.reserved = 0
-    f.models = UnsafePointer(models)
-    let p = UnsafeMutablePointer<hv_device_factory>.allocate(capacity: 1)
-    p.initialize(to: f)
-    return UnsafePointer(p)
-}()
-
-private let deviceFactoryID = cString("hv.device/1")
-
-private let vlanceEntry: UnsafePointer<hv_plugin_entry> = {
-    let ids = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 2)
-    ids.initialize(to: deviceFactoryID)
-    (ids + 1).initialize(to: nil)
-    var e = hv_plugin_entry()
-    e.struct_size = UInt32(MemoryLayout<hv_plugin_entry>.size)
-    e.abi_version = abiVersion
-    e.id = cString("org.hvproject.vlance")
-    e.name = cString("Vlance (AMD PCnet-PCI II) NIC")
-    e.version = cString("1.0.0")
-    e.vendor = cString("hvproject")
-    e.`init` = nil
-    e.deinit = nil
-    e.get_factory = { id in
-        guard let id, strcmp(id, deviceFactoryID) == 0 else { return nil }
-        return UnsafeRawPointer(vlanceFactory)
-    }
-    e.factory_ids = UnsafePointer(ids)
-    let p = UnsafeMutablePointer<hv_plugin_entry>.allocate(capacity: 1)
-    p.initialize(to: e)
-    return UnsafePointer(p)
-}()
+private let vlanceEntry = devicePluginEntry(id: "org.hvproject.vlance", name: "Vlance (AMD PCnet-PCI II) NIC",
+                                             version: "1.0.0", vendor: "hvproject", models: [vlanceModel])
 
 /// The one exported symbol (HV_PLUGIN_ENTRY_SYMBOL).
 @_cdecl("hv_plugin_entry_v1")

@@ -164,10 +164,6 @@ final class VmxnetDevice {
         rxPlan.deallocate()
     }
 
-    static func from(_ p: OpaquePointer?) -> VmxnetDevice? {
-        guard let p else { return nil }
-        return Unmanaged<VmxnetDevice>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
-    }
 
     // MARK: locking
 

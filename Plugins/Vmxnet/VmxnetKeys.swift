@@ -1,4 +1,5 @@
 import PluginABI
+import PluginKit
 
 /// The keys vmxnetCreate reads through config_get (both are also the host's own NIC
 /// keys); declared so `hvhost validate` and `hvhost plugins --keys vmxnet` know them.

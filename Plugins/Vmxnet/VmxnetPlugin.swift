@@ -1,16 +1,11 @@
 import Glibc
 import PluginABI
+import PluginKit
 
 // The plugin descriptor: id "org.hvproject.vmxnet", factory "hv.device/1", one NIC model
 // "vmxnet" (a VMXNET3). Everything the host reads is allocated once and never freed.
 
-func cString(_ s: StaticString) -> UnsafePointer<CChar> {
-    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
-}
-
-private let abiVersion: UInt32 = (HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR
-
-private func instance(_ dev: OpaquePointer?) -> VmxnetDevice? { VmxnetDevice.from(dev) }
+private func instance(_ dev: OpaquePointer?) -> VmxnetDevice? { InstanceHandle.object(dev, as: VmxnetDevice.self) }
 
 private let vmxnetOps: UnsafePointer<hv_device_ops> = {
     var ops = hv_device_ops()
@@ -21,11 +16,9 @@ private let vmxnetOps: UnsafePointer<hv_device_ops> = {
     ops.load_state = { dev, reader, version in instance(dev)?.loadState(reader, version: version) ?? HV_EINVAL }
     ops.destroy = { dev in
         guard let dev, let device = instance(dev), device.shutdown() else { return }
-        Unmanaged<VmxnetDevice>.fromOpaque(UnsafeRawPointer(dev)).release()
+        InstanceHandle.release(dev, as: VmxnetDevice.self)
     }
-    let p = UnsafeMutablePointer<hv_device_ops>.allocate(capacity: 1)
-    p.initialize(to: ops)
-    return UnsafePointer(p)
+    return permanent(ops)
 }()
 
 private let barRead: hv_bar_read_fn = { dev, bar, offset, size in
@@ -58,59 +51,23 @@ private func makeClient(mac: [UInt8]) -> hv_net_client {
     return client
 }
 
-/// Parses "00:50:56:12:34:56" (or with '-'); nil when malformed.
-func parseMAC(_ text: String) -> [UInt8]? {
-    let trimmed = text.filter { $0 != " " && $0 != "\t" }
-    let parts = trimmed.split(omittingEmptySubsequences: false, whereSeparator: { $0 == ":" || $0 == "-" })
-    guard parts.count == 6 else { return nil }
-    var mac: [UInt8] = []
-    for p in parts {
-        guard p.count == 2, let b = UInt8(p, radix: 16) else { return nil }
-        mac.append(b)
-    }
-    return mac
-}
-
-private func extensionTable<T>(_ hs: hv_host_services, _ host: OpaquePointer, _ id: String, _: T.Type) -> UnsafePointer<T>? {
-    guard let lookup = hs.get_extension, let raw = id.withCString({ lookup(host, $0) }) else { return nil }
-    let table = raw.assumingMemoryBound(to: T.self)
-    // Every extension table starts with struct_size.
-    guard raw.load(as: UInt32.self) >= UInt32(MemoryLayout<T>.size) else { return nil }
-    return table
-}
-
 private func vmxnetCreate(_ services: UnsafePointer<hv_host_services>?, _ host: OpaquePointer?,
                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guard let services, let host, let out else { return HV_EINVAL }
     let hs = services.pointee
-    guard hs.struct_size >= UInt32(MemoryLayout<hv_host_services>.size),
-          hs.abi_version >> 16 == HV_ABI_VERSION_MAJOR,
-          let log = hs.log, let configGet = hs.config_get, let setIdentity = hs.pci_set_identity,
-          let addBAR = hs.pci_add_bar, let addMSI = hs.pci_add_msi, let timerCreate = hs.timer_create,
-          let attach = hs.net_attach, let linkUp = hs.net_link_up else { return HV_ENOTSUP }
-    func say(_ level: Int32, _ text: String) { text.withCString { log(host, level, $0) } }
+    guard hs.isCompatible, let setIdentity = hs.pci_set_identity, let addBAR = hs.pci_add_bar,
+          let addMSI = hs.pci_add_msi, let timerCreate = hs.timer_create, let attach = hs.net_attach,
+          let linkUp = hs.net_link_up else { return HV_ENOTSUP }
+    func say(_ level: Int32, _ text: String) { hs.log(level, text, host: host) }
 
-    var mac: [UInt8]
-    if let p = configGet(host, cString("address")) {
-        let text = String(cString: p)
-        guard let m = parseMAC(text), m[0] & 1 == 0 else {
-            say(HV_LOG_ERROR, "address = \"\(text.prefix(40))\": expected a unicast MAC address like 00:50:56:00:00:01")
-            return HV_EINVAL
-        }
-        mac = m
-    } else if let p = configGet(host, cString("generatedAddress")), let m = parseMAC(String(cString: p)), m[0] & 1 == 0 {
-        mac = m
-    } else {
-        say(HV_LOG_ERROR, "no usable address or generatedAddress for this NIC")
-        return HV_EINVAL
-    }
+    guard let mac = NICConfiguration.macAddress(hs, host: host) else { return HV_EINVAL }
 
-    guard let netQueue = extensionTable(hs, host, HV_EXT_NET_QUEUE, hv_net_queue_ext.self),
+    guard let netQueue = hs.extensionTable(HV_EXT_NET_QUEUE, host: host, as: hv_net_queue_ext.self),
           let backpressure = netQueue.pointee.rx_backpressure,
-          let msix = extensionTable(hs, host, HV_EXT_MSIX, hv_msix_ext.self), let msixAdd = msix.pointee.msix_add,
-          let doorbells = extensionTable(hs, host, HV_EXT_DOORBELL, hv_doorbell_ext.self),
+          let msix = hs.extensionTable(HV_EXT_MSIX, host: host, as: hv_msix_ext.self), let msixAdd = msix.pointee.msix_add,
+          let doorbells = hs.extensionTable(HV_EXT_DOORBELL, host: host, as: hv_doorbell_ext.self),
           let doorbellAdd = doorbells.pointee.doorbell_add,
-          let netOffload = extensionTable(hs, host, HV_EXT_NET_OFFLOAD, hv_net_offload_ext.self) else {
+          let netOffload = hs.extensionTable(HV_EXT_NET_OFFLOAD, host: host, as: hv_net_offload_ext.self) else {
         say(HV_LOG_ERROR, "the host does not offer \(HV_EXT_NET_QUEUE), \(HV_EXT_MSIX), \(HV_EXT_DOORBELL) (ABI 1.1) and \(HV_EXT_NET_OFFLOAD) (ABI 1.2)")
         return HV_ENOTSUP
     }
@@ -171,13 +128,13 @@ private func vmxnetCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
     guard let device = VmxnetDevice(services: services, host: host, mac: mac, netQueue: netQueue,
                                     netOffload: netOffload, msix: msix)
     else { return HV_ENOTSUP }
-    let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
+    let handle = InstanceHandle.retain(device)
     func fail(_ rc: Int32) -> Int32 {
-        Unmanaged<VmxnetDevice>.fromOpaque(UnsafeRawPointer(handle)).release()
+        InstanceHandle.release(handle, as: VmxnetDevice.self)
         return rc
     }
     device.pollTimer = timerCreate(host, pollCallback, nil)
-    device.timerCancelWait = extensionTable(hs, host, HV_EXT_TIMER, hv_timer_ext.self)?.pointee.timer_cancel_wait
+    device.timerCancelWait = hs.extensionTable(HV_EXT_TIMER, host: host, as: hv_timer_ext.self)?.pointee.timer_cancel_wait
     guard device.pollTimer != nil else { return fail(HV_ENOMEM) }
     var port: OpaquePointer?
     var client = makeClient(mac: mac)
@@ -206,46 +163,11 @@ private let vmxnetModel: UnsafePointer<hv_device_model> = {
     m.ops = vmxnetOps
     m.key_count = vmxnetKeyCount
     m.keys = vmxnetKeys
-    let p = UnsafeMutablePointer<hv_device_model>.allocate(capacity: 1)
-    p.initialize(to: m)
-    return UnsafePointer(p)
+    return permanent(m)
 }()
 
-private let vmxnetFactory: UnsafePointer<hv_device_factory> = {
-    let models = UnsafeMutablePointer<UnsafePointer<hv_device_model>?>.allocate(capacity: 1)
-    models.initialize(to: vmxnetModel)
-    var f = hv_device_factory()
-    f.struct_size = UInt32(MemoryLayout<hv_device_factory>.size)
-    f.abi_version = abiVersion
-    f.model_count = 1
-    f.models = UnsafePointer(models)
-    let p = UnsafeMutablePointer<hv_device_factory>.allocate(capacity: 1)
-    p.initialize(to: f)
-    return UnsafePointer(p)
-}()
-
-private let deviceFactoryID = cString("hv.device/1")
-
-private let vmxnetEntry: UnsafePointer<hv_plugin_entry> = {
-    let ids = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 2)
-    ids.initialize(to: deviceFactoryID)
-    (ids + 1).initialize(to: nil)
-    var e = hv_plugin_entry()
-    e.struct_size = UInt32(MemoryLayout<hv_plugin_entry>.size)
-    e.abi_version = abiVersion
-    e.id = cString("org.hvproject.vmxnet")
-    e.name = cString("Vmxnet (VMXNET3) NIC")
-    e.version = cString("1.0.0")
-    e.vendor = cString("hvproject")
-    e.get_factory = { id in
-        guard let id, strcmp(id, deviceFactoryID) == 0 else { return nil }
-        return UnsafeRawPointer(vmxnetFactory)
-    }
-    e.factory_ids = UnsafePointer(ids)
-    let p = UnsafeMutablePointer<hv_plugin_entry>.allocate(capacity: 1)
-    p.initialize(to: e)
-    return UnsafePointer(p)
-}()
+private let vmxnetEntry = devicePluginEntry(id: "org.hvproject.vmxnet", name: "Vmxnet (VMXNET3) NIC",
+                                         version: "1.0.0", vendor: "hvproject", models: [vmxnetModel])
 
 /// The one exported symbol (HV_PLUGIN_ENTRY_SYMBOL).
 @_cdecl("hv_plugin_entry_v1")
