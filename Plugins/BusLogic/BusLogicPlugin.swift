@@ -137,6 +137,8 @@ private let busLogicModel: UnsafePointer<hv_device_model> = {
     m.state_version = BusLogicDevice.stateVersion
     m.create = { services, host, out in busLogicCreate(services, host, out) }
     m.ops = busLogicOps
+    m.command_count = busLogicCommandCount
+    m.commands = busLogicCommands
     return permanent(m)
 }()
 

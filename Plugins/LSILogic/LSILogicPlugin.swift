@@ -90,6 +90,8 @@ private let lsiModel: UnsafePointer<hv_device_model> = {
     m.state_version = LSILogicDevice.stateVersion
     m.create = { services, host, out in lsiCreate(services, host, out) }
     m.ops = lsiOps
+    m.command_count = lsiCommandCount
+    m.commands = lsiCommands
     return permanent(m)
 }()
 

@@ -7,16 +7,10 @@ import PluginKit
 // the host calls these without its device lock: each takes the device's own mutex.
 
 /// The keys vlanceCreate reads (both are also the host's own NIC keys).
-let vlanceKeys: UnsafePointer<hv_config_key> = {
-    func key(_ name: StaticString, _ help: StaticString) -> hv_config_key {
-        hv_config_key(struct_size: UInt32(MemoryLayout<hv_config_key>.size), type: HV_KEY_MAC, name: cString(name),
-                      min: 0, max: -1, choices: nil, default_value: nil, help: cString(help))
-    }
-    let keys = UnsafeMutablePointer<hv_config_key>.allocate(capacity: 2)
-    keys[0] = key("address", "static MAC address (00:50:56:00:00:00 to 00:50:56:3F:FF:FF)")
-    keys[1] = key("generatedAddress", "the address the host generated (written by ESX and suspend files)")
-    return UnsafePointer(keys)
-}()
+let vlanceKeys = PluginDeclarations.table([
+    PluginDeclarations.key(HV_KEY_MAC, "address", "static MAC address (00:50:56:00:00:00 to 00:50:56:3F:FF:FF)"),
+    PluginDeclarations.key(HV_KEY_MAC, "generatedAddress", "the address the host generated (written by ESX and suspend files)"),
+])
 let vlanceKeyCount: UInt32 = 2
 
 /// Runs `body` with the device's mutex held; nothing when the instance is gone.
@@ -27,10 +21,7 @@ private func locked(_ dev: OpaquePointer?, _ body: (VlanceDevice) -> Void) {
 }
 
 private func write(_ text: String, _ buf: UnsafeMutablePointer<CChar>?, _ len: Int) {
-    guard let buf, len > 0 else { return }
-    let bytes = Array(text.utf8.prefix(len - 1))
-    bytes.withUnsafeBufferPointer { UnsafeMutableRawPointer(buf).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-    buf[bytes.count] = 0
+    PluginDeclarations.write(text, to: buf, capacity: len)
 }
 
 private func hex(_ v: UInt16) -> String { "0x" + String(v, radix: 16) }
@@ -74,31 +65,11 @@ private let countersCommand: @convention(c) (OpaquePointer?, UnsafeMutablePointe
     }
 }
 
-let vlanceCommands: UnsafePointer<hv_command> = {
-    let text = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-    text[0] = HV_ARG_TEXT_OUT
-    let index = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-    index[0] = HV_ARG_U32
-    let indexName = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 1)
-    indexName[0] = cString("index")
-    func command(_ name: StaticString, _ help: StaticString, _ fn: UnsafeRawPointer, result: UInt32,
-                 args: UnsafeMutablePointer<UInt32>, names: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> hv_command {
-        hv_command(struct_size: UInt32(MemoryLayout<hv_command>.size), flags: 0, name: cString(name), help: cString(help),
-                   fn: unsafeBitCast(fn, to: (@convention(c) () -> Void).self), result: result, arg_count: 1,
-                   args: UnsafePointer(args), arg_names: names.map { UnsafePointer($0) })
-    }
-    func raw<T>(_ f: T) -> UnsafeRawPointer { unsafeBitCast(f, to: UnsafeRawPointer.self) }
-    let table = UnsafeMutablePointer<hv_command>.allocate(capacity: 5)
-    table[0] = command("regs", "the main CSRs and BCRs, the address PROM, link and INTx", raw(regsCommand),
-                       result: HV_ARG_VOID, args: text, names: nil)
-    table[1] = command("csr", "one control and status register (0..127)", raw(csrCommand), result: HV_ARG_U32,
-                       args: index, names: indexName)
-    table[2] = command("bcr", "one bus configuration register (0..31)", raw(bcrCommand), result: HV_ARG_U32,
-                       args: index, names: indexName)
-    table[3] = command("rings", "receive and transmit ring bases, lengths and positions", raw(ringsCommand),
-                       result: HV_ARG_VOID, args: text, names: nil)
-    table[4] = command("counters", "frames sent and received, send failures, guest errors", raw(countersCommand),
-                       result: HV_ARG_VOID, args: text, names: nil)
-    return UnsafePointer(table)
-}()
+let vlanceCommands = PluginDeclarations.table([
+    PluginDeclarations.textCommand("regs", "the main CSRs and BCRs, the address PROM, link and INTx", regsCommand),
+    PluginDeclarations.u32Command("csr", "one control and status register (0..127)", argument: "index", csrCommand),
+    PluginDeclarations.u32Command("bcr", "one bus configuration register (0..31)", argument: "index", bcrCommand),
+    PluginDeclarations.textCommand("rings", "receive and transmit ring bases, lengths and positions", ringsCommand),
+    PluginDeclarations.textCommand("counters", "frames sent and received, send failures, guest errors", countersCommand),
+])
 let vlanceCommandCount: UInt32 = 5

@@ -163,6 +163,8 @@ private let vmxnetModel: UnsafePointer<hv_device_model> = {
     m.ops = vmxnetOps
     m.key_count = vmxnetKeyCount
     m.keys = vmxnetKeys
+    m.command_count = vmxnetCommandCount
+    m.commands = vmxnetCommands
     return permanent(m)
 }()
 

@@ -125,7 +125,7 @@ final class BusLogicDiskTests: XCTestCase {
         ])
         func serial() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
         var suspend = HostHarness.Result(status: -1, stdout: "", stderr: "", timedOut: false)
-        var sawHold = false
+        var sawHold = false, state = ""
         let first = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 120) { _ in
             for _ in 0..<500 where !FileManager.default.fileExists(atPath: socket) { usleep(10_000) }
             let deadline = Date().addingTimeInterval(60)
@@ -134,14 +134,17 @@ final class BusLogicDiskTests: XCTestCase {
                 if !sawHold { usleep(10_000) }
             }
             guard sawHold else { return }
+            state = HostHarness.hvhostRun(["console", "--socket", socket, "device", "buslogic-susp", "scsi0", "state"], timeout: 30).stdout
             suspend = HostHarness.hvhostRun(["console", "--socket", socket, "suspend", "buslogic-susp", file], timeout: 60)
         }
         XCTAssertTrue(sawHold, "the guest never held:\n\(serial())\n\(first.stderr)")
         XCTAssertFalse(first.timedOut, first.stderr)
-        // The host's log, not the console's reply: with its only VM suspended the host
-        // exits, and the reply can be lost on the way (the console then prints nothing).
+        // With its only VM suspended the host exits; the console's reply still gets out.
         XCTAssertEqual(suspend.status, 0, suspend.stdout + suspend.stderr)
+        XCTAssertTrue(suspend.stdout.hasPrefix("buslogic-susp: suspended to \(file)"), suspend.stdout + suspend.stderr)
         XCTAssertTrue(first.stderr.contains("buslogic-susp: suspended to \(file)"), first.stderr)
+        XCTAssertTrue(state.contains(" enabled mailboxes ") && !state.contains("mailboxes none") && state.contains(" inFlight "),
+                      "the adapter's console state:\n" + state)
         XCTAssertFalse(serial().contains("verified"), "suspended before reading back:\n\(serial())")
 
         let second = HostHarness.hvhostRun(["resume", file], timeout: 120)

@@ -137,13 +137,17 @@ final class LSILogicDiskTests: XCTestCase {
         func waitForSocket(_ path: String) { for _ in 0..<500 where !FileManager.default.fileExists(atPath: path) { usleep(10_000) } }
 
         var suspend = HostHarness.Result(status: -1, stdout: "", stderr: "", timedOut: false)
+        var state = ""
         let first = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 90) { _ in
             waitForSocket(socket)
             guard waitFor(2) else { return }
+            let reply = HostHarness.hvhostRun(["console", "--socket", socket, "device", "lsi-susp", "scsi0", "state"], timeout: 30)
+            state = reply.stdout + reply.stderr
             suspend = HostHarness.hvhostRun(["console", "--socket", socket, "suspend", "lsi-susp", file], timeout: 60)
         }
         XCTAssertEqual(suspend.status, 0, suspend.stdout + suspend.stderr)
         XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(state.hasPrefix("ioc operational whoInit 4 handshake idle"), "the adapter's console state:\n" + state)
         let before = passes()
         let second = HostHarness.hvhostRun(["resume", "--console", socket2, file], timeout: 90) { _ in
             waitForSocket(socket2)

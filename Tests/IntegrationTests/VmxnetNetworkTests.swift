@@ -144,11 +144,15 @@ final class VmxnetNetworkTests: XCTestCase {
                    network: "vx-susp")
         var suspend = HostHarness.Result(status: -1, stdout: "", stderr: "", timedOut: false)
         var resume = suspend
-        var atSuspend = ""
+        var atSuspend = "", queues = "", stats = ""
         let r = HostHarness.hvhostRun(["run", "--console", socket, s.vmx, f.vmx], timeout: 240) { _ in
             for _ in 0..<1000 where !FileManager.default.fileExists(atPath: socket) { usleep(10_000) }
             let deadline = Date().addingTimeInterval(120)
             while !self.read(f.log).contains("flood: 20000 sent") && Date() < deadline { usleep(10_000) }
+            queues = HostHarness.hvhostRun(["console", "--socket", socket, "device", "vx-susp-flood", "ethernet0", "queues"],
+                                           timeout: 30).stdout
+            stats = HostHarness.hvhostRun(["console", "--socket", socket, "device", "vx-susp-flood", "ethernet0", "stats"],
+                                          timeout: 30).stdout
             suspend = HostHarness.hvhostRun(["console", "--socket", socket, "suspend", "vx-susp-flood", file], timeout: 60)
             atSuspend = self.read(f.log)
             resume = HostHarness.hvhostRun(["console", "--socket", socket, "resume", file], timeout: 60)
@@ -156,6 +160,12 @@ final class VmxnetNetworkTests: XCTestCase {
         let logS = read(s.log), logF = read(f.log)
         XCTAssertFalse(r.timedOut, r.stderr)
         XCTAssertEqual(r.status, 0, r.stderr)
+        // The plugin's console commands: four active transmit queues, counters moving.
+        XCTAssertEqual(queues.split(separator: "\n").filter { $0.hasPrefix("tx") }.count, 4, queues)
+        XCTAssertTrue(queues.contains("tx3 ring "), queues)
+        let sent = stats.split(separator: "\n").filter { $0.hasPrefix("tx") }
+            .compactMap { $0.split(separator: " ").dropFirst(2).first.flatMap { Int($0) } }.reduce(0, +)
+        XCTAssertGreaterThanOrEqual(sent, 20000, "unicast frames the transmit queues counted:\n" + stats)
         XCTAssertTrue(suspend.stdout.hasPrefix("vx-susp-flood: suspended to \(file)"), suspend.stdout + suspend.stderr)
         XCTAssertEqual(resume.stdout, "vx-susp-flood: resumed from \(file)\n", resume.stderr)
         XCTAssertTrue(atSuspend.contains("flood: 20000 sent") && !atSuspend.contains("flood: \(count) frames"),
