@@ -67,7 +67,9 @@ let package = Package(
         // router, read by consoles).
         // The Linux packet-socket, rtnetlink and TUN/TAP structs and ioctls (uplinks).
         .target(name: "CLinuxNet", path: "Sources/CLinuxNet"),
-        .target(name: "HVHostIO", dependencies: ["HVSupport", "HVMemory", "CLinuxNet"],
+        // zlib and libcrypto for the remote console (Debian: zlib1g-dev, libssl-dev).
+        .systemLibrary(name: "CConsoleCodecs", path: "Sources/CConsoleCodecs"),
+        .target(name: "HVHostIO", dependencies: ["HVSupport", "HVMemory", "CLinuxNet", "CConsoleCodecs"],
                 path: "Sources/HVHostIO"),
         // The CPU scheduler: pCPU slots, pools, the SchedulerPolicy protocol, fallback, watchdog.
         .target(name: "HVSched", dependencies: ["HVSupport", .product(name: "Logging", package: "swift-log")],

@@ -130,6 +130,8 @@ package final class VirtualMachine: @unchecked Sendable {
         legacy = LegacySpace(portBus: portBus, mmioBus: mmioBus)
 
         try createDevices(host: host)
+        // After the devices: a plugin's keyboard or tablet is offered events first.
+        input.attach(ChipsetInput(chipset: chipset, display: display))
         // The windows devices claimed are theirs, not RAM: map memory only now.
         for window in legacy.memoryWindows { memory.exclude(window) }
         try backend.map(memory: memory)
@@ -141,7 +143,8 @@ package final class VirtualMachine: @unchecked Sendable {
         }
         for d in devices { try d.realize() }
         if let snapshot {
-            try chipset.loadState(snapshot.section("chipset", maxVersion: Chipset.stateVersion).payload)
+            let section = try snapshot.section("chipset", maxVersion: Chipset.stateVersion)
+            try chipset.loadState(section.payload, version: section.version)
             try snapshot.checkDeviceSections(against: devices.map(\.context.prefix))
             for d in devices { try d.loadState(snapshot.deviceState(prefix: d.context.prefix)) }
         }
