@@ -79,6 +79,26 @@ final class ConsoleTests: XCTestCase {
         return poll(&p, 1, 0) == 0
     }
 
+    /// A command that stops the host while it runs (suspending the host's last VM does)
+    /// still gets its reply out; an idle client is let go at once.
+    func testStopLetsARunningCommandReply() throws {
+        let idle = try connectClient(to: path)
+        defer { close(idle) }
+        console.register("last", summary: "stops the console, then answers") { [console, path] _ in
+            let stopper = HostThread.spawn(name: "stopper") { console!.stop() }
+            pthread_detach(stopper)
+            // Answer only once the console has stopped listening: stop() is under way.
+            let deadline = VMClock.hostNanoseconds() + 10_000_000_000
+            while (try? ServiceConsole.request("help", at: path!)) != nil, VMClock.hostNanoseconds() < deadline {}
+            return "done"
+        }
+        let fd = try connectClient(to: path)
+        defer { close(fd) }
+        send("last\n", on: fd)
+        XCTAssertEqual(readReply(fd), "done\n")
+        XCTAssertEqual(readReply(idle), "", "the idle client sees end of input")
+    }
+
     /// Idle clients and a client trickling its request hold no one up: with a request
     /// timeout of 60 s, a one-at-a-time console would make the next client wait minutes.
     func testIdleAndSlowClientsDoNotDelayOthers() throws {

@@ -140,6 +140,8 @@ enum ICMPEcho {
 /// Frames seen on one interface inside a namespace (an AF_PACKET socket, all protocols).
 final class FrameCapture {
     private let fd: Int32
+    /// The capture socket (for per-frame ioctls such as the receive timestamp).
+    var descriptor: Int32 { fd }
     let interface: String
 
     init(_ ns: NetNamespace, interface: String) throws {

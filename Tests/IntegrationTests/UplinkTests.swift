@@ -116,13 +116,15 @@ extension UplinkTests {
         print("failover: RARP \(Int(elapsed * 1000)) ms after the far end went down; \(answered)/40 echo replies")
     }
 
-    /// Route by originating port id (and by source MAC hash): four VMs spread over both
-    /// uplinks; each VM's traffic leaves on exactly one of them. (Static MACs ...:10-13,
-    /// which the plugin's FNV-1a hash puts on uplinks 1, 0, 1, 0: generated MACs could
-    /// all hash alike.)
+    /// Route by originating port id, by source MAC hash and by IP hash: four VMs spread
+    /// over both uplinks; each VM's flow leaves on exactly one of them. (Static MACs
+    /// ...:10-13, which the plugin's FNV-1a hash puts on uplinks 1, 0, 1, 0: generated MACs
+    /// could all hash alike. IP hash: 10.78.0.10-13 XOR 10.78.0.1 is 11, 10, 13, 12, so
+    /// uplinks 1, 0, 1, 0. This kernel has no bonding driver, so the far switch is a
+    /// bridge; each flow staying on one uplink is what keeps its MAC table stable.)
     func testPortIDAndMACHashSpreadVMsOverBothUplinks() throws {
         try requirePlugins()
-        for policy in ["portid", "machash"] {
+        for policy in ["portid", "machash", "iphash"] {
             let ns = try NetNamespace()
             defer { ns.remove() }
             let team = try bridgedTeam(ns, count: 2)

@@ -284,6 +284,12 @@ bool net_parse_config(struct net_config *c)
                c->flows);
         return false;
     }
+    uint64_t vlan = net_arg_u64("vlan", 0);
+    if (vlan > 4094 || (vlan && c->role != ROLE_PING && c->role != ROLE_RESPOND)) {
+        printf("net: vlan=%lu: a VID 1..4094, with role=ping or role=respond\n", (unsigned long)vlan);
+        return false;
+    }
+    c->vlan = (uint16_t)vlan;
     c->promisc = c->role == ROLE_SNIFF;
     if (net_arg("go", v, sizeof v)) {
         if (strcmp(v, "serial") != 0) {
@@ -364,6 +370,15 @@ static void tx_send(struct ctx *x, uint8_t *b, unsigned len)
         memset(b + len, 0, ETH_ZLEN - len);
         len = ETH_ZLEN;
     }
+    if (x->c->vlan) {
+        /* The tag goes between the source MAC and the type (frames here are small). */
+        memmove(b + 16, b + 12, len - 12);
+        b[12] = 0x81;
+        b[13] = 0x00;
+        b[14] = (uint8_t)(x->c->vlan >> 8);
+        b[15] = (uint8_t)x->c->vlan;
+        len += 4;
+    }
     x->n->tx_submit(x->n, len);
     x->n->tx_kick(x->n);
 }
@@ -423,8 +438,16 @@ static struct pkt classify(struct ctx *x, const uint8_t *f, unsigned len)
     if (len < ETH_HLEN)
         return (struct pkt){.kind = K_BAD, .why = "runt"};
     uint16_t type = net_ntohs(p.eth->type);
-    const uint8_t *l3 = f + ETH_HLEN;
-    unsigned l3len = len - ETH_HLEN;
+    unsigned hlen = ETH_HLEN;
+    if (x->c->vlan) {
+        /* VGT: only frames tagged with our VID are ours. */
+        if (type != 0x8100 || len < ETH_HLEN + 4 || ((f[14] << 8 | f[15]) & 0xFFF) != x->c->vlan)
+            return p;
+        type = (uint16_t)(f[16] << 8 | f[17]);
+        hlen += 4;
+    }
+    const uint8_t *l3 = f + hlen;
+    unsigned l3len = len - hlen;
     if (type == ETHERTYPE_ARP) {
         const struct arp_pkt *a = (const struct arp_pkt *)l3;
         if (l3len < sizeof *a || net_ntohs(a->htype) != 1 || net_ntohs(a->ptype) != ETHERTYPE_IP ||

@@ -155,8 +155,10 @@ struct net_config {
                                sink's acknowledgement (0: no flow control) */
     uint32_t progress;      /* flood: print "flood: N sent" every N frames (0: never) */
     uint32_t idle;          /* sink: seconds without frames that end a started stream (2) */
+    uint16_t vlan;          /* ping/respond: 802.1Q VID 1..4094 the guest tags its frames
+                               with and requires on received ones (VGT); 0: untagged */
 };
-/* Parses ip= peer= role= count= timeout= arp= ring= go= stop= interval=; prints and
+/* Parses ip= peer= role= count= timeout= arp= ring= go= stop= interval= vlan=; prints and
  * returns false on a bad command line. Callable in either ring. */
 bool net_parse_config(struct net_config *c);
 /* Ring 3, before the driver starts the NIC: with go=serial, prints

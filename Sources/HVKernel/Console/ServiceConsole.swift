@@ -42,6 +42,11 @@ package final class ServiceConsole: @unchecked Sendable {
     private var closed = false
     /// Descriptors of the connections being served (open while listed here).
     private var clients: Set<Int32> = []
+    /// Clients whose command is running: `stop` lets them write their reply (a
+    /// `suspend` of the host's last VM stops the host while its command replies).
+    private var executing: Set<Int32> = []
+    /// How long `stop` waits for running commands before it cuts their connections.
+    static let stopGraceNanoseconds: UInt64 = 10_000_000_000
     /// Members of this group may use the console too.
     let group: gid_t?
     /// `PATH.lock`, flock'ed exclusively for the console's life.
@@ -122,7 +127,8 @@ package final class ServiceConsole: @unchecked Sendable {
         thread = HostThread.spawn(name: "console") { [self] in serve() }
     }
 
-    /// Stops accepting, ends the connections being served (waiting for their threads)
+    /// Stops accepting, lets commands already running write their replies (for up to
+    /// `stopGraceNanoseconds`), ends the other connections (waiting for their threads)
     /// and removes the socket file if it is still the one this console bound.
     package func stop() {
         let wasOpen: Bool = lock.withLock {
@@ -134,6 +140,10 @@ package final class ServiceConsole: @unchecked Sendable {
         if let t = thread { pthread_join(t, nil) }
         close(listener)
         lock.withLock {
+            // Clients still reading their request see end of input; replies still go out.
+            for fd in clients.subtracting(executing) { shutdown(fd, Int32(SHUT_RD)) }
+            let deadline = VMClock.hostNanoseconds() &+ Self.stopGraceNanoseconds
+            while !executing.isEmpty && VMClock.hostNanoseconds() < deadline { lock.wait(until: deadline) }
             for fd in clients { shutdown(fd, Int32(SHUT_RDWR)) }
             while !clients.isEmpty { lock.wait() }
         }
@@ -197,7 +207,18 @@ package final class ServiceConsole: @unchecked Sendable {
             return
         }
         switch request {
-        case .line(let line): reply(execute(line), to: fd)
+        case .line(let line):
+            let admitted: Bool = lock.withLock {
+                if closed { return false }
+                executing.insert(fd)
+                return true
+            }
+            guard admitted else { reply("error: the host is shutting down", to: fd); return }
+            reply(execute(line), to: fd)
+            lock.withLock {
+                executing.remove(fd)
+                lock.broadcast()
+            }
         case .tooLong: reply("error: request longer than \(Self.maximumRequestBytes) bytes", to: fd)
         case .timedOut:
             reply("error: no complete request line within \(Double(requestTimeoutNanoseconds) / 1e9) s", to: fd)
