@@ -94,6 +94,7 @@ package final class Chipset: @unchecked Sendable {
         kickQueued = [Bool](repeating: false, count: n)
 
         wireModels()
+        try claimVMMouseCommands()
         for slot in 0..<(3 + n) {
             timers.append(queue.makeTimer { [weak self] in self?.timerFired(slot) })
             armed.append(nil)
@@ -466,6 +467,23 @@ package final class Chipset: @unchecked Sendable {
             guard vmmouse.pointer(x: x, y: y, wheel: wheel, buttons: buttons) else { return false }
             keyboard.mouseNudge()
             return true
+        }
+    }
+
+    /// The absolute pointer's backdoor commands; they run on the calling vCPU's thread.
+    private func claimVMMouseCommands() throws {
+        try backdoor.register(command: VMMouse.Command.status, name: "vmmouse") { [unowned self] _, r in
+            r.rax = UInt64(locked { vmmouse.readStatus() })
+        }
+        try backdoor.register(command: VMMouse.Command.data, name: "vmmouse") { [unowned self] _, r in
+            let count = UInt32(truncatingIfNeeded: r.rbx)
+            guard let words = locked({ vmmouse.read(count: count) }) else { return }
+            let w = words.map(UInt64.init) + [UInt64](repeating: 0, count: VMMouse.maxRead - words.count)
+            (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi) = (w[0], w[1], w[2], w[3], w[4], w[5])
+        }
+        try backdoor.register(command: VMMouse.Command.command, name: "vmmouse") { [unowned self] _, r in
+            let request = UInt32(truncatingIfNeeded: r.rbx)
+            locked { vmmouse.command(request) }
         }
     }
 

@@ -204,3 +204,34 @@ final class PlatformPS2Tests: XCTestCase {
         XCTAssertEqual(r.drain(), [0x1E, 0x08, 0x02, 0x00])
     }
 }
+
+/// The absolute pointer through the chipset's backdoor, as a guest driver calls it.
+final class PlatformVMMouseBackdoorTests: XCTestCase {
+    private func call(_ chipset: Chipset, _ command: UInt16, _ ebx: UInt32 = 0) -> BackdoorRegisters {
+        var r = BackdoorRegisters(rax: UInt64(VMwareBackdoor.magic), rbx: UInt64(ebx), rcx: UInt64(command), rdx: 0x5658)
+        XCTAssertTrue(chipset.backdoor.call(vcpu: 0, registers: &r))
+        return r
+    }
+
+    func testEnableReadVersionThenAbsolutePacketsNudgeTheMouse() throws {
+        let m = try PlatformTestMachine()
+        let c = m.chipset
+        XCTAssertFalse(c.pointerAbsolute(x: 10, y: 10, wheel: 0, buttons: 0))
+        XCTAssertEqual(call(c, VMMouse.Command.status).rax, 0xFFFF_0000)
+        _ = call(c, VMMouse.Command.command, VMMouse.Request.enable)
+        XCTAssertEqual(call(c, VMMouse.Command.status).rax, 1)
+        XCTAssertEqual(call(c, VMMouse.Command.data, 1).rax, UInt64(VMMouse.version))
+        _ = call(c, VMMouse.Command.command, VMMouse.Request.absolute)
+        m.out(0x64, 0xD4); m.out(0x60, 0xF4)                      // the PS/2 side enabled
+        XCTAssertEqual(m.inb(0x60), 0xFA)
+        XCTAssertTrue(c.pointerAbsolute(x: 0x1234, y: 0xFFFF, wheel: 0, buttons: 1))
+        XCTAssertEqual(m.inb(0x64) & 0x21, 0x21, "a PS/2 packet signals the queue")
+        XCTAssertEqual([m.inb(0x60), m.inb(0x60), m.inb(0x60)], [0x08, 0x00, 0x00])
+        XCTAssertEqual(call(c, VMMouse.Command.status).rax, 4)
+        let r = call(c, VMMouse.Command.data, 4)
+        XCTAssertEqual([r.rax, r.rbx, r.rcx, r.rdx], [0x20, 0x1234, 0xFFFF, 0])
+        let bad = call(c, VMMouse.Command.data, 5)
+        XCTAssertEqual(bad.rax, UInt64(VMwareBackdoor.magic), "more than queued: registers untouched")
+        XCTAssertEqual(call(c, VMMouse.Command.status).rax >> 16, 0xFFFF)
+    }
+}
