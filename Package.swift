@@ -116,7 +116,7 @@ let package = Package(
                     path: "Tests/HVBackendKVMTests"),
         .testTarget(name: "HVDevicesTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO"],
                     path: "Tests/HVDevicesTests"),
-        .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO"],
+        .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO", "CConsoleCodecs"],
                     path: "Tests/HVHostIOTests"),
         .testTarget(name: "HVSchedTests", dependencies: ["HVSched", "HVPluginHost", "HVSupport", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVSchedTests"),
