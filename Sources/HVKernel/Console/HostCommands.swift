@@ -14,6 +14,15 @@ extension ServiceConsole {
             }
             return lines.joined(separator: "\n")
         }
+        register("consoles", summary: "list each VM's remote consoles: VNC address, browser URL") { _ in
+            var lines = ["NAME\tVNC\tBROWSER"]
+            let web = host.webConsole
+            for vm in host.vms {
+                let vnc = vm.vncServer.map { "\($0.address):\($0.port)\(vm.configuration.remoteDisplay.password == nil ? "" : " (password)")" } ?? "-"
+                lines.append("\(vm.name.escapingControlCharacters)\t\(vnc)\t\(web?.url(for: vm.name) ?? "-")")
+            }
+            return lines.joined(separator: "\n")
+        }
         register("poweroff", summary: "poweroff VM: power a VM off") { args in
             guard let name = args.first else { throw CommandError("usage: poweroff <vm>") }
             guard let vm = host.vm(named: name) else { throw CommandError("no VM named '\(name)'") }
