@@ -16,6 +16,7 @@ final class SVGADevice {
     static let maxHeight: UInt32 = 1600
     static let fifoSize = 256 << 10
     static let guestErrorLogLimit = 32
+    static let fifoCapabilities = SVGAFIFOCap.fence | SVGAFIFOCap.cursorBypass3
 
     // MARK: host services
 
@@ -139,6 +140,7 @@ final class SVGADevice {
         dispi = BochsDISPI()
         vga.presetTextMode(font: font)
         for i in 0..<Self.fifoSize / 4 { fifoWord(i, 0) }
+        fifoWord(SVGAFIFOReg.capabilities, Self.fifoCapabilities)
         services.irq_set_level(host, 0)
         _ = display.pointee.cursor_show(host, 0)
         published = nil
@@ -245,6 +247,9 @@ final class SVGADevice {
             versionID = (v >> 8) == SVGAVersion.magic && v & 0xFF <= 2 ? v : SVGAVersion.invalid
         case SVGAReg.enable:
             enabled = v & 1 != 0
+            // Drivers read the FIFO's capabilities after enabling; the guest may have
+            // scribbled over the register while the device was off.
+            if enabled { fifoWord(SVGAFIFOReg.capabilities, Self.fifoCapabilities) }
             if !enabled { configDone = false }
             refresh()
         case SVGAReg.width:
