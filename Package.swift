@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "BusLogic", type: .dynamic, targets: ["BusLogic"]),
         .library(name: "Vmxnet", type: .dynamic, targets: ["Vmxnet"]),
         .library(name: "LSILogic", type: .dynamic, targets: ["LSILogic"]),
+        .library(name: "SVGA", type: .dynamic, targets: ["SVGA"]),
         // NIC-teaming policies (C plugin): failover, portid, machash, iphash.
         .library(name: "TeamingStandard", type: .dynamic, targets: ["TeamingStandard"]),
     ],
@@ -101,6 +102,8 @@ let package = Package(
         .target(name: "Vmxnet", dependencies: ["PluginABI"], path: "Plugins/Vmxnet", exclude: ["README.md"]),
         // The LSILogic SCSI adapter (LSI53C1030 Fusion-MPT) on the hv.scsi/1 extension.
         .target(name: "LSILogic", dependencies: ["PluginABI"], path: "Plugins/LSILogic", exclude: ["README.md"]),
+        // The VMware SVGA II display (hv.display/1, RAM BARs, VGA and Bochs DISPI legacy decoding).
+        .target(name: "SVGA", dependencies: ["PluginABI"], path: "Plugins/SVGA", exclude: ["README.md"]),
         // Scheduler policies: propshare, roundrobin, cosched-strict/-relaxed (Plugins/SchedPolicies).
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),
@@ -120,7 +123,7 @@ let package = Package(
                     path: "Tests/HVHostIOTests"),
         .testTarget(name: "HVSchedTests", dependencies: ["HVSched", "HVPluginHost", "HVSupport", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVSchedTests"),
-        .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "PluginABI"],
+        .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "HVSupport", "PluginABI"],
                     path: "Tests/HVSchedSimTests"),
         .testTarget(name: "HVPluginHostTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVPluginHostTests",
@@ -133,6 +136,8 @@ let package = Package(
                     path: "Tests/BusLogicTests"),
         .testTarget(name: "VmxnetTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/VmxnetTests"),
+        .testTarget(name: "SVGATests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+                    path: "Tests/SVGATests"),
         .testTarget(name: "LSILogicTests", dependencies: ["PluginABI"], path: "Tests/LSILogicTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["HVKernel", "HVBackendKVM", "HVHostIO", "HVPluginHost", "HVSched", "HVSupport"], path: "Tests/IntegrationTests",
                     exclude: ["Fixtures"]),

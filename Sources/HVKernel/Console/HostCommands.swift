@@ -6,6 +6,7 @@ extension ServiceConsole {
         registerNetCommands(host.services.switches)
         registerSuspendCommands(host)
         registerDeviceCommands(host)
+        registerScreenshotCommands(host)
         register("vms", summary: "list running VMs: name, memory, vCPUs, exits, state") { _ in
             var lines = ["NAME\tMEMORY\tVCPUS\tEXITS\tSTATE"]
             for vm in host.vms {

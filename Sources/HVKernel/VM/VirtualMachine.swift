@@ -292,6 +292,10 @@ package final class VirtualMachine: @unchecked Sendable {
                         // (this host's PVM), and a ROM nobody boots must not break disk boot.
                         return firmware?.bootOrder.contains(.network(device.index)) == true ? "default" : "none"
                     }
+                    if device.kind == .display, key.lowercased() == "vgabios" {
+                        // Without svga.vgaBios the display offers its VGA BIOS when firmware boots.
+                        return firmware != nil ? "default" : "none"
+                    }
                     guard device.kind == .nic, key.lowercased() == "generatedaddress",
                           device.value(forDeviceKey: "address") == nil else { return nil }
                     return VirtualMachine.generatedMAC(seed: path + "/" + device.prefix).description
