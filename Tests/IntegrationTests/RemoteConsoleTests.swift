@@ -50,7 +50,7 @@ final class RemoteConsoleTests: XCTestCase {
     func testVNCKeysAndClicksReachTheGuestThroughVMMouse() throws {
         let b = try boot("console-vmmouse", cmdline: "vmmouse=1", password: "hvhost")
         defer { b.vm.stop(.poweredOff); b.vm.waitUntilStopped() }
-        XCTAssertTrue(b.waitFor { $0.contains("console-input: ready") }, b.serial())
+        XCTAssertTrue(b.waitFor { $0.contains("input: ready") }, b.serial())
         let port = try XCTUnwrap(b.vm.vncServer?.port)
         let (status, out) = try perl("""
             use Net::VNC;
@@ -81,7 +81,7 @@ final class RemoteConsoleTests: XCTestCase {
     func testWithoutVMMouseTheClicksBecomePS2Motion() throws {
         let b = try boot("console-ps2", cmdline: "vmmouse=0")
         defer { b.vm.stop(.poweredOff); b.vm.waitUntilStopped() }
-        XCTAssertTrue(b.waitFor { $0.contains("console-input: ready") }, b.serial())
+        XCTAssertTrue(b.waitFor { $0.contains("input: ready") }, b.serial())
         let port = try XCTUnwrap(b.vm.vncServer?.port)
         let (status, out) = try perl("""
             use Net::VNC;

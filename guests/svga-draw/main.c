@@ -14,14 +14,15 @@
  *   - a FENCE (with SVGA_FIFO_CAP_FENCE), waited for in SVGA_FIFO_FENCE, then SYNC/BUSY.
  * Command line: accel=0 fills and copies with the CPU even when the device offers
  * RECT_FILL and RECT_COPY.
- * Then "svga-draw: ready" and an idle loop woken by the PIT at 100 Hz that calls
- * idle_poll() (the place to add keyboard/pointer echo).
+ * Then "svga-draw: ready" and an idle loop woken by the PIT at 100 Hz and the input
+ * IRQs that echoes keys and pointer packets (input_echo.c, "input: ready").
  *
  * The drawing runs in ring 3 (native speed on the PVM host); ring 3 has IOPL 3 for the
  * SVGA index/value ports.
  */
 #include "rt.h"
 #include "font.h"
+#include "../console-input/input_echo.h"
 
 #define SVGA_INDEX 0
 #define SVGA_VALUE 1
@@ -224,9 +225,10 @@ static void on_tick(struct int_frame *f)
     pic_eoi(0);
 }
 
-/* Called after every timer tick once the picture is drawn. Empty for now: the place
- * for reading the keyboard and pointer and echoing them to serial. */
-static void idle_poll(void) {}
+/* Called after every timer tick or input IRQ once the picture is drawn: echoes keys
+ * and pointer packets on serial (input_echo.c; `vmmouse=0` leaves the absolute
+ * pointer off). */
+static void idle_poll(void) { (void)input_echo_poll(); }
 
 int main(void)
 {
@@ -285,6 +287,7 @@ int main(void)
     set_int_handler(PIC_VECTOR(0), on_tick);
     pit_init_periodic(100);
     pic_unmask(0);
+    input_echo_init(cmdline_u64("vmmouse", 1) != 0);
     for (;;) {
         wait_irq();
         idle_poll();
