@@ -53,8 +53,8 @@ final class SVGATests: XCTestCase {
             configValue: { config[$0.lowercased()] }, logger: logger, backends: backends)
         context.legacy = LegacySpace(portBus: ports, mmioBus: mmio)
         context.display = display
-        let match = try Self.catalog.deviceModel(named: "svga")
-        device = PluginDevice(model: match.model, pluginName: match.plugin.name, context: context)
+        let match = try Self.catalog.deviceModel(named: "svga", kind: HV_DEVICE_KIND_DISPLAY, kindName: "display", context: "svga.virtualDev")
+        device = PluginDevice(match: match, context: context)
         try device.create()
         try bridge.assignResources()
         try device.realize()
@@ -225,9 +225,25 @@ final class SVGATests: XCTestCase {
         submit([3, 60, 30, 0, 0, 0xFFFF_FFFF, 0xFFFF_FFFF])
         submit([3, 1000, 1000, 0, 0, 4, 4])
         XCTAssertEqual(pixel(try frame(), 10, 10) & 0xFF_FFFF, 0xABCDEF)
-        // A command split across the wrap point runs once the rest arrives.
+        // A command split across the wrap point waits for its last words, then runs.
+        fifo[2] = 65536 - 8
+        fifo[3] = 65536 - 8
+        fifo[65536 / 4 - 2] = 2
+        fifo[65536 / 4 - 1] = 0x0013_5790
+        fifo[4096 / 4] = 8
+        fifo[2] = 4096 + 4
+        setReg(21, 1)
+        XCTAssertEqual(fifo[3], 65536 - 8, "incomplete: STOP waits")
+        fifo[4096 / 4 + 1] = 8
+        fifo[4096 / 4 + 2] = 2
+        fifo[4096 / 4 + 3] = 2
+        fifo[2] = 4096 + 16
+        setReg(21, 1)
+        XCTAssertEqual(fifo[3], 4096 + 16)
+        XCTAssertEqual(pixel(try frame(), 9, 9) & 0xFF_FFFF, 0x135790)
         let out = try device.runCommand("fifo", words: []).rendered
-        XCTAssertTrue(out.contains("errors"), out)
+        let errors = out.split(separator: " ").last.flatMap { Int($0) } ?? 0
+        XCTAssertEqual(errors, 5, out)
     }
 
     func testVGATextModeAndBochsDISPI() throws {
