@@ -251,19 +251,19 @@ final class SVGADevice {
             // scribbled over the register while the device was off.
             if enabled { fifoWord(SVGAFIFOReg.capabilities, Self.fifoCapabilities) }
             if !enabled { configDone = false }
-            refresh()
+            updateMode()
         case SVGAReg.width:
-            if (1...Self.maxWidth).contains(v) { width = v; refresh() } else { guestError("SVGA width \(v) refused") }
+            if (1...Self.maxWidth).contains(v) { width = v; updateMode() } else { guestError("SVGA width \(v) refused") }
         case SVGAReg.height:
-            if (1...Self.maxHeight).contains(v) { height = v; refresh() } else { guestError("SVGA height \(v) refused") }
+            if (1...Self.maxHeight).contains(v) { height = v; updateMode() } else { guestError("SVGA height \(v) refused") }
         case SVGAReg.bitsPerPixel:
-            if [8, 15, 16, 24, 32].contains(v) { bitsPerPixel = v; refresh() } else { guestError("SVGA bpp \(v) refused") }
+            if [8, 15, 16, 24, 32].contains(v) { bitsPerPixel = v; updateMode() } else { guestError("SVGA bpp \(v) refused") }
         case SVGAReg.pitchlock:
             pitchlock = v
-            refresh()
+            updateMode()
         case SVGAReg.fbOffset:
             fbOffset = v
-            refresh()
+            updateMode()
         case SVGAReg.configDone:
             configDone = v != 0
             if configDone { processFIFO() }
@@ -316,10 +316,7 @@ final class SVGADevice {
     /// Publishes whatever the guest has switched on: the SVGA mode, a DISPI mode, or
     /// the VGA picture; and marks changes as damage.
     func refresh() {
-        let wanted = wantedMode()
-        if wanted != published {
-            publish(wanted)
-        }
+        updateMode()
         guard let current = published else { return }
         switch current.source {
         case .vga:
@@ -332,6 +329,13 @@ final class SVGADevice {
         case .none:
             break
         }
+    }
+
+    /// Publishes a changed mode now (a register write); the picture itself is redrawn and
+    /// damaged by the refresh timer.
+    func updateMode() {
+        let wanted = wantedMode()
+        if wanted != published { publish(wanted) }
     }
 
     func wantedMode() -> Published? {

@@ -25,7 +25,7 @@ extension SVGADevice {
                 if clear, let mode = dispi.mode(vramSize: vramSize) {
                     vram.initializeMemory(as: UInt8.self, repeating: 0, count: min(vramSize, mode.offset + Int(mode.pitch) * Int(mode.height)))
                 }
-                refresh()
+                updateMode()
             }
             return
         }

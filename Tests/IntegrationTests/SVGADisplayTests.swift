@@ -305,17 +305,19 @@ final class SVGADisplayTests: XCTestCase {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard ok == 0 else { return "connect failed" }
-        var pending = ""
+        var pending: [UInt8] = []
+        // QMP ends lines in CRLF; split on the LF byte (a Swift String treats CRLF as one
+        // character).
         func line() -> String {
-            while !pending.contains("\n") {
+            while !pending.contains(0x0A) {
                 var buf = [UInt8](repeating: 0, count: 4096)
                 let n = read(fd, &buf, buf.count)
-                if n <= 0 { return pending }
-                pending += String(decoding: buf[0..<n], as: UTF8.self)
+                if n <= 0 { return String(decoding: pending, as: UTF8.self) }
+                pending += buf[0..<n]
             }
-            let i = pending.firstIndex(of: "\n")!
-            defer { pending = String(pending[pending.index(after: i)...]) }
-            return String(pending[..<i])
+            let i = pending.firstIndex(of: 0x0A)!
+            defer { pending = Array(pending[(i + 1)...]) }
+            return String(decoding: pending[..<i], as: UTF8.self)
         }
         func send(_ s: String) { _ = s.withCString { write(fd, $0, strlen($0)) } }
         _ = line()   // greeting

@@ -12,7 +12,8 @@
  *   - a 16x16 alpha cursor (DEFINE_ALPHA_CURSOR, or a 1-bpp DEFINE_CURSOR without
  *     SVGA_CAP_ALPHA_CURSOR) placed with the cursor registers;
  *   - a FENCE (with SVGA_FIFO_CAP_FENCE), waited for in SVGA_FIFO_FENCE, then SYNC/BUSY.
- * Command line: accel=0 fills and copies with the CPU even when the device offers
+ * Command line: bench=S times RECT_FILL and CPU-draw + UPDATE round trips for S
+ * seconds each and exits (bench/svga.py); accel=0 fills and copies with the CPU even when the device offers
  * RECT_FILL and RECT_COPY.
  * Then "svga-draw: ready" and an idle loop woken by the PIT at 100 Hz and the input
  * IRQs that echoes keys and pointer packets (input_echo.c, "input: ready").
@@ -183,6 +184,41 @@ static void define_cursor(void)
         }
 }
 
+static volatile uint64_t ticks;
+static void on_tick(struct int_frame *f)
+{
+    (void)f;
+    ticks++;
+    pic_eoi(0);
+}
+
+/* bench=S: for S seconds each (PIT ticks at 100 Hz), a 64x64 RECT_FILL + SYNC/BUSY,
+ * then 64x64 of CPU writes + UPDATE + SYNC/BUSY, each op at a moving position. */
+static uint64_t bench_seconds;
+static uint64_t bench(void)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        uint64_t ops = 0, start = ticks, end = start + bench_seconds * 100;
+        while (ticks < end) {
+            uint32_t x = (uint32_t)(ops * 64) % (WIDTH - 64), y = (uint32_t)(ops / 11 * 64) % (HEIGHT - 64);
+            uint32_t color = (uint32_t)ops * 0x010203u;
+            if (kind == 0) {
+                uint32_t c[] = {CMD_RECT_FILL, color, x, y, 64, 64};
+                fifo_cmd(c, 6);
+            } else {
+                for (uint32_t j = y; j < y + 64; j++)
+                    for (uint32_t i = x; i < x + 64; i++) vram[j * pitch_px + i] = color;
+                update(x, y, 64, 64);
+            }
+            sync_fifo();
+            ops++;
+        }
+        printf("svga-bench: %s %llu ops %llu ticks\n", kind == 0 ? "rectfill" : "update",
+               (unsigned long long)ops, (unsigned long long)(ticks - start));
+    }
+    return 0;
+}
+
 static uint64_t draw(void)
 {
     fill(0, 0, WIDTH, HEIGHT, BG);
@@ -217,13 +253,6 @@ static uint64_t draw(void)
     return 0;
 }
 
-static volatile uint64_t ticks;
-static void on_tick(struct int_frame *f)
-{
-    (void)f;
-    ticks++;
-    pic_eoi(0);
-}
 
 /* Called after every timer tick or input IRQ once the picture is drawn: echoes keys
  * and pointer packets on serial (input_echo.c; `vmmouse=0` leaves the absolute
@@ -253,7 +282,8 @@ int main(void)
     if (!id) fail(5, "svga-draw: no SVGA ID accepted\n");
     caps = id >= ID(1) ? reg_read(REG_CAPABILITIES) : 0;
     /* accel=0: fills and copies by the CPU even when the device offers RECT_FILL and
-     * RECT_COPY. QEMU 7.2 advertises both but draws stripes for RECT_FILL, and runs
+     * RECT_COPY. QEMU 7.2 advertises both but rejects RECT_FILL as an unknown command
+     * (then parses its arguments as commands: stripes), and runs
      * RECT_COPY with the pitch of the surface it showed before the mode set until
      * its display refreshes (never with -display none). */
     if (!cmdline_u64("accel", 1)) caps &= ~(CAP_RECT_FILL | CAP_RECT_COPY);
@@ -281,13 +311,18 @@ int main(void)
     printf("svga-draw: enable %u config_done %u\n", reg_read(REG_ENABLE), reg_read(REG_CONFIG_DONE));
 
     run_user(draw, user_stack_top);
-    printf("svga-draw: ready\n");
 
     pic_init();
     set_int_handler(PIC_VECTOR(0), on_tick);
     pit_init_periodic(100);
     pic_unmask(0);
+    bench_seconds = cmdline_u64("bench", 0);
+    if (bench_seconds) {
+        run_user(bench, user_stack_top);
+        return 0;
+    }
     input_echo_init(cmdline_u64("vmmouse", 1) != 0);
+    printf("svga-draw: ready\n");
     for (;;) {
         wait_irq();
         idle_poll();
