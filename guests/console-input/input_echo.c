@@ -119,6 +119,8 @@ int input_echo_pending(void)
     return kbd_tail != kbd_head || aux_tail != aux_head;
 }
 
+unsigned input_echo_presses;
+
 static uint8_t seq[8];
 static unsigned seq_len;
 static uint8_t packet[3];
@@ -136,6 +138,7 @@ int input_echo_poll(void)
             printf("key");
             for (unsigned i = 0; i < seq_len; i++) printf(" %02x", seq[i]);
             printf("\n");
+            if (!(seq[seq_len - 1] & 0x80)) input_echo_presses++;
             if (seq_len == 1 && seq[0] == 0x01) escaped = 1;
             seq_len = 0;
         }

@@ -2,3 +2,4 @@
 void input_echo_init(int vmmouse);
 int input_echo_pending(void);   /* bytes from IRQ 1 / 12 wait for input_echo_poll() */
 int input_echo_poll(void);      /* prints them; 1 once Esc was pressed */
+extern unsigned input_echo_presses;  /* key presses (make codes) echoed so far */

@@ -12,7 +12,8 @@
  *   - a 16x16 alpha cursor (DEFINE_ALPHA_CURSOR, or a 1-bpp DEFINE_CURSOR without
  *     SVGA_CAP_ALPHA_CURSOR) placed with the cursor registers;
  *   - a FENCE (with SVGA_FIFO_CAP_FENCE), waited for in SVGA_FIFO_FENCE, then SYNC/BUSY.
- * Command line: bench=S times RECT_FILL and CPU-draw + UPDATE round trips for S
+ * Command line: keydraw=1 repaints a square at (8,8) on each key press (bench/console.py);
+ * bench=S times RECT_FILL and CPU-draw + UPDATE round trips for S
  * seconds each and exits (bench/svga.py); accel=0 fills and copies with the CPU even when the device offers
  * RECT_FILL and RECT_COPY.
  * Then "svga-draw: ready" and an idle loop woken by the PIT at 100 Hz and the input
@@ -257,7 +258,18 @@ static uint64_t draw(void)
 /* Called after every timer tick or input IRQ once the picture is drawn: echoes keys
  * and pointer packets on serial (input_echo.c; `vmmouse=0` leaves the absolute
  * pointer off). */
-static void idle_poll(void) { (void)input_echo_poll(); }
+static uint64_t keydraw;
+static unsigned keys_drawn;
+static void idle_poll(void)
+{
+    (void)input_echo_poll();
+    /* keydraw=1: each key press repaints a 16x16 square at (8,8), alternating yellow and
+     * cyan (bench/console.py times key to pixel over VNC). */
+    if (keydraw && keys_drawn != input_echo_presses) {
+        keys_drawn = input_echo_presses;
+        cpu_fill(8, 8, 16, 16, keys_drawn & 1 ? 0xFFFF00 : 0x00FFFF);
+    }
+}
 
 int main(void)
 {
@@ -321,6 +333,7 @@ int main(void)
         run_user(bench, user_stack_top);
         return 0;
     }
+    keydraw = cmdline_u64("keydraw", 0);
     input_echo_init(cmdline_u64("vmmouse", 1) != 0);
     printf("svga-draw: ready\n");
     for (;;) {
