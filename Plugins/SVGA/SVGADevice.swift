@@ -474,4 +474,14 @@ struct CursorState {
     var defined = false
     /// The last SVGA_FIFO_CURSOR_COUNT applied.
     var fifoCount: UInt32 = 0
+    /// The image last defined (kept for saved state).
+    var image = CursorImage()
+}
+
+struct CursorImage {
+    var width: UInt32 = 0
+    var height: UInt32 = 0
+    var hotX: UInt32 = 0
+    var hotY: UInt32 = 0
+    var pixels: [UInt32] = []
 }

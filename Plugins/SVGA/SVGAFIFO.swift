@@ -239,6 +239,7 @@ extension SVGADevice {
         }
         cursor.id = id
         cursor.defined = rc == HV_OK
+        if cursor.defined { cursor.image = CursorImage(width: w, height: h, hotX: hotX, hotY: hotY, pixels: pixels) }
         showCursor()
     }
 

@@ -28,6 +28,8 @@ private let svgaOps: UnsafePointer<hv_device_ops> = {
         d.armTimer()
     }
     ops.resume = { dev in instance(dev)?.armTimer() }
+    ops.save_state = { dev, writer in instance(dev)?.saveState(writer) ?? HV_EINVAL }
+    ops.load_state = { dev, reader, version in instance(dev)?.loadState(reader, version: version) ?? HV_EINVAL }
     ops.destroy = { dev in
         guard let dev else { return }
         Unmanaged<SVGADevice>.fromOpaque(UnsafeRawPointer(dev)).release()
@@ -220,7 +222,7 @@ private let svgaModel: UnsafePointer<hv_device_model> = {
     m.name = cString("svga")
     m.description = cString("VMware SVGA II (15ad:0405) with VGA and Bochs VBE compatibility")
     m.flags = 0
-    m.state_version = 0
+    m.state_version = SVGADevice.stateVersion
     m.create = { services, host, out in svgaCreate(services, host, out) }
     m.ops = svgaOps
     m.key_count = svgaKeyCount

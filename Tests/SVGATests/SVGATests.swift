@@ -35,6 +35,9 @@ final class SVGATests: XCTestCase {
     var fifo: UnsafeMutablePointer<UInt32>!
     var vram: UnsafeMutablePointer<UInt32>!
 
+    var context: PluginDeviceContext!
+    var bridge: PCIHostBridge!
+
     override func setUpWithError() throws {
         guard FileManager.default.fileExists(atPath: Self.pluginPath) else {
             throw PluginDeviceError(message: "\(Self.pluginPath) is not built (swift build --product SVGA)")
@@ -43,22 +46,27 @@ final class SVGATests: XCTestCase {
         let clock = VMClock()
         timers = TimerQueue(clock: clock, name: "svga-test")
         timers.start()
-        let bridge = try PCIHostBridge(portBus: ports, mmioBus: mmio, interrupts: sink)
+        bridge = try PCIHostBridge(portBus: ports, mmioBus: mmio, interrupts: sink)
         let backends = PluginBackends(switches: SwitchRegistry(), diskQueue: DiskIOQueue(name: "svga-disk")) { _ in nil }
         var logger = Logger(label: "svga-test")
         logger.logLevel = .error   // hostile-input tests make (rate-limited) guest-error warnings
         let config = ["vgabios": "none"]
-        var context = PluginDeviceContext(
+        context = PluginDeviceContext(
             vmName: "vm1", prefix: "svga", memory: memory, clock: clock, timers: timers, pci: bridge,
             configValue: { config[$0.lowercased()] }, logger: logger, backends: backends)
         context.legacy = LegacySpace(portBus: ports, mmioBus: mmio)
         context.display = display
+        try makeDevice()
+        device.reset()
+    }
+
+    /// Creates and realizes an instance (not yet reset) as `device`.
+    func makeDevice() throws {
         let match = try Self.catalog.deviceModel(named: "svga", kind: HV_DEVICE_KIND_DISPLAY, kindName: "display", context: "svga.virtualDev")
         device = PluginDevice(match: match, context: context)
         try device.create()
         try bridge.assignResources()
         try device.realize()
-        device.reset()
         let f = try XCTUnwrap(device.function)
         fifo = try XCTUnwrap((f.barDevices[2] as? PCIRAMBAR)?.memory.base).assumingMemoryBound(to: UInt32.self)
         vram = try XCTUnwrap((f.barDevices[1] as? PCIRAMBAR)?.memory.base).assumingMemoryBound(to: UInt32.self)
@@ -282,6 +290,31 @@ final class SVGATests: XCTestCase {
         XCTAssertEqual(pixel(try frame(), 0, 0) & 0xFF_FFFF, 0xC0FFEE)
         // The banked window reaches VRAM while DISPI is on.
         XCTAssertEqual(mmio.read(0xA0000, size: 4), 0x00C0_FFEE)
+    }
+
+    func testSavedStateRestoresTheScreen() throws {
+        enable()
+        submit([2, 0x0055_AA11, 0, 0, 64, 32])
+        submit([22, 0, 0, 0, 1, 1, 0xFF12_3456])
+        setReg(25, 7)
+        setReg(27, 1)
+        setReg(33, 0x1)
+        submit([30, 9])
+        let section = try XCTUnwrap(try device.saveState())
+        device.destroy()
+        XCTAssertNil(display.mode, "blank without the device")
+        try makeDevice()
+        try device.loadState(section)
+        XCTAssertEqual(display.mode, try DisplayMode(width: 64, height: 32, pitch: 256, format: .xrgb8888))
+        XCTAssertEqual(pixel(try frame(), 63, 31) & 0xFF_FFFF, 0x55AA11)
+        XCTAssertEqual([reg(0), reg(2), reg(3), reg(33), reg(25)], [0x9000_0002, 64, 32, 1, 7])
+        XCTAssertEqual(fifo[6], 9)
+        XCTAssertTrue(sink.anyAsserted, "the pending fence IRQ is asserted again")
+        XCTAssertEqual(display.cursor.pixels, [0xFF12_3456])
+        XCTAssertTrue(display.cursor.visible)
+        // The restored device keeps working.
+        submit([2, 0x0000_0001, 0, 0, 1, 1])
+        XCTAssertEqual(pixel(try frame(), 0, 0) & 0xFF_FFFF, 1)
     }
 
     func testFuzzOneMillionOperations() throws {
