@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "BusLogic", type: .dynamic, targets: ["BusLogic"]),
         .library(name: "Vmxnet", type: .dynamic, targets: ["Vmxnet"]),
         .library(name: "LSILogic", type: .dynamic, targets: ["LSILogic"]),
+        .library(name: "SVGA", type: .dynamic, targets: ["SVGA"]),
         // NIC-teaming policies (C plugin): failover, portid, machash, iphash.
         .library(name: "TeamingStandard", type: .dynamic, targets: ["TeamingStandard"]),
     ],
@@ -70,7 +71,9 @@ let package = Package(
         // router, read by consoles).
         // The Linux packet-socket, rtnetlink and TUN/TAP structs and ioctls (uplinks).
         .target(name: "CLinuxNet", path: "Sources/CLinuxNet"),
-        .target(name: "HVHostIO", dependencies: ["HVSupport", "HVMemory", "CLinuxNet"],
+        // zlib and libcrypto for the remote console (Debian: zlib1g-dev, libssl-dev).
+        .systemLibrary(name: "CConsoleCodecs", path: "Sources/CConsoleCodecs"),
+        .target(name: "HVHostIO", dependencies: ["HVSupport", "HVMemory", "CLinuxNet", "CConsoleCodecs"],
                 path: "Sources/HVHostIO"),
         // The CPU scheduler: pCPU slots, pools, the SchedulerPolicy protocol, fallback, watchdog.
         .target(name: "HVSched", dependencies: ["HVSupport", .product(name: "Logging", package: "swift-log")],
@@ -102,6 +105,8 @@ let package = Package(
         .target(name: "Vmxnet", dependencies: ["PluginABI", "PluginKit"], path: "Plugins/Vmxnet", exclude: ["README.md"]),
         // The LSILogic SCSI adapter (LSI53C1030 Fusion-MPT) on the hv.scsi/1 extension.
         .target(name: "LSILogic", dependencies: ["PluginABI", "PluginKit"], path: "Plugins/LSILogic", exclude: ["README.md"]),
+        // The VMware SVGA II display (hv.display/1, RAM BARs, VGA and Bochs DISPI legacy decoding).
+        .target(name: "SVGA", dependencies: ["PluginABI"], path: "Plugins/SVGA", exclude: ["README.md"]),
         // Scheduler policies: propshare, roundrobin, cosched-strict/-relaxed (Plugins/SchedPolicies).
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),
@@ -117,11 +122,11 @@ let package = Package(
                     path: "Tests/HVBackendKVMTests"),
         .testTarget(name: "HVDevicesTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO"],
                     path: "Tests/HVDevicesTests"),
-        .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO"],
+        .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO", "CConsoleCodecs"],
                     path: "Tests/HVHostIOTests"),
         .testTarget(name: "HVSchedTests", dependencies: ["HVSched", "HVPluginHost", "HVSupport", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVSchedTests"),
-        .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "PluginABI"],
+        .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "HVSupport", "PluginABI"],
                     path: "Tests/HVSchedSimTests"),
         .testTarget(name: "HVPluginHostTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVPluginHostTests",
@@ -134,6 +139,8 @@ let package = Package(
                     path: "Tests/BusLogicTests"),
         .testTarget(name: "VmxnetTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/VmxnetTests"),
+        .testTarget(name: "SVGATests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
+                    path: "Tests/SVGATests"),
         .testTarget(name: "LSILogicTests", dependencies: ["PluginABI"], path: "Tests/LSILogicTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["HVKernel", "HVBackendKVM", "HVHostIO", "HVPluginHost", "HVSched", "HVSupport"], path: "Tests/IntegrationTests",
                     exclude: ["Fixtures"]),

@@ -38,6 +38,7 @@ package final class Chipset: @unchecked Sendable {
     let rtc: RTCCMOS
     let com1: UART16550?
     let keyboard: I8042
+    let vmmouse: VMMouse
     package let debugExit: DebugExit
     /// VMware's backdoor; VMkernel services claim its commands.
     package let backdoor = VMwareBackdoor()
@@ -84,6 +85,7 @@ package final class Chipset: @unchecked Sendable {
         com1 = configuration.com1Enabled
             ? UART16550(base: configuration.com1Base, irq: configuration.com1IRQ, now: now) : nil
         keyboard = I8042()
+        vmmouse = VMMouse()
         debugExit = DebugExit()
         controlPortA = SystemControlPortA()
         firmwareDebug = configuration.firmwareLog.map { FirmwareDebugPort(sink: $0) }
@@ -92,6 +94,7 @@ package final class Chipset: @unchecked Sendable {
         kickQueued = [Bool](repeating: false, count: n)
 
         wireModels()
+        try claimVMMouseCommands()
         for slot in 0..<(3 + n) {
             timers.append(queue.makeTimer { [weak self] in self?.timerFired(slot) })
             armed.append(nil)
@@ -278,6 +281,7 @@ package final class Chipset: @unchecked Sendable {
         rtc.reset()
         com1?.reset()
         keyboard.reset()
+        vmmouse.reset()
         controlPortA.reset()
         for l in lapics { l.firmwareReset(isBSP: l.index == 0) }
         // Re-drive lines that stayed high through the reset.
@@ -439,6 +443,48 @@ package final class Chipset: @unchecked Sendable {
     /// IA32_APIC_BASE (MSR 0x1B) for `vcpu`: 0xFEE00000, enabled, BSP flag on vCPU 0.
     func apicBaseMSR(vcpu: Int) -> UInt64 {
         Self.lapicBase | 0x800 | (vcpu == 0 ? 0x100 : 0)
+    }
+
+    // MARK: Keyboard and pointer
+
+    /// A key for the PS/2 keyboard as a set-1 make code (0x01-0x7F, 0xE001-0xE07F,
+    /// 0xE11D Pause); false while the guest has the keyboard not scanning.
+    package func keyboardKey(_ code: UInt32, pressed: Bool) -> Bool {
+        locked { keyboard.key(code, pressed: pressed) }
+    }
+
+    /// Relative motion for the PS/2 mouse (`dy` positive downwards, `wheel` positive
+    /// away from the user, buttons left 1 / right 2 / middle 4); false while the guest
+    /// has not enabled the mouse.
+    package func pointerMotion(dx: Int, dy: Int, wheel: Int, buttons: UInt8) -> Bool {
+        locked { keyboard.mouseMotion(dx: dx, dy: dy, wheel: wheel, buttons: buttons) }
+    }
+
+    /// An absolute position (0...0xFFFF per axis) for the VMware absolute pointer; false
+    /// while the guest has not enabled it in absolute mode.
+    package func pointerAbsolute(x: UInt32, y: UInt32, wheel: Int, buttons: UInt8) -> Bool {
+        locked {
+            guard vmmouse.pointer(x: x, y: y, wheel: wheel, buttons: buttons) else { return false }
+            keyboard.mouseNudge()
+            return true
+        }
+    }
+
+    /// The absolute pointer's backdoor commands; they run on the calling vCPU's thread.
+    private func claimVMMouseCommands() throws {
+        try backdoor.register(command: VMMouse.Command.status, name: "vmmouse") { [unowned self] _, r in
+            r.rax = UInt64(locked { vmmouse.readStatus() })
+        }
+        try backdoor.register(command: VMMouse.Command.data, name: "vmmouse") { [unowned self] _, r in
+            let count = UInt32(truncatingIfNeeded: r.rbx)
+            guard let words = locked({ vmmouse.read(count: count) }) else { return }
+            let w = words.map(UInt64.init) + [UInt64](repeating: 0, count: VMMouse.maxRead - words.count)
+            (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi) = (w[0], w[1], w[2], w[3], w[4], w[5])
+        }
+        try backdoor.register(command: VMMouse.Command.command, name: "vmmouse") { [unowned self] _, r in
+            let request = UInt32(truncatingIfNeeded: r.rbx)
+            locked { vmmouse.command(request) }
+        }
     }
 
     // MARK: Serial input

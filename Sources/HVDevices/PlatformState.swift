@@ -9,7 +9,7 @@ import HVSupport
 /// Layout: PIC master, PIC slave, PIT, RTC, COM1 (presence byte first), i8042, I/O
 /// APIC, then a count and one local APIC per vCPU.
 extension Chipset {
-    package static let stateVersion: UInt32 = 1
+    package static let stateVersion: UInt32 = 2
 
     /// The models' state, taken under the chipset lock.
     package func saveState() -> [UInt8] {
@@ -31,7 +31,7 @@ extension Chipset {
 
     /// Replaces the models' state with a saved one and re-arms their timers. On error
     /// the chipset is left in its reset state.
-    package func loadState(_ bytes: [UInt8]) throws {
+    package func loadState(_ bytes: [UInt8], version: UInt32 = Chipset.stateVersion) throws {
         try withModels(restoring: true) {
             do {
                 var d = StateDecoder(bytes, context: "section 'chipset'")
@@ -44,7 +44,7 @@ extension Chipset {
                     throw StateDecodingError("section 'chipset': COM1 presence differs from this VM's configuration")
                 }
                 try com1?.load(from: &d)
-                try keyboard.load(from: &d)
+                try keyboard.load(from: &d, version: version)
                 try ioapic.load(from: &d)
                 let count = try d.u32()
                 guard count == lapics.count else {
@@ -196,25 +196,88 @@ extension UART16550 {
 extension I8042 {
     func save(to e: inout StateEncoder) {
         for v in [commandByte, outputPort, lastRead] { e.u8(v) }
-        for v in [lastWasCommand, irq1Level, irq12Level] { e.bool(v) }
-        for v in [pendingCommand, keyboardPending] {
-            e.bool(v != nil)
-            e.u8(v ?? 0)
-        }
+        for v in [lastWasCommand, irq1Level, irq12Level, translateBreak] { e.bool(v) }
+        e.bool(pendingCommand != nil)
+        e.u8(pendingCommand ?? 0)
         e.u32(UInt32(output.count))
         for o in output { e.u8(o.byte); e.bool(o.aux) }
+        e.bool(latched != nil)
+        e.u8(latched?.byte ?? 0); e.bool(latched?.aux ?? false)
+        keyboard.save(to: &e)
+        mouse.save(to: &e)
     }
 
-    func load(from d: inout StateDecoder) throws {
+    /// `version` 1 (before the PS/2 devices) held a keyboard command byte where the
+    /// devices' state now is; such a file restores with the devices reset.
+    func load(from d: inout StateDecoder, version: UInt32) throws {
         commandByte = try d.u8(); outputPort = try d.u8(); lastRead = try d.u8()
         lastWasCommand = try d.bool(); irq1Level = try d.bool(); irq12Level = try d.bool()
+        translateBreak = version >= 2 ? try d.bool() : false
         let hasCommand = try d.bool(), command = try d.u8()
         pendingCommand = hasCommand ? command : nil
-        let hasKeyboard = try d.bool(), keyboardCommand = try d.u8()
-        keyboardPending = hasKeyboard ? keyboardCommand : nil
+        if version < 2 { _ = try d.bool(); _ = try d.u8() }
         let n = try d.u32()
         guard n <= Self.outputCapacity else { throw StateDecodingError("\(d.context): 8042 output buffer of \(n) bytes") }
         output = try (0..<n).map { _ in (byte: try d.u8(), aux: try d.bool()) }
+        keyboard.reset()
+        mouse.reset()
+        latched = nil
+        if version >= 2 {
+            let hasLatched = try d.bool(), byte = try d.u8(), aux = try d.bool()
+            latched = hasLatched ? (byte, aux) : nil
+            try keyboard.load(from: &d)
+            try mouse.load(from: &d)
+        } else if !output.isEmpty {
+            latched = output.removeFirst()
+        }
+    }
+}
+
+extension PS2Keyboard {
+    func save(to e: inout StateEncoder) {
+        e.data(queue)
+        for v in [scancodeSet, leds, typematic, lastSent, pendingCommand ?? 0] { e.u8(v) }
+        e.bool(pendingCommand != nil)
+        e.bool(scanning)
+    }
+
+    func load(from d: inout StateDecoder) throws {
+        queue = try d.data(limit: Self.queueCapacity)
+        scancodeSet = try d.u8(); leds = try d.u8(); typematic = try d.u8(); lastSent = try d.u8()
+        let command = try d.u8()
+        pendingCommand = try d.bool() ? command : nil
+        scanning = try d.bool()
+        guard scancodeSet == 1 || scancodeSet == 2, leds <= 7, typematic < 0x80 else {
+            throw StateDecodingError("\(d.context): PS/2 keyboard set \(scancodeSet), LEDs \(leds), typematic \(typematic)")
+        }
+    }
+}
+
+extension PS2Mouse {
+    func save(to e: inout StateEncoder) {
+        e.data(queue)
+        for v in [resolution, sampleRate, deviceID, lastSent, buttons, pendingCommand ?? 0] { e.u8(v) }
+        for v in [pendingCommand != nil, streaming, enabled, wrap, scaling21, buttonsChanged] { e.bool(v) }
+        e.data(recentRates)
+        for v in [dx, dy, dz] { e.u32(UInt32(bitPattern: Int32(v))) }
+    }
+
+    func load(from d: inout StateDecoder) throws {
+        queue = try d.data(limit: Self.queueCapacity)
+        resolution = try d.u8(); sampleRate = try d.u8(); deviceID = try d.u8()
+        lastSent = try d.u8(); buttons = try d.u8()
+        let command = try d.u8()
+        pendingCommand = try d.bool() ? command : nil
+        streaming = try d.bool(); enabled = try d.bool(); wrap = try d.bool()
+        scaling21 = try d.bool(); buttonsChanged = try d.bool()
+        recentRates = try d.data(limit: 3)
+        let limit = 1 << 20
+        let motion = try (0..<3).map { _ in Int(Int32(bitPattern: try d.u32())) }
+        guard resolution <= 3, Self.sampleRates.contains(sampleRate), deviceID == 0 || deviceID == 3,
+              buttons <= 7, motion.allSatisfy({ abs($0) <= limit }) else {
+            throw StateDecodingError("\(d.context): PS/2 mouse state out of range")
+        }
+        (dx, dy, dz) = (motion[0], motion[1], motion[2])
     }
 }
 

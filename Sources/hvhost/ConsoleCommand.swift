@@ -23,13 +23,14 @@ struct ConsoleCommand: ParsableCommand {
         if reply.hasPrefix("error:") { throw ExitCode(1) }
     }
 
-    /// The file of `suspend VM FILE` and `resume FILE` relative to this directory, not
+    /// The file of `suspend VM FILE`, `resume FILE` and `screenshot VM FILE` relative to this directory, not
     /// to the host's.
     private func absolutized(_ words: [String]) -> [String] {
         let fileIndex: Int
         switch words.first {
         case "suspend": fileIndex = 2
         case "resume": fileIndex = 1
+        case "screenshot": fileIndex = 2
         default: return words
         }
         guard words.count > fileIndex, !words[fileIndex].hasPrefix("/"), let cwd = getcwd(nil, 0) else { return words }

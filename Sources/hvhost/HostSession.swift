@@ -58,6 +58,11 @@ struct HostOptions: ParsableArguments {
         valueName: "name"))
     var user: String?
 
+    @Option(name: .customLong("web-console"), help: ArgumentHelp(
+        "Serve the browser console (every VM's screen over HTTP and WebSocket) on [ADDRESS:]PORT; the address defaults to 127.0.0.1.",
+        valueName: "address:port"))
+    var webConsole: String?
+
     @Flag(name: .customLong("no-vcpu-seccomp"), help: "Do not confine vCPU threads with their seccomp filter (debugging only).")
     var noVCPUSeccomp = false
 
@@ -112,6 +117,18 @@ struct HostOptions: ParsableArguments {
             kvm: kvm, switches: switches, diskQueue: DiskIOQueue(name: "disk-io"), scheduler: scheduler,
             resolveModel: { device in try catalog.deviceModel(named: device.modelName, for: device) })
         let host = VMHost(services: services, logger: logger)
+        if let spec = webConsole {
+            do {
+                let (address, port) = try Self.listenAddress(spec, option: "--web-console")
+                let server = try WebConsoleServer(address: address, port: port) { host.vms.map(\.console) }
+                host.webConsole = server
+                logger.info("browser console: http://\(server.address):\(server.port)/")
+            } catch {
+                logger.error("\(error)")
+                throw ExitCode(2)
+            }
+        }
+        defer { host.webConsole?.stop() }
 
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
         signals.onSignal = { signal in
@@ -164,5 +181,17 @@ struct HostOptions: ParsableArguments {
         }
         failed += reasons.filter { $0.exitStatus == 2 }.count
         throw ExitCode(failed == 0 ? 0 : 2)
+    }
+}
+
+extension HostOptions {
+    /// "PORT" or "ADDRESS:PORT" (IPv4) for a listening socket.
+    static func listenAddress(_ spec: String, option: String) throws -> (String, Int) {
+        let parts = spec.split(separator: ":", omittingEmptySubsequences: false)
+        let address = parts.count == 2 ? String(parts[0]) : RemoteDisplayConfiguration.defaultAddress
+        guard parts.count <= 2, let port = Int(parts.last ?? ""), (0...65535).contains(port) else {
+            throw ValidationError("\(option) \(spec): expected PORT or ADDRESS:PORT (an IPv4 address, a port 0-65535)")
+        }
+        return (address, port)
     }
 }

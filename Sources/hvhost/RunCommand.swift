@@ -21,6 +21,11 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var host: HostOptions
 
+    @Option(name: .customLong("vnc"), help: ArgumentHelp(
+        "Serve VNC for each VM whose .vmx does not set RemoteDisplay.vnc.enabled: the first on [ADDRESS:]PORT, the next on PORT+1, … (address default 127.0.0.1; port 0: free ports).",
+        valueName: "address:port"))
+    var vnc: String?
+
     func run() throws {
         let logger = HostLogging.logger(verbose: host.verbose)
         // Parse every config before powering anything on: one bad file changes nothing.
@@ -34,6 +39,17 @@ struct RunCommand: ParsableCommand {
             // Never 1: with one VM, status 1 means the guest passed (debug-exit value 0).
             for p in problems { fputs("error: \(p)\n", stderr) }
             throw ExitCode(2)
+        }
+
+        if let vnc {
+            let (address, base) = try HostOptions.listenAddress(vnc, option: "--vnc")
+            var next = base
+            for i in configurations.indices where configurations[i].entry(forKey: "RemoteDisplay.vnc.enabled") == nil {
+                configurations[i].remoteDisplay.enabled = true
+                configurations[i].remoteDisplay.address = address
+                configurations[i].remoteDisplay.port = next
+                if base != 0 { next += 1 }
+            }
         }
 
         try host.runHost(vmCount: configurations.count, logger: logger) { host, catalog in

@@ -97,11 +97,12 @@ final class PlatformChipsetTests: XCTestCase {
         XCTAssertEqual(kbc.read(port: 0x60), 0xFA)
         XCTAssertEqual(levels, ["1:true", "1:false", "1:true"], "a new edge for the next byte")
         XCTAssertEqual(kbc.read(port: 0x60), 0xAB)
-        XCTAssertEqual(kbc.read(port: 0x60), 0x83)
+        XCTAssertEqual(kbc.read(port: 0x60), 0x41, "ID byte 0x83 through the set 2 → 1 translation")
         XCTAssertEqual(levels.last, "1:false")
         kbc.write(port: 0x64, value: 0xD4); kbc.write(port: 0x60, value: 0xF2)
-        XCTAssertEqual(kbc.read(port: 0x64) & 0x21, 0x21, "aux data: no mouse, NAK")
-        XCTAssertEqual(kbc.read(port: 0x60), 0xFE)
+        XCTAssertEqual(kbc.read(port: 0x64) & 0x21, 0x21, "aux data: the mouse answers")
+        XCTAssertEqual(kbc.read(port: 0x60), 0xFA)
+        XCTAssertEqual(kbc.read(port: 0x60), 0x00, "standard PS/2 mouse ID")
     }
 
     func testDebugExitCallback() throws {

@@ -3,6 +3,7 @@ import Testing
 @testable import HVPluginHost
 @testable import HVSched
 @testable import HVSchedSim
+@testable import HVSupport
 
 /// The PNG encoder and the chart: a valid file by the PNG rules (signature, IHDR, chunk
 /// CRCs, zlib stream and Adler-32), checked here by hand and by Python's zlib when

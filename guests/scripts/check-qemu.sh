@@ -91,6 +91,20 @@ STATUS[buslogic-disk]=5
 EXPECT[buslogic-disk]='FAIL: buslogic: no 104b:1040 on bus 0
 EXIT 2'
 
+# svga-draw idles forever once drawn; bench=1 times the FIFO for 1 s each way and exits.
+ARGS[svga-draw]='-vga vmware -append bench=1'
+STATUS[svga-draw]=1
+EXPECT[svga-draw]='svga-draw: mode 800x600x32 pitch 3200 offset 0
+svga-bench: update [0-9]+ ops [0-9]+ ticks
+EXIT 0'
+
+# console-input waits for keys; once=1 stops after the i8042 and vmmouse bring-up.
+ARGS[console-input]='-append once=1'
+STATUS[console-input]=3
+EXPECT[console-input]='input: vmmouse absolute
+input: ready
+EXIT 1'
+
 fails=0
 for g in "${guests[@]}"; do
     elf=build/$g.elf

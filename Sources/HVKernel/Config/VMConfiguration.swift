@@ -56,6 +56,8 @@ package struct VMConfiguration: Sendable {
     /// `hv.deviceCallLimit`: how long a vCPU's device call may run before it is reported
     /// and its pCPU slot given back, and before the VM is failed; nil ("off"): unwatched.
     package var deviceCallLimits: DeviceCallWatch.Limits? = .standard
+    /// `RemoteDisplay.vnc.*`: the VM's VNC server.
+    package var remoteDisplay = RemoteDisplayConfiguration()
 
     /// Present NICs, by index.
     var networkAdapters: [NetworkAdapterConfiguration]
@@ -418,6 +420,7 @@ private final class Validator {
             if let parsed = DeviceCallWatch.Limits.parse(e.value) { deviceCallLimits = parsed }
             else { report(e, "not a device call limit", expected: DeviceCallWatch.Limits.expected) }
         }
+        let remoteDisplay = remoteDisplay()
         guard problems.isEmpty, let boot else { return nil }
         var configuration = VMConfiguration(
             file: file, directory: directory, displayName: displayName, guestOS: guestOS,
@@ -427,6 +430,7 @@ private final class Validator {
             scsiAdapters: scsis, display: display, devices: devices, networks: networks)
         configuration.resetLimit = resetLimit
         configuration.deviceCallLimits = deviceCallLimits
+        configuration.remoteDisplay = remoteDisplay
         return configuration
     }
 
@@ -797,5 +801,30 @@ extension Array where Element == String {
     fileprivate func joined(separator: String, lastSeparator: String) -> String {
         guard count > 1 else { return first ?? "" }
         return dropLast().joined(separator: separator) + lastSeparator + last!
+    }
+}
+
+extension Validator {
+    // MARK: RemoteDisplay.vnc.*
+
+    func remoteDisplay() -> RemoteDisplayConfiguration {
+        var r = RemoteDisplayConfiguration()
+        r.enabled = bool("RemoteDisplay.vnc.enabled", default: false)
+        if let p = int("RemoteDisplay.vnc.port", in: 0...65535, unit: "",
+                       expected: "a TCP port, 0-65535 (5900 is VNC display :0; 0 picks a free port)") {
+            r.port = p
+        }
+        if let e = entry("RemoteDisplay.vnc.ip") {
+            let ip = e.value.trimmingSpaces
+            if RemoteDisplayConfiguration.isIPv4(ip) { r.address = ip }
+            else { report(e, "not an IPv4 address", expected: "an IPv4 address to listen on, e.g. 127.0.0.1 or 0.0.0.0") }
+        }
+        if let e = entry("RemoteDisplay.vnc.password") {
+            let utf8 = e.value.utf8.count
+            if (1...8).contains(utf8) { r.password = e.value }
+            else { report(e, utf8 == 0 ? "empty password" : "a \(utf8)-byte password (VNC authentication uses 8)",
+                          expected: "1 to 8 characters, or no key for a console without a password") }
+        }
+        return r
     }
 }

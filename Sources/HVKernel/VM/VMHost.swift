@@ -14,6 +14,12 @@ package final class VMHost: @unchecked Sendable {
     private let lock = HostLock()
     private var slots: [Slot] = []
     private var shuttingDown = false
+    /// The browser console serving this host's VMs, when `hvhost` runs one.
+    package var webConsole: WebConsoleServer? {
+        get { lock.withLock { webConsoleServer } }
+        set { lock.withLock { webConsoleServer = newValue } }
+    }
+    private var webConsoleServer: WebConsoleServer?
 
     /// A configured VM across resets: its current incarnation and the thread watching it.
     private final class Slot {

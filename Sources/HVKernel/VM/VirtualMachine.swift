@@ -56,6 +56,10 @@ package final class VirtualMachine: @unchecked Sendable {
     let display = DisplaySurface()
     /// Where the host's consoles send keyboard and pointer events.
     let input = InputRouter()
+    /// The screen and input as the remote consoles (VNC, the browser) reach them.
+    package let console: RemoteConsole
+    /// The VNC server (`RemoteDisplay.vnc.*`); nil unless enabled.
+    private(set) package var vncServer: RFBServer?
     private(set) package var devices: [PluginDevice] = []
     private let backend: KVMVirtualMachine
     private(set) var runners: [VCPURunner] = []
@@ -129,7 +133,11 @@ package final class VirtualMachine: @unchecked Sendable {
         pci = try PCIHostBridge(portBus: portBus, mmioBus: mmioBus, interrupts: chipset, mapper: backend)
         legacy = LegacySpace(portBus: portBus, mmioBus: mmioBus)
 
+        console = RemoteConsole(name: configuration.displayName, display: display, input: input,
+                                password: configuration.remoteDisplay.password)
         try createDevices(host: host)
+        // After the devices: a plugin's keyboard or tablet is offered events first.
+        input.attach(ChipsetInput(chipset: chipset, display: display))
         // The windows devices claimed are theirs, not RAM: map memory only now.
         for window in legacy.memoryWindows { memory.exclude(window) }
         try backend.map(memory: memory)
@@ -141,7 +149,8 @@ package final class VirtualMachine: @unchecked Sendable {
         }
         for d in devices { try d.realize() }
         if let snapshot {
-            try chipset.loadState(snapshot.section("chipset", maxVersion: Chipset.stateVersion).payload)
+            let section = try snapshot.section("chipset", maxVersion: Chipset.stateVersion)
+            try chipset.loadState(section.payload, version: section.version)
             try snapshot.checkDeviceSections(against: devices.map(\.context.prefix))
             for d in devices { try d.loadState(snapshot.deviceState(prefix: d.context.prefix)) }
         }
@@ -167,8 +176,20 @@ package final class VirtualMachine: @unchecked Sendable {
             }
             vcpus.append((vcpu, activity))
         }
+        let remote = configuration.remoteDisplay
+        if remote.enabled {
+            do {
+                vncServer = try RFBServer(console: console, address: remote.address, port: remote.port)
+            } catch {
+                throw VMError("\(configuration.path): RemoteDisplay.vnc: \(error)")
+            }
+        }
         // Last, so that nothing can fail after the pool has reserved the VM's minimum.
-        let registration = try host.scheduler.register(configuration)
+        let registration: SchedulerVM
+        do { registration = try host.scheduler.register(configuration) } catch {
+            vncServer?.stop()
+            throw error
+        }
         schedulerVM = registration
         runners = vcpus.map {
             VCPURunner(vcpu: $0.0, vm: self, interrupts: chipset, scheduler: host.scheduler, schedVM: registration,
@@ -271,6 +292,10 @@ package final class VirtualMachine: @unchecked Sendable {
                         // (this host's PVM), and a ROM nobody boots must not break disk boot.
                         return firmware?.bootOrder.contains(.network(device.index)) == true ? "default" : "none"
                     }
+                    if device.kind == .display, key.lowercased() == "vgabios" {
+                        // Without svga.vgaBios the display offers its VGA BIOS when firmware boots.
+                        return firmware != nil ? "default" : "none"
+                    }
                     guard device.kind == .nic, key.lowercased() == "generatedaddress",
                           device.value(forDeviceKey: "address") == nil else { return nil }
                     return VirtualMachine.generatedMAC(seed: path + "/" + device.prefix).description
@@ -360,6 +385,9 @@ package final class VirtualMachine: @unchecked Sendable {
             while stopReason == nil { state.wait() }
             return stopReason!
         }
+        // The consoles go first: a reset builds the next incarnation on the same port.
+        vncServer?.stop()
+        console.disconnectAll()
         let abandoned = runners.filter { !$0.join() }
         unregisterFromScheduler()
         guard abandoned.isEmpty else {

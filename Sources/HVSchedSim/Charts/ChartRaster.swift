@@ -1,3 +1,5 @@
+import HVSupport
+
 /// An RGB colour.
 struct ChartColor: Equatable, Sendable {
     var r: UInt8, g: UInt8, b: UInt8

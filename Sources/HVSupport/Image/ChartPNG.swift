@@ -1,12 +1,13 @@
 /// A minimal PNG encoder: 8-bit RGB, no interlace, every scanline with filter 0, the
 /// image data in a zlib stream of stored (uncompressed) deflate blocks with its Adler-32,
 /// every chunk with its CRC-32. Output is a valid PNG any decoder reads (RFC 2083,
-/// RFC 1950, RFC 1951); it is as large as the raw image, which is fine for charts.
-enum ChartPNG {
+/// RFC 1950, RFC 1951); it is as large as the raw image, which is fine for charts and
+/// screenshots (shared by HVSchedSim and the service console).
+package enum ChartPNG {
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
 
     /// Encodes `rgb` (width × height × 3 bytes, rows top to bottom) as a PNG file.
-    static func encode(width: Int, height: Int, rgb: [UInt8]) -> [UInt8] {
+    package static func encode(width: Int, height: Int, rgb: [UInt8]) -> [UInt8] {
         precondition(width > 0 && height > 0 && rgb.count == width * height * 3, "rgb must hold width × height × 3 bytes")
         var out = signature
         var ihdr: [UInt8] = []

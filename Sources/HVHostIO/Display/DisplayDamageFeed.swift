@@ -1,0 +1,34 @@
+import HVSupport
+
+/// Receives the screen's damage through a ``DisplayDamageFeed``.
+protocol DamageSubscriber: AnyObject {
+    func damaged(_ rects: [DisplayRect])
+}
+
+/// Shares one surface's damage among its consoles: `DisplaySurface.takeDamage` hands
+/// each rectangle out once, so every console collects through the feed, which gives
+/// each subscriber its copy.
+final class DisplayDamageFeed: @unchecked Sendable {
+    let surface: DisplaySurface
+    private let lock = HostLock()
+    private var subscribers: [DamageSubscriber] = []
+
+    init(surface: DisplaySurface) { self.surface = surface }
+
+    func subscribe(_ s: DamageSubscriber) {
+        lock.withLock { subscribers.append(s) }
+    }
+
+    func unsubscribe(_ s: DamageSubscriber) {
+        lock.withLock { subscribers.removeAll { $0 === s } }
+    }
+
+    /// Moves the surface's new damage to every subscriber.
+    func collect() {
+        lock.withLock {
+            let rects = surface.takeDamage()
+            guard !rects.isEmpty else { return }
+            for s in subscribers { s.damaged(rects) }
+        }
+    }
+}
