@@ -198,6 +198,8 @@ final class PluginCheckTests: XCTestCase {
 
     func testLSILogicPassesEveryRule() throws { try expectPass([hvhostDir + "/libLSILogic.so"], policy: false) }
 
+    func testSVGAPassesEveryRule() throws { try expectPass([hvhostDir + "/libSVGA.so"], policy: false) }
+
     func testBusLogicPassesEveryRule() throws { try expectPass([hvhostDir + "/libBusLogic.so"], policy: false) }
 
     func testSchedulerPoliciesPassEveryRule() throws {

@@ -76,9 +76,13 @@ package final class PluginCheckVM: @unchecked Sendable {
             "networkname": Self.networkName, "generatedaddress": "00:50:56:80:00:02",
             ":0.present": "TRUE", ":0.filename": scratch,
         ]
-        let context = PluginDeviceContext(
+        var context = PluginDeviceContext(
             vmName: "plugin-check", prefix: Self.prefix(for: model.kind), memory: memory, clock: clock, timers: timers,
             pci: bridge, configValue: { config[$0] }, logger: logger, backends: backends)
+        // A display plugin needs its legacy windows and a surface to publish to (each
+        // instance its own: one publisher per surface).
+        context.legacy = LegacySpace(portBus: AddressBus(), mmioBus: AddressBus())
+        context.display = DisplaySurface()
         let device = PluginDevice(model: model.pointer, pluginName: pluginName, context: context,
                                   declarations: model.declarations)
         device.entryMonitor = monitor
