@@ -106,7 +106,7 @@ let package = Package(
         // The LSILogic SCSI adapter (LSI53C1030 Fusion-MPT) on the hv.scsi/1 extension.
         .target(name: "LSILogic", dependencies: ["PluginABI", "PluginKit"], path: "Plugins/LSILogic", exclude: ["README.md"]),
         // The VMware SVGA II display (hv.display/1, RAM BARs, VGA and Bochs DISPI legacy decoding).
-        .target(name: "SVGA", dependencies: ["PluginABI"], path: "Plugins/SVGA", exclude: ["README.md"]),
+        .target(name: "SVGA", dependencies: ["PluginABI", "PluginKit"], path: "Plugins/SVGA", exclude: ["README.md"]),
         // Scheduler policies: propshare, roundrobin, cosched-strict/-relaxed (Plugins/SchedPolicies).
         .target(name: "SchedPropShare", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/PropShare"),
         .target(name: "SchedRoundRobin", dependencies: ["PluginABI"], path: "Plugins/SchedPolicies/RoundRobin"),

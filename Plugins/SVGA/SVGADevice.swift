@@ -104,11 +104,6 @@ final class SVGADevice {
         screen?.deallocate()
     }
 
-    static func from(_ dev: OpaquePointer?) -> SVGADevice? {
-        guard let dev else { return nil }
-        return Unmanaged<SVGADevice>.fromOpaque(UnsafeRawPointer(dev)).takeUnretainedValue()
-    }
-
     func log(_ level: Int32, _ text: String) {
         text.withCString { services.log(host, level, $0) }
     }

@@ -1,21 +1,16 @@
 import Glibc
 import PluginABI
+import PluginKit
 
 // The plugin descriptor: id "org.hvproject.svga", factory "hv.device/1", one display
 // model "svga" (svga.present = "TRUE"). Everything the host reads is allocated once
 // and never freed.
 
-func cString(_ s: StaticString) -> UnsafePointer<CChar> {
-    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
-}
-
-private let abiVersion: UInt32 = (HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR
-
 /// Debian's SeaBIOS VGA BIOS for this device (package seabios).
 let defaultVGABIOS = "/usr/share/seabios/vgabios-vmware.bin"
 let defaultVRAMSize = 16 << 20
 
-private func instance(_ dev: OpaquePointer?) -> SVGADevice? { SVGADevice.from(dev) }
+private func instance(_ dev: OpaquePointer?) -> SVGADevice? { InstanceHandle.object(dev, as: SVGADevice.self) }
 
 // MARK: device ops
 
@@ -32,11 +27,9 @@ private let svgaOps: UnsafePointer<hv_device_ops> = {
     ops.load_state = { dev, reader, version in instance(dev)?.loadState(reader, version: version) ?? HV_EINVAL }
     ops.destroy = { dev in
         guard let dev else { return }
-        Unmanaged<SVGADevice>.fromOpaque(UnsafeRawPointer(dev)).release()
+        InstanceHandle.release(dev, as: SVGADevice.self)
     }
-    let p = UnsafeMutablePointer<hv_device_ops>.allocate(capacity: 1)
-    p.initialize(to: ops)
-    return UnsafePointer(p)
+    return permanent(ops)
 }()
 
 // MARK: handlers
@@ -62,12 +55,6 @@ private let refreshCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPoi
     instance(dev)?.timerFired()
 }
 
-private func extensionTable<T>(_ hs: hv_host_services, _ host: OpaquePointer, _ id: String, _: T.Type) -> UnsafePointer<T>? {
-    guard let lookup = hs.get_extension, let raw = id.withCString({ lookup(host, $0) }) else { return nil }
-    let table = raw.assumingMemoryBound(to: T.self)
-    guard raw.assumingMemoryBound(to: UInt32.self).pointee >= UInt32(MemoryLayout<T>.size) else { return nil }
-    return table
-}
 
 private func trimmed(_ s: String) -> String {
     String(s.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
@@ -86,7 +73,7 @@ private func offerVGABIOS(_ hs: hv_host_services, _ host: OpaquePointer, say: (I
         }
         path = defaultVGABIOS
     }
-    guard let rom = extensionTable(hs, host, HV_EXT_ROM, hv_rom_ext.self), let load = rom.pointee.load_file else {
+    guard let rom = hs.extensionTable(HV_EXT_ROM, host: host, as: hv_rom_ext.self), let load = rom.pointee.load_file else {
         say(HV_LOG_ERROR, "vgaBios = \"\(setting)\": the host does not offer \(HV_EXT_ROM)")
         return HV_ENOTSUP
     }
@@ -116,9 +103,9 @@ private func svgaCreate(_ services: UnsafePointer<hv_host_services>?, _ host: Op
           hs.timer_create != nil, hs.timer_arm != nil, hs.clock_ns != nil, hs.irq_set_level != nil,
           hs.pci_bar_address != nil else { return HV_ENOTSUP }
     func say(_ level: Int32, _ text: String) { text.withCString { log(host, level, $0) } }
-    guard let display = extensionTable(hs, host, HV_EXT_DISPLAY, hv_display_ext.self),
-          let ramBar = extensionTable(hs, host, HV_EXT_RAM_BAR, hv_ram_bar_ext.self),
-          let legacy = extensionTable(hs, host, HV_EXT_LEGACY_IO, hv_legacy_io_ext.self),
+    guard let display = hs.extensionTable(HV_EXT_DISPLAY, host: host, as: hv_display_ext.self),
+          let ramBar = hs.extensionTable(HV_EXT_RAM_BAR, host: host, as: hv_ram_bar_ext.self),
+          let legacy = hs.extensionTable(HV_EXT_LEGACY_IO, host: host, as: hv_legacy_io_ext.self),
           display.pointee.attach != nil, display.pointee.set_mode != nil, display.pointee.set_palette != nil,
           display.pointee.update != nil, display.pointee.cursor_define != nil, display.pointee.cursor_move != nil,
           display.pointee.cursor_show != nil, ramBar.pointee.ram_bar_add != nil, ramBar.pointee.ram_bar_dirty != nil,
@@ -179,9 +166,9 @@ private func svgaCreate(_ services: UnsafePointer<hv_host_services>?, _ host: Op
     if font == nil { say(HV_LOG_INFO, "no 8x16 font in \(defaultVGABIOS): text mode stays blank until a VGA BIOS loads one") }
     let device = SVGADevice(host: host, services: hs, display: display, ramBar: ramBar, vram: vram!, vramSize: vramBytes,
                             vramBarSize: barSize, fifo: fifo!, font: font)
-    let handle = OpaquePointer(Unmanaged.passRetained(device).toOpaque())
+    let handle = InstanceHandle.retain(device)
     func fail(_ code: Int32) -> Int32 {
-        Unmanaged<SVGADevice>.fromOpaque(UnsafeRawPointer(handle)).release()
+        InstanceHandle.release(handle, as: SVGADevice.self)
         return code
     }
     device.refreshTimer = hs.timer_create(host, refreshCallback, nil)
@@ -229,46 +216,11 @@ private let svgaModel: UnsafePointer<hv_device_model> = {
     m.command_count = svgaCommandCount
     m.keys = svgaKeys
     m.commands = svgaCommands
-    let p = UnsafeMutablePointer<hv_device_model>.allocate(capacity: 1)
-    p.initialize(to: m)
-    return UnsafePointer(p)
+    return permanent(m)
 }()
 
-private let svgaFactory: UnsafePointer<hv_device_factory> = {
-    let models = UnsafeMutablePointer<UnsafePointer<hv_device_model>?>.allocate(capacity: 1)
-    models.initialize(to: svgaModel)
-    var f = hv_device_factory()
-    f.struct_size = UInt32(MemoryLayout<hv_device_factory>.size)
-    f.abi_version = abiVersion
-    f.model_count = 1
-    f.models = UnsafePointer(models)
-    let p = UnsafeMutablePointer<hv_device_factory>.allocate(capacity: 1)
-    p.initialize(to: f)
-    return UnsafePointer(p)
-}()
-
-private let deviceFactoryID = cString("hv.device/1")
-
-private let svgaEntry: UnsafePointer<hv_plugin_entry> = {
-    let ids = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 2)
-    ids.initialize(to: deviceFactoryID)
-    (ids + 1).initialize(to: nil)
-    var e = hv_plugin_entry()
-    e.struct_size = UInt32(MemoryLayout<hv_plugin_entry>.size)
-    e.abi_version = abiVersion
-    e.id = cString("org.hvproject.svga")
-    e.name = cString("VMware SVGA II display")
-    e.version = cString("1.0.0")
-    e.vendor = cString("hvproject")
-    e.get_factory = { id in
-        guard let id, strcmp(id, deviceFactoryID) == 0 else { return nil }
-        return UnsafeRawPointer(svgaFactory)
-    }
-    e.factory_ids = UnsafePointer(ids)
-    let p = UnsafeMutablePointer<hv_plugin_entry>.allocate(capacity: 1)
-    p.initialize(to: e)
-    return UnsafePointer(p)
-}()
+private let svgaEntry = devicePluginEntry(id: "org.hvproject.svga", name: "VMware SVGA II display",
+                                           version: "1.0.0", vendor: "hvproject", models: [svgaModel])
 
 /// The one exported symbol (HV_PLUGIN_ENTRY_SYMBOL).
 @_cdecl("hv_plugin_entry_v1")

@@ -8,9 +8,11 @@ package enum PluginDeclarations {
     /// A command taking one u32 argument and returning a u32.
     package typealias U32Command = @convention(c) (OpaquePointer?, UInt32) -> UInt32
 
-    package static func key(_ type: UInt32, _ name: StaticString, _ help: StaticString) -> hv_config_key {
+    /// A declared key; `min`/`max` bound HV_KEY_INT/UINT values (max -1: unbounded).
+    package static func key(_ type: UInt32, _ name: StaticString, _ help: StaticString, min: Int64 = 0, max: Int64 = -1,
+                            defaultValue: StaticString? = nil) -> hv_config_key {
         hv_config_key(struct_size: UInt32(MemoryLayout<hv_config_key>.size), type: type, name: cString(name),
-                      min: 0, max: -1, choices: nil, default_value: nil, help: cString(help))
+                      min: min, max: max, choices: nil, default_value: defaultValue.map(cString), help: cString(help))
     }
 
     /// A command printing text (`device VM DEV NAME`).
