@@ -3,7 +3,8 @@ import PackageDescription
 
 // Module layout (ARCHITECTURE.md section 2; written by scripts/split-modules.py).
 //
-//   HVSupport     locks, threads, timer queue, clocks, byte rings, SerialSink, MACAddress
+//   HVSupport     locks, threads, timer queue, clocks, byte rings, SerialSink, MACAddress,
+//                 PNG encoding (zlib) and console (PSF) fonts
 //   HVMemory      guest RAM                                   (no CKVM: memfd via Glibc)
 //   HVBackendKVM  KVM VM/vCPU backend                         (the only importer of CKVM)
 //   HVDevices     buses, PC devices, IRQ controllers, PCI, the chipset
@@ -49,9 +50,11 @@ let package = Package(
         .target(name: "CKVM", path: "Sources/CKVM"),
         // libffi (Debian libffi-dev): HVPluginHost calls plugins' typed commands through it.
         .systemLibrary(name: "CFFI", path: "Sources/CFFI"),
+        // zlib (Debian zlib1g-dev): HVSupport's PNG encoder and gzip-compressed console fonts.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Host primitives every layer shares: locks, threads, timer queue, clocks, byte rings,
         // the SerialSink protocol, MAC addresses, share settings.
-        .target(name: "HVSupport", path: "Sources/HVSupport"),
+        .target(name: "HVSupport", dependencies: ["CZlib"], path: "Sources/HVSupport"),
         // Guest RAM (one memfd, the PC split around the PCI hole and legacy windows, the
         // VMM-side dirty log), shared regions (RAM BARs) and the GuestPhysicalMapper seam.
         .target(name: "HVMemory", path: "Sources/HVMemory"),
@@ -73,7 +76,7 @@ let package = Package(
         .target(name: "HVSched", dependencies: ["HVSupport", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/HVSched"),
         // The deterministic scheduling simulator, its scenarios and charts (hvhost sched-sim).
-        .target(name: "HVSchedSim", dependencies: ["HVSched"],
+        .target(name: "HVSchedSim", dependencies: ["HVSched", "HVSupport"],
                 path: "Sources/HVSchedSim"),
         // Plugin loader and ABI validation, catalog, host services, PluginDevice, the
         // scheduler-policy adapter: the only library importer of PluginABI.
