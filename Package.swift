@@ -109,7 +109,7 @@ let package = Package(
         // NIC-teaming policies (Plugins/TeamingPolicies).
         .target(name: "TeamingStandard", dependencies: ["PluginABI"], path: "Plugins/TeamingPolicies/Standard"),
         // One test target per library; plugin tests beside the plugin (VlanceTests).
-        .testTarget(name: "HVSupportTests", dependencies: ["HVSupport"],
+        .testTarget(name: "HVSupportTests", dependencies: ["HVSupport", "CZlib"],
                     path: "Tests/HVSupportTests"),
         .testTarget(name: "HVMemoryTests", dependencies: ["HVMemory"],
                     path: "Tests/HVMemoryTests"),
