@@ -121,7 +121,7 @@ let package = Package(
                     path: "Tests/HVHostIOTests"),
         .testTarget(name: "HVSchedTests", dependencies: ["HVSched", "HVPluginHost", "HVSupport", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVSchedTests"),
-        .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "PluginABI"],
+        .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "PluginABI", .product(name: "Logging", package: "swift-log")],
                     path: "Tests/HVSchedSimTests"),
         .testTarget(name: "HVPluginHostTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVPluginHostTests",
