@@ -80,8 +80,6 @@ package final class SchedulerRecorder: @unchecked Sendable {
         writer = HostThread.spawn(name: "sched-record") { [self] in writeLoop() }
     }
 
-    deinit { if !stopping { _ = try? finish() } }
-
     /// Names pool number `index` (the order of ``Scheduler/pools``) for the header.
     func declare(pool index: Int, name: String, slots: [Int], policy: String) {
         lock.withLock {
@@ -117,7 +115,8 @@ package final class SchedulerRecorder: @unchecked Sendable {
     }
 
     /// Stops the writer, writes the file (header, then every event) and removes the
-    /// side file. Throws when a write failed.
+    /// side file. Throws when a write failed. Call it once; the writer thread keeps the
+    /// recorder alive until then.
     package func finish() throws {
         let t: pthread_t? = lock.withLock {
             stopping = true
@@ -159,7 +158,7 @@ package final class SchedulerRecorder: @unchecked Sendable {
         var s = "hvsched-record \(Self.formatVersion)\n"
         s += "# hvhost run --sched-record; format: Plugins/SchedPolicies/RECORDING.md\n"
         s += "pcpus \(pcpuCount)\n"
-        s += "duration \(lastTime &- epoch)\n"
+        s += "duration \(max(lastTime, epoch) - epoch)\n"
         for (i, p) in pools.enumerated() {
             s += "pool \(i) \(p.name) slots \(p.slots.map(String.init).joined(separator: ",")) policy \(p.policy)\n"
         }

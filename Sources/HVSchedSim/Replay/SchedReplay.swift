@@ -79,8 +79,9 @@ extension SchedRecording {
             s.vms.append(v)
             s.recordedBursts += traces.prefix(v.vcpus)
             var cpu = v.cpu
+            let first = vcpuIDs(of: vm).first
             for (t, e) in events {
-                guard case let .params(id, shares, mn, mx) = e, id == vcpuIDs(of: vm).first else { continue }
+                guard case let .params(id, shares, mn, mx) = e, id == first else { continue }
                 cpu.shares = .custom(shares * UInt32(v.vcpus))
                 cpu.minPercent = Int(mn)
                 cpu.maxPercent = Int(mx)
