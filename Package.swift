@@ -3,7 +3,8 @@ import PackageDescription
 
 // Module layout (ARCHITECTURE.md section 2; written by scripts/split-modules.py).
 //
-//   HVSupport     locks, threads, timer queue, clocks, byte rings, SerialSink, MACAddress
+//   HVSupport     locks, threads, timer queue, clocks, byte rings, SerialSink, MACAddress,
+//                 PNG encoding (zlib) and console (PSF) fonts
 //   HVMemory      guest RAM                                   (no CKVM: memfd via Glibc)
 //   HVBackendKVM  KVM VM/vCPU backend                         (the only importer of CKVM)
 //   HVDevices     buses, PC devices, IRQ controllers, PCI, the chipset
@@ -53,9 +54,11 @@ let package = Package(
         .target(name: "CKVM", path: "Sources/CKVM"),
         // libffi (Debian libffi-dev): HVPluginHost calls plugins' typed commands through it.
         .systemLibrary(name: "CFFI", path: "Sources/CFFI"),
+        // zlib (Debian zlib1g-dev): HVSupport's PNG encoder and gzip-compressed console fonts.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Host primitives every layer shares: locks, threads, timer queue, clocks, byte rings,
         // the SerialSink protocol, MAC addresses, share settings.
-        .target(name: "HVSupport", path: "Sources/HVSupport"),
+        .target(name: "HVSupport", dependencies: ["CZlib"], path: "Sources/HVSupport"),
         // Guest RAM (one memfd, the PC split around the PCI hole and legacy windows, the
         // VMM-side dirty log), shared regions (RAM BARs) and the GuestPhysicalMapper seam.
         .target(name: "HVMemory", path: "Sources/HVMemory"),
@@ -73,13 +76,13 @@ let package = Package(
         .target(name: "CLinuxNet", path: "Sources/CLinuxNet"),
         // zlib and libcrypto for the remote console (Debian: zlib1g-dev, libssl-dev).
         .systemLibrary(name: "CConsoleCodecs", path: "Sources/CConsoleCodecs"),
-        .target(name: "HVHostIO", dependencies: ["HVSupport", "HVMemory", "CLinuxNet", "CConsoleCodecs"],
+        .target(name: "HVHostIO", dependencies: ["HVSupport", "HVMemory", "CLinuxNet", "CZlib", "CConsoleCodecs"],
                 path: "Sources/HVHostIO"),
         // The CPU scheduler: pCPU slots, pools, the SchedulerPolicy protocol, fallback, watchdog.
         .target(name: "HVSched", dependencies: ["HVSupport", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/HVSched"),
         // The deterministic scheduling simulator, its scenarios and charts (hvhost sched-sim).
-        .target(name: "HVSchedSim", dependencies: ["HVSched"],
+        .target(name: "HVSchedSim", dependencies: ["HVSched", "HVSupport"],
                 path: "Sources/HVSchedSim"),
         // Plugin loader and ABI validation, catalog, host services, PluginDevice, the
         // scheduler-policy adapter: the only library importer of PluginABI.
@@ -114,7 +117,7 @@ let package = Package(
         // NIC-teaming policies (Plugins/TeamingPolicies).
         .target(name: "TeamingStandard", dependencies: ["PluginABI"], path: "Plugins/TeamingPolicies/Standard"),
         // One test target per library; plugin tests beside the plugin (VlanceTests).
-        .testTarget(name: "HVSupportTests", dependencies: ["HVSupport"],
+        .testTarget(name: "HVSupportTests", dependencies: ["HVSupport", "CZlib"],
                     path: "Tests/HVSupportTests"),
         .testTarget(name: "HVMemoryTests", dependencies: ["HVMemory"],
                     path: "Tests/HVMemoryTests"),
@@ -122,11 +125,11 @@ let package = Package(
                     path: "Tests/HVBackendKVMTests"),
         .testTarget(name: "HVDevicesTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO"],
                     path: "Tests/HVDevicesTests"),
-        .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO", "CConsoleCodecs"],
+        .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO", "CZlib"],
                     path: "Tests/HVHostIOTests"),
         .testTarget(name: "HVSchedTests", dependencies: ["HVSched", "HVPluginHost", "HVSupport", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVSchedTests"),
-        .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "HVSupport", "PluginABI"],
+        .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "HVSupport", "PluginABI", .product(name: "Logging", package: "swift-log")],
                     path: "Tests/HVSchedSimTests"),
         .testTarget(name: "HVPluginHostTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],
                     path: "Tests/HVPluginHostTests",

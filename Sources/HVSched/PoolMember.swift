@@ -64,6 +64,9 @@ package final class PoolMember: @unchecked Sendable {
     var heldTotal: UInt64 = 0
     var heldSince: UInt64 = 0
     var accountedTotal: UInt64 = 0
+    /// `accountedTotal` at the last wake: the CPU time of the current run burst is the
+    /// difference (recorded at the block).
+    var burstStart: UInt64 = 0
     package var grantCount: UInt64 = 0
     /// Hand-off measurement: when the previous holder released the slot it was just
     /// granted (host ns), until its thread picks the grant up.

@@ -82,6 +82,8 @@ package final class Scheduler: @unchecked Sendable {
     private let nextVMID = Atomic<Int32>(1)
     private let nextVCPUID = Atomic<Int32>(0)
     private var started = false
+    private let clock: SchedulerClock
+    private var recorder: SchedulerRecorder?
 
     package init(configuration: SchedulerConfiguration = .standard(),
                 resolvePolicy: @escaping PolicyResolver = { name in
@@ -91,6 +93,7 @@ package final class Scheduler: @unchecked Sendable {
         self.configuration = configuration
         self.resolver = resolvePolicy
         self.logger = logger
+        self.clock = clock
         var pools: [SchedulerPool] = []
         for spec in configuration.pools {
             let source = try Scheduler.source(named: spec.policy, resolver: resolvePolicy)
@@ -128,6 +131,21 @@ package final class Scheduler: @unchecked Sendable {
     }
 
     package func pool(named name: String) -> SchedulerPool? { pools.first { $0.name == name } }
+
+    // MARK: Recording
+
+    /// Records every pool's scheduling events to `path` from now on (`--sched-record`).
+    package func startRecording(to path: String) throws {
+        let r = try SchedulerRecorder(path: path, pcpus: configuration.slots.count, start: clock.now())
+        for (i, p) in pools.enumerated() { p.attach(r, index: i) }
+        lock.withLock { recorder = r }
+    }
+
+    /// Writes the recording out (after every VM has stopped); nil without one.
+    package func finishRecording() throws {
+        guard let r = lock.withLock({ recorder }) else { return }
+        try r.finish()
+    }
 
     var poolNames: [String] { pools.map(\.name) }
 

@@ -79,6 +79,9 @@ package final class SchedulerPool: @unchecked Sendable {
     private let handoffs = PoolHandoffStats()
     /// Every policy replacement forced by misbehaviour, as logged.
     private var fallbackEvents: [String] = []
+    /// Where events go with `--sched-record`, and this pool's number in the recording.
+    private var recorder: SchedulerRecorder?
+    private var recordIndex = 0
 
     package init(name: String, slots: [PCPUSlot], policy: SchedulerPolicy, clock: SchedulerClock,
                 watchdogNanoseconds: UInt64 = 2_000_000_000, policyCallDeadline: UInt64? = nil, logger: Logger) {
@@ -132,6 +135,15 @@ package final class SchedulerPool: @unchecked Sendable {
 
     func unreserve(vm: Int32) { lock.withLock { _ = reservations.removeValue(forKey: vm) } }
 
+    /// Records this pool's events from now on as pool number `index` of the recording.
+    func attach(_ recorder: SchedulerRecorder, index: Int) {
+        lock.withLock {
+            self.recorder = recorder
+            recordIndex = index
+            recorder.declare(pool: index, name: name, slots: slots.map(\.index), policy: policy.name)
+        }
+    }
+
     // MARK: vCPU thread interface
 
     /// Adds a vCPU (policy `vcpu_add`, then `wake`): it is runnable at once. Call on the
@@ -151,6 +163,7 @@ package final class SchedulerPool: @unchecked Sendable {
             members[id] = m
             let now = clock.now()
             samples[id] = VCPUStatsSample(time: now, cpu: m.cpuTime ?? 0, ready: 0, held: 0)
+            recorder?.join(time: now, pool: recordIndex, vcpu: id, vmID: vmID, vmName: vmName, index: vcpuIndex, params: params)
             makeReady(m, now: now)
             policy.wake(id, now: now)
             preemptAfterWake(now: now)
@@ -203,6 +216,7 @@ package final class SchedulerPool: @unchecked Sendable {
         }
         if !s.draining { policy.account(member.id, ranNanoseconds: ranNanoseconds) }
         member.accountedTotal &+= ranNanoseconds
+        recorder?.record(.sliceEnd, time: now, pool: recordIndex, vcpu: member.id, a: ranNanoseconds)
         release(member, now: now)
         makeReady(member, now: now)
         dispatch(now: now, first: s)
@@ -223,6 +237,8 @@ package final class SchedulerPool: @unchecked Sendable {
             } else {
                 member.readyTotal &+= now &- member.readySince
             }
+            recorder?.record(.block, time: now, pool: recordIndex, vcpu: member.id, a: freed != nil ? ranNanoseconds : 0,
+                             b: member.accountedTotal &- member.burstStart)
             member.state = .blocked
             member.blockedSince = now
             member.needsPool.store(true, ordering: .releasing)
@@ -238,6 +254,8 @@ package final class SchedulerPool: @unchecked Sendable {
             guard member.state == .blocked, !member.cancelled, members[member.id] === member else { return }
             let now = clock.now()
             makeReady(member, now: now)
+            member.burstStart = member.accountedTotal
+            recorder?.record(.wake, time: now, pool: recordIndex, vcpu: member.id)
             policy.wake(member.id, now: now)
             preemptAfterWake(now: now)
             dispatch(now: now)
@@ -251,6 +269,7 @@ package final class SchedulerPool: @unchecked Sendable {
             let now = clock.now()
             if !s.draining { policy.account(member.id, ranNanoseconds: ranNanoseconds) }
             member.accountedTotal &+= ranNanoseconds
+            recorder?.record(.yield, time: now, pool: recordIndex, vcpu: member.id, a: ranNanoseconds)
             release(member, now: now)
             makeReady(member, now: now)
             policy.yield(member.id, now: now)
@@ -271,6 +290,7 @@ package final class SchedulerPool: @unchecked Sendable {
                 member.accountedTotal &+= ranNanoseconds
                 release(member, now: now)
             }
+            recorder?.record(.leave, time: now, pool: recordIndex, vcpu: member.id, a: freed != nil ? ranNanoseconds : 0)
             member.state = .blocked
             member.cancelled = true
             member.cancelRequested.store(true, ordering: .releasing)
@@ -298,7 +318,9 @@ package final class SchedulerPool: @unchecked Sendable {
             guard members[member.id] === member else { return }
             try policy.setParams(member.id, params: params)
             member.params = params
-            dispatch(now: clock.now())
+            let now = clock.now()
+            recorder?.params(time: now, pool: recordIndex, vcpu: member.id, params)
+            dispatch(now: now)
         }
     }
 
@@ -441,6 +463,7 @@ package final class SchedulerPool: @unchecked Sendable {
             return false
         }
         if pick.vcpu < 0 {
+            recorder?.record(.idle, time: now, pool: recordIndex, pcpu: pcpu, vcpu: -1, a: pick.sliceNanoseconds)
             s.releasedAtHost = 0            // an idle slot: the next grant is no hand-off
             let anyReady = members.values.contains { $0.state == .ready }
             if pick.sliceNanoseconds > 0 {
@@ -481,6 +504,7 @@ package final class SchedulerPool: @unchecked Sendable {
     }
 
     private func grant(_ m: PoolMember, _ s: PCPUSlot, slice: UInt64, now: UInt64) {
+        recorder?.record(.pick, time: now, pool: recordIndex, pcpu: s.localIndex, vcpu: m.id, a: slice)
         m.readyTotal &+= now &- m.readySince
         m.heldSince = now
         s.idleTotal &+= now &- s.idleSince

@@ -40,6 +40,9 @@ package final class SchedSimulator {
         var params: SchedulerParams
         var state: State = .absent
         var rng: SplitMix64
+        /// A recorded vCPU's bursts and the one it is in.
+        var bursts: [SchedSimScenario.RecordedBurst] = []
+        var burstIndex = 0
         var burstLeft: UInt64 = 0
         var wakeAt: UInt64?
         var readySince: UInt64 = 0
@@ -139,8 +142,12 @@ package final class SchedSimulator {
             var list: [Int] = []
             for k in 0..<vm.vcpus {
                 list.append(vcpus.count)
-                vcpus.append(VCPU(id: id, vm: vi, index: k, params: vm.params,
-                                  rng: SplitMix64(seed: seed, stream: UInt64(vi), UInt64(k))))
+                var v = VCPU(id: id, vm: vi, index: k, params: vm.params,
+                             rng: SplitMix64(seed: seed, stream: UInt64(vi), UInt64(k)))
+                if case .recorded = vm.workload, vcpus.count < scenario.recordedBursts.count {
+                    v.bursts = scenario.recordedBursts[vcpus.count]
+                }
+                vcpus.append(v)
                 id += 1
             }
             vmVCPUs.append(list)
@@ -200,7 +207,7 @@ package final class SchedSimulator {
                 vcpus[i].state = .ready
                 vcpus[i].readySince = t
                 vcpus[i].wokeAt = t
-                if case let .io(run, _, dist) = vm.workload { vcpus[i].burstLeft = vcpus[i].rng.draw(mean: run, dist) }
+                vcpus[i].burstLeft = nextRun(i)
                 preemptAfterWake(at: t)
             }
             vmActive[vi] = true
@@ -228,13 +235,14 @@ package final class SchedSimulator {
         }
         // 4. Bursts ending: account, then block.
         for p in pcpus.indices {
-            guard let i = pcpus[p].running, case let .io(_, sleep, dist) = scenario.vms[vcpus[i].vm].workload,
-                  pcpus[p].stintStart + vcpus[i].burstLeft <= t else { continue }
+            guard let i = pcpus[p].running, scenario.vms[vcpus[i].vm].workload.hasBursts,
+                  vcpus[i].burstLeft != .max, pcpus[p].stintStart + vcpus[i].burstLeft <= t else { continue }
             stopStint(i, on: p, at: t)
             policy.block(vcpus[i].id, now: t)
             log(t, "block \(who(i))")
             vcpus[i].state = .blocked
-            vcpus[i].wakeAt = t + vcpus[i].rng.draw(mean: sleep, dist)
+            let sleep = nextSleep(i)
+            vcpus[i].wakeAt = sleep == .max ? nil : t + sleep
             any = true
         }
         // 5. Wakes.
@@ -245,9 +253,7 @@ package final class SchedSimulator {
             vcpus[i].readySince = t
             vcpus[i].wokeAt = t
             vcpus[i].wakeAt = nil
-            if case let .io(run, _, dist) = scenario.vms[vcpus[i].vm].workload {
-                vcpus[i].burstLeft = vcpus[i].rng.draw(mean: run, dist)
-            }
+            vcpus[i].burstLeft = nextRun(i)
             preemptAfterWake(at: t)
             any = true
         }
@@ -283,11 +289,36 @@ package final class SchedSimulator {
         }
     }
 
+    /// The CPU time of the burst a vCPU starts now (`.max` for a CPU-bound one).
+    private func nextRun(_ i: Int) -> UInt64 {
+        switch scenario.vms[vcpus[i].vm].workload {
+        case .cpu: return .max
+        case let .io(run, _, dist): return vcpus[i].rng.draw(mean: run, dist)
+        case .recorded:
+            let k = vcpus[i].burstIndex
+            return k < vcpus[i].bursts.count ? vcpus[i].bursts[k].run : .max
+        }
+    }
+
+    /// How long a vCPU whose burst ended now stays blocked (`.max`: for good).
+    private func nextSleep(_ i: Int) -> UInt64 {
+        switch scenario.vms[vcpus[i].vm].workload {
+        case .cpu: return .max
+        case let .io(_, sleep, dist): return vcpus[i].rng.draw(mean: sleep, dist)
+        case .recorded:
+            let k = vcpus[i].burstIndex
+            vcpus[i].burstIndex += 1
+            return k < vcpus[i].bursts.count ? vcpus[i].bursts[k].sleep : .max
+        }
+    }
+
     private func stopStint(_ i: Int, on p: Int, at t: UInt64) {
         let ran = t - pcpus[p].stintStart
         policy.account(vcpus[i].id, ranNanoseconds: ran)
         log(t, "account \(who(i)) ran \(SchedSimScenario.formatDuration(ran)) on pcpu \(p)")
-        if case .io = scenario.vms[vcpus[i].vm].workload { vcpus[i].burstLeft -= min(ran, vcpus[i].burstLeft) }
+        if scenario.vms[vcpus[i].vm].workload.hasBursts, vcpus[i].burstLeft != .max {
+            vcpus[i].burstLeft -= min(ran, vcpus[i].burstLeft)
+        }
         pcpus[p].running = nil
         pcpus[p].reaskAt = nil
     }
@@ -356,7 +387,9 @@ package final class SchedSimulator {
         for p in pcpus {
             if let i = p.running {
                 next = min(next, p.sliceEnd)
-                if case .io = scenario.vms[vcpus[i].vm].workload { next = min(next, p.stintStart + vcpus[i].burstLeft) }
+                if scenario.vms[vcpus[i].vm].workload.hasBursts, vcpus[i].burstLeft != .max {
+                    next = min(next, p.stintStart + vcpus[i].burstLeft)
+                }
             } else if let r = p.reaskAt {
                 next = min(next, r)
             }

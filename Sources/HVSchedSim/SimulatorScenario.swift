@@ -30,6 +30,9 @@ package struct SchedSimScenario: Equatable, Sendable {
     package var policy: String?
     var vms: [VM] = []
     var changes: [Change] = []
+    /// The run bursts of every vCPU of `.recorded` VMs, by vCPU in VM order (a replayed
+    /// recording's demand); empty otherwise.
+    var recordedBursts: [[RecordedBurst]] = []
 
     init(name: String) { self.name = name }
 
@@ -39,19 +42,27 @@ package struct SchedSimScenario: Equatable, Sendable {
         case cpu
         /// Runs `run` ns of CPU, sleeps `sleep` ns, again; both drawn from `dist`.
         case io(run: UInt64, sleep: UInt64, dist: Distribution)
+        /// Each vCPU runs and sleeps as a live run recorded it (``recordedBursts``);
+        /// `demand` is the fraction of one pCPU it asked for there.
+        case recorded(demand: Double)
 
         var description: String {
             switch self {
             case .cpu: "cpu"
             case let .io(run, sleep, dist): "io \(SchedSimScenario.formatDuration(run))/\(SchedSimScenario.formatDuration(sleep)) \(dist)"
+            case let .recorded(demand): "recorded \(SchedSimFormat.fixed(demand * 100, 1))%"
             }
         }
+
+        /// Whether its vCPUs block between bursts.
+        var hasBursts: Bool { if case .cpu = self { false } else { true } }
 
         /// Fraction of one pCPU the workload asks for (its demand), 0...1.
         var demand: Double {
             switch self {
             case .cpu: 1
             case let .io(run, sleep, _): Double(run) / Double(run + sleep)
+            case let .recorded(demand): demand
             }
         }
     }
@@ -89,6 +100,13 @@ package struct SchedSimScenario: Equatable, Sendable {
             SchedulerParams(shares: cpu.sharesPerVCPU(vcpus: vcpus), minPercent: UInt32(cpu.minPercent),
                             maxPercent: UInt32(cpu.maxPercent), htSharing: cpu.htSharing, affinity: cpu.affinity.mask)
         }
+    }
+
+    /// One burst of a recorded vCPU: `run` ns of CPU (`.max`: runnable to the end), then
+    /// blocked for `sleep` ns (`.max`: for good).
+    struct RecordedBurst: Equatable, Sendable {
+        var run: UInt64
+        var sleep: UInt64
     }
 
     /// `at TIME set VM key=value...`: new parameters for every vCPU of a VM.

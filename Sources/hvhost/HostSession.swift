@@ -53,6 +53,11 @@ struct HostOptions: ParsableArguments {
         valueName: "ms"))
     var policyCallDeadlineMilliseconds: UInt64 = 250
 
+    @Option(name: .customLong("sched-record"), help: ArgumentHelp(
+        "Record every scheduling event (wake, block, yield, slice ends, picks) to this file for `hvhost sched-sim --replay`.",
+        valueName: "file"))
+    var schedRecordPath: String?
+
     @Option(name: .customLong("user"), help: ArgumentHelp(
         "Go on as this user once /dev/kvm, the VMs' files and the console socket are open (start as root).",
         valueName: "name"))
@@ -92,6 +97,12 @@ struct HostOptions: ParsableArguments {
         } catch {
             logger.error("cannot set up the CPU scheduler: \(error)")
             throw ExitCode(2)
+        }
+        if let schedRecordPath {
+            do { try scheduler.startRecording(to: schedRecordPath) } catch {
+                logger.error("\(error)")
+                throw ExitCode(2)
+            }
         }
         for pool in scheduler.pools {
             let slots = pool.slots.map { s in s.hostCPU.map { "\(s.index)@cpu\($0)" } ?? String(s.index) }
@@ -172,6 +183,8 @@ struct HostOptions: ParsableArguments {
         let reasons = host.waitForAll()
         signals.stop()
         scheduler.stop()
+        do { try scheduler.finishRecording() } catch { logger.error("\(error)") }
+        if let schedRecordPath { logger.info("scheduling events recorded in \(schedRecordPath)") }
         // A plugin call that never returned keeps its thread; exit() does not wait for it.
         for call in DeadlineCallThread.abandonedCalls { logger.error("exiting with an abandoned plugin call: \(call)") }
         guard !reasons.isEmpty else { throw ExitCode(2) }

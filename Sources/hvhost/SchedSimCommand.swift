@@ -11,6 +11,12 @@ struct SchedSimCommand: ParsableCommand {
             The scenario format is documented in Plugins/SchedPolicies/scenarios/README.md. The same \
             policy, scenario and seed always give byte-identical CSV. Percentages are of the pool \
             (pCPUs x time). The policy "fallback" is the host's built-in policy.
+
+            --replay FILE replays a recording of a live run (`hvhost run --sched-record FILE`, format in \
+            Plugins/SchedPolicies/RECORDING.md) instead: every vCPU runs and blocks as it did live (its \
+            demand, not the old schedule) under --policy (default: the recorded policy). It prints what \
+            the live run achieved, then the replay, then both side by side; charts of the live run go \
+            next to the replay's (out.png -> out.live.png).
             """
     )
 
@@ -18,7 +24,13 @@ struct SchedSimCommand: ParsableCommand {
     var policy: String?
 
     @Option(help: ArgumentHelp("The scenario file.", valueName: "file"))
-    var scenario: String
+    var scenario: String?
+
+    @Option(help: ArgumentHelp("Replay a recording of a live run (hvhost run --sched-record) instead of a scenario.", valueName: "file"))
+    var replay: String?
+
+    @Option(help: ArgumentHelp("With --replay: the recorded pool to replay (default: the first with VMs).", valueName: "name"))
+    var pool: String?
 
     @Option(help: ArgumentHelp("Seed of the workload generator (default: the scenario's 'seed' line, else 1).", valueName: "n"))
     var seed: UInt64?
@@ -33,6 +45,9 @@ struct SchedSimCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write a chart of entitled vs achieved share per VM here.", valueName: "file"))
     var png: String?
 
+    @Option(help: ArgumentHelp("Write the same chart as SVG here (for papers).", valueName: "file"))
+    var svg: String?
+
     @Option(help: ArgumentHelp("Write every policy call and stint, one line each, here ('-' for standard output).", valueName: "file"))
     var trace: String?
 
@@ -45,8 +60,12 @@ struct SchedSimCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let sc = try SchedSimFiles.loadScenario(scenario)
-            let name = policy ?? sc.policy ?? "propshare"
+            guard (scenario == nil) != (replay == nil) else {
+                throw ValidationError("give either --scenario FILE or --replay FILE")
+            }
+            let recording = try replay.map { try SchedRecording.load($0) }
+            let sc = try recording?.scenario(pool: pool) ?? SchedSimFiles.loadScenario(scenario!)
+            let name = try policy ?? recording?.policy(pool: pool) ?? sc.policy ?? "propshare"
             let seedValue = seed ?? sc.seed ?? 1
             let catalog = plugins.loadCatalog()
             let instance = try SchedSimulator.loadPolicy(named: name, pcpus: sc.pcpus,
@@ -67,7 +86,13 @@ struct SchedSimCommand: ParsableCommand {
             }
             let result = try sim.run()
             if let trace, trace != "-" { try SchedSimFiles.write(trace, traceLines) }
+            var live: SchedSimResult?
+            if let recording {
+                live = try recording.liveResult(pool: pool)
+                print("recorded live run:\n" + live!.summaryTable() + "\nreplay:")
+            }
             print(result.summaryTable(), terminator: "")
+            if let live { print("\n" + SchedSimResult.comparison(live: live, replay: result), terminator: "") }
             if let csv {
                 try SchedSimFiles.write(csv, Array(result.timeSeriesCSV().utf8))
                 let summaryPath = summaryCSV ?? Self.summaryPath(for: csv)
@@ -77,9 +102,14 @@ struct SchedSimCommand: ParsableCommand {
                 try SchedSimFiles.write(summaryCSV, Array(result.summaryCSV().utf8))
                 print("wrote \(summaryCSV)")
             }
-            if let png {
-                try SchedSimFiles.write(png, SchedSimChart.render(result).png())
-                print("wrote \(png)")
+            for (path, svgFormat) in [(png, false), (svg, true)] {
+                guard let path else { continue }
+                for (r, file) in [(result, path), (live, Self.livePath(for: path))] {
+                    guard let r else { continue }
+                    let chart = SchedSimChart(r)
+                    try SchedSimFiles.write(file, svgFormat ? Array(chart.svg().utf8) : chart.png())
+                    print("wrote \(file)")
+                }
             }
         } catch let e as ExitCode {
             throw e
@@ -87,6 +117,12 @@ struct SchedSimCommand: ParsableCommand {
             HostConsole.printError("hvhost sched-sim: \(error)")
             throw ExitCode(1)
         }
+    }
+
+    /// out.png → out.live.png: the chart of the recorded run beside the replay's.
+    static func livePath(for path: String) -> String {
+        guard let dot = path.lastIndex(of: "."), !path[dot...].contains("/") else { return path + ".live" }
+        return path[..<dot] + ".live" + path[dot...]
     }
 
     /// out.csv → out.summary.csv; out → out.summary.csv.

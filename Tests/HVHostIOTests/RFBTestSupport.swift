@@ -1,4 +1,4 @@
-import CConsoleCodecs
+import CZlib
 import Glibc
 import HVSupport
 import XCTest
@@ -231,7 +231,7 @@ final class TestRFBClient {
                 chunk.withUnsafeMutableBufferPointer { c in
                     inflater.next_out = c.baseAddress
                     inflater.avail_out = UInt32(c.count)
-                    status = CConsoleCodecs.inflate(&inflater, Z_SYNC_FLUSH)
+                    status = CZlib.inflate(&inflater, Z_SYNC_FLUSH)
                     out += c[0..<(c.count - Int(inflater.avail_out))]
                 }
             } while status == Z_OK && (inflater.avail_in > 0 || inflater.avail_out == 0)

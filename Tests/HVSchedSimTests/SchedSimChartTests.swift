@@ -3,11 +3,11 @@ import Testing
 @testable import HVPluginHost
 @testable import HVSched
 @testable import HVSchedSim
-@testable import HVSupport
+import HVSupport
 
-/// The PNG encoder and the chart: a valid file by the PNG rules (signature, IHDR, chunk
-/// CRCs, zlib stream and Adler-32), checked here by hand and by Python's zlib when
-/// python3 is installed.
+/// The charts: valid PNG files by the PNG rules (signature, IHDR, chunk CRCs, a zlib
+/// stream Python's zlib inflates), small, with every VM's line visible when shares are
+/// equal, in the console font, and the same drawing as SVG.
 @Suite struct SchedSimChartTests {
     struct Chunk { let type: String; let data: [UInt8]; let crc: UInt32 }
 
@@ -29,73 +29,41 @@ import Testing
         return out
     }
 
-    /// Inflates stored-only deflate blocks (what ChartPNG writes).
-    static func inflateStored(_ z: [UInt8]) throws -> [UInt8] {
-        try #require(z.count >= 6 && (UInt16(z[0]) << 8 | UInt16(z[1])) % 31 == 0 && z[0] & 0x0F == 8)
-        var out: [UInt8] = []
-        var i = 2
-        while true {
-            let header = z[i]
-            try #require(header & 0x06 == 0, "only stored blocks expected")
-            let len = Int(z[i + 1]) | Int(z[i + 2]) << 8
-            let nlen = Int(z[i + 3]) | Int(z[i + 4]) << 8
-            try #require(len ^ 0xFFFF == nlen)
-            out += z[(i + 5)..<(i + 5 + len)]
-            i += 5 + len
-            if header & 1 == 1 { break }
-        }
-        #expect(be32(z, i) == ChartPNG.adler32(out))
-        #expect(i + 4 == z.count)
-        return out
-    }
-
-    @Test func checksumsMatchKnownValues() {
-        #expect(ChartPNG.crc32(Array("123456789".utf8)) == 0xCBF4_3926)
-        #expect(ChartPNG.adler32(Array("Wikipedia".utf8)) == 0x11E6_0398)
-        #expect(ChartPNG.adler32([]) == 1)
-        // Long input: the modulo runs often enough not to overflow.
-        let big = [UInt8](repeating: 0xFF, count: 100_000)
-        var a: UInt64 = 1, b: UInt64 = 0
-        for x in big { a = (a + UInt64(x)) % 65521; b = (b + a) % 65521 }
-        #expect(ChartPNG.adler32(big) == UInt32(b << 16 | a))
-    }
-
     @Test func encodesAValidPNG() throws {
-        // 300 × 100 is more than 65535 bytes of scanlines: several stored blocks.
-        var r = ChartRaster(width: 300, height: 100)
+        var r = ChartRaster(width: 300, height: 100, fonts: try ChartFont.shared())
         r.fillRect(x: 10, y: 10, width: 5, height: 5, ChartColor(1, 2, 3))
         let png = r.png()
         let chunks = try Self.chunks(png)
         #expect(chunks.map(\.type) == ["IHDR", "IDAT", "IEND"])
-        for c in chunks { #expect(ChartPNG.crc32(Array(c.type.utf8) + c.data) == c.crc, "\(c.type)") }
+        for c in chunks { #expect(PNGEncoder.crc32(Array(c.type.utf8) + c.data) == c.crc, "\(c.type)") }
         let ihdr = chunks[0].data
         #expect(Self.be32(ihdr, 0) == 300 && Self.be32(ihdr, 4) == 100)
         #expect(Array(ihdr[8...]) == [8, 2, 0, 0, 0])
-        let raw = try Self.inflateStored(chunks[1].data)
-        #expect(raw.count == (300 * 3 + 1) * 100)
-        let row = 12 * (300 * 3 + 1)
-        #expect(raw[row] == 0)                                     // filter None
-        #expect(Array(raw[(row + 1 + 12 * 3)..<(row + 1 + 12 * 3 + 3)]) == [1, 2, 3])
-        #expect(Array(raw[1..<4]) == [255, 255, 255])
+        // Deflated: far smaller than the 90 KB of raw scanlines.
+        #expect(chunks[1].data.count < 2000, "IDAT is \(chunks[1].data.count) bytes")
     }
 
-    @Test func textUsesTheBitmapFont() {
-        var r = ChartRaster(width: 20, height: 10)
-        r.text("1", x: 0, y: 0, .black)
-        // '1': ..#.. / .##.. / ..#.. ... / .###.
-        #expect(r.pixel(x: 2, y: 0) == .black && r.pixel(x: 0, y: 0) == .white)
-        #expect(r.pixel(x: 1, y: 1) == .black && r.pixel(x: 1, y: 6) == .black && r.pixel(x: 3, y: 6) == .black)
-        #expect(ChartRaster.textWidth("abc", scale: 2) == 34)
+    @Test func textUsesTheConsoleFont() throws {
+        let fonts = try ChartFont.shared()
+        var r = ChartRaster(width: 40, height: 20, fonts: fonts)
+        r.text("p", x: 0, y: 0, .black, size: .small)
+        r.text("r", x: 10, y: 0, .black, size: .small)
+        var p: [Bool] = [], q: [Bool] = []
+        for y in 0..<12 { for x in 0..<6 { p.append(r.pixel(x: x, y: y) == .black); q.append(r.pixel(x: 10 + x, y: y) == .black) } }
+        #expect(p.contains(true) && q.contains(true))
+        #expect(p != q, "'p' and 'r' look the same")
+        for y in 0..<12 { for x in 0..<6 { #expect((r.pixel(x: x, y: y) == .black) == fonts.small.isSet("p", x: x, y: y)) } }
+        #expect(SchedSimChart.textWidth("abc", .large) == 24 && SchedSimChart.textWidth("abc", .small) == 18)
     }
 
     @Test func chartOfASimulationIsAValidPNG() throws {
         let r = try SchedPolicyFixtures.simulate(try SchedPolicyFixtures.scenario("redivide.sched"))
-        let raster = SchedSimChart.render(r)
+        let raster = try SchedSimChart.render(r)
         let png = raster.png()
         let chunks = try Self.chunks(png)
         #expect(Self.be32(chunks[0].data, 0) == UInt32(SchedSimChart.width))
         #expect(Self.be32(chunks[0].data, 4) == UInt32(SchedSimChart.height))
-        for c in chunks { #expect(ChartPNG.crc32(Array(c.type.utf8) + c.data) == c.crc) }
+        for c in chunks { #expect(PNGEncoder.crc32(Array(c.type.utf8) + c.data) == c.crc) }
         // Every VM's colour appears (its lines and legend swatch).
         for vi in r.vms.indices {
             let c = ChartColor.palette[vi]
@@ -106,7 +74,7 @@ import Testing
             #expect(found, "no pixel in the colour of \(r.vms[vi].name)")
         }
         // Same result, same bytes.
-        #expect(SchedSimChart.render(r).png() == png)
+        #expect(try SchedSimChart.render(r).png() == png)
 
         // An independent decoder, when there is one.
         let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -140,5 +108,39 @@ import Testing
         p.waitUntilExit()
         #expect(p.terminationStatus == 0, "\(out)")
         #expect(out == "\(SchedSimChart.width) \(SchedSimChart.height)\n")
+    }
+
+    /// Every shipped scenario under its own policy: the PNG is under 100 KB and the SVG
+    /// has one dashed entitlement line and one achieved line per VM.
+    @Test func shippedScenarioChartsAreSmall() throws {
+        let dir = SchedPolicyFixtures.scenariosDir
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".sched") }.sorted()
+        #expect(names.count >= 9)
+        for name in names {
+            let r = try SchedPolicyFixtures.simulate(try SchedPolicyFixtures.scenario(name))
+            let chart = SchedSimChart(r)
+            let png = try chart.png()
+            print("\(name): PNG \(png.count) bytes")
+            #expect(png.count < 100_000, "\(name): PNG is \(png.count) bytes")
+            let svg = chart.svg()
+            #expect(svg.hasPrefix("<?xml") && svg.hasSuffix("</svg>\n"))
+            let polylines = svg.components(separatedBy: "<polyline").count - 1
+            #expect(polylines >= 2 * r.vms.count, "\(name): \(polylines) polylines for \(r.vms.count) VMs")
+            #expect(svg.contains("stroke-dasharray=\"6 4\""))
+            for vm in r.vms { #expect(svg.contains(">\(vm.name)</text>"), "\(name): no legend entry for \(vm.name)") }
+        }
+    }
+
+    /// Three VMs with equal shares have the same line: each one's colour still shows in
+    /// the plot area (dash patterns and offsets keep them apart).
+    @Test func overlappingSeriesStayDistinguishable() throws {
+        let r = try SchedPolicyFixtures.simulate(try SchedPolicyFixtures.scenario("shares-equal.sched"))
+        let raster = try SchedSimChart.render(r)
+        for vi in r.vms.indices {
+            let c = ChartColor.palette[vi]
+            var n = 0
+            for y in 70..<(SchedSimChart.height - 64) { for x in 71..<(SchedSimChart.width - 230) where raster.pixel(x: x, y: y) == c { n += 1 } }
+            #expect(n > 300, "\(r.vms[vi].name): only \(n) pixels of its colour in the plot")
+        }
     }
 }

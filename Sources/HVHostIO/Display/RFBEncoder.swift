@@ -1,4 +1,4 @@
-import CConsoleCodecs
+import CZlib
 
 /// RFB encoding numbers (rectangle encodings and the pseudo-encodings this server
 /// understands).
@@ -101,7 +101,7 @@ final class RFBEncoder {
                 chunk.withUnsafeMutableBufferPointer { c in
                     stream.next_out = c.baseAddress
                     stream.avail_out = UInt32(c.count)
-                    status = CConsoleCodecs.deflate(&stream, Z_SYNC_FLUSH)
+                    status = CZlib.deflate(&stream, Z_SYNC_FLUSH)
                     output.append(contentsOf: c[0..<(c.count - Int(stream.avail_out))])
                 }
             } while status == Z_OK && stream.avail_out == 0

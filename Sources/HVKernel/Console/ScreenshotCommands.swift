@@ -14,7 +14,7 @@ extension ServiceConsole {
             guard let picture = vm.display.picture(cursor: args.count == 2) else {
                 throw CommandError("\(args[0]) shows no picture (no display device, or the guest has it off)")
             }
-            let png = ChartPNG.encode(width: picture.width, height: picture.height, rgb: picture.rgb)
+            let png = PNGEncoder.encode(width: picture.width, height: picture.height, pixels: picture.rgb, format: .rgb)
             let fd = open(args[1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw CommandError("\(args[1]): \(String(cString: strerror(errno)))") }
             defer { close(fd) }

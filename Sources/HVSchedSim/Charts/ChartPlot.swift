@@ -1,16 +1,52 @@
 import HVSched
 
-/// The chart `hvhost sched-sim --png` writes: per VM, the achieved share of the pool in
-/// each window (solid step line) and its entitlement (dashed, same colour), over time,
-/// with axes, grid, a legend and the run's headline numbers.
-package enum SchedSimChart {
+/// The chart `hvhost sched-sim --png/--svg` writes: per VM, the achieved share of the
+/// pool in each window (a thick step line in the VM's colour and dash pattern) and its
+/// entitlement (thin, dashed, same colour), over time, with axes, grid, a legend and the
+/// run's headline numbers. One drawing, two canvases: a raster (PNG) and SVG.
+package struct SchedSimChart {
     static let width = 960
     static let height = 540
 
+    /// How each VM's achieved line is drawn besides its colour: an on/off dash pattern
+    /// (nil: solid) and a vertical offset in pixels, so equal shares stay visible as
+    /// interleaved, side-by-side lines instead of one hiding the others.
+    static let achievedDashes: [[Int]?] = [nil, [12, 4], [4, 4], [12, 4, 4, 4], [8, 8], [2, 4]]
+    static let achievedOffsets = [0, 2, -2, 1, -1, 3]
+    /// The entitlement lines: thin, dashed, in the VM's colour.
+    static let entitledDash = [6, 4]
+
+    let result: SchedSimResult
+
+    package init(_ result: SchedSimResult) { self.result = result }
+
+    /// The chart as a PNG file; throws when the bitmap fonts are not installed.
+    package func png() throws -> [UInt8] { try Self.render(result).png() }
+
+    /// The chart as an SVG document.
+    package func svg() -> String {
+        var c = ChartSVG(width: Self.width, height: Self.height)
+        draw(into: &c)
+        return c.document
+    }
+
     /// Renders `result` to a raster (call `.png()` for the file).
-    package static func render(_ result: SchedSimResult) -> ChartRaster {
-        var r = ChartRaster(width: width, height: height)
-        let left = 78, right = width - 220, top = 70, bottom = height - 64
+    static func render(_ result: SchedSimResult) throws -> ChartRaster {
+        var r = ChartRaster(width: width, height: height, fonts: try ChartFont.shared())
+        SchedSimChart(result).draw(into: &r)
+        return r
+    }
+
+    static func dash(forVM vi: Int) -> [Int]? { achievedDashes[vi % achievedDashes.count] }
+    static func offset(forVM vi: Int) -> Int { achievedOffsets[vi % achievedOffsets.count] }
+
+    /// Text width in pixels (every glyph is one cell wide).
+    static func textWidth(_ s: String, _ size: ChartFont.Size) -> Int { s.count * (size == .small ? 6 : 8) }
+
+    func draw<C: ChartCanvas>(into r: inout C) {
+        let width = Self.width, height = Self.height
+        r.fillRect(x: 0, y: 0, width: width, height: height, .white)
+        let left = 70, right = width - 230, top = 70, bottom = height - 64
         let duration = Double(result.scenario.duration) / 1e9
 
         // Y range: 0 … a round number above every value (at most 100 %).
@@ -22,7 +58,7 @@ package enum SchedSimChart {
         // Title.
         var title = result.scenario.title ?? result.scenario.name
         title += "  -  \(result.policy), seed \(result.seed), \(result.scenario.pcpus) pCPU" + (result.scenario.pcpus == 1 ? "" : "s")
-        r.text(title, x: left, y: 14, .text, scale: 2)
+        r.text(title, x: left, y: 14, .text, size: .large)
 
         // Grid and tick labels.
         let yStep = yMax <= 20 ? 2.0 : (yMax <= 50 ? 5.0 : 10.0)
@@ -31,57 +67,60 @@ package enum SchedSimChart {
             let y = py(yv)
             r.line(x0: left, y0: y, x1: right, y1: y, .grid)
             let label = SchedSimFormat.fixed(yv, 0) + "%"
-            r.text(label, x: left - 8 - ChartRaster.textWidth(label, scale: 2), y: y - 7, .text, scale: 2)
+            r.text(label, x: left - 8 - Self.textWidth(label, .large), y: y - 8, .text, size: .large)
             yv += yStep
         }
-        let xStep = niceStep(duration / 10)
+        let xStep = Self.niceStep(duration / 10)
         var xv = 0.0
         while xv <= duration + 1e-9 {
             let x = px(xv)
             r.line(x0: x, y0: top, x1: x, y1: bottom, .grid)
             r.line(x0: x, y0: bottom, x1: x, y1: bottom + 5, .black)
-            let label = trimmed(xv)
-            r.text(label, x: x - ChartRaster.textWidth(label, scale: 2) / 2, y: bottom + 10, .text, scale: 2)
+            let label = Self.trimmed(xv)
+            r.text(label, x: x - Self.textWidth(label, .large) / 2, y: bottom + 9, .text, size: .large)
             xv += xStep
         }
         r.line(x0: left, y0: top, x1: left, y1: bottom, .black)
         r.line(x0: left, y0: bottom, x1: right, y1: bottom, .black)
         let xLabel = "time (s)"
-        r.text(xLabel, x: (left + right - ChartRaster.textWidth(xLabel, scale: 2)) / 2, y: bottom + 34, .text, scale: 2)
-        r.text("% of pool", x: 8, y: top - 26, .text, scale: 2)
+        r.text(xLabel, x: (left + right - Self.textWidth(xLabel, .large)) / 2, y: bottom + 32, .text, size: .large)
+        r.text("% of pool", x: 8, y: top - 26, .text, size: .large)
 
-        // Series: entitlement dashed first, achieved solid on top.
+        // Series: entitlements thin and dashed first, achieved shares on top, each VM in
+        // its own dash pattern and offset.
         for vi in result.scenario.vms.indices {
             let color = ChartColor.palette[vi % ChartColor.palette.count]
             let rows = result.windows.filter { $0.vm == vi }
-            drawSteps(&r, rows.map { ($0.start, $0.end, $0.entitledPercent) }, color, thickness: 1, dash: (6, 4), px: px, py: py)
+            r.polyline(steps(rows.map { ($0.start, $0.end, $0.entitledPercent) }, offset: 0, px: px, py: py),
+                       color, thickness: 1, dash: Self.entitledDash)
         }
         for vi in result.scenario.vms.indices {
             let color = ChartColor.palette[vi % ChartColor.palette.count]
             let rows = result.windows.filter { $0.vm == vi }
-            drawSteps(&r, rows.map { ($0.start, $0.end, $0.achievedPercent) }, color, thickness: 2, dash: nil, px: px, py: py)
+            r.polyline(steps(rows.map { ($0.start, $0.end, $0.achievedPercent) }, offset: Self.offset(forVM: vi), px: px, py: py),
+                       color, thickness: 2, dash: Self.dash(forVM: vi))
         }
 
-        // Legend.
+        // Legend: each VM's line as drawn, name and numbers.
         var ly = top
-        let lx = right + 20
+        let lx = right + 16
         for (vi, vm) in result.vms.enumerated() {
             let color = ChartColor.palette[vi % ChartColor.palette.count]
-            r.fillRect(x: lx, y: ly + 2, width: 14, height: 10, color)
-            r.text(vm.name, x: lx + 20, y: ly, .text, scale: 2)
+            r.line(x0: lx, y0: ly + 8, x1: lx + 28, y1: ly + 8, color, thickness: 2, dash: Self.dash(forVM: vi))
+            r.text(vm.name, x: lx + 34, y: ly, .text, size: .large)
             var detail = "\(vm.shares) sh"
             if vm.minPercent > 0 { detail += " min\(vm.minPercent)" }
             if vm.maxPercent < 100 { detail += " max\(vm.maxPercent)" }
-            r.text(detail, x: lx + 20, y: ly + 17, .text, scale: 1)
+            r.text(detail, x: lx + 34, y: ly + 17, .text, size: .small)
             r.text("got " + SchedSimFormat.fixed(vm.achievedPercent, 1) + "% of " + SchedSimFormat.fixed(vm.entitledPercent, 1) + "%",
-                   x: lx + 20, y: ly + 27, .text, scale: 1)
-            ly += 42
-            if ly > bottom - 40 { break }
+                   x: lx + 34, y: ly + 29, .text, size: .small)
+            ly += 44
+            if ly > bottom - 44 { break }
         }
-        r.line(x0: lx, y0: bottom - 20, x1: lx + 24, y1: bottom - 20, .text, thickness: 2)
-        r.text("achieved", x: lx + 30, y: bottom - 23, .text, scale: 1)
-        r.line(x0: lx, y0: bottom - 6, x1: lx + 24, y1: bottom - 6, .text, thickness: 1, dash: (6, 4))
-        r.text("entitled", x: lx + 30, y: bottom - 9, .text, scale: 1)
+        r.line(x0: lx, y0: bottom - 20, x1: lx + 28, y1: bottom - 20, .text, thickness: 2)
+        r.text("achieved", x: lx + 34, y: bottom - 26, .text, size: .small)
+        r.line(x0: lx, y0: bottom - 4, x1: lx + 28, y1: bottom - 4, .text, thickness: 1, dash: Self.entitledDash)
+        r.text("entitled", x: lx + 34, y: bottom - 10, .text, size: .small)
 
         // Footer with the headline numbers.
         var foot = "window \(SchedSimScenario.formatDuration(result.scenario.window)), idle \(SchedSimFormat.fixed(result.idlePercent, 1))%"
@@ -90,19 +129,18 @@ package enum SchedSimChart {
         }
         if let s = result.maxSkew { foot += ", max skew \(SchedSimFormat.fixed(Double(s) / 1e6, 2)) ms" }
         if result.counters.invalidPicks > 0 { foot += ", \(result.counters.invalidPicks) invalid picks" }
-        r.text(foot, x: left, y: height - 14, .text, scale: 1)
-        return r
+        r.text(foot, x: left, y: height - 16, .text, size: .small)
     }
 
-    private static func drawSteps(_ r: inout ChartRaster, _ pts: [(UInt64, UInt64, Double)], _ c: ChartColor,
-                                  thickness: Int, dash: (on: Int, off: Int)?, px: (Double) -> Int, py: (Double) -> Int) {
-        var prevY: Int?
+    /// The points of a step line through (start, end, value) windows, `offset` pixels down.
+    private func steps(_ pts: [(UInt64, UInt64, Double)], offset: Int, px: (Double) -> Int, py: (Double) -> Int) -> [(x: Int, y: Int)] {
+        var out: [(x: Int, y: Int)] = []
         for (start, end, v) in pts {
-            let x0 = px(Double(start) / 1e9), x1 = px(Double(end) / 1e9), y = py(v)
-            if let p = prevY, p != y { r.line(x0: x0, y0: p, x1: x0, y1: y, c, thickness: thickness, dash: dash) }
-            r.line(x0: x0, y0: y, x1: x1, y1: y, c, thickness: thickness, dash: dash)
-            prevY = y
+            let x0 = px(Double(start) / 1e9), x1 = px(Double(end) / 1e9), y = py(v) + offset
+            if let last = out.last, last.y != y { out.append((x0, y)) } else if out.isEmpty { out.append((x0, y)) }
+            out.append((x1, y))
         }
+        return out
     }
 
     /// 1, 2 or 5 × a power of ten, at least `raw`.
@@ -114,7 +152,7 @@ package enum SchedSimChart {
         return p * 10
     }
 
-    private static func trimmed(_ v: Double) -> String {
+    static func trimmed(_ v: Double) -> String {
         var s = SchedSimFormat.fixed(v, 3)
         while s.hasSuffix("0") { s.removeLast() }
         if s.hasSuffix(".") { s.removeLast() }
