@@ -128,7 +128,7 @@ let package = Package(
         .testTarget(name: "HVHostIOTests", dependencies: ["HVSupport", "HVHostIO", "CZlib"],
                     path: "Tests/HVHostIOTests"),
         .testTarget(name: "HVSchedTests", dependencies: ["HVSched", "HVPluginHost", "HVSupport", .product(name: "Logging", package: "swift-log"), "PluginABI"],
-                    path: "Tests/HVSchedTests"),
+                    path: "Tests/HVSchedTests", exclude: ["Fixtures"]),
         .testTarget(name: "HVSchedSimTests", dependencies: ["HVSched", "HVSchedSim", "HVPluginHost", "HVSupport", "PluginABI", .product(name: "Logging", package: "swift-log")],
                     path: "Tests/HVSchedSimTests"),
         .testTarget(name: "HVPluginHostTests", dependencies: ["HVSupport", "HVMemory", "HVDevices", "HVHostIO", "HVPluginHost", .product(name: "Logging", package: "swift-log"), "PluginABI"],

@@ -145,6 +145,22 @@ final class SchedulerPluginPolicy: SchedulerPolicy {
         return invoke("preempt", otherwise: 0) { op($0, now) }
     }
 
+    /// The plugin's optional `set_topology` op (1.3).
+    func setTopology(_ topology: PoolTopology) {
+        guard let op = ops.set_topology else { return }
+        let pcpus = topology.slots.map {
+            hv_sched_pcpu(struct_size: UInt32(MemoryLayout<hv_sched_pcpu>.size), host_cpu: $0.hostCPU, package: $0.package,
+                          core: $0.core, numa_node: $0.node, llc: $0.llc, smt_siblings: $0.smtSiblings, llc_sharers: $0.llcSharers)
+        }
+        _ = invoke("set_topology", otherwise: ()) { inst in
+            pcpus.withUnsafeBufferPointer { buf in
+                var t = hv_sched_topology(struct_size: UInt32(MemoryLayout<hv_sched_topology>.size), pcpu_count: UInt32(buf.count),
+                                          pcpu_size: UInt32(MemoryLayout<hv_sched_pcpu>.size), reserved: 0, pcpus: buf.baseAddress)
+                op(inst, &t)
+            }
+        }
+    }
+
     /// Whether the plugin's table has a `preempt` op.
     var hasPreempt: Bool { ops.preempt != nil }
 

@@ -71,6 +71,10 @@ package final class PoolMember: @unchecked Sendable {
     /// Hand-off measurement: when the previous holder released the slot it was just
     /// granted (host ns), until its thread picks the grant up.
     var handoffFrom: UInt64?
+    /// Host ns when ``SchedulerPool/wake(_:)`` made it runnable, until its thread picks
+    /// up the next grant (0: not waiting after a wake); written under the pool lock
+    /// before the grant, read and cleared by the vCPU's thread after it.
+    var wokeAtHost: UInt64 = 0
     /// Thread CPU time at leave, once the thread is gone.
     var finalCPUTime: UInt64?
 

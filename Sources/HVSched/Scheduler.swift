@@ -95,6 +95,9 @@ package final class Scheduler: @unchecked Sendable {
         self.logger = logger
         self.clock = clock
         var pools: [SchedulerPool] = []
+        // Only pinned slots have a place on the host.
+        let pinned = configuration.slots.contains { $0.hostCPU != nil }
+        let host = configuration.hostTopology ?? (pinned ? try? HostTopology.read() : nil)
         for spec in configuration.pools {
             let source = try Scheduler.source(named: spec.policy, resolver: resolvePolicy)
             let policy = try source.instantiate(pcpuCount: spec.slots.count,
@@ -104,7 +107,8 @@ package final class Scheduler: @unchecked Sendable {
             }
             pools.append(SchedulerPool(name: spec.name, slots: slots, policy: policy, clock: clock,
                                        watchdogNanoseconds: configuration.watchdogNanoseconds,
-                                       policyCallDeadline: configuration.policyCallDeadlineNanoseconds, logger: logger))
+                                       policyCallDeadline: configuration.policyCallDeadlineNanoseconds,
+                                       hostTopology: host, logger: logger))
         }
         self.pools = pools
     }
@@ -187,6 +191,7 @@ package final class Scheduler: @unchecked Sendable {
     /// Forgets a VM that stopped (its vCPUs have left their pool) and frees its reservation.
     package func unregister(_ vm: SchedulerVM) {
         vm.pool.unreserve(vm: vm.id)
+        vm.pool.wakeLatency.forget(vm: vm.id)
         lock.withLock { _ = vms.removeValue(forKey: vm.id) }
     }
 

@@ -2,6 +2,8 @@ import HVSupport
 
 /// The host's pCPU slots and pools, from `hvhost run --pcpus SPEC --pool NAME:SLOTS[:POLICY]`.
 ///
+/// - `--pcpus host` gives one slot per online host CPU, pinned to it, ordered package,
+///   core, thread (from sysfs, ``HostTopology``);
 /// - `--pcpus N` gives N slots, not pinned; `--pcpus N@LIST` pins slot i to the i-th host
 ///   CPU of LIST (e.g. `2@0-1`, `1@1`). Default: one slot per host CPU, not pinned.
 /// - `--pool default:0-1:propshare` makes pool "default" of slots 0 and 1 run the
@@ -39,6 +41,8 @@ package struct SchedulerConfiguration: Equatable, Sendable {
     /// How long one call into a plugin policy may run before it is abandoned and the
     /// pool switches to the fallback (`--sched-call-deadline-ms`).
     package var policyCallDeadlineNanoseconds: UInt64 = 250_000_000
+    /// Where pinned slots sit (handed to policies); nil: read from /sys when the scheduler starts.
+    package var hostTopology: HostTopology?
 
     package init(slots: [Slot], pools: [Pool]) {
         self.slots = slots
@@ -59,10 +63,17 @@ package struct SchedulerConfiguration: Equatable, Sendable {
 
     /// Parses the flags; `hostCPUs` bounds pinning.
     package static func parse(pcpus: String?, pools poolSpecs: [String], defaultPolicy: String? = nil,
-                             hostCPUs: Int = HostThread.hostCPUCount) throws -> SchedulerConfiguration {
+                             hostCPUs: Int = HostThread.hostCPUCount, sysfsRoot: String = "/sys") throws -> SchedulerConfiguration {
         func fail(_ s: String) -> ParseError { ParseError(message: s) }
         var slots: [Slot]
-        if let spec = pcpus {
+        if pcpus == "host" {
+            // One slot per online host CPU, pinned, SMT siblings side by side.
+            let topology: HostTopology
+            do { topology = try HostTopology.read(sysfsRoot: sysfsRoot) } catch {
+                throw fail("--pcpus host: cannot read the host topology: \(error)")
+            }
+            slots = topology.slotOrder.prefix(64).enumerated().map { Slot(index: $0, hostCPU: $1) }
+        } else if let spec = pcpus {
             let parts = spec.split(separator: "@", maxSplits: 1).map(String.init)
             guard let n = Int(parts[0].trimmingSpaces), (1...64).contains(n) else {
                 throw fail("--pcpus \(spec): expected a slot count 1...64, optionally @host-CPU list (\"2\", \"2@0-1\", \"1@1\")")
@@ -111,6 +122,20 @@ package struct SchedulerConfiguration: Equatable, Sendable {
             pools = [Pool(name: defaultPoolName, slots: Array(slots.indices), policy: defaultPolicy)]
         }
         return SchedulerConfiguration(slots: slots, pools: pools)
+    }
+
+    /// [0, 1, 2, 5] → "0-2,5" (the inverse of ``parseList(_:)``).
+    static func formatList(_ list: [Int]) -> String {
+        var parts: [String] = []
+        var i = 0
+        let l = Array(Set(list)).sorted()
+        while i < l.count {
+            var j = i
+            while j + 1 < l.count && l[j + 1] == l[j] + 1 { j += 1 }
+            parts.append(j == i ? "\(l[i])" : "\(l[i])-\(l[j])")
+            i = j + 1
+        }
+        return parts.joined(separator: ",")
     }
 
     /// "0-2,5" → [0, 1, 2, 5] (sorted, distinct); nil when malformed.

@@ -93,6 +93,9 @@ package protocol SchedulerPolicy: AnyObject {
     /// Slots (bit i = pool-local slot i) whose running vCPU should be preempted now;
     /// asked after every wake. 0 = none (the default).
     func preempt(now: UInt64) -> UInt64
+    /// Where the pool's slots sit on the host; called once on a fresh instance before the
+    /// first `addVCPU` (`set_topology`). The default ignores it.
+    func setTopology(_ topology: PoolTopology)
     /// A one-line summary of the policy's state, when it offers one.
     func dump() -> String?
     /// The policy's `deinit`; no call follows.
@@ -112,6 +115,8 @@ package protocol SchedulerPolicy: AnyObject {
 extension SchedulerPolicy {
     /// Never preempts on wake.
     package func preempt(now: UInt64) -> UInt64 { 0 }
+
+    package func setTopology(_ topology: PoolTopology) {}
 
     /// A policy without declared commands refuses every name.
     package func runCommand(_ name: String, words: [String], tunable: Bool) throws -> String {

@@ -52,6 +52,8 @@ package final class SchedulerPool: @unchecked Sendable {
 
     package let name: String
     package let slots: [PCPUSlot]
+    /// Where the slots sit on the host, as every policy instance of the pool is told.
+    package let topology: PoolTopology
     let clock: SchedulerClock
     /// A runnable vCPU without a slot this long (scaled up for capped vCPUs) while the
     /// policy keeps deciding is starvation.
@@ -77,6 +79,8 @@ package final class SchedulerPool: @unchecked Sendable {
     private(set) package var counters = PoolCounters()
     /// Hand-off costs, recorded by the vCPU that receives the slot (outside the lock).
     private let handoffs = PoolHandoffStats()
+    /// Wake-to-run latency per VM, recorded by the woken vCPU's thread (outside the lock).
+    package let wakeLatency = WakeLatencyRecorder()
     /// Every policy replacement forced by misbehaviour, as logged.
     private var fallbackEvents: [String] = []
     /// Where events go with `--sched-record`, and this pool's number in the recording.
@@ -84,10 +88,13 @@ package final class SchedulerPool: @unchecked Sendable {
     private var recordIndex = 0
 
     package init(name: String, slots: [PCPUSlot], policy: SchedulerPolicy, clock: SchedulerClock,
-                watchdogNanoseconds: UInt64 = 2_000_000_000, policyCallDeadline: UInt64? = nil, logger: Logger) {
+                watchdogNanoseconds: UInt64 = 2_000_000_000, policyCallDeadline: UInt64? = nil,
+                hostTopology: HostTopology? = nil, logger: Logger) {
         precondition(!slots.isEmpty && slots.count <= 64, "a pool has 1...64 slots")
         self.name = name
         self.slots = slots
+        topology = PoolTopology(hostCPUs: slots.map(\.hostCPU), host: hostTopology)
+        policy.setTopology(topology)
         self.policy = policy
         self.clock = clock
         self.watchdogNanoseconds = watchdogNanoseconds
@@ -253,6 +260,7 @@ package final class SchedulerPool: @unchecked Sendable {
         lock.withLock {
             guard member.state == .blocked, !member.cancelled, members[member.id] === member else { return }
             let now = clock.now()
+            member.wokeAtHost = VMClock.hostNanoseconds()
             makeReady(member, now: now)
             member.burstStart = member.accountedTotal
             recorder?.record(.wake, time: now, pool: recordIndex, vcpu: member.id)
@@ -364,6 +372,7 @@ package final class SchedulerPool: @unchecked Sendable {
     private func install(_ fresh: SchedulerPolicy) throws {
         let now = clock.now()
         let ordered = members.values.sorted { $0.id < $1.id }
+        fresh.setTopology(topology)
         for m in ordered { try fresh.addVCPU(m.id, vm: m.vmID, params: m.params) }
         for m in ordered where m.state != .blocked { fresh.wake(m.id, now: now) }
         policy = fresh
@@ -553,6 +562,10 @@ package final class SchedulerPool: @unchecked Sendable {
             handoffs.record(cost)
             m.handoffFrom = nil
         }
+        if m.wokeAtHost != 0 {
+            wakeLatency.record(vm: m.vmID, nanoseconds: VMClock.hostNanoseconds() &- m.wokeAtHost)
+            m.wokeAtHost = 0
+        }
         return m.slot
     }
 
@@ -709,13 +722,15 @@ package final class SchedulerPool: @unchecked Sendable {
             var rows: [VCPUStatsRow] = []
             for (i, m) in ordered.enumerated() {
                 let rate = intervalRates[m.id]
+                let wake = wakeLatency.summary(vm: m.vmID)
                 rows.append(VCPUStatsRow(
                     pool: name, vm: m.vmName, vmID: m.vmID, vcpu: m.id, vcpuIndex: m.vcpuIndex,
                     state: m.state.description, params: m.params,
                     cpuNanoseconds: m.cpuTime ?? m.accountedTotal, accountedNanoseconds: m.accountedTotal,
                     readyNanoseconds: readyTime(m, now: now), runNanoseconds: heldTime(m, now: now), grants: m.grantCount,
                     usedPercent: rate?.used, runPercent: rate?.run, readyPercent: rate?.ready,
-                    entitlementPercent: entitlements[i]))
+                    entitlementPercent: entitlements[i],
+                    wakeups: wake?.count ?? 0, wakeP50Nanoseconds: wake?.p50, wakeP99Nanoseconds: wake?.p99))
             }
             return PoolSnapshot(
                 name: name, time: now,

@@ -31,6 +31,11 @@ package struct VCPUStatsRow: Sendable {
     var readyPercent: Double?
     /// ESX-style entitlement now, percent of one pCPU.
     var entitlementPercent: Double
+    /// The VM's wake-to-run latency (``WakeLatencyRecorder``): wake-ups so far and the
+    /// percentiles of the recent ones; the same on every vCPU row of the VM.
+    var wakeups: UInt64 = 0
+    var wakeP50Nanoseconds: UInt64? = nil
+    var wakeP99Nanoseconds: UInt64? = nil
 }
 
 /// One pool as `sched pools` / `sched stats` report it.
@@ -71,9 +76,14 @@ package enum VCPUStats {
         var minPercent: UInt32
         var maxPercent: UInt32
         var state: String
+        /// Wake-to-run latency percentiles of the VM (ns; nil before its first wake-up).
+        package var wakeP50: UInt64?
+        package var wakeP99: UInt64?
         package init(pool: String, vm: String, vcpus: Int, usedPercent: Double?, runPercent: Double? = nil,
                     readyPercent: Double?, entitlementPercent: Double, shares: UInt32, minPercent: UInt32,
-                    maxPercent: UInt32, state: String) {
+                    maxPercent: UInt32, state: String, wakeP50: UInt64? = nil, wakeP99: UInt64? = nil) {
+            self.wakeP50 = wakeP50
+            self.wakeP99 = wakeP99
             self.pool = pool
             self.vm = vm
             self.vcpus = vcpus
@@ -94,13 +104,14 @@ package enum VCPUStats {
             VMLine(pool: $0.pool, vm: $0.vm, vcpus: 1, usedPercent: $0.usedPercent, runPercent: $0.runPercent,
                    readyPercent: $0.readyPercent, entitlementPercent: $0.entitlementPercent,
                    shares: $0.params.shares, minPercent: $0.params.minPercent, maxPercent: $0.params.maxPercent,
-                   state: $0.state)
+                   state: $0.state, wakeP50: $0.wakeP50Nanoseconds, wakeP99: $0.wakeP99Nanoseconds)
         })
     }
 
     /// Merges lines of the same pool and VM, in first-seen order: vCPUs, rates (nil when
     /// any vCPU's is), entitlement and shares add up; min and max are the first line's;
-    /// states are joined with commas. `sched stats` and `hvhost top` both group with it.
+    /// states are joined with commas; wake latencies (per VM already) take the largest.
+    /// `sched stats` and `hvhost top` both group with it.
     package static func merge(_ vcpuLines: [VMLine]) -> [VMLine] {
         func add(_ a: Double?, _ b: Double?) -> Double? {
             guard let a, let b else { return nil }
@@ -122,22 +133,26 @@ package enum VCPUStats {
             lines[i].entitlementPercent += v.entitlementPercent
             lines[i].shares += v.shares
             lines[i].state += "," + v.state
+            lines[i].wakeP50 = [lines[i].wakeP50, v.wakeP50].compactMap { $0 }.max()
+            lines[i].wakeP99 = [lines[i].wakeP99, v.wakeP99].compactMap { $0 }.max()
         }
         return lines
     }
 
-    /// The table: VM, POOL, NVCPU, %USED, %RUN, %RDY, %ENT, SHARES, MIN, MAX, STATE.
+    /// The table: VM, POOL, NVCPU, %USED, %RUN, %RDY, %ENT, SHARES, MIN, MAX, WAKE50,
+    /// WAKE99 (wake-to-run latency in µs), STATE.
     package static func table(_ lines: [VMLine]) -> String {
         func pct(_ v: Double?) -> String {
             guard let v else { return "-" }
             let r = (v * 10).rounded() / 10
             return String(r)
         }
-        var out: [[String]] = [["VM", "POOL", "NVCPU", "%USED", "%RUN", "%RDY", "%ENT", "SHARES", "MIN", "MAX", "STATE"]]
+        func us(_ ns: UInt64?) -> String { ns.map { String(($0 + 500) / 1000) } ?? "-" }
+        var out: [[String]] = [["VM", "POOL", "NVCPU", "%USED", "%RUN", "%RDY", "%ENT", "SHARES", "MIN", "MAX", "WAKE50us", "WAKE99us", "STATE"]]
         for l in lines {
             out.append([l.vm, l.pool, String(l.vcpus), pct(l.usedPercent), pct(l.runPercent), pct(l.readyPercent),
                         pct(l.entitlementPercent),
-                        String(l.shares), "\(l.minPercent)%", "\(l.maxPercent)%", l.state])
+                        String(l.shares), "\(l.minPercent)%", "\(l.maxPercent)%", us(l.wakeP50), us(l.wakeP99), l.state])
         }
         var widths = [Int](repeating: 0, count: out[0].count)
         for row in out { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
@@ -153,11 +168,13 @@ package enum VCPUStats {
     /// Machine-readable cumulative counters, one vCPU per line (`sched stats raw`):
     /// `vcpu <id> pool=<p> vm=<name> index=<i> time=<pool ns> cpu=<ns> run=<ns> ready=<ns> ent=<pct> shares=<n> min=<pct> max=<pct> state=<s>`
     /// (cpu: the vCPU thread's CPU time; run: wall time holding a slot; ready: wall time
-    /// runnable without one).
+    /// runnable without one; wakes, wake50, wake99: the VM's wake-ups and wake-to-run
+    /// latency percentiles in ns, when it has woken).
     package static func rawLines(_ pools: [PoolSnapshot]) -> [String] {
         pools.flatMap { p in
             p.vcpus.map { r in
-                "vcpu \(r.vcpu) pool=\(r.pool) vm=\(r.vm) index=\(r.vcpuIndex) time=\(p.time) cpu=\(r.cpuNanoseconds) run=\(r.runNanoseconds) ready=\(r.readyNanoseconds) ent=\((r.entitlementPercent * 100).rounded() / 100) shares=\(r.params.shares) min=\(r.params.minPercent) max=\(r.params.maxPercent) state=\(r.state) grants=\(r.grants)"
+                "vcpu \(r.vcpu) pool=\(r.pool) vm=\(r.vm) index=\(r.vcpuIndex) time=\(p.time) cpu=\(r.cpuNanoseconds) run=\(r.runNanoseconds) ready=\(r.readyNanoseconds) ent=\((r.entitlementPercent * 100).rounded() / 100) shares=\(r.params.shares) min=\(r.params.minPercent) max=\(r.params.maxPercent) state=\(r.state) grants=\(r.grants) wakes=\(r.wakeups)" +
+                    (r.wakeP50Nanoseconds.map { " wake50=\($0)" } ?? "") + (r.wakeP99Nanoseconds.map { " wake99=\($0)" } ?? "")
             }
         }
     }

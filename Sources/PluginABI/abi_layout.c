@@ -51,7 +51,7 @@ _Static_assert(offsetof(hv_device_model, key_count) == 48, "hv_device_model layo
 _Static_assert(offsetof(hv_device_model, commands) == 64, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_model) == 72, "hv_device_model layout changed");
 _Static_assert(sizeof(hv_device_ops) == 64, "hv_device_ops layout changed");
-_Static_assert(sizeof(hv_sched_ops) == 104, "hv_sched_ops layout changed");
+_Static_assert(sizeof(hv_sched_ops) == 112, "hv_sched_ops layout changed");  /* 1.3: set_topology */
 _Static_assert(offsetof(hv_sched_ops, dump) == 88, "hv_sched_ops layout changed");
 _Static_assert(offsetof(hv_sched_ops, preempt) == 96, "hv_sched_ops layout changed");  /* appended; v1 size 96 */
 _Static_assert(offsetof(hv_sched_policy_desc, key_count) == 32, "hv_sched_policy_desc layout changed"); /* 1.1 size 32 */
@@ -78,4 +78,10 @@ _Static_assert(sizeof(hv_config_key) == 56, "hv_config_key layout changed");
 _Static_assert(offsetof(hv_config_key, help) == 48, "hv_config_key layout changed");
 _Static_assert(sizeof(hv_command) == 56, "hv_command layout changed");
 _Static_assert(offsetof(hv_command, args) == 40, "hv_command layout changed");
+/* 1.3: scheduler topology */
+_Static_assert(offsetof(hv_sched_ops, set_topology) == 104, "hv_sched_ops layout changed");
+_Static_assert(sizeof(hv_sched_pcpu) == 40, "hv_sched_pcpu layout changed");
+_Static_assert(offsetof(hv_sched_pcpu, smt_siblings) == 24, "hv_sched_pcpu layout changed");
+_Static_assert(sizeof(hv_sched_topology) == 24, "hv_sched_topology layout changed");
+_Static_assert(offsetof(hv_sched_topology, pcpus) == 16, "hv_sched_topology layout changed");
 #endif

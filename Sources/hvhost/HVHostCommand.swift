@@ -14,7 +14,7 @@ struct HVHostCommand: ParsableCommand {
             """,
         subcommands: [RunCommand.self, ResumeCommand.self, ValidateCommand.self, PluginsCommand.self, ConsoleCommand.self, TopCommand.self,
                       DiskCommand.self,
-                      SchedSimCommand.self, PluginCheckCommand.self, PluginCommand.self]
+                      SchedSimCommand.self, SchedCommand.self, PluginCheckCommand.self, PluginCommand.self]
     )
 }
 

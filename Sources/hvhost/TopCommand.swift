@@ -68,7 +68,8 @@ struct TopCommand: ParsableCommand {
                 usedPercent: used, runPercent: run, readyPercent: ready,
                 entitlementPercent: row.number("ent") ?? 0, shares: UInt32(row.number("shares") ?? 0),
                 minPercent: UInt32(row.number("min") ?? 0), maxPercent: UInt32(row.number("max") ?? 100),
-                state: row.fields["state"] ?? "?")
+                state: row.fields["state"] ?? "?",
+                wakeP50: row.number("wake50").map { UInt64($0) }, wakeP99: row.number("wake99").map { UInt64($0) })
         })
         let total = lines.compactMap(\.usedPercent).reduce(0, +)
         let header = "hvhost top #\(number): \(lines.count) VM(s), \(current.count) vCPU(s), total %USED \((total * 10).rounded() / 10)"

@@ -35,7 +35,7 @@ import Testing
         #expect(MemoryLayout<hv_sched_policy_desc>.offset(of: \hv_sched_policy_desc.key_count) == PluginLoader.MinimumSize.schedPolicyDesc)
         // hv_sched_ops grew after v1 (preempt, appended): the loader still accepts a v1 table.
         #expect(MemoryLayout<hv_sched_ops>.offset(of: \hv_sched_ops.preempt) == PluginLoader.MinimumSize.schedOps)
-        #expect(MemoryLayout<hv_sched_ops>.stride == PluginLoader.MinimumSize.schedOps + 8)
+        #expect(MemoryLayout<hv_sched_ops>.stride == PluginLoader.MinimumSize.schedOps + 16)   // preempt, set_topology (1.3)
         #expect(MemoryLayout<hv_teaming_factory>.stride == PluginLoader.MinimumSize.teamingFactory)
         #expect(MemoryLayout<hv_teaming_policy_desc>.stride == PluginLoader.MinimumSize.teamingPolicyDesc)
         #expect(MemoryLayout<hv_teaming_ops>.stride == PluginLoader.MinimumSize.teamingOps)

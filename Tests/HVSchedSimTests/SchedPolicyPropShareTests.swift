@@ -301,3 +301,21 @@ final class PreemptHidden: SchedulerPolicy {
         #expect(Set(masks.keys) == ["0x2"], "\(masks)")
     }
 }
+
+/// Wake-up latency of a mostly idle VM next to CPU hogs (issue 17, latency goal).
+@Suite struct SchedPropShareLatencyTests {
+    typealias F = SchedPolicyFixtures
+
+    @Test func interactiveVMAgainstThreeHogsWakesWithinOneMillisecond() throws {
+        let r = try F.simulate(try F.scenario("interactive.sched"), policy: "propshare")
+        let ui = F.vm(r, "ui")
+        #expect(ui.wakeups > 1000)
+        let p99 = try #require(ui.wakeP99)
+        #expect(p99 <= 1_000_000, "ui wake p99 \(p99) ns")
+        // Shares still hold: every VM within 1 point of its entitlement.
+        for v in r.vms { #expect(abs(v.errorPercent) <= 1.0, "\(v.name): error \(v.errorPercent)") }
+        // The fallback (no wake preemption) does not meet it: the scenario can fail.
+        let fb = try SchedSimulator(scenario: F.scenario("interactive.sched"), policy: FallbackPolicy(), seed: 1).run()
+        #expect(try #require(F.vm(fb, "ui").wakeP99) > 1_000_000)
+    }
+}

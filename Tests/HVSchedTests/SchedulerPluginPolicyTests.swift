@@ -175,7 +175,7 @@ enum SchedulerTestPolicies {
     ]
 
     static let built: Result<[String: String], BuildError> = {
-        let dir = NSTemporaryDirectory() + "hv-sched-tests-\(getpid())"
+        let dir = NSTemporaryDirectory() + "hv-sched-pool-tests-\(getpid())"  // not the simulator fixtures' directory: both run in one process
         try? FileManager.default.removeItem(atPath: dir)
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

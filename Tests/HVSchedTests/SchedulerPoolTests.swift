@@ -264,9 +264,9 @@ import Testing
         #expect(lines.count == 2)
         #expect(lines[0].vm == "smp" && lines[0].vcpus == 2 && lines[0].usedPercent == 70 && lines[0].shares == 2000)
         let table = VCPUStats.table(lines).split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
-        #expect(table[0] == ["VM", "POOL", "NVCPU", "%USED", "%RUN", "%RDY", "%ENT", "SHARES", "MIN", "MAX", "STATE"])
-        #expect(table[1] == ["smp", "default", "2", "70.0", "72.0", "15.0", "100.0", "2000", "10%", "90%", "ready,ready"])
-        #expect(table[2] == ["one", "default", "1", "20.0", "21.0", "1.0", "25.0", "1000", "10%", "90%", "ready"])
+        #expect(table[0] == ["VM", "POOL", "NVCPU", "%USED", "%RUN", "%RDY", "%ENT", "SHARES", "MIN", "MAX", "WAKE50us", "WAKE99us", "STATE"])
+        #expect(table[1] == ["smp", "default", "2", "70.0", "72.0", "15.0", "100.0", "2000", "10%", "90%", "-", "-", "ready,ready"])
+        #expect(table[2] == ["one", "default", "1", "20.0", "21.0", "1.0", "25.0", "1000", "10%", "90%", "-", "-", "ready"])
     }
 
     @Test func rawLinesRoundTrip() throws {

@@ -5,8 +5,9 @@
  *
  * Topology as a policy sees it (see hvplugin.h, scheduler section): pCPUs are the pool's
  * slots 0..pcpu_count-1, the `pcpu` argument of pick_next and bit i of
- * hv_sched_params.affinity. Slots 2k and 2k+1 are the two hyperthreads of one core;
- * with an odd count the last slot has no sibling.
+ * hv_sched_params.affinity. The host tells a policy which slots share a core through
+ * set_topology (1.3, hvs_topology_siblings); before that, or from a host without it,
+ * slots 2k and 2k+1 are the two hyperthreads of one core (hvs_sibling).
  */
 #ifndef HVSCHED_COMMON_H
 #define HVSCHED_COMMON_H
@@ -65,6 +66,21 @@ static inline int hvs_allowed(uint64_t mask, uint32_t pcpu) {
 static inline int32_t hvs_sibling(uint32_t pcpu, uint32_t count) {
     uint32_t s = pcpu ^ 1u;
     return s < count ? (int32_t)s : -1;
+}
+
+/* Fills sib[i] (i < n) with the hyperthread sibling of slot i from the host's topology:
+ * the lowest other slot on the same core, or -1. Entries the topology does not cover
+ * keep their value; a malformed topology changes nothing. */
+static inline void hvs_topology_siblings(const hv_sched_topology *t, int32_t *sib, uint32_t n) {
+    if (!t || t->struct_size < sizeof(hv_sched_topology) || !t->pcpus) return;
+    if (t->pcpu_size < offsetof(hv_sched_pcpu, smt_siblings) + sizeof(uint64_t)) return;
+    const unsigned char *base = (const unsigned char *)t->pcpus;
+    for (uint32_t i = 0; i < n && i < t->pcpu_count && i < 64; i++) {
+        const hv_sched_pcpu *c = (const hv_sched_pcpu *)(const void *)(base + (size_t)i * t->pcpu_size);
+        uint64_t m = c->smt_siblings & ~(1ull << i);
+        if (n < 64) m &= (1ull << n) - 1;
+        sib[i] = m ? (int32_t)__builtin_ctzll(m) : -1;
+    }
 }
 
 /* A slice that ends on the next multiple of `quantum` after `now` (every pCPU of the

@@ -27,7 +27,8 @@
  *
  * Affinity. A vCPU is only ever picked for a pCPU its mask allows (0 = any).
  *
- * Hyperthreads. Slots 2k and 2k+1 are siblings (hvsched_common.h). htsharing `none`:
+ * Hyperthreads. Siblings come from the host's topology (set_topology: the slots on one
+ * core); without it slots 2k and 2k+1 are siblings (hvsched_common.h). htsharing `none`:
  * the sibling idles while the vCPU runs; `internal`: only a vCPU of the same VM may run
  * on the sibling. The policy remembers what it gave each pCPU and until when; a
  * sibling whose slice is over is about to be asked again (the host asks every such
@@ -75,6 +76,7 @@ struct hv_sched_policy {
     int32_t *cur;           /* per pCPU: vCPU id given, -1 idle */
     uint64_t *slice_end;    /* per pCPU: when its current slice (or idle time) ends */
     uint64_t *since;        /* per pCPU: when its current pick was made */
+    int32_t *sib;           /* per pCPU: its hyperthread sibling, -1 none */
     uint64_t preempting;    /* pCPUs (bit i) preempt asked the host to re-decide, < 64 */
     int32_t woken;          /* the vCPU woken since the last preempt, -1 none */
     uint64_t quantum_ns;    /* tunable quantum_ms */
@@ -152,22 +154,26 @@ static int ps_init(hv_sched_policy **out, uint32_t pcpu_count) {
     p->cur = malloc(sizeof(int32_t) * pcpu_count);
     p->slice_end = calloc(pcpu_count, sizeof(uint64_t));
     p->since = calloc(pcpu_count, sizeof(uint64_t));
-    if (!p->cur || !p->slice_end || !p->since) {
-        free(p->cur); free(p->slice_end); free(p->since); free(p);
+    p->sib = calloc(pcpu_count, sizeof(int32_t));
+    if (!p->cur || !p->slice_end || !p->since || !p->sib) {
+        free(p->cur); free(p->slice_end); free(p->since); free(p->sib); free(p);
         return HV_ENOMEM;
     }
     p->woken = -1;
     p->quantum_ns = PS_QUANTUM_NS;
     p->period_ns = PS_PERIOD_NS;
     p->wake_credit_ns = PS_WAKE_CREDIT_NS;
-    for (uint32_t i = 0; i < pcpu_count; i++) p->cur[i] = -1;
+    for (uint32_t i = 0; i < pcpu_count; i++) {
+        p->cur[i] = -1;
+        p->sib[i] = hvs_sibling(i, pcpu_count);
+    }
     *out = p;
     return HV_OK;
 }
 
 static void ps_deinit(hv_sched_policy *p) {
     if (!p) return;
-    free(p->v); free(p->cur); free(p->slice_end); free(p->since); free(p);
+    free(p->v); free(p->cur); free(p->slice_end); free(p->since); free(p->sib); free(p);
 }
 
 static int ps_vcpu_add(hv_sched_policy *p, int32_t vcpu, int32_t vm, const hv_sched_params *params) {
@@ -247,7 +253,7 @@ static void ps_pick_next(hv_sched_policy *p, uint32_t pcpu, uint64_t now, hv_sch
 
     /* What the hyperthread sibling constrains: the vCPU running there (unless its
      * slice is over), or the best vCPU of the core that may only run there. */
-    int32_t sib = hvs_sibling(pcpu, p->npcpu);
+    int32_t sib = p->sib[pcpu];
     const ps_vcpu *w = NULL;
     if (sib >= 0) {
         /* The host asks every pCPU whose slice is over at that instant, in some order:
@@ -321,7 +327,7 @@ static const ps_vcpu *ps_running_on(hv_sched_policy *p, uint32_t pcpu, uint64_t 
 
 /* Whether `c` may run on `pcpu` given what runs on its hyperthread sibling. */
 static int ps_ht_fits(hv_sched_policy *p, const ps_vcpu *c, uint32_t pcpu, uint64_t now) {
-    int32_t sib = hvs_sibling(pcpu, p->npcpu);
+    int32_t sib = p->sib[pcpu];
     if (sib < 0) return 1;
     const ps_vcpu *w = ps_running_on(p, (uint32_t)sib, now);
     return !w || ps_ht_compatible(c, w);
@@ -464,6 +470,11 @@ static const hv_command ps_commands[] = {
 
 /* ------------------------------------------------------------------------ */
 
+/* [sched] The slots on one core are hyperthread siblings (htsharing). */
+static void ps_set_topology(hv_sched_policy *p, const hv_sched_topology *t) {
+    hvs_topology_siblings(t, p->sib, p->npcpu);
+}
+
 static const hv_sched_ops ps_ops = {
     .struct_size = sizeof(hv_sched_ops),
     .init = ps_init,
@@ -478,6 +489,7 @@ static const hv_sched_ops ps_ops = {
     .set_params = ps_set_params,
     .dump = ps_dump,
     .preempt = ps_preempt,
+    .set_topology = ps_set_topology,
 };
 
 static const hv_sched_policy_desc ps_desc = {

@@ -60,6 +60,9 @@
  *  1.3  The VMkernel owns the VMware backdoor ports 0x5658-0x565B (hv.legacy-io/1
  *       claims there get HV_EBUSY): its services (balloon, absolute pointer) take
  *       their calls with the vCPU's registers.
+         hv_sched_ops.set_topology with hv_sched_topology / hv_sched_pcpu (a pool's slots
+ *       placed on the host's packages, cores, SMT siblings, NUMA nodes and caches, from
+ *       sysfs; replaces the slots-2k/2k+1 pairing for policies that take it).
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -1189,9 +1192,9 @@ typedef struct hv_sched_policy hv_sched_policy;   /* the policy's per-pool insta
  * Per-vCPU parameters, from sched.cpu.* of its VM.
  *
  * Topology. A pool's pCPUs are its slots 0..pcpu_count-1: the `pcpu` argument of
- * pick_next and bit i of `affinity`. Slots 2k and 2k+1 are the two hyperthreads of one
- * core (with an odd count the last slot has no sibling); that pairing is all a policy
- * knows of the topology. htsharing: 0 any; 1 internal, only a vCPU of the same `vm` may
+ * pick_next and bit i of `affinity`. Where they sit on the host (SMT siblings, cores,
+ * packages, NUMA nodes, caches) comes with set_topology (1.3); a policy without it
+ * takes slots 2k and 2k+1 as the two hyperthreads of one core. htsharing: 0 any; 1 internal, only a vCPU of the same `vm` may
  * run on the sibling slot meanwhile; 2 none, the sibling slot idles meanwhile.
  */
 typedef struct hv_sched_params {
@@ -1202,6 +1205,32 @@ typedef struct hv_sched_params {
     uint32_t htsharing;          /* 0 any, 1 internal, 2 none (see Topology above) */
     uint64_t affinity;           /* bit i = pCPU slot i allowed; 0 = any */
 } hv_sched_params;
+
+/*
+ * Where a pool's slots sit on the host (1.3): one hv_sched_pcpu per pool-local slot,
+ * read from the host's sysfs (packages, cores, SMT siblings, NUMA nodes, shared
+ * caches). A slot pinned to a host CPU (`hvhost run --pcpus N@LIST`, `--pcpus host`)
+ * has its place; an unpinned slot has -1 everywhere and shares nothing. Two slots
+ * pinned to the same host CPU count as SMT siblings (they compete for it).
+ */
+typedef struct hv_sched_pcpu {
+    uint32_t struct_size;
+    int32_t host_cpu;            /* Linux CPU number, -1 unpinned */
+    int32_t package;             /* physical_package_id (socket), -1 unknown */
+    int32_t core;                /* core_id, unique within its package, -1 unknown */
+    int32_t numa_node;           /* -1 unknown */
+    int32_t llc;                 /* lowest CPU sharing its last-level cache, -1 unknown */
+    uint64_t smt_siblings;       /* bit i: pool slot i is on the same core (not itself) */
+    uint64_t llc_sharers;        /* bit i: pool slot i shares the last-level cache */
+} hv_sched_pcpu;
+
+typedef struct hv_sched_topology {
+    uint32_t struct_size;
+    uint32_t pcpu_count;         /* entries in pcpus: the pool's slot count */
+    uint32_t pcpu_size;          /* sizeof(hv_sched_pcpu) as the host was built */
+    uint32_t reserved;           /* 0 */
+    const hv_sched_pcpu *pcpus;  /* entry i = pool-local slot i, pcpu_size apart */
+} hv_sched_topology;
 
 typedef struct hv_sched_pick {
     uint32_t struct_size;
@@ -1263,6 +1292,13 @@ typedef struct hv_sched_ops {
      * [sched] called after every wake; returns the pCPU slots whose running vCPU should
      * be preempted now (bit i = slot i, 0 = none). See "Call sequence" above. */
     uint64_t (*preempt)(hv_sched_policy *p, uint64_t now_ns);
+
+    /* --- appended in 1.3 (read only when struct_size covers them) ---------- */
+
+    /* Optional. [sched] The pool's slots as placed on the host (hv_sched_topology; valid
+     * only for the call, copy what you keep). Called once after init, before the first
+     * vcpu_add. Without it a policy may assume slots 2k and 2k+1 are SMT siblings. */
+    void (*set_topology)(hv_sched_policy *p, const hv_sched_topology *topology);
 } hv_sched_ops;
 
 /*
