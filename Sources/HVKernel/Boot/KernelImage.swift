@@ -63,7 +63,7 @@ package enum KernelImage: Sendable {
     }
 
     /// The image split for the BIOS to load through fw_cfg (`hv.kernel` with `hv.firmware`).
-    func firmwareLoad(memorySize: UInt64, commandLine: String, initrd: [UInt8]?) throws(BootError) -> LinuxFirmwareLoad {
+    package func firmwareLoad(memorySize: UInt64, commandLine: String, initrd: [UInt8]?) throws(BootError) -> LinuxFirmwareLoad {
         switch self {
         case .linux(let image):
             return try image.firmwareLoad(memorySize: memorySize, commandLine: commandLine, initrd: initrd)

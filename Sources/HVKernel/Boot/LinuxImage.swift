@@ -135,7 +135,7 @@ package struct LinuxImage: Sendable {
 /// go to `setupAddress` and the protected-mode part to `kernelAddress`; a boot ROM
 /// (QEMU's linuxboot_dma.bin) copies both, the command line and the initrd, then jumps
 /// to the setup code in real mode, which calls the BIOS as it would under a boot loader.
-struct LinuxFirmwareLoad: Equatable, Sendable {
+package struct LinuxFirmwareLoad: Equatable, Sendable {
     /// Where QEMU puts a 2.02+ bzImage: setup at 0x10000, command line at 0x20000
     /// (so heap_end_ptr can reach 0xFE00), the kernel at 1 MiB.
     static let setupAddress: UInt64 = 0x1_0000
