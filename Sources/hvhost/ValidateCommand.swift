@@ -93,7 +93,12 @@ struct ValidateCommand: ParsableCommand {
                 let e = file.entry(forKey: "hv.initrd")
                 return ["\(e?.location ?? file.path): hv.initrd: cannot read \(boot.initrdPath ?? ""): \(error)"]
             }
-            _ = try image.plan(memorySize: UInt64(memoryMiB) << 20, commandLine: boot.commandLine, initrd: initrd, mode: mode)
+            if boot.firmware != nil {
+                // The BIOS boots it: a Linux image split for fw_cfg.
+                _ = try image.firmwareLoad(memorySize: UInt64(memoryMiB) << 20, commandLine: boot.commandLine, initrd: initrd)
+            } else {
+                _ = try image.plan(memorySize: UInt64(memoryMiB) << 20, commandLine: boot.commandLine, initrd: initrd, mode: mode)
+            }
             return []
         } catch {
             switch error.reason {

@@ -515,8 +515,9 @@ fileprivate enum ConfigFixture {
                                                          bootOrder: [.hardDisk, .network(1), .cdrom]))
         let e = try #require(F.error("memsize = 64\nhv.firmware = nope.bin"))
         #expect(e.description.hasPrefix("\(F.vmxPath):2: hv.firmware = \"nope.bin\": no such file: \(F.directory)/nope.bin, expected"))
-        let both = try #require(F.error("memsize = 64\nhv.kernel = kernel.elf\nhv.firmware = bios.bin"))
-        #expect(both.key == "hv.firmware" && both.description.contains("either a kernel or its firmware"))
+        // Both: the BIOS boots the kernel (handed over by fw_cfg).
+        let both = try F.configuration("memsize = 64\nhv.kernel = kernel.elf\nhv.firmware = bios.bin")
+        #expect(both.boot.kernelPath == F.directory + "/kernel.elf" && both.boot.firmware?.imagePath == F.directory + "/bios.bin")
         for bad in ["hdd,hdd", "usb", "hdd,cdrom,floppy,ethernet0", "ethernet4", "hdd,,cdrom"] {
             let e = try #require(F.error("memsize = 64\nhv.firmware = bios.bin\nbios.bootOrder = \"\(bad)\""), "\(bad)")
             #expect(e.key == "bios.bootOrder" && e.description.contains("expected a comma-separated list"), "\(e)")

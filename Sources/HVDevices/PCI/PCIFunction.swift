@@ -59,7 +59,7 @@ package struct PCIIdentity: Sendable, Equatable {
 /// its lock around every call here.
 package final class PCIFunction: @unchecked Sendable {
     package let name: String
-    var slot: Int = -1
+    package internal(set) var slot: Int = -1
     let identity: PCIIdentity
     private(set) var bars: [PCIBARDescription] = []
     /// What decodes each BAR, registered on the bus at the BAR's address while mapped.

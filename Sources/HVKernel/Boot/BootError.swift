@@ -70,6 +70,10 @@ package struct BootError: Error, CustomStringConvertible, Equatable, Sendable {
         case initrdDoesNotFit(size: UInt64, below: UInt64, kernelEnd: UInt64)
         /// A firmware image whose size is not whole 64 KiB blocks up to 16 MiB.
         case badFirmwareSize(UInt64)
+        /// `hv.kernel` with `hv.firmware`: the BIOS loads only Linux images (through fw_cfg).
+        case notLinuxForFirmware(format: String)
+        /// QEMU's linuxboot_dma.bin, which loads the kernel for the BIOS, is missing.
+        case linuxBootROMMissing(String)
     }
 
     /// The kernel image's path (or the name given when parsing bytes).
@@ -149,6 +153,10 @@ extension BootError.Reason {
             return "kernel command line contains a NUL byte"
         case let .guestMemory(why):
             return "writing the boot image into guest memory failed: \(why)"
+        case .notLinuxForFirmware(let format):
+            return "\(format) cannot be handed to the firmware: with hv.firmware, hv.kernel must be a Linux bzImage (the BIOS runs its setup code), or drop hv.firmware to boot it directly"
+        case .linuxBootROMMissing(let path):
+            return "the BIOS loads hv.kernel with QEMU's boot ROM \(path), which is not installed (apt-get install qemu-system-data)"
         case .unknownKernelFormat:
             return "not a kernel this loader knows: neither ELF, a Linux bzImage (\"HdrS\" at 0x202) nor a multiboot image (0x1BADB002 in the first 8 KiB)"
         case let .badMultibootHeader(offset, detail):

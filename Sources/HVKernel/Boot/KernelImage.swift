@@ -62,6 +62,18 @@ package enum KernelImage: Sendable {
         try load(into: memory, memorySize: memory.size, commandLine: commandLine, initrd: initrd, mode: mode)
     }
 
+    /// The image split for the BIOS to load through fw_cfg (`hv.kernel` with `hv.firmware`).
+    package func firmwareLoad(memorySize: UInt64, commandLine: String, initrd: [UInt8]?) throws(BootError) -> LinuxFirmwareLoad {
+        switch self {
+        case .linux(let image):
+            return try image.firmwareLoad(memorySize: memorySize, commandLine: commandLine, initrd: initrd)
+        case .elf(let image):
+            throw BootError(file: image.path, reason: .notLinuxForFirmware(format: "an ELF image"))
+        case .multiboot(let image):
+            throw BootError(file: image.path, reason: .notLinuxForFirmware(format: "a multiboot image"))
+        }
+    }
+
     private func load(into memory: GuestMemory?, memorySize: UInt64, commandLine: String, initrd: [UInt8]?,
                       mode: BootMode?) throws(BootError) -> BootPlan {
         switch self {

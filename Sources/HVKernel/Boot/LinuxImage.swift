@@ -23,6 +23,7 @@ package struct LinuxImage: Sendable {
         static let typeOfLoader = 0x210
         static let loadFlags = 0x211
         static let code32Start = 0x214
+        static let heapEndPtr = 0x224
         static let ramdiskImage = 0x218
         static let ramdiskSize = 0x21C
         static let cmdLinePtr = 0x228
@@ -126,5 +127,56 @@ package struct LinuxImage: Sendable {
         try memory.bootWrite(cmdline, at: BootLayout.commandLineAddress, path: path)
         if let initrd { try memory.bootWrite(initrd, at: initrdAddress, path: path) }
         return plan
+    }
+}
+
+/// A Linux image split for a BIOS to load through fw_cfg (QEMU's `-kernel` with
+/// firmware): the real-mode setup sectors, with the loader's fields set in their header,
+/// go to `setupAddress` and the protected-mode part to `kernelAddress`; a boot ROM
+/// (QEMU's linuxboot_dma.bin) copies both, the command line and the initrd, then jumps
+/// to the setup code in real mode, which calls the BIOS as it would under a boot loader.
+package struct LinuxFirmwareLoad: Equatable, Sendable {
+    /// Where QEMU puts a 2.02+ bzImage: setup at 0x10000, command line at 0x20000
+    /// (so heap_end_ptr can reach 0xFE00), the kernel at 1 MiB.
+    static let setupAddress: UInt64 = 0x1_0000
+    static let commandLineAddress: UInt64 = 0x2_0000
+    /// Room SeaBIOS keeps at the top of low RAM for its tables (its high zone is 256 KiB).
+    static let firmwareReserve: UInt64 = 0x10_0000
+    static let canUseHeap: UInt8 = 0x80
+
+    var setup: [UInt8]
+    var kernel: [UInt8]
+    var commandLine: [UInt8]
+    var initrd: [UInt8]
+    var initrdAddress: UInt64
+}
+
+extension LinuxImage {
+    func firmwareLoad(memorySize: UInt64, commandLine: String, initrd: [UInt8]?) throws(BootError) -> LinuxFirmwareLoad {
+        typealias L = LinuxFirmwareLoad
+        let r = ELFByteReader(bytes: bytes)
+        try BootLayout.checkPlacement([Self.loadAddress..<(Self.loadAddress + footprint)], memorySize: memorySize, path: path)
+        let limit = version >= 0x0206 ? min(Int(r.u32(Offset.cmdlineSize)) + 1, BootLayout.commandLineLimit) : 256
+        let cmdline = try encodedCommandLine(commandLine, limit: limit, path: path)
+        var setup = Array(bytes[0..<kernelOffset])
+        func put(_ at: Int, _ v: UInt64, _ width: Int) {
+            for i in 0..<width { setup[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
+        }
+        setup[Offset.typeOfLoader] = 0xFF
+        setup[Offset.loadFlags] |= L.canUseHeap
+        put(Offset.heapEndPtr, L.commandLineAddress - L.setupAddress - 0x200, 2)
+        put(Offset.cmdLinePtr, L.commandLineAddress, 4)
+        var initrdAddress: UInt64 = 0
+        if let initrd {
+            let addrMax = version >= 0x0203 ? UInt64(r.u32(Offset.initrdAddrMax)) + 1 : 0x3800_0000
+            let low = min(memorySize, GuestMemory.lowMemoryLimit)
+            let ceiling = min(addrMax, low > L.firmwareReserve ? low - L.firmwareReserve : 0)
+            initrdAddress = try placeTopOfLowRAM(size: initrd.count, memorySize: memorySize, ceiling: ceiling,
+                                                 kernelEnd: Self.loadAddress + footprint, path: path)
+            put(Offset.ramdiskImage, initrdAddress, 4)
+            put(Offset.ramdiskSize, UInt64(initrd.count), 4)
+        }
+        return LinuxFirmwareLoad(setup: setup, kernel: Array(bytes[kernelOffset...]), commandLine: cmdline,
+                                 initrd: initrd ?? [], initrdAddress: initrdAddress)
     }
 }

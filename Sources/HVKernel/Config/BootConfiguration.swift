@@ -79,7 +79,8 @@ package struct BootConfiguration: Equatable, Sendable {
     package var bootProtocol: BootProtocol
     /// `hv.initrd`, resolved: a Linux kernel's initrd or a multiboot kernel's module 0.
     package var initrdPath: String?
-    /// The firmware, when `kernelPath` is nil.
+    /// The firmware: when `kernelPath` is nil, or with `hv.firmware` when the BIOS is to
+    /// boot the kernel (a Linux image handed over by fw_cfg, as QEMU's -kernel does).
     package var firmware: FirmwareConfiguration?
 
     init(kernelPath: String, commandLine: String = "", bootProtocol: BootProtocol = .pvh, initrdPath: String? = nil) {

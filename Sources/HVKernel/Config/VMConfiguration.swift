@@ -505,10 +505,9 @@ private final class Validator {
             if file.refusedKeys.contains("hv.kernel") { return nil }
             return firmwareConfiguration().map(BootConfiguration.init(firmware:))
         }
-        if let f = entry("hv.firmware") {
-            report(f, "hv.kernel is set too: a VM boots either a kernel or its firmware",
-                   expected: "hv.firmware without hv.kernel")
-        }
+        // hv.kernel with hv.firmware: the BIOS boots the kernel (handed over by fw_cfg).
+        let firmware = entry("hv.firmware") == nil ? nil : firmwareConfiguration()
+        if entry("hv.firmware") != nil && firmware == nil { return nil }
         let expected = "the path of an existing guest ELF file, absolute or relative to \(directory)"
         guard !e.value.trimmingSpaces.isEmpty else {
             report(e, "empty path", expected: expected)
@@ -530,7 +529,9 @@ private final class Validator {
             initrd = p
         }
         guard protocolValid else { return nil }
-        return BootConfiguration(kernelPath: path, commandLine: cmdline, bootProtocol: proto, initrdPath: initrd)
+        var boot = BootConfiguration(kernelPath: path, commandLine: cmdline, bootProtocol: proto, initrdPath: initrd)
+        boot.firmware = firmware
+        return boot
     }
 
     func firmwareConfiguration() -> FirmwareConfiguration? {

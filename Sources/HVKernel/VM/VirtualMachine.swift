@@ -106,10 +106,20 @@ package final class VirtualMachine: @unchecked Sendable {
         memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
         let machine = try snapshot.map { try $0.machine(for: configuration) }
         firmware = try configuration.boot.firmware.map { try FirmwareImage(contentsOf: $0.imagePath) }
+        var firmwareKernel: LinuxFirmwareLoad?
         if let snapshot {
             try snapshot.restoreMemory(into: memory)
             bootPlan = nil
             clock = VMClock(pausedAt: machine!.clock)
+        } else if let kernelPath = configuration.kernelPath, firmware != nil {
+            // The BIOS boots the kernel: fw_cfg hands it over (see `FirmwareHandoff`).
+            let image = try KernelImage(contentsOf: kernelPath)
+            let initrd = try configuration.boot.initrdPath.map { try HostFile.read($0) }
+            firmwareKernel = try image.firmwareLoad(memorySize: configuration.memoryBytes,
+                                                    commandLine: configuration.commandLine, initrd: initrd)
+            try firmware?.install(into: memory)
+            bootPlan = nil
+            clock = VMClock()
         } else if let kernelPath = configuration.kernelPath {
             let image = try KernelImage(contentsOf: kernelPath)
             // Without hv.boot the image decides: PVH when it has the note, else 64-bit entry.
@@ -143,6 +153,11 @@ package final class VirtualMachine: @unchecked Sendable {
         try backend.map(memory: memory)
         try firmware?.map(into: backend)
         try pci.assignResources()
+        if firmware != nil {
+            let config = try FirmwareConfig(contents: firmwareHandoff(kernel: firmwareKernel).items, memory: memory)
+            try portBus.register(base: UInt64(FirmwareConfig.portBase), size: FirmwareConfig.portSize,
+                                 name: "fw_cfg", device: config)
+        }
         if let snapshot {
             let section = try snapshot.section("pci", maxVersion: PCIHostBridge.stateVersion)
             try pci.loadState(section.payload, version: section.version)
@@ -253,6 +268,30 @@ package final class VirtualMachine: @unchecked Sendable {
             }
         }
         return chipset
+    }
+
+    /// What the BIOS learns through fw_cfg: memory, CPUs, the boot order as device
+    /// paths (the devices have their PCI slots by now), a serial console when the VM has
+    /// COM1 and no display, and the kernel when `hv.kernel` goes through the firmware.
+    private func firmwareHandoff(kernel: LinuxFirmwareLoad?) throws -> FirmwareHandoff {
+        var handoff = FirmwareHandoff(memorySize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount)
+        let slots = devices.compactMap { d -> (DeviceConfiguration, slot: Int)? in
+            guard let f = d.function, let c = configuration.devices.first(where: { $0.prefix == d.context.prefix }) else {
+                return nil
+            }
+            return (c, f.slot)
+        }
+        handoff.bootOrder = FirmwareHandoff.bootOrderPaths(order: configuration.boot.firmware?.bootOrder ?? [],
+                                                           devices: slots)
+        handoff.serialConsole = configuration.serial != .none && !configuration.devices.contains { $0.kind == .display }
+        if let kernel {
+            let rom = FirmwareHandoff.linuxBootROMPath
+            do { handoff.linuxBootROM = try HostFile.read(rom) } catch {
+                throw BootError(file: configuration.kernelPath ?? rom, reason: .linuxBootROMMissing(rom))
+            }
+            handoff.linux = kernel
+        }
+        return handoff
     }
 
     private static func serialSink(for setting: SerialSetting) throws -> SerialSink? {
