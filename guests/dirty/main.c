@@ -4,7 +4,8 @@
  * A ring-3 loop (native speed everywhere) makes passes over a working set of
  * `mib=N` MiB (default 32) starting at 16 MiB: each pass writes the pass number into
  * the first word of every 4 KiB page after checking that the page still holds the
- * previous pass's number. A migration that loses or reorders a page therefore shows
+ * previous pass's number (the second word holds the page's index, so that no two
+ * pages are alike and none migrates as a duplicate). A migration that loses or reorders a page therefore shows
  * as `dirty: MISMATCH page <n> holds <v>, expected <p>`. Whenever the CMOS RTC second
  * changes it prints `dirty: pass <p> pages <total pages written>` (the progress a test
  * watches across the move).
@@ -57,8 +58,10 @@ int main(void)
         return 2;
     }
     pages = mib << 8;
-    for (uint64_t i = 0; i < pages; i++)
+    for (uint64_t i = 0; i < pages; i++) {
         *(volatile uint64_t *)(BASE + i * 4096) = 0;
+        *(volatile uint64_t *)(BASE + i * 4096 + 8) = i;
+    }
     printf("dirty: %lu MiB working set, spin=%lu\n", mib, spin);
     while (cmos_read(0x0A) & 0x80)
         pause();

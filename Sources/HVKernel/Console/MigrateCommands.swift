@@ -2,7 +2,7 @@
 /// live migration to another hvhost (`hvhost run --incoming tcp:HOST:PORT`).
 extension ServiceConsole {
     func registerMigrateCommands(_ host: VMHost) {
-        let usage = "usage: migrate <vm> tcp:HOST:PORT [downtime-ms=N] [bandwidth-mib=N] [auto-converge=yes|no] [allow-remote=yes|no] | migrate status [vm] | migrate cancel <vm>"
+        let usage = "usage: migrate <vm> tcp:HOST:PORT [downtime-ms=N] [bandwidth-mib=N] [auto-converge=yes|no] [max-rounds=N] [allow-remote=yes|no] | migrate status [vm] | migrate cancel <vm>"
         register("migrate", summary: "migrate VM tcp:HOST:PORT [downtime-ms=N] [bandwidth-mib=N] [auto-converge=yes|no]: live-migrate a VM; migrate status|cancel") { args in
             guard let first = args.first else { throw CommandError(usage) }
             switch first {
@@ -33,6 +33,9 @@ extension ServiceConsole {
                     case ("bandwidth-mib", let v):
                         guard let n = Double(v), n > 0 else { throw CommandError("bandwidth-mib=\(v): expected MiB/s > 0") }
                         options.bandwidthLimit = n * 1_048_576
+                    case ("max-rounds", let v):
+                        guard let n = Int(v), n >= 0 else { throw CommandError("max-rounds=\(v): expected a count >= 0") }
+                        options.maximumRounds = n
                     case ("auto-converge", "yes"): options.autoConverge = true
                     case ("auto-converge", "no"): options.autoConverge = false
                     case ("allow-remote", "yes"): allowRemote = true

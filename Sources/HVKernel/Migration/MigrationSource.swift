@@ -26,7 +26,8 @@ package final class MigrationSource: @unchecked Sendable {
         package var downtimeMilliseconds: Double = 100
         /// Bytes per second; nil: as fast as the link goes.
         package var bandwidthLimit: Double?
-        package var autoConverge = true
+        /// Throttle a guest that outruns the link (off by default: see `VCPUThrottle`).
+        package var autoConverge = false
         /// Pre-copy rounds after which the VM switches over whatever is left.
         package var maximumRounds = 60
         package init() {}
