@@ -29,8 +29,8 @@ struct MigrateCommand: ParsableCommand {
     @Option(name: .customLong("max-bandwidth"), help: ArgumentHelp("Limit the stream to this many MiB/s.", valueName: "MiB/s"))
     var maxBandwidth: Double?
 
-    @Flag(name: .customLong("auto-converge"), help: "Throttle the vCPUs of a guest that dirties memory faster than the link (experimental: see README).")
-    var autoConverge = false
+    @Flag(name: .customLong("no-auto-converge"), help: "Never throttle the vCPUs of a guest that dirties memory faster than the link.")
+    var noAutoConverge = false
 
     @Option(name: .customLong("max-rounds"), help: "Pre-copy rounds after which the VM switches over whatever is left.")
     var maxRounds = 60
@@ -40,7 +40,7 @@ struct MigrateCommand: ParsableCommand {
 
     func run() throws {
         var words = ["migrate", vm, destination, "downtime-ms=\(downtimeMilliseconds)",
-                     "auto-converge=\(autoConverge ? "yes" : "no")", "max-rounds=\(maxRounds)", "allow-remote=\(allowRemote ? "yes" : "no")"]
+                     "auto-converge=\(noAutoConverge ? "no" : "yes")", "max-rounds=\(maxRounds)", "allow-remote=\(allowRemote ? "yes" : "no")"]
         if let maxBandwidth { words.append("bandwidth-mib=\(maxBandwidth)") }
         let started = try ServiceConsole.request(words.joined(separator: " "), at: socket)
         guard !started.hasPrefix("error:") else {

@@ -27,7 +27,7 @@ package final class MigrationSource: @unchecked Sendable {
         /// Bytes per second; nil: as fast as the link goes.
         package var bandwidthLimit: Double?
         /// Throttle a guest that outruns the link (off by default: see `VCPUThrottle`).
-        package var autoConverge = false
+        package var autoConverge = true
         /// Pre-copy rounds after which the VM switches over whatever is left.
         package var maximumRounds = 60
         package init() {}
@@ -121,14 +121,15 @@ package final class MigrationSource: @unchecked Sendable {
         let throttle = VCPUThrottle(vm: vm)
         var paused = false
         do {
-            try precopy(s, throttle: throttle)
+            let remaining = try precopy(s, throttle: throttle)
             throttle.stop()
             try checkCancelled()
             try vm.pause()
             paused = true
             let stoppedAt = monotonicNanoseconds()
             update { $0.phase = .stopped }
-            try sendPages(dirtyPages(), skipZero: false, on: s)
+            // What the last round left, and what the guest wrote since.
+            try sendPages(Array(Set(remaining).union(try dirtyPages())).sorted(), skipZero: false, on: s)
             try s.send("machine", vm.machineSection())
             for section in try vm.stateSections() { try s.send(section.name, version: section.version, section.payload) }
             try s.sendEnd()
@@ -146,8 +147,9 @@ package final class MigrationSource: @unchecked Sendable {
         vm.stop(.migrated(destination.description))
     }
 
-    /// The first pass and the dirty rounds, until what is left fits the downtime target.
-    private func precopy(_ s: MigrationStream, throttle: VCPUThrottle) throws {
+    /// The first pass and the dirty rounds, until what is left fits the downtime target;
+    /// returns the pages left dirty (their log is read, so stop-and-copy must send them).
+    private func precopy(_ s: MigrationStream, throttle: VCPUThrottle) throws -> [UInt64] {
         let pageSize = Int(GuestMemory.pageSize)
         update {
             $0.phase = .copying
@@ -200,7 +202,7 @@ package final class MigrationSource: @unchecked Sendable {
                 $0.bytesSent = s.bytesSent
             }
             logger.debug("\(statusLine)")
-            if expected <= options.downtimeMilliseconds || round >= options.maximumRounds { return }
+            if expected <= options.downtimeMilliseconds || round >= options.maximumRounds { return dirty }
             // The guest outruns the link when it dirties pages faster than half the rate
             // they go out at.
             if options.autoConverge, round >= 1, rate * secondsPerPage > 0.5 {
