@@ -11,6 +11,8 @@ package final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendabl
     /// Memslot numbers: boot RAM takes the first ones for good, run-time mappings
     /// (RAM BARs) take and give back the others.
     let slots: Mutex<MemorySlotAllocator>
+    /// The memslots `map(memory:)` made, with the region each maps (for dirty logging).
+    private let bootSlots = Mutex<[(slot: UInt32, region: GuestMemory.Region, host: UInt64)]>([])
 
     init(system: KVMSystem, fd: Int32) throws {
         self.system = system
@@ -34,6 +36,36 @@ package final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendabl
             let slot = try allocateSlot()
             try setUserMemoryRegion(slot: slot, flags: 0, guestAddress: region.guestAddress,
                                     size: region.size, hostAddress: memory.hostAddress(of: region))
+            bootSlots.withLock { $0.append((slot, region, memory.hostAddress(of: region))) }
+        }
+    }
+
+    /// Turns KVM's dirty logging of guest RAM on or off (live migration). Turning it on
+    /// starts with a clean log: the first `collectDirtyPages(of:)` reports the writes since.
+    package func setDirtyLogging(_ on: Bool) throws {
+        for s in bootSlots.withLock({ $0 }) {
+            try setUserMemoryRegion(slot: s.slot, flags: on ? UInt32(KVM_MEM_LOG_DIRTY_PAGES) : 0,
+                                    guestAddress: s.region.guestAddress, size: s.region.size, hostAddress: s.host)
+        }
+    }
+
+    /// ORs the RAM pages the guest wrote since the previous call into `dirty` (bit =
+    /// page index in `GuestMemory`'s mapping, as `GuestMemory.takeDirtyPages`) and clears
+    /// KVM's log. Dirty logging must be on.
+    package func collectDirtyPages(into dirty: inout [UInt64]) throws {
+        for s in bootSlots.withLock({ $0 }) {
+            let pages = Int(s.region.size / GuestMemory.pageSize)
+            var log = [UInt64](repeating: 0, count: (pages + 63) / 64)
+            try log.withUnsafeMutableBufferPointer { buffer throws(KVMError) in try getDirtyLog(slot: s.slot, into: buffer) }
+            let first = Int(s.region.offset / GuestMemory.pageSize)
+            for (w, word) in log.enumerated() where word != 0 {
+                var bits = word
+                while bits != 0 {
+                    let page = first + w * 64 + bits.trailingZeroBitCount
+                    bits &= bits - 1
+                    if page / 64 < dirty.count { dirty[page / 64] |= 1 << UInt64(page % 64) }
+                }
+            }
         }
     }
 

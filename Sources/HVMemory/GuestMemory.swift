@@ -34,7 +34,7 @@ package final class GuestMemory: @unchecked Sendable {
         package let guestAddress: UInt64
         package let size: UInt64
         /// Offset of this region inside the memfd and the host mapping.
-        let offset: UInt64
+        package let offset: UInt64
     }
 
     package static let pageSize: UInt64 = 4096
@@ -195,7 +195,7 @@ package final class GuestMemory: @unchecked Sendable {
     }
 
     /// Returns and clears the VMM-side dirty bitmap (bit = page index in the mapping).
-    func takeDirtyPages() -> [UInt64] {
+    package func takeDirtyPages() -> [UInt64] {
         dirty.withLock { bits in
             defer { for i in bits.indices { bits[i] = 0 } }
             return bits

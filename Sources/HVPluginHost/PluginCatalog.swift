@@ -78,7 +78,7 @@ package struct DeviceModelMatch: @unchecked Sendable {
     let plugin: LoadedPlugin
     package let info: LoadedPlugin.DeviceModel
     /// The plugin's human-readable name (for logs and `hv_host` tagging).
-    var pluginName: String { plugin.name }
+    package var pluginName: String { plugin.name }
     var model: UnsafePointer<hv_device_model> { info.pointer }
 }
 

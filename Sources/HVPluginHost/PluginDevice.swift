@@ -159,6 +159,9 @@ package final class PluginDevice: @unchecked Sendable {
     }
 
     /// Whether the model can be suspended (it has both saved-state ops).
+    /// The model's `state_version`.
+    package var stateVersion: UInt32 { model.pointee.state_version }
+
     package var canSaveState: Bool { ops.pointee.save_state != nil && ops.pointee.load_state != nil }
 
     /// Quiets the instance, then lets the plugin free it: disk requests in flight finish

@@ -12,7 +12,7 @@ struct HVHostCommand: ParsableCommand {
             Plugins (*.so) are searched in --plugin-path directories, then $\(PluginSearchPath.environmentVariable) \
             (colon-separated), then the directory of the hvhost binary and its plugins/ subdirectory.
             """,
-        subcommands: [RunCommand.self, ResumeCommand.self, ValidateCommand.self, PluginsCommand.self, ConsoleCommand.self, TopCommand.self,
+        subcommands: [RunCommand.self, ResumeCommand.self, ValidateCommand.self, PluginsCommand.self, ConsoleCommand.self, MigrateCommand.self, TopCommand.self,
                       DiskCommand.self,
                       SchedSimCommand.self, SchedCommand.self, PluginCheckCommand.self, PluginCommand.self]
     )

@@ -17,7 +17,15 @@ struct RunCommand: ParsableCommand {
             """)
 
     @Argument(help: "The .vmx files of the VMs to run.")
-    var vmxFiles: [String]
+    var vmxFiles: [String] = []
+
+    @Option(name: .customLong("incoming"), help: ArgumentHelp(
+        "Also receive one VM live-migrated by `hvhost migrate` on this address (loopback unless --migration-allow-remote).",
+        valueName: "tcp:ADDR:PORT"))
+    var incoming: String?
+
+    @Flag(name: .customLong("migration-allow-remote"), help: "Let --incoming listen on an address that is not loopback.")
+    var migrationAllowRemote = false
 
     @OptionGroup var host: HostOptions
 
@@ -34,6 +42,15 @@ struct RunCommand: ParsableCommand {
         for path in vmxFiles {
             do { configurations.append(try VMConfiguration(contentsOf: path)) }
             catch { problems += error.errors }
+        }
+        var incomingAddress: MigrationAddress?
+        do { incomingAddress = try incoming.map { try MigrationAddress($0, allowRemote: migrationAllowRemote) } } catch {
+            fputs("error: --incoming: \(error)\n", stderr)
+            throw ExitCode(2)
+        }
+        guard !configurations.isEmpty || incomingAddress != nil else {
+            fputs("error: name at least one .vmx file (or --incoming tcp:ADDR:PORT)\n", stderr)
+            throw ExitCode(2)
         }
         guard problems.isEmpty else {
             // Never 1: with one VM, status 1 means the guest passed (debug-exit value 0).
@@ -52,7 +69,7 @@ struct RunCommand: ParsableCommand {
             }
         }
 
-        try host.runHost(vmCount: configurations.count, logger: logger) { host, catalog in
+        try host.runHost(vmCount: configurations.count + (incomingAddress == nil ? 0 : 1), logger: logger) { host, catalog in
             var failed = 0
             for config in configurations {
                 // Keys checked against what the selected plugins declare: a value outside
@@ -70,6 +87,12 @@ struct RunCommand: ParsableCommand {
                 } catch {
                     // This VM does not start; the others still do.
                     logger.error("\(config.path): cannot power on \(config.displayName): \(error)")
+                    failed += 1
+                }
+            }
+            if let incomingAddress {
+                do { try host.receiveMigration(on: incomingAddress) } catch {
+                    logger.error("incoming migration failed: \(error)")
                     failed += 1
                 }
             }

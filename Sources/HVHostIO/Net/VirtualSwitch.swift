@@ -435,6 +435,16 @@ package final class VirtualSwitch: @unchecked Sendable, CustomStringConvertible 
     /// Sends a RARP for `address` on `uplink` (as the VMkernel does for a moved MAC) so
     /// the far switch learns the address on its new port.
     private func notify(address: UInt64, vlan: UInt16, on uplink: Uplink) {
+        Self.rarpFrame(for: address).withUnsafeBytes { bytes in
+            VLANForms.with(bytes, inBandTag: false, vlan: vlan) { forms in
+                uplink.transmit(vlan == 0 ? forms.untagged : forms.tagged)
+            }
+        }
+        state.withLock { $0.notifications &+= 1 }
+    }
+
+    /// A broadcast RARP reverse request whose sender is `address`.
+    private static func rarpFrame(for address: UInt64) -> [UInt8] {
         var frame = [UInt8](repeating: 0, count: 60)
         for i in 0..<6 {
             frame[i] = 0xFF
@@ -448,11 +458,15 @@ package final class VirtualSwitch: @unchecked Sendable, CustomStringConvertible 
         frame[16] = 0x08; frame[17] = 0x00            // IPv4
         frame[18] = 6; frame[19] = 4
         frame[20] = 0x00; frame[21] = 0x03            // reverse request
-        frame.withUnsafeBytes { bytes in
-            VLANForms.with(bytes, inBandTag: false, vlan: vlan) { forms in
-                uplink.transmit(vlan == 0 ? forms.untagged : forms.tagged)
-            }
-        }
+        return frame
+    }
+
+    /// Announces that `port`'s MAC now lives here (a VM that arrived by live migration):
+    /// a RARP broadcast from the port, so this switch, its other ports and the physical
+    /// switches behind its uplinks learn the address at once.
+    package func announce(_ port: VirtualPort) {
+        var frame = Self.rarpFrame(for: port.mac.value)
+        frame.withUnsafeMutableBytes { forward($0, offload: FrameOffload(flags: 0), from: port) }
         state.withLock { $0.notifications &+= 1 }
     }
 

@@ -36,7 +36,9 @@ package struct CRC32 {
         return c
     }
 
-    private(set) var value: UInt32 = 0
+    private(set) package var value: UInt32 = 0
+
+    package init() {}
 
     package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         var c = ~value

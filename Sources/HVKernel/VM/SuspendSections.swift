@@ -1,6 +1,7 @@
 import HVHostIO
 import HVBackendKVM
 import HVDevices
+import HVMemory
 import HVPluginHost
 import HVSupport
 
@@ -148,7 +149,7 @@ enum SuspendSections {
     }
 }
 
-extension SuspendImage {
+extension SavedMachineState {
     /// The configuration the VM was suspended with. Every section is checked to be one
     /// this host knows before anything else is read.
     func configuration() throws -> VMConfiguration {
@@ -184,12 +185,32 @@ extension SuspendImage {
     }
 }
 
-extension SuspendImage {
+extension SavedMachineState {
     /// Throws when the file holds state for a device this VM does not have.
     func checkDeviceSections(against prefixes: [String]) throws {
         let expected = Set(prefixes.map { "device:\($0)" })
         if let extra = sections.first(where: { $0.name.hasPrefix("device:") && !expected.contains($0.name) }) {
             throw SuspendError("\(path): section '\(extra.name)' has no device in the saved configuration")
         }
+    }
+}
+
+/// A VM's saved state to continue from: a suspend file, or the state an incoming
+/// migration received. Both carry the sections `SuspendSections` describes.
+package protocol SavedMachineState: AnyObject {
+    /// Where the state comes from, for messages and logs (a suspend file's path).
+    var path: String { get }
+    var sections: [(name: String, version: UInt32, payload: [UInt8])] { get }
+    /// The payload of the only section named `name` with a version this host reads.
+    func section(_ name: String, maxVersion: UInt32) throws -> (version: UInt32, payload: [UInt8])
+    /// Guest RAM of `size` bytes holding the saved pages.
+    func restoredMemory(size: UInt64, name: String) throws -> GuestMemory
+}
+
+extension SuspendImage: SavedMachineState {
+    package func restoredMemory(size: UInt64, name: String) throws -> GuestMemory {
+        let memory = try GuestMemory(size: size, name: name)
+        try restoreMemory(into: memory)
+        return memory
     }
 }

@@ -20,6 +20,8 @@ package final class VMHost: @unchecked Sendable {
         set { lock.withLock { webConsoleServer = newValue } }
     }
     private var webConsoleServer: WebConsoleServer?
+    /// The latest outgoing migration of each VM (`VMHost+Migration`).
+    let outgoingMigrations = HostLocked<[MigrationSource]>([])
 
     /// A configured VM across resets: its current incarnation and the thread watching it.
     private final class Slot {
@@ -52,7 +54,7 @@ package final class VMHost: @unchecked Sendable {
         }
     }
 
-    private func isRunning(_ name: String) -> Bool {
+    func isRunning(_ name: String) -> Bool {
         lock.withLock { slots.contains { $0.outcome == nil && $0.vm.name == name } }
     }
 
@@ -93,7 +95,7 @@ package final class VMHost: @unchecked Sendable {
         try vm.suspend(to: path)
     }
 
-    private func start(_ vm: VirtualMachine) throws -> VirtualMachine {
+    func start(_ vm: VirtualMachine) throws -> VirtualMachine {
         let slot = Slot(configuration: vm.configuration, vm: vm)
         let accepted: Bool = lock.withLock {
             guard !shuttingDown else { return false }

@@ -12,6 +12,8 @@ package enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
     case failure(String)
     /// Suspended to this file (`hvhost resume` continues it).
     case suspended(String)
+    /// Moved to another host by live migration (the destination address).
+    case migrated(String)
 
     package var description: String {
         switch self {
@@ -21,6 +23,7 @@ package enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
         case .tripleFault(let regs): return "triple fault: the guest's CPU shut down (\(regs))"
         case .failure(let why): return "failed: \(why)"
         case .suspended(let path): return "suspended to \(path)"
+        case .migrated(let destination): return "migrated to \(destination)"
         }
     }
 
@@ -29,7 +32,7 @@ package enum VMStopReason: Equatable, Sendable, CustomStringConvertible {
     package var exitStatus: Int32 {
         switch self {
         case .debugExit(let v): return (Int32(v) << 1) | 1
-        case .poweredOff, .guestReset, .suspended: return 0
+        case .poweredOff, .guestReset, .suspended, .migrated: return 0
         case .tripleFault, .failure: return 2
         }
     }

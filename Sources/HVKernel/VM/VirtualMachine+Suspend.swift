@@ -65,28 +65,46 @@ extension VirtualMachine {
 
     private func write(to path: String) throws {
         let w = try SuspendFileWriter(path: path)
+        try w.section("config", version: 1, configSection())
+        try w.section("machine", version: 1, machineSection())
+        try w.memorySection(memory)
+        for s in try stateSections() { try w.section(s.name, version: s.version, s.payload) }
+        try w.finish()
+    }
+
+    /// The "config" section: the configuration, with the MACs generated for NICs
+    /// without a static address so that they keep them wherever the VM continues.
+    func configSection() -> [UInt8] {
         var generated: [String: String] = [:]
         for d in configuration.devices where d.kind == .nic && d.value(forDeviceKey: "address") == nil
             && d.value(forDeviceKey: "generatedAddress") == nil {
             generated[d.prefix] = VirtualMachine.generatedMAC(seed: configuration.path + "/" + d.prefix).description
         }
-        try w.section("config", version: 1, SuspendSections.config(configuration, generatedAddresses: generated))
-        try w.section("machine", version: 1, SuspendSections.machine(
-            .init(memoryBytes: memory.size, vcpuCount: runners.count, clock: clock.now())))
-        try w.memorySection(memory)
+        return SuspendSections.config(configuration, generatedAddresses: generated)
+    }
+
+    /// The "machine" section; the clock is the paused VM's.
+    func machineSection() -> [UInt8] {
+        SuspendSections.machine(.init(memoryBytes: memory.size, vcpuCount: runners.count, clock: clock.now()))
+    }
+
+    /// The sections after memory, of a paused VM: its vCPUs, chipset, PCI functions and
+    /// plugin devices (suspend files and migrations carry the same ones).
+    func stateSections() throws -> [(name: String, version: UInt32, payload: [UInt8])] {
+        var out: [(name: String, version: UInt32, payload: [UInt8])] = []
         for r in runners {
             do {
-                try w.section("vcpu.\(r.vcpu.index)", version: 1, SuspendSections.vcpu(r.activity, r.vcpu.saveState()))
+                out.append(("vcpu.\(r.vcpu.index)", 1, SuspendSections.vcpu(r.activity, try r.vcpu.saveState())))
             } catch let e as KVMError {
                 throw VMError("cannot save vCPU \(r.vcpu.index) of \(name): \(e)")
             }
         }
-        try w.section("chipset", version: Chipset.stateVersion, chipset.saveState())
-        try w.section("pci", version: PCIHostBridge.stateVersion, pci.saveState())
+        out.append(("chipset", Chipset.stateVersion, chipset.saveState()))
+        out.append(("pci", PCIHostBridge.stateVersion, pci.saveState()))
         for d in devices {
             guard let s = try d.saveState() else { continue }
-            try w.section("device:\(d.context.prefix)", version: s.version, SuspendSections.device(s))
+            out.append(("device:\(d.context.prefix)", s.version, SuspendSections.device(s)))
         }
-        try w.finish()
+        return out
     }
 }

@@ -39,7 +39,8 @@ package struct HostServices {
 ///
 /// Its devices go through the lifecycle hvplugin.h documents ("Device lifecycle"):
 /// power-on (init, then `start`), pause/resume, suspend (`suspend(to:)`), restore
-/// (init from a `SuspendImage`, then `start`) and destroy (when it stops).
+/// (init from a `SavedMachineState`, then `start`), migrate (`Migration/`) and destroy
+/// (when it stops).
 package final class VirtualMachine: @unchecked Sendable {
     let name: String
     let configuration: VMConfiguration
@@ -61,11 +62,11 @@ package final class VirtualMachine: @unchecked Sendable {
     /// The VNC server (`RemoteDisplay.vnc.*`); nil unless enabled.
     private(set) package var vncServer: RFBServer?
     private(set) package var devices: [PluginDevice] = []
-    private let backend: KVMVirtualMachine
+    let backend: KVMVirtualMachine
     private(set) var runners: [VCPURunner] = []
     /// Keeps the vCPUs out of guest mode while paused.
     let gate = VCPUGate()
-    /// The suspend file this VM was restored from; nil when it booted.
+    /// The suspend file (or incoming migration) this VM was restored from; nil when it booted.
     let restoredFrom: String?
     /// Whether this VM boots again after its guest reset itself (not a power cycle:
     /// nonpersistent redo logs carry on).
@@ -96,19 +97,20 @@ package final class VirtualMachine: @unchecked Sendable {
     /// Builds a VM from its configuration, powered off until `start`; with `snapshot`,
     /// in the state a suspend saved (`configuration` is then the snapshot's).
     package init(configuration: VMConfiguration, host: HostServices, logger: Logger,
-                restoring snapshot: SuspendImage? = nil, afterGuestReset: Bool = false) throws {
+                restoring snapshot: (any SavedMachineState)? = nil, afterGuestReset: Bool = false) throws {
         self.configuration = configuration
         self.bootsAfterGuestReset = afterGuestReset
         self.name = configuration.displayName
         self.logger = logger
         self.scheduler = host.scheduler
         restoredFrom = snapshot?.path
-        memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
+        let ramName = "\(configuration.displayName)-ram"
+        memory = try snapshot?.restoredMemory(size: configuration.memoryBytes, name: ramName)
+            ?? GuestMemory(size: configuration.memoryBytes, name: ramName)
         let machine = try snapshot.map { try $0.machine(for: configuration) }
         firmware = try configuration.boot.firmware.map { try FirmwareImage(contentsOf: $0.imagePath) }
         var firmwareKernel: LinuxFirmwareLoad?
-        if let snapshot {
-            try snapshot.restoreMemory(into: memory)
+        if snapshot != nil {
             bootPlan = nil
             clock = VMClock(pausedAt: machine!.clock)
         } else if let kernelPath = configuration.kernelPath, firmware != nil {
@@ -440,9 +442,10 @@ package final class VirtualMachine: @unchecked Sendable {
         }
         timers.stop()
         for d in devices { d.destroy() }
-        // A guest reset or a suspend is not a power-off: the VM comes back on its redo logs.
+        // A guest reset, a suspend or a migration is not a power-off: the VM comes back
+        // (or goes on elsewhere) on its redo logs.
         switch reason {
-        case .guestReset, .suspended: detachDisks(poweringOff: false)
+        case .guestReset, .suspended, .migrated: detachDisks(poweringOff: false)
         default: detachDisks(poweringOff: true)
         }
         chipset.configuration.serial?.flush()
