@@ -417,6 +417,7 @@ enum PluginTemplates {
             sizeof(hv_sched_ops), \(ident)_init, \(ident)_deinit, \(ident)_vcpu_add, \(ident)_vcpu_remove,
             \(ident)_wake, \(ident)_block, \(ident)_yield, \(ident)_pick_next, \(ident)_account,
             \(ident)_set_params, \(ident)_dump, NULL /* preempt: slices are short enough */,
+            NULL /* set_topology: round robin ignores where slots sit */,
         };
 
         static const hv_sched_policy_desc \(ident)_desc = {

@@ -48,7 +48,7 @@ struct RunCommand: ParsableCommand {
             fputs("error: --incoming: \(error)\n", stderr)
             throw ExitCode(2)
         }
-        guard !configurations.isEmpty || incomingAddress != nil else {
+        guard !vmxFiles.isEmpty || incomingAddress != nil else {
             fputs("error: name at least one .vmx file (or --incoming tcp:ADDR:PORT)\n", stderr)
             throw ExitCode(2)
         }

@@ -60,7 +60,7 @@
  *  1.3  The VMkernel owns the VMware backdoor ports 0x5658-0x565B (hv.legacy-io/1
  *       claims there get HV_EBUSY): its services (balloon, absolute pointer) take
  *       their calls with the vCPU's registers.
-         hv_sched_ops.set_topology with hv_sched_topology / hv_sched_pcpu (a pool's slots
+ *       hv_sched_ops.set_topology with hv_sched_topology / hv_sched_pcpu (a pool's slots
  *       placed on the host's packages, cores, SMT siblings, NUMA nodes and caches, from
  *       sysfs; replaces the slots-2k/2k+1 pairing for policies that take it).
  *
