@@ -62,7 +62,9 @@ package protocol VirtualCPU: AnyObject {
 
 /// A VM on an execution backend: guest memory mapped in, vCPUs created on demand.
 package protocol VirtualMachineBackend: AnyObject {
-    func map(memory: GuestMemory) throws
+    /// Maps every region of `memory` as guest RAM, logging guest writes; returns the mappings.
+    @discardableResult
+    func map(memory: GuestMemory) throws -> [GuestRAMMapping]
     /// Creates vCPU `index`; its IA32_APIC_BASE points at `lapicBase` (the platform's
     /// local-APIC page), enabled, with the BSP flag on vCPU 0.
     func makeVCPU(index: Int, cpuid: CPUIDPolicy, lapicBase: UInt64) throws -> VirtualCPU

@@ -28,12 +28,15 @@ package final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendabl
 
     deinit { close(fd) }
 
-    /// A memslot for every region of `memory`.
-    package func map(memory: GuestMemory) throws {
-        for region in memory.regions {
+    /// A memslot for every region of `memory`, logging the pages the guest writes (the
+    /// memory scheduler samples idleness from it).
+    @discardableResult
+    package func map(memory: GuestMemory) throws -> [GuestRAMMapping] {
+        try memory.regions.map { region in
             let slot = try allocateSlot()
-            try setUserMemoryRegion(slot: slot, flags: 0, guestAddress: region.guestAddress,
+            try setUserMemoryRegion(slot: slot, flags: UInt32(KVM_MEM_LOG_DIRTY_PAGES), guestAddress: region.guestAddress,
                                     size: region.size, hostAddress: memory.hostAddress(of: region))
+            return GuestRAMMapping(id: slot, guestAddress: region.guestAddress, size: region.size)
         }
     }
 

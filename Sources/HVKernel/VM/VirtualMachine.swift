@@ -19,12 +19,15 @@ package struct HostServices {
     let resolveModel: (DeviceConfiguration) throws -> DeviceModelMatch
     /// The CPU scheduler: pCPU slots, pools and their policies.
     let scheduler: Scheduler
+    /// The memory scheduler (budget, admission, targets, page sharing); nil: none.
+    let memory: MemoryScheduler?
 
     /// `scheduler` defaults to one pool "default" of one slot per host CPU running the
     /// built-in fallback policy.
     package init(kvm: KVMSystem, switches: SwitchRegistry, diskQueue: DiskIOQueue,
-                scheduler: Scheduler? = nil,
+                scheduler: Scheduler? = nil, memory: MemoryScheduler? = nil,
                 resolveModel: @escaping (DeviceConfiguration) throws -> DeviceModelMatch) {
+        self.memory = memory
         self.kvm = kvm
         self.switches = switches
         self.diskQueue = diskQueue
@@ -58,6 +61,8 @@ package final class VirtualMachine: @unchecked Sendable {
     let input = InputRouter()
     private(set) package var devices: [PluginDevice] = []
     private let backend: KVMVirtualMachine
+    /// Guest RAM's memslots (dirty logged).
+    private var ramMappings: [GuestRAMMapping] = []
     private(set) var runners: [VCPURunner] = []
     /// Keeps the vCPUs out of guest mode while paused.
     let gate = VCPUGate()
@@ -132,7 +137,7 @@ package final class VirtualMachine: @unchecked Sendable {
         try createDevices(host: host)
         // The windows devices claimed are theirs, not RAM: map memory only now.
         for window in legacy.memoryWindows { memory.exclude(window) }
-        try backend.map(memory: memory)
+        ramMappings = try backend.map(memory: memory)
         try firmware?.map(into: backend)
         try pci.assignResources()
         if let snapshot {
@@ -334,6 +339,32 @@ package final class VirtualMachine: @unchecked Sendable {
         default: logger.info("\(name): \(reason)")
         }
         for c in callbacks { c(reason) }
+    }
+
+    /// Pages the guest wrote since the previous call (KVM's dirty log of guest RAM; the
+    /// only reader of it, so reading clears it), nil when the log cannot be read.
+    func sampleWrittenPages() -> Int? {
+        var written = 0
+        for m in ramMappings {
+            var bits = [UInt64](repeating: 0, count: Int((m.size / GuestMemory.pageSize + 63) / 64))
+            do { try backend.collectDirtyPages(of: m, into: &bits) } catch { return nil }
+            written += bits.reduce(0) { $0 + $1.nonzeroBitCount }
+        }
+        return written
+    }
+
+    /// Runs `body` with every vCPU out of guest mode (page sharing swaps pages under it).
+    func withVCPUsOutOfGuest(_ body: () -> Void) {
+        gate.close { for r in runners { r.vcpu.kick() } }
+        body()
+        gate.open()
+    }
+
+    /// Pages of guest RAM its memfd backs now (shared, zero and ballooned pages are holes).
+    func residentPages() -> Int {
+        var st = stat()
+        guard fstat(memory.fd, &st) == 0 else { return 0 }
+        return Int(st.st_blocks) * 512 / Int(GuestMemory.pageSize)
     }
 
     /// VM exits taken by all vCPUs so far.
