@@ -61,7 +61,8 @@ let package = Package(
         .target(name: "HVSupport", dependencies: ["CZlib"], path: "Sources/HVSupport"),
         // Guest RAM (one memfd, the PC split around the PCI hole and legacy windows, the
         // VMM-side dirty log), shared regions (RAM BARs) and the GuestPhysicalMapper seam.
-        .target(name: "HVMemory", path: "Sources/HVMemory"),
+        .target(name: "CPageContent", path: "Sources/CPageContent"),
+        .target(name: "HVMemory", dependencies: ["CPageContent"], path: "Sources/HVMemory"),
         // The KVM execution backend (VM, vCPUs, exits, CPUID); the only importer of CKVM.
         .target(name: "HVBackendKVM", dependencies: ["HVMemory", "CKVM"],
                 path: "Sources/HVBackendKVM"),

@@ -81,6 +81,7 @@ package protocol VirtualCPU: AnyObject {
 
 /// A VM on an execution backend: guest memory mapped in, vCPUs created on demand.
 package protocol VirtualMachineBackend: AnyObject {
+    /// Maps every region of `memory` as guest RAM, logging guest writes.
     func map(memory: GuestMemory) throws
     /// Creates vCPU `index`; its IA32_APIC_BASE points at `lapicBase` (the platform's
     /// local-APIC page), enabled, with the BSP flag on vCPU 0.

@@ -12,7 +12,15 @@ package final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendabl
     /// (RAM BARs) take and give back the others.
     let slots: Mutex<MemorySlotAllocator>
     /// The memslots `map(memory:)` made, with the region each maps (for dirty logging).
-    private let bootSlots = Mutex<[(slot: UInt32, region: GuestMemory.Region, host: UInt64)]>([])
+    private let bootSlots = Mutex<[(slot: UInt32, region: GuestMemory.Region)]>([])
+    /// KVM's dirty log of guest RAM has two readers, live migration and the memory
+    /// scheduler's idleness sampling; reading clears KVM's copy, so each read ORs it into
+    /// both. `migration` is nil while no migration tracks writes.
+    private struct DirtyLog {
+        var sampling: [UInt64] = []
+        var migration: [UInt64]?
+    }
+    private let dirtyLog = Mutex(DirtyLog())
 
     init(system: KVMSystem, fd: Int32) throws {
         self.system = system
@@ -30,40 +38,63 @@ package final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendabl
 
     deinit { close(fd) }
 
-    /// A memslot for every region of `memory`.
+    /// A memslot for every region of `memory`, logging the pages the guest writes.
     package func map(memory: GuestMemory) throws {
+        let pages = Int(memory.size / GuestMemory.pageSize)
+        dirtyLog.withLock { $0.sampling = [UInt64](repeating: 0, count: (pages + 63) / 64) }
         for region in memory.regions {
             let slot = try allocateSlot()
-            try setUserMemoryRegion(slot: slot, flags: 0, guestAddress: region.guestAddress,
+            try setUserMemoryRegion(slot: slot, flags: UInt32(KVM_MEM_LOG_DIRTY_PAGES), guestAddress: region.guestAddress,
                                     size: region.size, hostAddress: memory.hostAddress(of: region))
-            bootSlots.withLock { $0.append((slot, region, memory.hostAddress(of: region))) }
+            bootSlots.withLock { $0.append((slot, region)) }
         }
     }
 
-    /// Turns KVM's dirty logging of guest RAM on or off (live migration). Turning it on
-    /// starts with a clean log: the first `collectDirtyPages(of:)` reports the writes since.
-    package func setDirtyLogging(_ on: Bool) throws {
-        for s in bootSlots.withLock({ $0 }) {
-            try setUserMemoryRegion(slot: s.slot, flags: on ? UInt32(KVM_MEM_LOG_DIRTY_PAGES) : 0,
-                                    guestAddress: s.region.guestAddress, size: s.region.size, hostAddress: s.host)
+    /// Starts (with a clean slate: the first `collectDirtyPages(into:)` reports the writes
+    /// since) or stops keeping the pages written for live migration.
+    package func setDirtyTracking(_ on: Bool) throws {
+        try dirtyLog.withLock { log in
+            try harvest(into: &log)
+            log.migration = on ? [UInt64](repeating: 0, count: log.sampling.count) : nil
         }
     }
 
     /// ORs the RAM pages the guest wrote since the previous call into `dirty` (bit =
-    /// page index in `GuestMemory`'s mapping, as `GuestMemory.takeDirtyPages`) and clears
-    /// KVM's log. Dirty logging must be on.
+    /// page index in `GuestMemory`'s mapping, as `GuestMemory.takeDirtyPages`). Tracking
+    /// must be on.
     package func collectDirtyPages(into dirty: inout [UInt64]) throws {
+        try dirtyLog.withLock { log in
+            try harvest(into: &log)
+            guard let written = log.migration else { return }
+            for (i, word) in written.enumerated() where word != 0 && i < dirty.count { dirty[i] |= word }
+            log.migration = [UInt64](repeating: 0, count: written.count)
+        }
+    }
+
+    /// How many RAM pages the guest wrote since the previous call (idleness sampling).
+    package func takeWrittenPageCount() throws -> Int {
+        try dirtyLog.withLock { log in
+            try harvest(into: &log)
+            defer { log.sampling = [UInt64](repeating: 0, count: log.sampling.count) }
+            return log.sampling.reduce(0) { $0 + $1.nonzeroBitCount }
+        }
+    }
+
+    /// Reads (and so clears) KVM's dirty log of every RAM slot into both readers' bitmaps.
+    private func harvest(into log: inout DirtyLog) throws {
         for s in bootSlots.withLock({ $0 }) {
             let pages = Int(s.region.size / GuestMemory.pageSize)
-            var log = [UInt64](repeating: 0, count: (pages + 63) / 64)
-            try log.withUnsafeMutableBufferPointer { buffer throws(KVMError) in try getDirtyLog(slot: s.slot, into: buffer) }
+            var words = [UInt64](repeating: 0, count: (pages + 63) / 64)
+            try words.withUnsafeMutableBufferPointer { buffer throws(KVMError) in try getDirtyLog(slot: s.slot, into: buffer) }
             let first = Int(s.region.offset / GuestMemory.pageSize)
-            for (w, word) in log.enumerated() where word != 0 {
+            for (w, word) in words.enumerated() where word != 0 {
                 var bits = word
                 while bits != 0 {
                     let page = first + w * 64 + bits.trailingZeroBitCount
                     bits &= bits - 1
-                    if page / 64 < dirty.count { dirty[page / 64] |= 1 << UInt64(page % 64) }
+                    guard page / 64 < log.sampling.count else { continue }
+                    log.sampling[page / 64] |= 1 << UInt64(page % 64)
+                    log.migration?[page / 64] |= 1 << UInt64(page % 64)
                 }
             }
         }

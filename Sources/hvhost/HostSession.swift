@@ -71,6 +71,19 @@ struct HostOptions: ParsableArguments {
     @Flag(name: .customLong("no-vcpu-seccomp"), help: "Do not confine vCPU threads with their seccomp filter (debugging only).")
     var noVCPUSeccomp = false
 
+    @Option(name: .customLong("mem-budget"), help: ArgumentHelp(
+        "Host memory the VMs may use, e.g. 4096M or 8G (default: physical RAM less 6 %, at least 512 MiB).", valueName: "size"))
+    var memBudget: String?
+
+    @Option(name: .customLong("mem-idle-tax"), help: ArgumentHelp("Idle memory tax in percent (Mem.IdleTax).", valueName: "pct"))
+    var memIdleTax: Double = 75
+
+    @Option(name: .customLong("mem-scan-rate"), help: ArgumentHelp("Page-sharing scan rate, pages per second (0: no sharing).", valueName: "pages"))
+    var memScanRate: Int = MemoryScheduler.defaultScanRate
+
+    @Option(name: .customLong("mem-csv"), help: ArgumentHelp("Write the per-VM memory numbers every second to this CSV file.", valueName: "file"))
+    var memCSV: String?
+
     @Flag(name: .shortAndLong, help: "Log debug messages.")
     var verbose = false
 
@@ -124,8 +137,26 @@ struct HostOptions: ParsableArguments {
             throw ExitCode(2)
         }
         defer { switches.shutdown() }
+        let memory: MemoryScheduler
+        do {
+            let budget = try memBudget.map { spec -> UInt64 in
+                guard let bytes = HostOptions.parseSize(spec) else {
+                    throw ValidationError("--mem-budget \(spec): expected a size such as 4096M or 8G")
+                }
+                return bytes
+            }
+            guard (0...99).contains(memIdleTax) else { throw ValidationError("--mem-idle-tax \(memIdleTax): expected 0...99") }
+            memory = try MemoryScheduler(budgetBytes: budget, idleTax: memIdleTax / 100, scanRate: memScanRate,
+                                         sharing: memScanRate > 0, csvPath: memCSV, logger: logger)
+        } catch {
+            logger.error("cannot set up the memory scheduler: \(error)")
+            throw ExitCode(2)
+        }
+        memory.start()
+        defer { memory.stop() }
+        logger.info("memory: budget \(memory.budgetBytes >> 20) MiB, idle tax \(Int(memIdleTax)) %, page sharing \(memScanRate > 0 ? "at \(memScanRate) pages/s" : "off")")
         let services = HostServices(
-            kvm: kvm, switches: switches, diskQueue: DiskIOQueue(name: "disk-io"), scheduler: scheduler,
+            kvm: kvm, switches: switches, diskQueue: DiskIOQueue(name: "disk-io"), scheduler: scheduler, memory: memory,
             resolveModel: { device in try catalog.deviceModel(named: device.modelName, for: device) })
         let host = VMHost(services: services, logger: logger)
         if let spec = webConsole {
@@ -162,6 +193,7 @@ struct HostOptions: ParsableArguments {
             }
             console?.registerHostCommands(host)
             console?.registerSchedCommands(scheduler, policyNames: { catalog.schedPolicyNames })
+            console?.registerMemCommands(memory)
             console?.start()
         }
         defer { console?.stop() }
@@ -206,5 +238,17 @@ extension HostOptions {
             throw ValidationError("\(option) \(spec): expected PORT or ADDRESS:PORT (an IPv4 address, a port 0-65535)")
         }
         return (address, port)
+    }
+
+    /// "512M", "8G", "1048576K" or plain bytes.
+    static func parseSize(_ spec: String) -> UInt64? {
+        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = Substring(spec.uppercased())
+        var scale: UInt64 = 1
+        if digits.last == "B" { digits.removeLast() }
+        if let u = digits.last, let m = units[u] { scale = m; digits.removeLast() }
+        guard let n = UInt64(digits), n > 0 else { return nil }
+        let (v, overflow) = n.multipliedReportingOverflow(by: scale)
+        return overflow ? nil : v
     }
 }

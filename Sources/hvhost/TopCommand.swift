@@ -7,7 +7,8 @@ import HVSched
 /// running host, per VM, every interval: %USED (vCPU thread CPU time / wall time),
 /// %RUN (wall time holding a pCPU slot), %RDY (runnable but waiting for a slot), %ENT
 /// (entitlement from shares, min and max among the active vCPUs of its pool), SHARES,
-/// MIN, MAX.
+/// MIN, MAX. `--mem` shows the memory view instead (esxtop's `m` screen: MEMSZ, GRANT,
+/// SHRD, ZERO, COPIED, MCTLSZ, SWCUR, TARGET, ACTV%, in MiB per VM).
 struct TopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "top",
@@ -22,12 +23,24 @@ struct TopCommand: ParsableCommand {
     @Option(name: .customLong("count"), help: "Screens to print, then exit (default: until interrupted).")
     var count: Int?
 
+    @Flag(name: .customLong("mem"), help: "Show memory per VM (the console's `mem`) instead of CPU.")
+    var memory = false
+
     func validate() throws {
         guard interval >= 0.05 else { throw ValidationError("--interval must be at least 0.05 s") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
     }
 
     func run() throws {
+        if memory {
+            for number in 1... {
+                if let count, number > count { break }
+                if number > 1 { usleep(UInt32(min(interval, 3600) * 1_000_000)) }
+                print("hvhost top #\(number): memory\n" + (try request("mem")))
+                fflush(stdout)
+            }
+            return
+        }
         var previous = try fetch()
         var printed = 0
         while count.map({ printed < $0 }) ?? true {
@@ -41,11 +54,15 @@ struct TopCommand: ParsableCommand {
     }
 
     private func fetch() throws -> [VCPUStats.RawRow] {
-        let reply = try ServiceConsole.request("sched stats raw", at: socket)
+        VCPUStats.parseRaw(try request("sched stats raw"))
+    }
+
+    private func request(_ command: String) throws -> String {
+        let reply = try ServiceConsole.request(command, at: socket)
         if reply.hasPrefix("error:") {
             throw ServiceConsole.CommandError(reply.trimmingCharacters(in: "\n"))
         }
-        return VCPUStats.parseRaw(reply)
+        return reply
     }
 
     /// One screen: the VMs of `current`, with rates over the interval since `previous`

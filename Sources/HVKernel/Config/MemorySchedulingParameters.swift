@@ -1,21 +1,21 @@
 import HVSupport
 
 /// Memory resource controls of a VM (`sched.mem.*`), sizes in MiB.
-struct MemorySchedulingParameters: Equatable, Sendable {
-    var shares: ShareAllocation
+package struct MemorySchedulingParameters: Equatable, Sendable {
+    package var shares: ShareAllocation
     /// Guaranteed memory (0...max).
-    var minMiB: Int
+    package var minMiB: Int
     /// Upper bound (...memsize); defaults to memsize.
-    var maxMiB: Int
+    package var maxMiB: Int
 
-    init(shares: ShareAllocation = .normal, minMiB: Int = 0, maxMiB: Int) {
+    package init(shares: ShareAllocation = .normal, minMiB: Int = 0, maxMiB: Int) {
         self.shares = shares
         self.minMiB = minMiB
         self.maxMiB = maxMiB
     }
 
     /// Shares per MiB of configured memory for a named level: low 5, normal 10, high 20.
-    static func sharesPerMiB(_ level: ShareAllocation) -> UInt32? {
+    package static func sharesPerMiB(_ level: ShareAllocation) -> UInt32? {
         switch level {
         case .low: 5
         case .normal: 10
@@ -25,7 +25,7 @@ struct MemorySchedulingParameters: Equatable, Sendable {
     }
 
     /// The VM's memory shares: a named level times `memoryMiB`, or the explicit number.
-    func totalShares(memoryMiB: Int) -> UInt32 {
+    package func totalShares(memoryMiB: Int) -> UInt32 {
         switch shares {
         case .custom(let n): n
         default: Self.sharesPerMiB(shares)! * UInt32(memoryMiB)

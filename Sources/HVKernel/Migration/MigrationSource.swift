@@ -116,7 +116,7 @@ package final class MigrationSource: @unchecked Sendable {
         try s.flush()
         try s.receiveVerdict()
 
-        try vm.backend.setDirtyLogging(true)
+        try vm.backend.setDirtyTracking(true)
         _ = vm.memory.takeDirtyPages()
         let throttle = VCPUThrottle(vm: vm)
         var paused = false
@@ -140,7 +140,7 @@ package final class MigrationSource: @unchecked Sendable {
             update { $0.downtimeMilliseconds = downtime }
         } catch {
             throttle.stop()
-            try? vm.backend.setDirtyLogging(false)
+            try? vm.backend.setDirtyTracking(false)
             if paused { vm.resume() }
             throw error
         }

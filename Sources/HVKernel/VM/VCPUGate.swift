@@ -1,6 +1,7 @@
 import HVSupport
 
-/// Keeps a VM's vCPUs out of guest mode while the VM is paused.
+/// Keeps a VM's vCPUs out of guest mode while the VM is paused or while the page
+/// sharing scanner swaps pages under it; closes nest (each close has its open).
 ///
 /// A vCPU thread passes the gate (``enter()``) before it injects interrupts and runs the
 /// guest, and leaves it when the run returns. ``close(kick:)`` stops new entries, kicks
@@ -10,14 +11,14 @@ import HVSupport
 final class VCPUGate: @unchecked Sendable {
     private let lock = HostLock()
     // [lock]
-    private var closed = false
+    private var closes = 0
     private var released = false
     private var inside = 0
 
     /// False while the gate is closed: the vCPU parks (``waitWhileClosed()``) instead.
     func enter() -> Bool {
         lock.withLock {
-            guard !closed else { return false }
+            guard closes == 0 else { return false }
             inside += 1
             return true
         }
@@ -33,15 +34,15 @@ final class VCPUGate: @unchecked Sendable {
     /// Closes the gate and waits until every vCPU inside has left; `kick` makes a vCPU's
     /// run return promptly.
     func close(kick: () -> Void) {
-        lock.withLock { closed = true }
+        lock.withLock { closes += 1 }
         kick()
         lock.withLock { while inside > 0 { lock.wait() } }
     }
 
     func open() {
         lock.withLock {
-            closed = false
-            lock.broadcast()
+            closes -= 1
+            if closes == 0 { lock.broadcast() }
         }
     }
 
@@ -55,7 +56,7 @@ final class VCPUGate: @unchecked Sendable {
 
     /// Parks the calling vCPU thread until the gate opens or is released.
     func waitWhileClosed() {
-        lock.withLock { while closed && !released { lock.wait() } }
+        lock.withLock { while closes > 0 && !released { lock.wait() } }
     }
 }
 

@@ -1,5 +1,6 @@
 import HVHostIO
 import Glibc
+import HVMemory
 import HVSupport
 import Logging
 
@@ -64,6 +65,7 @@ package final class VMHost: @unchecked Sendable {
         if isRunning(configuration.displayName) {
             throw VMError("\(configuration.path): a VM named '\(configuration.displayName)' is already running on this host")
         }
+        try admitMemory(configuration)
         let vm = try VirtualMachine(configuration: configuration, host: services, logger: logger)
         return try start(vm)
     }
@@ -78,6 +80,7 @@ package final class VMHost: @unchecked Sendable {
         if isRunning(configuration.displayName) {
             throw SuspendError("\(path): a VM named '\(configuration.displayName)' is already running on this host")
         }
+        try admitMemory(configuration)
         let vm: VirtualMachine
         do {
             vm = try VirtualMachine(configuration: configuration, host: services, logger: logger, restoring: image)
@@ -109,7 +112,27 @@ package final class VMHost: @unchecked Sendable {
             throw VMError("\(vm.name): this host is powering off")
         }
         vm.start()
+        registerMemory(vm)
         return vm
+    }
+
+    /// Memory admission control: the VM's reservation plus overhead must fit the budget.
+    private func admitMemory(_ configuration: VMConfiguration) throws {
+        try services.memory?.admit(name: configuration.displayName, memoryMiB: configuration.memoryMiB,
+                                   vcpus: configuration.vcpuCount, parameters: configuration.memoryScheduling)
+    }
+
+    /// Hands a started VM to the memory scheduler and its page-sharing scanner.
+    private func registerMemory(_ vm: VirtualMachine) {
+        guard let scheduler = services.memory else { return }
+        let member = scheduler.sharing?.attach(vm.memory, name: vm.name) { [weak vm] body in
+            if let vm { vm.withVCPUsOutOfGuest(body) } else { body() }
+        }
+        scheduler.register(
+            .init(name: vm.name, memoryPages: Int(vm.memory.size / GuestMemory.pageSize), vcpus: vm.configuration.vcpuCount,
+                  residentPages: { [weak vm] in vm?.residentPages() ?? 0 },
+                  sampleWrittenPages: { [weak vm] in vm?.sampleWrittenPages() }, sharing: member),
+            memoryMiB: vm.configuration.memoryMiB, parameters: vm.configuration.memoryScheduling)
     }
 
     /// Waits for the slot's VM to stop; a guest reset rebuilds and restarts it.
@@ -133,6 +156,7 @@ package final class VMHost: @unchecked Sendable {
                     if started {
                         logger.info("\(fresh.name): reset by the guest; booting again (reset \(slot.resets))")
                         fresh.start()
+                        registerMemory(fresh)
                         continue
                     }
                 } catch {
@@ -145,6 +169,7 @@ package final class VMHost: @unchecked Sendable {
                 reason = .poweredOff
                 logger.info("\(slot.vm.name): \(reason)")
             }
+            services.memory?.unregister(name: slot.vm.name)
             lock.withLock { slot.outcome = reason }
             return
         }

@@ -19,12 +19,15 @@ package struct HostServices {
     let resolveModel: (DeviceConfiguration) throws -> DeviceModelMatch
     /// The CPU scheduler: pCPU slots, pools and their policies.
     let scheduler: Scheduler
+    /// The memory scheduler (budget, admission, targets, page sharing); nil: none.
+    let memory: MemoryScheduler?
 
     /// `scheduler` defaults to one pool "default" of one slot per host CPU running the
     /// built-in fallback policy.
     package init(kvm: KVMSystem, switches: SwitchRegistry, diskQueue: DiskIOQueue,
-                scheduler: Scheduler? = nil,
+                scheduler: Scheduler? = nil, memory: MemoryScheduler? = nil,
                 resolveModel: @escaping (DeviceConfiguration) throws -> DeviceModelMatch) {
+        self.memory = memory
         self.kvm = kvm
         self.switches = switches
         self.diskQueue = diskQueue
@@ -400,6 +403,26 @@ package final class VirtualMachine: @unchecked Sendable {
         default: logger.info("\(name): \(reason)")
         }
         for c in callbacks { c(reason) }
+    }
+
+    /// Pages the guest wrote since the previous call (KVM's dirty log of guest RAM), nil
+    /// when the log cannot be read.
+    func sampleWrittenPages() -> Int? {
+        try? backend.takeWrittenPageCount()
+    }
+
+    /// Runs `body` with every vCPU out of guest mode (page sharing swaps pages under it).
+    func withVCPUsOutOfGuest(_ body: () -> Void) {
+        gate.close { for r in runners { r.vcpu.kick() } }
+        body()
+        gate.open()
+    }
+
+    /// Pages of guest RAM its memfd backs now (shared, zero and ballooned pages are holes).
+    func residentPages() -> Int {
+        var st = stat()
+        guard fstat(memory.fd, &st) == 0 else { return 0 }
+        return Int(st.st_blocks) * 512 / Int(GuestMemory.pageSize)
     }
 
     /// VM exits taken by all vCPUs so far.
