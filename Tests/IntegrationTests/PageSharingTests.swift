@@ -23,7 +23,10 @@ final class PageSharingTests: XCTestCase {
         // Ten VMs' pages at 4096 pages/s (the default) take 40 s a pass; the test scans faster.
         let r = env.run(["--mem-scan-rate", "32768"], vmxs) { run in
             try Self.waitFor("every guest filled its memory", timeout: 60) {
-                names.allSatisfy { env.log($0).contains("memshare: filled") }
+                if let failed = names.first(where: { env.log($0).contains("EXIT") }) {
+                    throw FixtureBuildError(message: "\(failed) stopped: \(env.log(failed))")
+                }
+                return names.allSatisfy { env.log($0).contains("memshare: filled") }
             }
             var rows: [MemRow] = []
             try Self.waitFor("60 % of the guests' pages shared", timeout: 60) {
@@ -54,7 +57,7 @@ final class PageSharingTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(sharedFraction, 0.6)
         XCTAssertGreaterThan(cow, 0)
-        // Each guest touched 48 MiB; unshared that is 480 MiB of PSS for guest RAM alone.
+        // Each guest filled 44 MiB; unshared that is 440 MiB of PSS for guest RAM alone.
         // Shared: 1 MiB unique per guest, 16 pattern frames and the host's own memory.
         XCTAssertLessThan(pssMiB, 200, "hvhost PSS \(pssMiB) MiB with \(Int(sharedFraction * 100)) % of pages shared")
         print("page sharing: \(Int(sharedFraction * 100)) % of \(Self.vms) × 64 MiB shared, hvhost PSS \(pssMiB) MiB, \(cow) pages broken by guest writes")

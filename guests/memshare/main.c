@@ -2,7 +2,7 @@
  * memshare: a guest for content-based page sharing and its copy-on-write.
  *
  * In ring 3 (native speed everywhere) it fills the RAM above 16 MiB (`mib=N`, default
- * 48) once: the first `unique=U` pages
+ * 44, which fits a 64 MiB VM) once: the first `unique=U` pages
  * (default 256) hold words derived from `id=I` and the page index, so they differ per VM
  * and per page; every other page holds one of 16 patterns (page index mod 16), the same
  * in every VM that runs this guest, and prints `memshare: filled ...`. Then it keeps
@@ -83,7 +83,7 @@ static uint64_t prove_user(void)
 
 int main(void)
 {
-    uint64_t mib = cmdline_u64("mib", 48);
+    uint64_t mib = cmdline_u64("mib", 44);
     unique = cmdline_u64("unique", 256);
     id = cmdline_u64("id", 0);
     seconds = cmdline_u64("seconds", 0);

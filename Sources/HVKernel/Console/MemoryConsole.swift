@@ -9,9 +9,11 @@ extension ServiceConsole {
         register("mem", summary: usage) { args in
             switch args.first {
             case nil:
-                return MemoryConsoleText.table(memory.rows(), budgetMiB: Int(memory.budgetBytes >> 20), sharing: memory.sharing?.statistics)
+                return MemoryConsoleText.table(memory.rows(), budgetMiB: Int(memory.budgetBytes >> 20), sharing: memory.sharing?.statistics,
+                                               scannerCPUNanoseconds: memory.scannerCPUNanoseconds)
             case "raw":
-                return MemoryConsoleText.raw(memory.rows(), sharing: memory.sharing?.statistics)
+                return MemoryConsoleText.raw(memory.rows(), sharing: memory.sharing?.statistics,
+                                             scannerCPUNanoseconds: memory.scannerCPUNanoseconds)
             case "set":
                 guard args.count >= 3 else { throw CommandError("usage: mem set <vm> [shares=low|normal|high|N] [min=MiB] [max=MiB]") }
                 var shares: ShareAllocation?
@@ -47,7 +49,7 @@ extension ServiceConsole {
                 }
             case let name?:
                 guard let row = memory.rows().first(where: { $0.name == name }) else { throw CommandError("no running VM named '\(name)'") }
-                return MemoryConsoleText.table([row], budgetMiB: Int(memory.budgetBytes >> 20), sharing: nil)
+                return MemoryConsoleText.table([row], budgetMiB: Int(memory.budgetBytes >> 20), sharing: nil, scannerCPUNanoseconds: 0)
             }
         }
     }
@@ -57,9 +59,10 @@ extension ServiceConsole {
 package enum MemoryConsoleText {
     static func mb(_ pages: Int) -> String { MemoryScheduler.fixed(Double(pages) / 256, 1) }
 
-    static func table(_ rows: [MemoryScheduler.Row], budgetMiB: Int, sharing: PageSharing.Totals?) -> String {
+    static func table(_ rows: [MemoryScheduler.Row], budgetMiB: Int, sharing: PageSharing.Totals?,
+                      scannerCPUNanoseconds: UInt64) -> String {
         var lines = ["budget \(budgetMiB) MiB" + (sharing.map {
-                         ", page sharing: \($0.framesInUse) frames, \($0.merged) merged, \($0.undone) undone, \($0.unsharedByWrites) broken by writes"
+                         ", page sharing: \($0.framesInUse) frames, \($0.merged) merged, \($0.undone) undone, \($0.unsharedByWrites) broken by writes, scanner CPU \(scannerCPUNanoseconds / 1_000_000) ms"
                      } ?? ""),
                      "VM\tMEMSZ\tGRANT\tSHRD\tZERO\tCOPIED\tMCTLSZ\tSWCUR\tTARGET\tACTV%\tSHARES\tMIN\tMAX\tOVHD"]
         for r in rows {
@@ -69,9 +72,9 @@ package enum MemoryConsoleText {
     }
 
     /// key=value pages per VM, one line each; then the page-sharing totals (when on).
-    static func raw(_ rows: [MemoryScheduler.Row], sharing: PageSharing.Totals?) -> String {
+    static func raw(_ rows: [MemoryScheduler.Row], sharing: PageSharing.Totals?, scannerCPUNanoseconds: UInt64) -> String {
         let totals = sharing.map {
-            ["sharing scanned=\($0.scanned) merged=\($0.merged) undone=\($0.undone) cow=\($0.unsharedByWrites) frames=\($0.framesInUse)"]
+            ["sharing scanned=\($0.scanned) merged=\($0.merged) undone=\($0.undone) cow=\($0.unsharedByWrites) frames=\($0.framesInUse) cpu_ns=\(scannerCPUNanoseconds)"]
         } ?? []
         return (rows.map { "vm=\($0.name) memsz=\($0.memsz) grant=\($0.granted) shrd=\($0.shared) zero=\($0.zero) copied=\($0.copied) mctlsz=\($0.ballooned) swcur=\($0.swapped) target=\($0.target)" } + totals)
             .joined(separator: "\n")
