@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "HVSupport", path: "Sources/HVSupport"),
         // Guest RAM (one memfd, the PC split around the PCI hole and legacy windows, the
         // VMM-side dirty log), shared regions (RAM BARs) and the GuestPhysicalMapper seam.
-        .target(name: "HVMemory", path: "Sources/HVMemory"),
+        .target(name: "HVMemory", dependencies: ["HVSupport"], path: "Sources/HVMemory"),
         // The KVM execution backend (VM, vCPUs, exits, CPUID); the only importer of CKVM.
         .target(name: "HVBackendKVM", dependencies: ["HVMemory", "CKVM"],
                 path: "Sources/HVBackendKVM"),
