@@ -9,6 +9,25 @@ package protocol VCPUExitHandler: AnyObject {
     func portWrite(port: UInt16, data: UnsafeRawBufferPointer)
     func mmioRead(address: UInt64, data: UnsafeMutableRawBufferPointer)
     func mmioWrite(address: UInt64, data: UnsafeRawBufferPointer)
+    /// A single 32-bit `IN` from the VMware backdoor port (0x5658), which passes its
+    /// arguments and answers in the general registers. Returns false when the access
+    /// is not a backdoor call; the backend then treats it as a plain `portRead`. On
+    /// true the backend loads `registers` back, EAX being the `IN`'s result.
+    func backdoorCall(registers: inout VCPUGeneralRegisters) -> Bool
+}
+
+/// The general registers a port access can pass arguments in (see `backdoorCall`).
+package struct VCPUGeneralRegisters: Equatable, Sendable {
+    package var rax: UInt64
+    package var rbx: UInt64
+    package var rcx: UInt64
+    package var rdx: UInt64
+    package var rsi: UInt64
+    package var rdi: UInt64
+
+    package init(rax: UInt64 = 0, rbx: UInt64 = 0, rcx: UInt64 = 0, rdx: UInt64 = 0, rsi: UInt64 = 0, rdi: UInt64 = 0) {
+        (self.rax, self.rbx, self.rcx, self.rdx, self.rsi, self.rdi) = (rax, rbx, rcx, rdx, rsi, rdi)
+    }
 }
 
 /// Why `run` returned to the VMkernel.

@@ -183,10 +183,16 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         }
     }
 
+    private static let backdoorPort: UInt16 = 0x5658
+
     private func handlePortIO(_ handler: VCPUExitHandler) {
         let io = run.pointee.io
         let size = Int(io.size)
         let data = UnsafeMutableRawPointer(run) + Int(io.data_offset)
+        if io.port == Self.backdoorPort, size == 4, io.count == 1, io.direction == UInt8(KVM_EXIT_IO_IN),
+           backdoorCall(handler, result: data) {
+            return
+        }
         for i in 0..<Int(io.count) {
             let element = UnsafeMutableRawBufferPointer(start: data + i * size, count: size)
             if io.direction == UInt8(KVM_EXIT_IO_OUT) {
@@ -195,6 +201,23 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
                 handler.portRead(port: io.port, data: element)
             }
         }
+    }
+
+    /// Runs a backdoor call with the vCPU's registers: the handler's EAX becomes the
+    /// `IN`'s data and the registers are set before the next entry, as QEMU's vmport
+    /// does. EAX is set in both places: when KVM emulates the `IN` (real-mode and
+    /// emulated code here), KVM_SET_REGS supersedes the completion's data.
+    private func backdoorCall(_ handler: VCPUExitHandler, result: UnsafeMutableRawPointer) -> Bool {
+        var regs = kvm_regs()
+        guard ioctl(fd, CKVM_GET_REGS, &regs) == 0 else { return false }
+        var call = VCPUGeneralRegisters(rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx,
+                                        rsi: regs.rsi, rdi: regs.rdi)
+        guard handler.backdoorCall(registers: &call) else { return false }
+        regs.rax = UInt64(UInt32(truncatingIfNeeded: call.rax))
+        (regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi) = (call.rbx, call.rcx, call.rdx, call.rsi, call.rdi)
+        guard ioctl(fd, CKVM_SET_REGS, &regs) == 0 else { return false }
+        result.storeBytes(of: UInt32(truncatingIfNeeded: call.rax).littleEndian, as: UInt32.self)
+        return true
     }
 
     private func handleMMIO(_ handler: VCPUExitHandler) {

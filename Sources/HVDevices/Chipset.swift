@@ -39,6 +39,8 @@ package final class Chipset: @unchecked Sendable {
     let com1: UART16550?
     let keyboard: I8042
     package let debugExit: DebugExit
+    /// VMware's backdoor; VMkernel services claim its commands.
+    package let backdoor = VMwareBackdoor()
     let controlPortA: SystemControlPortA
     let firmwareDebug: FirmwareDebugPort?
     let ioapic: IOAPIC
@@ -494,6 +496,8 @@ package final class Chipset: @unchecked Sendable {
         for r in portRegions {
             try ports.register(base: UInt64(r.base), size: UInt64(r.size), name: r.name, device: r.device)
         }
+        try ports.register(base: UInt64(VMwareBackdoor.port), size: UInt64(VMwareBackdoor.portCount),
+                           name: "vmware-backdoor", device: backdoor)
         try mmio.register(base: Self.ioapicBase, size: IOAPIC.mmioSize, name: "ioapic", device: ioapicRegion)
     }
 

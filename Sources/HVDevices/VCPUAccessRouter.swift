@@ -24,6 +24,11 @@ package final class VCPUAccessRouter {
         ports.write(UInt64(port), data: data)
     }
 
+    /// A VMware backdoor call from this vCPU (see ``VMwareBackdoor``).
+    package func backdoorCall(_ registers: inout BackdoorRegisters) -> Bool {
+        chipset.backdoor.call(vcpu: index, registers: &registers)
+    }
+
     package func mmioRead(address: UInt64, data: UnsafeMutableRawBufferPointer) {
         if address & ~0xFFF == Chipset.lapicBase {
             data.storeLittleEndian(chipset.lapicRead(vcpu: index, offset: address & 0xFFF, size: data.count))

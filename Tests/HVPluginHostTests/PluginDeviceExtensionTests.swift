@@ -84,9 +84,9 @@ final class PluginDeviceExtensionTests: XCTestCase {
 
     func testClaimsDecodeOnTheBusesWithAbsoluteAddresses() throws {
         let d = try makeDevice()
-        XCTAssertEqual((0..<3).map { reg(d, UInt64(8 * $0)) }, [0, 0, 0], "vga, backdoor, vga-window claimed")
+        XCTAssertEqual((0..<3).map { reg(d, UInt64(8 * $0)) }, [0, 0, 0], "vga, wide port, vga-window claimed")
         XCTAssertEqual(ports.read(0x3C4, size: 2), 0x03C4, "the handler sees the port number")
-        XCTAssertEqual(ports.read(0x5658, size: 4), 0x564D_5868, "the backdoor port answers 'VMXh'")
+        XCTAssertEqual(ports.read(0x0E00, size: 4), 0xC0DE_5EED, "one 32-bit read of the 4-port claim")
         XCTAssertEqual(mmio.read(0xA_0010, size: 8), 3 << 56 | 0xA_0010, "memory window, 8-byte access")
         XCTAssertEqual(mmio.read(0xB_FFFE, size: 4), 0xFFFF_0000 | 0xFFFE, "clipped at the window's end: the rest is open bus")
         mmio.write(0xA_8000, size: 2, value: 0xBEEF)
@@ -137,7 +137,7 @@ final class PluginDeviceExtensionTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("'hv.device0 (devext) vga-window' at 0xa0000 (+0x20000) overlaps 'other window'"), "\(error)")
         }
         XCTAssertNil(ports.region(at: 0x3C0), "the ports it had claimed are free again")
-        XCTAssertNil(ports.region(at: 0x5658))
+        XCTAssertNil(ports.region(at: 0x0E00))
         XCTAssertEqual(legacy.memoryWindows, [0xB_F000..<0xC_0000])
     }
 

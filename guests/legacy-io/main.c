@@ -1,9 +1,10 @@
 /*
  * legacy-io: a guest's view of the ABI 1.1 device extensions, driven against the
  * devext probe plugin (Tests/HVPluginHostTests/Fixtures/devext_probe.c, PCI 1234:11e2):
- * fixed ports (the VMware backdoor's 0x5658, VGA's 0x3C0-0x3DF), the legacy memory
+ * fixed ports (a 4-port claim at 0xE00, VGA's 0x3C0-0x3DF), the legacy memory
  * window 0xA0000-0xBFFFF (not RAM: every access reaches the device), RAM right above
  * it, and the function's expansion ROM (sized, enabled and read through register 0x30).
+ * It also calls the VMkernel's VMware backdoor (GETVERSION), which needs no device.
  * Without the probe device (e.g. under QEMU) it exits 3.
  */
 #include "rt.h"
@@ -18,8 +19,22 @@ static void expect(bool ok, uint8_t code, const char *what, uint64_t got)
         fail(code, "legacy-io: %s: got 0x%llx\n", what, (unsigned long long)got);
 }
 
+/* A VMware backdoor call: IN from port 0x5658 with the magic in EAX, the command in ECX. */
+static void backdoor(uint32_t cmd, uint32_t *eax, uint32_t *ebx, uint32_t *ecx)
+{
+    uint32_t edx;
+    __asm__ volatile("inl %%dx, %%eax"
+                     : "=a"(*eax), "=b"(*ebx), "=c"(*ecx), "=d"(edx)
+                     : "a"(0x564D5868u), "b"(~0u), "c"(cmd), "d"(0x5658u));
+}
+
 int main(void)
 {
+    uint32_t version, magic, product;
+    backdoor(10, &version, &magic, &product);
+    expect(magic == 0x564D5868, 11, "backdoor GETVERSION magic in EBX", magic);
+    printf("legacy-io: backdoor version %u, magic 0x%x, product %u\n", version, magic, product);
+
     struct pci_dev d;
     if (!pci_find(PROBE_VENDOR, PROBE_DEVICE, &d))
         fail(3, "legacy-io: probe device %04x:%04x not found\n", PROBE_VENDOR, PROBE_DEVICE);
@@ -27,15 +42,15 @@ int main(void)
     pci_bar(&d, 0, &bar);
     pci_enable(&d, PCI_CMD_MEM);
 
-    /* Ports: the probe answers with the port number, the backdoor with 'VMXh'. */
-    uint32_t magic = inl(0x5658);
-    expect(magic == 0x564D5868, 4, "backdoor port 0x5658", magic);
+    /* Ports: the probe answers with the port number, the 4-port claim with a constant. */
+    uint32_t wide = inl(0x0E00);
+    expect(wide == 0xC0DE5EED, 4, "4-port claim at 0xe00", wide);
     uint16_t crtc = inw(0x3D4);
     expect(crtc == 0x3D4, 5, "port 0x3d4", crtc);
     outb(0x3DF, 0x7F);
     expect(mmio_read64(bar.addr + 0x200) == 0x3DF && mmio_read64(bar.addr + 0x210) == 0x7F, 6,
            "write to port 0x3df not seen", mmio_read64(bar.addr + 0x200));
-    printf("legacy-io: backdoor 0x%x, port 0x3d4 reads 0x%x\n", magic, crtc);
+    printf("legacy-io: port 0xe00 reads 0x%x, port 0x3d4 reads 0x%x\n", wide, crtc);
 
     /* The memory window is the device's, not RAM. */
     uint32_t w = mmio_read32(0xA0010);

@@ -370,4 +370,13 @@ final class VCPURunner: @unchecked Sendable {
 }
 
 /// The router is what the backend calls on port and MMIO exits (its methods match).
-extension VCPUAccessRouter: VCPUExitHandler {}
+extension VCPUAccessRouter: VCPUExitHandler {
+    package func backdoorCall(registers: inout VCPUGeneralRegisters) -> Bool {
+        var call = BackdoorRegisters(rax: registers.rax, rbx: registers.rbx, rcx: registers.rcx,
+                                     rdx: registers.rdx, rsi: registers.rsi, rdi: registers.rdi)
+        guard backdoorCall(&call) else { return false }
+        registers = VCPUGeneralRegisters(rax: call.rax, rbx: call.rbx, rcx: call.rcx,
+                                         rdx: call.rdx, rsi: call.rsi, rdi: call.rdi)
+        return true
+    }
+}

@@ -1,5 +1,5 @@
 /*
- * hvplugin.h — the hypervisor plugin ABI, version 1.2.
+ * hvplugin.h — the hypervisor plugin ABI, version 1.3.
  *
  * This header is the whole contract between the VMkernel ("host") and a plugin
  * (a shared object loaded with dlopen). It is C99 and self-contained: a plugin is
@@ -57,6 +57,9 @@
  *       commands through libffi, `hvhost plugin-check` exercises both.
  *       hv_frame_info.src_ip6/dst_ip6 (IPv6 for IP-hash teaming); the host now drives
  *       teaming policies (switch uplinks, see "How the host drives a teaming policy").
+ *  1.3  The VMkernel owns the VMware backdoor ports 0x5658-0x565B (hv.legacy-io/1
+ *       claims there get HV_EBUSY): its services (balloon, absolute pointer) take
+ *       their calls with the vCPU's registers.
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -100,7 +103,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define HV_ABI_VERSION_MAJOR 1u
-#define HV_ABI_VERSION_MINOR 2u
+#define HV_ABI_VERSION_MINOR 3u
 /* abi_version fields hold (major << 16) | minor. */
 #define HV_ABI_VERSION ((HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR)
 #define HV_ABI_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -467,14 +470,15 @@ typedef struct hv_timer_ext {
 } hv_timer_ext;
 
 /* "hv.legacy-io/1" (1.1): fixed legacy decoding, as ISA devices and VGA have it.
- * A device claims port ranges (e.g. VGA 0x3C0-0x3DF, Bochs DISPI 0x1CE-0x1CF, the
- * VMware backdoor 0x5658-0x565B: a 32-bit IN at 0x5658 covers four ports) and memory
+ * A device claims port ranges (e.g. VGA 0x3C0-0x3DF, Bochs DISPI 0x1CE-0x1CF; a 32-bit
+ * IN at the first port of a 4-port claim covers all four) and memory
  * windows in the legacy hole 0xA0000-0xFFFFF (e.g. VGA 0xA0000-0xBFFFF). A claimed
  * memory window is not RAM in the guest: the host leaves it out of guest memory
  * (mem_read/mem_write/mem_map of it fail) and every guest access reaches the
  * handlers. Claims are released when the instance is destroyed. Handlers see the
- * access's value only; a protocol that also passes other vCPU registers (the VMware
- * backdoor's command in ECX, its answers in EBX-EDX) needs a later extension. */
+ * access's value only. Since 1.3 the VMkernel owns the VMware backdoor 0x5658-0x565B
+ * (its protocol passes the command and answers in the other vCPU registers), so a
+ * claim there gets HV_EBUSY. */
 #define HV_EXT_LEGACY_IO "hv.legacy-io/1"
 
 #define HV_LEGACY_PORT   1u   /* port I/O space 0x0000-0xFFFF */

@@ -48,7 +48,7 @@ static uint64_t legacy_read(hv_device *d, void *opaque, uint64_t addr, uint32_t 
     uintptr_t tag = (uintptr_t)opaque;
     (void)size;
     d->results[R_LEGACY + 4]++;
-    if (tag == 2) return 0x564D5868;          /* 'VMXh', the backdoor's magic */
+    if (tag == 2) return 0xC0DE5EED;          /* the wide port's fixed answer */
     return (uint64_t)tag << 56 | addr;
 }
 
@@ -62,7 +62,7 @@ static void legacy_write(hv_device *d, void *opaque, uint64_t addr, uint32_t siz
 
 static const struct { uint32_t space; uint64_t base, size; uintptr_t tag; int handlers; const char *name; } claims[] = {
     { HV_LEGACY_PORT, 0x3C0, 0x20, 1, 1, "vga" },
-    { HV_LEGACY_PORT, 0x5658, 4, 2, 1, "backdoor" },        /* a 32-bit IN covers 4 ports */
+    { HV_LEGACY_PORT, 0x0E00, 4, 2, 1, "wide-port" },       /* a 32-bit IN covers 4 ports */
     { HV_LEGACY_MEMORY, 0xA0000, 0x20000, 3, 1, "vga-window" },
     { HV_LEGACY_PORT, 0x3D0, 4, 4, 1, "overlaps-vga" },          /* HV_EBUSY */
     { HV_LEGACY_PORT, 0x60, 1, 4, 1, "keyboard" },              /* HV_EBUSY: the i8042 */
