@@ -5,6 +5,7 @@ extension ServiceConsole {
     package func registerHostCommands(_ host: VMHost) {
         registerNetCommands(host.services.switches)
         registerSuspendCommands(host)
+        registerMemoryReclaimCommands(host)
         registerDeviceCommands(host)
         register("vms", summary: "list running VMs: name, memory, vCPUs, exits, state") { _ in
             var lines = ["NAME\tMEMORY\tVCPUS\tEXITS\tSTATE"]

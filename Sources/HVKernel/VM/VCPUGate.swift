@@ -10,7 +10,9 @@ import HVSupport
 final class VCPUGate: @unchecked Sendable {
     private let lock = HostLock()
     // [lock]
-    private var closed = false
+    /// Closers not yet reopened: a pause and a swap-out's quiescence may overlap.
+    private var closers = 0
+    private var closed: Bool { closers > 0 }
     private var released = false
     private var inside = 0
 
@@ -33,14 +35,15 @@ final class VCPUGate: @unchecked Sendable {
     /// Closes the gate and waits until every vCPU inside has left; `kick` makes a vCPU's
     /// run return promptly.
     func close(kick: () -> Void) {
-        lock.withLock { closed = true }
+        lock.withLock { closers += 1 }
         kick()
         lock.withLock { while inside > 0 { lock.wait() } }
     }
 
+    /// Undoes one `close`; the vCPUs go on when every closer has reopened.
     func open() {
         lock.withLock {
-            closed = false
+            closers -= 1
             lock.broadcast()
         }
     }

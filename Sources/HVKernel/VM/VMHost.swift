@@ -14,6 +14,16 @@ package final class VMHost: @unchecked Sendable {
     private let lock = HostLock()
     private var slots: [Slot] = []
     private var shuttingDown = false
+    /// The memory reclamation thread, started with the first VM.
+    private var reclaimer: pthread_t?
+    /// Host memory each VM should be held to, nil for no limit; by default its
+    /// `sched.mem.max` when below memsize. [lock]
+    private var memoryTarget: (VirtualMachine) -> UInt64? = { vm in
+        let max = UInt64(vm.configuration.memoryScheduling.maxMiB) << 20
+        return max < vm.configuration.memoryBytes ? max : nil
+    }
+    /// How often the reclaimer steps each VM toward its target.
+    static let reclaimPeriodNanoseconds: UInt64 = 500_000_000
 
     /// A configured VM across resets: its current incarnation and the thread watching it.
     private final class Slot {
@@ -93,6 +103,7 @@ package final class VMHost: @unchecked Sendable {
             guard !shuttingDown else { return false }
             slots.append(slot)
             slot.watcher = HostThread.spawn(name: "watch-\(vm.name)") { [self] in watch(slot) }
+            if reclaimer == nil { reclaimer = HostThread.spawn(name: "mem-reclaim") { [self] in reclaimLoop() } }
             return true
         }
         guard accepted else {
@@ -102,6 +113,27 @@ package final class VMHost: @unchecked Sendable {
         }
         vm.start()
         return vm
+    }
+
+    /// Sets where each VM's host memory is held (the memory scheduler's targets).
+    func setMemoryTargets(_ target: @escaping (VirtualMachine) -> UInt64?) {
+        lock.withLock { memoryTarget = target }
+    }
+
+    /// Steps every running VM with a target toward it until the host powers off.
+    private func reclaimLoop() {
+        while true {
+            let deadline = VMClock.hostNanoseconds() + Self.reclaimPeriodNanoseconds
+            let (running, target): ([VirtualMachine], (VirtualMachine) -> UInt64?) = lock.withLock {
+                while !shuttingDown && VMClock.hostNanoseconds() < deadline { lock.wait(until: deadline) }
+                return (shuttingDown ? [] : slots.filter { $0.outcome == nil }.map(\.vm), memoryTarget)
+            }
+            if lock.withLock({ shuttingDown }) { return }
+            for vm in running where !vm.isStopping {
+                guard let bytes = target(vm) else { continue }
+                do { try vm.reclaim(toward: bytes) } catch { logger.error("\(vm.name): reclaim: \(error)") }
+            }
+        }
     }
 
     /// Waits for the slot's VM to stop; a guest reset rebuilds and restarts it.
@@ -157,6 +189,7 @@ package final class VMHost: @unchecked Sendable {
     package func powerOffAll() {
         let current: [VirtualMachine] = lock.withLock {
             shuttingDown = true
+            lock.broadcast()
             return slots.map(\.vm)
         }
         for vm in current { vm.stop(.poweredOff) }
@@ -168,7 +201,11 @@ package final class VMHost: @unchecked Sendable {
         var joined = 0
         while true {
             let all = lock.withLock { slots }
-            guard joined < all.count else { return lock.withLock { all.map { $0.outcome ?? .poweredOff } } }
+            guard joined < all.count else {
+                if let t = lock.withLock({ shuttingDown ? reclaimer : nil }) { pthread_join(t, nil) }
+                lock.withLock { if shuttingDown { reclaimer = nil } }
+                return lock.withLock { all.map { $0.outcome ?? .poweredOff } }
+            }
             for slot in all[joined...] { if let t = slot.watcher { pthread_join(t, nil) } }
             joined = all.count
         }

@@ -82,6 +82,7 @@ extension VirtualMachine {
             }
         }
         try w.section("chipset", version: Chipset.stateVersion, chipset.saveState())
+        try w.section("balloon", version: Balloon.stateVersion, balloon.saveState())
         try w.section("pci", version: PCIHostBridge.stateVersion, pci.saveState())
         for d in devices {
             guard let s = try d.saveState() else { continue }

@@ -68,6 +68,13 @@ package final class VirtualMachine: @unchecked Sendable {
     let bootsAfterGuestReset: Bool
     /// The disks its SCSI adapters opened, in their modes; detached when it stops.
     private let attachedDisks = HostLocked<[AttachedDisk]>([])
+    /// VMware's balloon on port 0x5670: the VMkernel's target, the guest's locked pages.
+    let balloon: Balloon
+    /// Host swap, created at the first swap-out (see VirtualMachine+Reclaim).
+    let swap = HostLocked<GuestSwap?>(nil)
+    /// The balloon's size at the previous reclamation step (a balloon that stops growing
+    /// is helped by swap).
+    let reclaimProgress = HostLocked<Int>(0)
     private let scheduler: Scheduler
     /// The VM's registration with its scheduler pool (`hv.sched.pool`, `sched.cpu.*`);
     /// set at the end of init.
@@ -100,6 +107,7 @@ package final class VirtualMachine: @unchecked Sendable {
         self.scheduler = host.scheduler
         restoredFrom = snapshot?.path
         memory = try GuestMemory(size: configuration.memoryBytes, name: "\(configuration.displayName)-ram")
+        balloon = Balloon(memory: memory)
         let machine = try snapshot.map { try $0.machine(for: configuration) }
         firmware = try configuration.boot.firmware.map { try FirmwareImage(contentsOf: $0.imagePath) }
         if let snapshot {
@@ -142,6 +150,10 @@ package final class VirtualMachine: @unchecked Sendable {
         for d in devices { try d.realize() }
         if let snapshot {
             try chipset.loadState(snapshot.section("chipset", maxVersion: Chipset.stateVersion).payload)
+            if snapshot.sections.contains(where: { $0.name == "balloon" }) {
+                let section = try snapshot.section("balloon", maxVersion: Balloon.stateVersion)
+                try balloon.loadState(section.payload, context: "\(snapshot.path): section 'balloon'")
+            }
             try snapshot.checkDeviceSections(against: devices.map(\.context.prefix))
             for d in devices { try d.loadState(snapshot.deviceState(prefix: d.context.prefix)) }
         }
@@ -180,6 +192,8 @@ package final class VirtualMachine: @unchecked Sendable {
         chipset.onSIPI = { [weak self] vcpu, vector in self?.runner(vcpu)?.receiveSIPI(vector: vector) }
         chipset.onDebugExit = { [weak self] value in self?.stop(.debugExit(value)) }
         chipset.onResetRequest = { [weak self] in self?.stop(.guestReset) }
+        chipset.backdoor.setBalloon { [weak balloon] in balloon?.call(&$0) }
+        balloon.pageTaken = { [weak self] page in self?.swap.withLock { $0 }?.discard(page: page) }
         pci.resetRequest = { [weak self] in self?.stop(.guestReset) }
     }
 
@@ -373,6 +387,8 @@ package final class VirtualMachine: @unchecked Sendable {
         }
         timers.stop()
         for d in devices { d.destroy() }
+        // Nothing touches guest RAM any more: the swap file goes.
+        swap.withLock { s in s?.close(); s = nil }
         // A guest reset or a suspend is not a power-off: the VM comes back on its redo logs.
         switch reason {
         case .guestReset, .suspended: detachDisks(poweringOff: false)

@@ -19,6 +19,8 @@ package final class GuestSwap: @unchecked Sendable {
         package var swappedIn: UInt64 = 0
         /// Punched pages the fault thread zero-filled.
         package var zeroFilled: UInt64 = 0
+
+        package init() {}
     }
 
     package let path: String

@@ -1,0 +1,55 @@
+import HVMemory
+
+/// `mem balloon VM SIZE`, `mem swapout VM SIZE` and `mem reclaim`: the balloon target
+/// and host swap by hand, and what they hold per VM (sizes like `32m`, `4096k`, bytes).
+extension ServiceConsole {
+    func registerMemoryReclaimCommands(_ host: VMHost) {
+        let usage = "mem balloon <vm> <size> | mem swapout <vm> <size> | mem reclaim"
+        register("mem", summary: usage) { args in
+            switch args.first {
+            case "balloon":
+                guard args.count == 3 else { throw CommandError("usage: mem balloon <vm> <size>") }
+                let vm = try Self.runningVM(host, args[1])
+                let bytes = try Self.size(args[2])
+                guard bytes <= vm.configuration.memoryBytes else {
+                    throw CommandError("\(args[2]): more than \(args[1])'s memsize (\(vm.configuration.memoryMiB) MiB)")
+                }
+                vm.setBalloonTarget(bytes: bytes)
+                return "\(vm.name): balloon target \(bytes / GuestMemory.pageSize) pages (\(bytes >> 20) MiB)"
+            case "swapout":
+                guard args.count == 3 else { throw CommandError("usage: mem swapout <vm> <size>") }
+                let vm = try Self.runningVM(host, args[1])
+                let pages = try vm.swapOut(bytes: try Self.size(args[2]))
+                return "\(vm.name): swapped out \(pages) pages"
+            case "reclaim":
+                var lines = ["VM\tRESIDENT_KB\tMCTLSZ\tMCTLTGT\tSWCUR\tSWOUT\tSWIN\tZEROFILL\tBALLOON"]
+                for vm in host.vms where !vm.isStopping {
+                    let u = vm.memoryUse
+                    let driver = u.balloon.started ? "guest type \(u.balloon.guestType ?? 0)" : "no driver"
+                    lines.append("\(vm.name)\t\(u.residentBytes >> 10)\t\(u.balloon.size)\t\(u.balloon.target)\t\(u.swap.swapped)\t\(u.swap.swappedOut)\t\(u.swap.swappedIn)\t\(u.swap.zeroFilled)\t\(driver)")
+                }
+                return lines.joined(separator: "\n")
+            default:
+                throw CommandError("usage: " + usage)
+            }
+        }
+    }
+
+    private static func runningVM(_ host: VMHost, _ name: String) throws -> VirtualMachine {
+        guard let vm = host.vm(named: name), !vm.isStopping else { throw CommandError("no running VM named '\(name)'") }
+        return vm
+    }
+
+    /// Bytes from `N` (bytes), `Nk`, `Nm` or `Ng`, a whole number of pages.
+    static func size(_ text: String) throws -> UInt64 {
+        let lower = text.lowercased()
+        let units: [Character: UInt64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30]
+        let unit = lower.last.flatMap { units[$0] } ?? 1
+        let digits = unit == 1 ? lower : String(lower.dropLast())
+        guard let n = UInt64(digits), n.multipliedReportingOverflow(by: unit).overflow == false,
+              (n * unit) % GuestMemory.pageSize == 0 else {
+            throw CommandError("'\(text)': expected a size in bytes, k, m or g, a multiple of 4 KiB")
+        }
+        return n * unit
+    }
+}
