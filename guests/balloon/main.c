@@ -17,7 +17,8 @@
  *   passes=N    no driver: N checker passes over the whole pool, each verifying the
  *               previous pattern and writing the next (`balloon: pass <k> ok pages=<P>`),
  *               then exit 0 (for host swap).
- *   hostile=1   protocol errors the host must answer (see hostile()), then exit 0.
+ *   hostile=1   protocol errors the host must answer (see hostile()), then exit 0 once
+ *               the host sets the target back to 0.
  * Any mismatch prints `balloon: check FAILED ...` and exits 1.
  */
 #include "rt.h"
@@ -183,10 +184,12 @@ static int hostile(void)
     expect("batch-entry-outside-ram", batch[0] & 0x1F, ST_PPN_INVALID);
     expect("batch-entry", batch[1] & 0x1F, ST_SUCCESS);
     expect("batch-entry-twice", batch[2] & 0x1F, ST_PPN_LOCKED);
+    expect("batch-entry-self", batch[3] & 0x1F, ST_PPN_INVALID);
     /* Target 2 is reached (q plus nothing else): one more page is not needed. */
     expect("lock-beyond-target", bcall(CMD_LOCK, p, 0).status, ST_SUCCESS);
     expect("lock-not-needed", bcall(CMD_LOCK, p + 2, 0).status, ST_PPN_NOTNEEDED);
     printf("balloon: hostile ok\n");
+    while (bcall(CMD_GET_TARGET, pool_pages, 0).rbx != 0) sleep_ticks(2); /* the host looks, then lets go */
     return EXIT_PASS;
 }
 

@@ -132,7 +132,8 @@ final class Balloon: @unchecked Sendable {
         for i in 0..<Int(count) {
             let at = (ppn << 12) + UInt64(i * 8)
             guard let entry = try? memory.load(UInt64.self, at: at) else { return (.ppnInvalid, nil) }
-            let status = change(ppn: entry >> 12, locking: locking)
+            // The batch page itself cannot go: the statuses are written into it.
+            let status = entry >> 12 == ppn ? .ppnInvalid : change(ppn: entry >> 12, locking: locking)
             try? memory.store(entry & ~0x1F | UInt64(status.rawValue), at: at)
         }
         return (.success, lock.withLock { UInt64(statistics.target) })

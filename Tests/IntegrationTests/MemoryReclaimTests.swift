@@ -1,0 +1,140 @@
+import Foundation
+import XCTest
+
+/// VMware's balloon (the `balloon` guest speaks `vmw_balloon`'s protocol) and host swap,
+/// measured on the hvhost process: its shared-memory RSS is the guest RAM memfd.
+final class MemoryReclaimTests: XCTestCase {
+    private static let dir: String = {
+        let d = HostHarness.workDir + "/reclaim"
+        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }()
+
+    private func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+    private func waitForLog(_ path: String, timeout: TimeInterval = 60, _ done: (String) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if done(read(path)) { return true }
+            usleep(10_000)
+        }
+        XCTFail("timed out waiting on \(path):\n\(read(path))")
+        return false
+    }
+
+    private func waitForSocket(_ socket: String) {
+        for _ in 0..<1000 where !FileManager.default.fileExists(atPath: socket) { usleep(10_000) }
+    }
+
+    private func console(_ socket: String, _ words: String...) -> HostHarness.Result {
+        HostHarness.hvhostRun(["console", "--socket", socket] + words, timeout: 60)
+    }
+
+    /// RssShmem of `pid` in KiB (guest RAM is a memfd, shared memory).
+    private func shmemKiB(_ pid: Int32) -> UInt64 {
+        for line in read("/proc/\(pid)/status").split(separator: "\n") where line.hasPrefix("RssShmem:") {
+            return UInt64(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
+        }
+        return 0
+    }
+
+    /// The `mem reclaim` row of `vm`, by column name.
+    private func reclaimRow(_ socket: String, _ vm: String) -> [String: String] {
+        let lines = console(socket, "mem", "reclaim").stdout.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+        guard let header = lines.first, let row = lines.first(where: { $0.first == vm }) else { return [:] }
+        return Dictionary(uniqueKeysWithValues: zip(header, row))
+    }
+
+    /// Half of a 64 MiB guest's memory ballooned: the host gives back 32 MiB within 5 s,
+    /// the guest's checker passes over the rest, and after deflating every page the
+    /// balloon held comes back zero.
+    func testBalloonHalfOfMemoryShrinksHostMemoryAndDeflatesToZeroedPages() throws {
+        try HostHarness.requireHost()
+        let log = Self.dir + "/balloon.log", socket = Self.dir + "/balloon.sock"
+        try? FileManager.default.removeItem(atPath: log)
+        let vmx = HostHarness.vmx("mem-balloon", guest: "balloon", extra: ["hv.serial": "file:\(log)"])
+        var before: UInt64 = 0, after: UInt64 = 0, seconds = 0.0
+        var row: [String: String] = [:]
+        let run = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 120) { process in
+            self.waitForSocket(socket)
+            guard self.waitForLog(log, { $0.contains("balloon: check ok pages=") }) else { return }
+            before = self.shmemKiB(process.processIdentifier)
+            let set = self.console(socket, "mem", "balloon", "mem-balloon", "32m")
+            XCTAssertEqual(set.stdout, "mem-balloon: balloon target 8192 pages (32 MiB)\n", set.stderr)
+            let start = Date()
+            while Date().timeIntervalSince(start) < 10 {
+                after = self.shmemKiB(process.processIdentifier)
+                if before >= after + 32 * 1024 { break }
+                usleep(20_000)
+            }
+            seconds = Date().timeIntervalSince(start)
+            guard self.waitForLog(log, { $0.contains("balloon: size=8192 target=8192\nballoon: check ok") }) else { return }
+            row = self.reclaimRow(socket, "mem-balloon")
+            _ = self.console(socket, "mem", "balloon", "mem-balloon", "0")
+            _ = self.waitForLog(log, { $0.contains("balloon: size=0 target=0\nballoon: check ok pages=") && $0.hasSuffix("zeroed=8192\n") })
+            _ = self.console(socket, "poweroff", "mem-balloon")
+        }
+        XCTAssertFalse(run.timedOut, run.stderr)
+        XCTAssertGreaterThanOrEqual(before, 60 * 1024, "the guest filled its memory")
+        XCTAssertGreaterThanOrEqual(before, after + 32 * 1024, "RssShmem \(before) KiB -> \(after) KiB")
+        XCTAssertLessThan(seconds, 5, "the host memory went back in \(seconds) s")
+        XCTAssertEqual(row["MCTLSZ"], "8192")
+        XCTAssertEqual(row["BALLOON"], "guest type 1")
+        let text = read(log)
+        XCTAssertTrue(text.contains("balloon: check ok pages=7676 zeroed=0"), text)
+        XCTAssertFalse(text.contains("FAILED"), text)
+    }
+
+    /// Protocol misuse by the guest: commands before START, PPNs outside RAM, locks of a
+    /// locked page, unlocks of an unlocked one, unknown and unnegotiated commands, bad
+    /// batches and locks past the target each get the protocol's status (the guest
+    /// checks every one and exits 0 only if all matched).
+    func testHostileBalloonCommandsGetTheProtocolsErrors() throws {
+        try HostHarness.requireHost()
+        let log = Self.dir + "/hostile.log", socket = Self.dir + "/hostile.sock"
+        try? FileManager.default.removeItem(atPath: log)
+        let vmx = HostHarness.vmx("mem-hostile", guest: "balloon", extra: ["hv.serial": "file:\(log)", "hv.cmdline": "hostile=1"])
+        var row: [String: String] = [:]
+        let run = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 120) { _ in
+            self.waitForSocket(socket)
+            guard self.waitForLog(log, { $0.contains("balloon: hostile start") }) else { return }
+            _ = self.console(socket, "mem", "balloon", "mem-hostile", "8k")
+            _ = self.waitForLog(log, { $0.contains("balloon: hostile ok") })
+            row = self.reclaimRow(socket, "mem-hostile")
+            _ = self.console(socket, "mem", "balloon", "mem-hostile", "0")
+        }
+        XCTAssertFalse(run.timedOut, run.stderr)
+        let text = read(log)
+        XCTAssertTrue(text.contains("balloon: hostile ok\nEXIT 0"), text)
+        XCTAssertTrue(text.contains("balloon: hostile batch-entry-twice status=3"), text)
+        XCTAssertEqual(row["MCTLSZ"], "2", "\(row)")
+    }
+
+    /// A 64 MiB guest held to 24 MiB (sched.mem.max) and no balloon driver: the host
+    /// swaps (the VM keeps running) and every byte of every pass reads back correctly.
+    func testVMOverItsLimitSwapsAndReadsBackEveryByte() throws {
+        try HostHarness.requireHost()
+        let log = Self.dir + "/swap.log", socket = Self.dir + "/swap.sock"
+        try? FileManager.default.removeItem(atPath: log)
+        let vmx = HostHarness.vmx("mem-swap", guest: "balloon", extra: [
+            "hv.serial": "file:\(log)", "hv.cmdline": "passes=10", "sched.mem.max": "24", "sched.swap.dir": Self.dir,
+        ])
+        var row: [String: String] = [:]
+        var peakAfterFirstSwap: UInt64 = 0
+        let run = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 240) { process in
+            self.waitForSocket(socket)
+            guard self.waitForLog(log, timeout: 120, { $0.contains("balloon: pass 3 ok") }) else { return }
+            row = self.reclaimRow(socket, "mem-swap")
+            peakAfterFirstSwap = self.shmemKiB(process.processIdentifier)
+        }
+        XCTAssertFalse(run.timedOut, run.stderr)
+        let text = read(log)
+        XCTAssertTrue(text.contains("balloon: pass 10 ok pages=15868\nEXIT 0"), text)
+        XCTAssertFalse(text.contains("FAILED"), text)
+        XCTAssertGreaterThan(UInt64(row["SWOUT"] ?? "") ?? 0, 0, "\(row)")
+        XCTAssertGreaterThan(UInt64(row["SWIN"] ?? "") ?? 0, 0, "\(row)")
+        XCTAssertTrue(run.stderr.contains("mem-swap: swapping to \(Self.dir)/mem-swap.vswp"), run.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: Self.dir + "/mem-swap.vswp"), "the swap file goes with the VM")
+        XCTAssertGreaterThan(peakAfterFirstSwap, 0)
+    }
+}
