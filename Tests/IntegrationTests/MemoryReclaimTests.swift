@@ -137,4 +137,42 @@ final class MemoryReclaimTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: Self.dir + "/mem-swap.vswp"), "the swap file goes with the VM")
         XCTAssertGreaterThan(peakAfterFirstSwap, 0)
     }
+
+    /// Ballooned and swapped pages across suspend and resume: the suspend file carries
+    /// the swapped pages' bytes and the balloon's locked pages, so after `hvhost resume`
+    /// the checker passes and deflating returns exactly the ballooned pages, zeroed.
+    func testBalloonedAndSwappedPagesSurviveSuspendAndResume() throws {
+        try HostHarness.requireHost()
+        let log = Self.dir + "/susp.log", file = Self.dir + "/susp.hvsusp"
+        let socket = Self.dir + "/susp-1.sock", socket2 = Self.dir + "/susp-2.sock"
+        for p in [log, file] { try? FileManager.default.removeItem(atPath: p) }
+        let vmx = HostHarness.vmx("mem-susp", guest: "balloon", extra: ["hv.serial": "file:\(log)", "sched.swap.dir": Self.dir])
+        var swapped = HostHarness.Result(status: -1, stdout: "", stderr: "", timedOut: false)
+        let first = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 120) { _ in
+            self.waitForSocket(socket)
+            guard self.waitForLog(log, { $0.contains("balloon: check ok pages=") }) else { return }
+            _ = self.console(socket, "mem", "balloon", "mem-susp", "16m")
+            guard self.waitForLog(log, { $0.contains("balloon: size=4096 target=4096\nballoon: check ok") }) else { return }
+            swapped = self.console(socket, "mem", "swapout", "mem-susp", "16m")
+            _ = self.console(socket, "suspend", "mem-susp", file)
+        }
+        XCTAssertFalse(first.timedOut, first.stderr)
+        XCTAssertEqual(swapped.stdout, "mem-susp: swapped out 4096 pages\n", swapped.stderr)
+        var row: [String: String] = [:]
+        let second = HostHarness.hvhostRun(["resume", "--console", socket2, file], timeout: 120) { _ in
+            self.waitForSocket(socket2)
+            // The console answers before the resumed VM is on it.
+            for _ in 0..<500 where row.isEmpty {
+                row = self.reclaimRow(socket2, "mem-susp")
+                if row.isEmpty { usleep(20_000) }
+            }
+            _ = self.console(socket2, "mem", "balloon", "mem-susp", "0")
+            _ = self.waitForLog(log, { $0.contains("balloon: size=0 target=0\nballoon: check ok pages=15868 zeroed=4096") })
+            _ = self.console(socket2, "poweroff", "mem-susp")
+        }
+        XCTAssertFalse(second.timedOut, second.stderr)
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertEqual(row["MCTLSZ"], "4096", "\(row)")
+        XCTAssertFalse(read(log).contains("FAILED"), read(log))
+    }
 }
