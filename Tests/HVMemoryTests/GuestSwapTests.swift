@@ -31,7 +31,13 @@ final class GuestSwapTests: XCTestCase {
         XCTAssertEqual(bad, 0)
         XCTAssertEqual(swap.statistics.swapped, 0)
         XCTAssertEqual(swap.statistics.swappedIn, 600)
-        XCTAssertEqual(swap.takeSwapInLatencies().count, 600)
+        // The fault thread records a latency just after it woke the toucher.
+        var latencies = swap.takeSwapInLatencies()
+        for _ in 0..<100 where latencies.count < 600 {
+            usleep(10_000)
+            latencies += swap.takeSwapInLatencies()
+        }
+        XCTAssertEqual(latencies.count, 600)
     }
 
     func testReleasedPagesReadZeroAndDiscardedSwapIsForgotten() throws {
@@ -50,5 +56,10 @@ final class GuestSwapTests: XCTestCase {
         XCTAssertEqual(words[1 * 512 + 3], pattern(512 + 3))
         XCTAssertEqual(swap.statistics.zeroFilled, 2)
         XCTAssertEqual(swap.statistics.swapped, 6)
+        XCTAssertEqual(try swap.swapIn(count: 4), 4)
+        XCTAssertEqual(swap.statistics.swapped, 2)
+        XCTAssertEqual(swap.statistics.swappedIn, 5)
+        XCTAssertEqual(words[2 * 512 + 9], pattern(2 * 512 + 9))
+        XCTAssertEqual(swap.statistics.swappedIn, 5, "page 2 came back without a fault")
     }
 }

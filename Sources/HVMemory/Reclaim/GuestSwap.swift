@@ -33,6 +33,8 @@ package final class GuestSwap: @unchecked Sendable {
     private let running = Atomic<Bool>(true)
     /// Swap-in latencies (µs) since the last `takeSwapInLatencies`, for benchmarks.
     private let latencies = Mutex<[UInt32]>([])
+    /// Held while a page is filled (see `serve`).
+    private let serving = HostLock()
 
     private struct State {
         var inSwap: [Bool]
@@ -122,6 +124,25 @@ package final class GuestSwap: @unchecked Sendable {
         return victims.count
     }
 
+    /// Brings up to `count` swapped pages back (lowest first) without waiting for a
+    /// touch; returns how many came back.
+    @discardableResult
+    package func swapIn(count: Int) throws -> Int {
+        let candidates: [Int] = state.withLock { s in
+            var found: [Int] = []
+            for page in 0..<pages where s.inSwap[page] {
+                found.append(page)
+                if found.count == count { break }
+            }
+            return found
+        }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: Int(GuestMemory.pageSize), alignment: 4096)
+        defer { buffer.deallocate() }
+        var done = 0
+        for page in candidates where try serve(page: page, buffer: buffer) { done += 1 }
+        return done
+    }
+
     /// Forgets page `page` of the mapping (the guest gave it to the balloon: its bytes
     /// no longer matter); true when it was in the swap file.
     @discardableResult
@@ -150,19 +171,10 @@ package final class GuestSwap: @unchecked Sendable {
                 guard fault.address >= base, fault.address < base + memory.size else { continue }
                 let started = monotonicNanoseconds()
                 let page = Int((fault.address - base) / GuestMemory.pageSize)
-                let swapped = state.withLock { $0.inSwap[page] }
                 do {
-                    if swapped {
-                        let n = pread(file, buffer, Int(GuestMemory.pageSize), off_t(UInt64(page) * GuestMemory.pageSize))
-                        if n != Int(GuestMemory.pageSize) { memset(buffer, 0, Int(GuestMemory.pageSize)) }
-                        try faults.copy(to: fault.address, from: buffer)
-                        state.withLock { $0.inSwap[page] = false; $0.statistics.swapped -= 1; $0.statistics.swappedIn += 1 }
-                        punchFile(page: page)
+                    if try serve(page: page, buffer: buffer) {
                         let micros = (monotonicNanoseconds() - started) / 1000
                         latencies.withLock { if $0.count < 1_000_000 { $0.append(UInt32(min(micros, UInt64(UInt32.max)))) } }
-                    } else {
-                        try faults.zero(fault.address)
-                        state.withLock { $0.statistics.zeroFilled += 1 }
                     }
                 } catch {
                     // The toucher stays blocked; nothing better to do than report it.
@@ -170,6 +182,34 @@ package final class GuestSwap: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Fills punched page `page`: from the swap file when it is there (true), else with
+    /// zeros. Serialized, so a fault and `swapIn` never fill one page twice; a page
+    /// already filled only gets its waiters woken.
+    private func serve(page: Int, buffer: UnsafeMutableRawPointer) throws(GuestMemoryError) -> Bool {
+        serving.lock()
+        defer { serving.unlock() }
+        let address = UInt64(UInt(bitPattern: memory.base)) + UInt64(page) * GuestMemory.pageSize
+        guard state.withLock({ $0.inSwap[page] }) else {
+            state.withLock { $0.statistics.zeroFilled += 1 }
+            try faults.zero(address)
+            return false
+        }
+        let n = pread(file, buffer, Int(GuestMemory.pageSize), off_t(UInt64(page) * GuestMemory.pageSize))
+        guard n == Int(GuestMemory.pageSize) else {
+            throw .system(call: "pread(\(path))", errno: n < 0 ? errno : EIO)
+        }
+        // Counted before the copy wakes the toucher, so that what it sees next is current.
+        state.withLock { $0.inSwap[page] = false; $0.statistics.swapped -= 1; $0.statistics.swappedIn += 1 }
+        do {
+            try faults.copy(to: address, from: buffer)
+        } catch {
+            state.withLock { $0.inSwap[page] = true; $0.statistics.swapped += 1; $0.statistics.swappedIn -= 1 }
+            throw error
+        }
+        punchFile(page: page)
+        return true
     }
 
     /// Frees the swap file's blocks for `page` (FALLOC_FL_PUNCH_HOLE | KEEP_SIZE).
