@@ -1,10 +1,10 @@
 import HVMemory
 
-/// `mem balloon VM SIZE`, `mem swapout VM SIZE` and `mem reclaim`: the balloon target
-/// and host swap by hand, and what they hold per VM (sizes like `32m`, `4096k`, bytes).
+/// `mem balloon VM SIZE`, `mem swapout|swapin VM SIZE`, `mem swapins VM` and `mem reclaim`:
+/// the balloon target and host swap by hand, swap-in latencies, and what they hold per VM (sizes like `32m`, `4096k`, bytes).
 extension ServiceConsole {
     func registerMemoryReclaimCommands(_ host: VMHost) {
-        let usage = "mem balloon <vm> <size> | mem swapout <vm> <size> | mem reclaim"
+        let usage = "mem balloon <vm> <size> | mem swapout <vm> <size> | mem swapin <vm> <size> | mem swapins <vm> | mem reclaim"
         register("mem", summary: usage) { args in
             switch args.first {
             case "balloon":
@@ -21,6 +21,19 @@ extension ServiceConsole {
                 let vm = try Self.runningVM(host, args[1])
                 let pages = try vm.swapOut(bytes: try Self.size(args[2]))
                 return "\(vm.name): swapped out \(pages) pages"
+            case "swapin":
+                guard args.count == 3 else { throw CommandError("usage: mem swapin <vm> <size>") }
+                let vm = try Self.runningVM(host, args[1])
+                let pages = try vm.swapIn(bytes: try Self.size(args[2]))
+                return "\(vm.name): swapped in \(pages) pages"
+            case "swapins":
+                // Latencies of the swap-ins since the previous `mem swapins` (for bench/).
+                guard args.count == 2 else { throw CommandError("usage: mem swapins <vm>") }
+                let vm = try Self.runningVM(host, args[1])
+                let l = vm.takeSwapInLatencies().sorted()
+                guard !l.isEmpty else { return "\(vm.name): 0 swap-ins" }
+                func pct(_ p: Int) -> UInt32 { l[min(l.count - 1, l.count * p / 100)] }
+                return "\(vm.name): \(l.count) swap-ins, p50 \(pct(50)) us, p99 \(pct(99)) us, max \(l.last!) us"
             case "reclaim":
                 var lines = ["VM\tRESIDENT_KB\tMCTLSZ\tMCTLTGT\tSWCUR\tSWOUT\tSWIN\tZEROFILL\tBALLOON"]
                 for vm in host.vms where !vm.isStopping {

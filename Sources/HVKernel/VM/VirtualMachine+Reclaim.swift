@@ -37,6 +37,16 @@ extension VirtualMachine {
         }
     }
 
+    /// Brings up to `bytes` of swapped memory back without waiting for the guest to touch it.
+    @discardableResult
+    func swapIn(bytes: UInt64) throws -> Int {
+        guard let swap = swap.withLock({ $0 }) else { return 0 }
+        return try swap.swapIn(count: Int(bytes / GuestMemory.pageSize))
+    }
+
+    /// Swap-in latencies (µs) since the previous call.
+    func takeSwapInLatencies() -> [UInt32] { swap.withLock { $0 }?.takeSwapInLatencies() ?? [] }
+
     /// One step toward `targetBytes` of host memory for this VM: above it, the balloon
     /// is asked for the excess (when the guest driver runs) and what it cannot give —
     /// no driver, or a balloon that did not grow since the previous step — is swapped;
