@@ -57,3 +57,21 @@ import Testing
         #expect(call(restored, 3, 0x21).0 == 4)
     }
 }
+
+@Suite struct BalloonPortTests {
+    /// Port 0x5670 takes the balloon's magic only; the backdoor's 0x5658 commands stay apart.
+    @Test func balloonPortRoutesByPortAndMagic() {
+        let backdoor = VMwareBackdoor()
+        var calls = 0
+        var r = BackdoorRegisters(rax: UInt64(VMwareBackdoor.balloonMagic), rcx: 1, rdx: 0x5670)
+        #expect(!backdoor.call(vcpu: 0, registers: &r), "no balloon attached: not a call")
+        backdoor.setBalloon { regs in calls += 1; regs.rax = 0 }
+        #expect(backdoor.call(vcpu: 0, registers: &r))
+        #expect(calls == 1 && r.rax == 0)
+        var wrongMagic = BackdoorRegisters(rax: UInt64(VMwareBackdoor.magic), rcx: 1, rdx: 0x5670)
+        #expect(!backdoor.call(vcpu: 0, registers: &wrongMagic))
+        var elmoOnBackdoor = BackdoorRegisters(rax: UInt64(VMwareBackdoor.balloonMagic), rcx: 10, rdx: 0x5658)
+        #expect(!backdoor.call(vcpu: 0, registers: &elmoOnBackdoor), "the balloon's magic is not the backdoor's")
+        #expect(calls == 1)
+    }
+}
