@@ -175,4 +175,32 @@ final class MemoryReclaimTests: XCTestCase {
         XCTAssertEqual(row["MCTLSZ"], "4096", "\(row)")
         XCTAssertFalse(read(log).contains("FAILED"), read(log))
     }
+
+    /// The balloon takes pages that are in swap (the swap forgets them, on the vCPU
+    /// thread), and the checker still passes; deflating returns them zeroed.
+    func testBalloonTakesSwappedPages() throws {
+        try HostHarness.requireHost()
+        let log = Self.dir + "/both.log", socket = Self.dir + "/both.sock"
+        try? FileManager.default.removeItem(atPath: log)
+        let vmx = HostHarness.vmx("mem-both", guest: "balloon", extra: ["hv.serial": "file:\(log)", "sched.swap.dir": Self.dir])
+        var row: [String: String] = [:]
+        let run = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 120) { _ in
+            self.waitForSocket(socket)
+            guard self.waitForLog(log, { $0.contains("balloon: check ok pages=") }) else { return }
+            _ = self.console(socket, "mem", "swapout", "mem-both", "60m")
+            _ = self.console(socket, "mem", "balloon", "mem-both", "32m")
+            guard self.waitForLog(log, { $0.contains("balloon: size=8192 target=8192\nballoon: check ok pages=7676") }) else { return }
+            row = self.reclaimRow(socket, "mem-both")
+            _ = self.console(socket, "mem", "balloon", "mem-both", "0")
+            _ = self.waitForLog(log, { $0.contains("balloon: size=0 target=0\nballoon: check ok pages=15868 zeroed=8192") })
+            _ = self.console(socket, "poweroff", "mem-both")
+        }
+        XCTAssertFalse(run.timedOut, run.stderr)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(row["SWOUT"], "15360", "\(row)")
+        // Every swapped page either came back (the checker read it) or went to the balloon.
+        let swin = Int(row["SWIN"] ?? "") ?? 0, swcur = Int(row["SWCUR"] ?? "") ?? -1
+        XCTAssertLessThan(swin + swcur, 15360, "some swapped pages went to the balloon: \(row)")
+        XCTAssertFalse(read(log).contains("FAILED"), read(log))
+    }
 }

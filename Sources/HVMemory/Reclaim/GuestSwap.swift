@@ -144,17 +144,17 @@ package final class GuestSwap: @unchecked Sendable {
     }
 
     /// Forgets page `page` of the mapping (the guest gave it to the balloon: its bytes
-    /// no longer matter); true when it was in the swap file.
+    /// no longer matter); true when it was in the swap file. Runs on vCPU threads, whose
+    /// seccomp filter has no fallocate: the page's file blocks stay until it is swapped
+    /// again (same offset) or the file goes.
     @discardableResult
     package func discard(page: Int) -> Bool {
-        let was: Bool = state.withLock { s in
+        state.withLock { s in
             guard page < pages, s.inSwap[page] else { return false }
             s.inSwap[page] = false
             s.statistics.swapped -= 1
             return true
         }
-        if was { punchFile(page: page) }
-        return was
     }
 
     package func isSwapped(page: Int) -> Bool { state.withLock { page < pages && $0.inSwap[page] } }
