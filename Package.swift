@@ -62,7 +62,7 @@ let package = Package(
         // Guest RAM (one memfd, the PC split around the PCI hole and legacy windows, the
         // VMM-side dirty log), shared regions (RAM BARs) and the GuestPhysicalMapper seam.
         .target(name: "CPageContent", path: "Sources/CPageContent"),
-        .target(name: "HVMemory", dependencies: ["CPageContent"], path: "Sources/HVMemory"),
+        .target(name: "HVMemory", dependencies: ["CPageContent", "HVSupport"], path: "Sources/HVMemory"),
         // The KVM execution backend (VM, vCPUs, exits, CPUID); the only importer of CKVM.
         .target(name: "HVBackendKVM", dependencies: ["HVMemory", "CKVM"],
                 path: "Sources/HVBackendKVM"),

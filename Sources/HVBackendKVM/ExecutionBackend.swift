@@ -9,7 +9,8 @@ package protocol VCPUExitHandler: AnyObject {
     func portWrite(port: UInt16, data: UnsafeRawBufferPointer)
     func mmioRead(address: UInt64, data: UnsafeMutableRawBufferPointer)
     func mmioWrite(address: UInt64, data: UnsafeRawBufferPointer)
-    /// A single 32-bit `IN` from the VMware backdoor port (0x5658), which passes its
+    /// A single 32-bit `IN` from the VMware backdoor port (0x5658) or the balloon's
+    /// (0x5670, the port is in DX), which passes its
     /// arguments and answers in the general registers. Returns false when the access
     /// is not a backdoor call; the backend then treats it as a plain `portRead`. On
     /// true the backend loads `registers` back, EAX being the `IN`'s result.

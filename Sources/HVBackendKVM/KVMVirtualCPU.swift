@@ -183,13 +183,14 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         }
     }
 
-    private static let backdoorPort: UInt16 = 0x5658
+    /// VMware's backdoor and its balloon port, which pass arguments in registers too.
+    private static let backdoorPorts: [UInt16] = [0x5658, 0x5670]
 
     private func handlePortIO(_ handler: VCPUExitHandler) {
         let io = run.pointee.io
         let size = Int(io.size)
         let data = UnsafeMutableRawPointer(run) + Int(io.data_offset)
-        if io.port == Self.backdoorPort, size == 4, io.count == 1, io.direction == UInt8(KVM_EXIT_IO_IN),
+        if Self.backdoorPorts.contains(io.port), size == 4, io.count == 1, io.direction == UInt8(KVM_EXIT_IO_IN),
            backdoorCall(handler, result: data) {
             return
         }

@@ -544,6 +544,7 @@ package final class Chipset: @unchecked Sendable {
         }
         try ports.register(base: UInt64(VMwareBackdoor.port), size: UInt64(VMwareBackdoor.portCount),
                            name: "vmware-backdoor", device: backdoor)
+        try ports.register(base: UInt64(VMwareBackdoor.balloonPort), size: 4, name: "vmware-balloon", device: backdoor)
         try mmio.register(base: Self.ioapicBase, size: IOAPIC.mmioSize, name: "ioapic", device: ioapicRegion)
     }
 

@@ -37,6 +37,9 @@ package final class PageSharing: @unchecked Sendable {
         var zero = 0
         var copied = 0
         var detached = false
+        /// Pages mapped back to their memfd behind the scanner's back (the balloon took
+        /// them on a vCPU thread, which must not wait for `lock`); forgotten at the next scan.
+        private let remapped = Mutex<[Int]>([])
 
         init(name: String, memory: GuestMemory, quiesce: @escaping (() -> Void) -> Void) {
             self.name = name
@@ -44,6 +47,14 @@ package final class PageSharing: @unchecked Sendable {
             self.quiesce = quiesce
             state = [UInt32](repeating: 0, count: Int(memory.size / GuestMemory.pageSize))
         }
+
+        /// Page `page` was mapped back to its memfd (`GuestMemory.releaseWhateverMapsIt`).
+        /// Any thread; takes no lock the scanner holds while it quiesces the VM.
+        package func noteRemapped(_ page: Int) {
+            remapped.withLock { $0.append(page) }
+        }
+
+        func takeRemapped() -> [Int] { remapped.withLock { r in defer { r = [] }; return r } }
     }
 
     /// Per-VM counts, pages.
@@ -112,7 +123,19 @@ package final class PageSharing: @unchecked Sendable {
     }
 
     package func counts(of member: Member) -> Counts {
-        lock.withLock { _ in Counts(shared: member.shared, zero: member.zero, copied: member.copied) }
+        lock.withLock { _ in
+            catchUp(member)
+            return Counts(shared: member.shared, zero: member.zero, copied: member.copied)
+        }
+    }
+
+    /// Per page of the VM's mapping, whether it is private memfd memory (neither shared,
+    /// zero nor a copy): the pages host swap may take.
+    package func privatePages(of member: Member) -> [Bool] {
+        lock.withLock { _ in
+            catchUp(member)
+            return member.state.map { $0 == 0 }
+        }
     }
 
     package var statistics: Totals {
@@ -139,6 +162,7 @@ package final class PageSharing: @unchecked Sendable {
             while left > 0, rounds < members.count {
                 next %= members.count
                 let m = members[next]
+                catchUp(m)
                 let n = min(left, 1024, m.state.count)
                 scan(m, count: n)
                 left -= n
@@ -173,6 +197,11 @@ package final class PageSharing: @unchecked Sendable {
     }
 
     // MARK: scanning (all under lock)
+
+    /// Forgets the pages mapped back behind the scanner's back.
+    private func catchUp(_ m: Member) {
+        for page in m.takeRemapped() where !m.detached && page < m.state.count && m.state[page] != 0 { forget(m, page: page) }
+    }
 
     private struct Candidate {
         let page: Int

@@ -159,6 +159,10 @@ struct HostOptions: ParsableArguments {
             kvm: kvm, switches: switches, diskQueue: DiskIOQueue(name: "disk-io"), scheduler: scheduler, memory: memory,
             resolveModel: { device in try catalog.deviceModel(named: device.modelName, for: device) })
         let host = VMHost(services: services, logger: logger)
+        // Reclaim order after page sharing: the balloon, then host swap.
+        let balloonReclaimer = BalloonReclaimer(host: host)
+        memory.attach(balloonReclaimer)
+        memory.attach(SwapReclaimer(host: host, logger: logger))
         if let spec = webConsole {
             do {
                 let (address, port) = try Self.listenAddress(spec, option: "--web-console")
@@ -193,7 +197,7 @@ struct HostOptions: ParsableArguments {
             }
             console?.registerHostCommands(host)
             console?.registerSchedCommands(scheduler, policyNames: { catalog.schedPolicyNames })
-            console?.registerMemCommands(memory)
+            console?.registerMemCommands(memory, host: host, balloon: balloonReclaimer)
             console?.start()
         }
         defer { console?.stop() }

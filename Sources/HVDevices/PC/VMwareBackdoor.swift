@@ -43,7 +43,13 @@ package final class VMwareBackdoor: BusDevice, @unchecked Sendable {
         package var description: String { "VMware backdoor command \(command) is already claimed by \(owner)" }
     }
 
+    /// The balloon's own port and magic ('Elmo'), as Linux's `vmw_balloon` calls it: a
+    /// 32-bit `IN` whose command number is ECX.
+    package static let balloonPort: UInt16 = 0x5670
+    package static let balloonMagic: UInt32 = 0x456C_6D6F
+
     private let lock = HostLock()
+    private var balloonHandler: ((inout BackdoorRegisters) -> Void)?
     private var commands: [UInt16: (name: String, handler: Command)] = [:]
 
     package init() {
@@ -66,11 +72,22 @@ package final class VMwareBackdoor: BusDevice, @unchecked Sendable {
         lock.withLock { _ = commands.removeValue(forKey: command) }
     }
 
+    /// Routes balloon-port calls to `handler` (nil: calls there are not answered).
+    package func setBalloon(_ handler: ((inout BackdoorRegisters) -> Void)?) {
+        lock.withLock { balloonHandler = handler }
+    }
+
     /// A backdoor call from vCPU `vcpu`. Returns false when the registers do not make a
     /// call (no magic in EAX): the `IN` then reads all ones and the other registers stay.
     /// An unclaimed command leaves every register as it was (EAX keeps the magic).
     @discardableResult
     package func call(vcpu: Int, registers: inout BackdoorRegisters) -> Bool {
+        if UInt16(truncatingIfNeeded: registers.rdx) == Self.balloonPort {
+            guard UInt32(truncatingIfNeeded: registers.rax) == Self.balloonMagic,
+                  let handler = lock.withLock({ balloonHandler }) else { return false }
+            handler(&registers)
+            return true
+        }
         guard UInt32(truncatingIfNeeded: registers.rax) == Self.magic else { return false }
         let command = UInt16(truncatingIfNeeded: registers.rcx)
         lock.withLock { commands[command]?.handler }?(vcpu, &registers)

@@ -11,7 +11,7 @@ import HVMemory
 ///     trailer   u32 CRC-32 (IEEE 802.3, zlib's crc32) of every byte before it
 ///
 /// Sections, in this order: "config", "machine", "memory", "vcpu.<n>" per vCPU,
-/// "chipset", "pci", "device:<prefix>" per plugin device (its version is the model's
+/// "chipset", "balloon", "pci", "device:<prefix>" per plugin device (its version is the model's
 /// state version), "end". A reader refuses a newer format or section version, an
 /// unknown section, a bad checksum and a file cut short.
 package enum SuspendFile {

@@ -1,12 +1,14 @@
 import HVMemory
 import HVSupport
 
-/// Console commands for the memory scheduler: `mem` (all VMs, esxtop's memory view),
-/// `mem <vm>`, `mem set <vm> [shares=…] [min=MiB] [max=MiB]`, `mem raw` (for `hvhost top --mem`).
+/// Console commands for the memory scheduler: `mem` (all VMs, esxtop's memory view, also
+/// `hvhost top --mem`), `mem <vm>`, `mem set <vm> [shares=…] [min=MiB] [max=MiB]`,
+/// `mem raw`, and the balloon and swap commands of MemoryReclaimCommands.
 extension ServiceConsole {
-    package func registerMemCommands(_ memory: MemoryScheduler) {
-        let usage = "mem | mem <vm> | mem raw | mem set <vm> [shares=low|normal|high|N] [min=MiB] [max=MiB]"
+    package func registerMemCommands(_ memory: MemoryScheduler, host: VMHost, balloon: BalloonReclaimer) {
+        let usage = "mem | mem <vm> | mem raw | mem set <vm> [shares=low|normal|high|N] [min=MiB] [max=MiB] | " + Self.memoryReclaimUsage
         register("mem", summary: usage) { args in
+            if let reply = try Self.memoryReclaimCommand(args, host: host, balloon: balloon) { return reply }
             switch args.first {
             case nil:
                 return MemoryConsoleText.table(memory.rows(), budgetMiB: Int(memory.budgetBytes >> 20), sharing: memory.sharing?.statistics,

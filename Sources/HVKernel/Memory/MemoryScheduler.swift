@@ -54,6 +54,8 @@ package final class MemoryScheduler: @unchecked Sendable {
         var target: Int
         var balloonHeld = 0
         var lastBalloonHeld = 0
+        /// The balloon target handed out at the previous tick.
+        var balloonAsked = 0
         var row: Row?
         init(account: Account, parameters: MemorySchedulingParameters, memoryMiB: Int) {
             self.account = account
@@ -294,13 +296,18 @@ package final class MemoryScheduler: @unchecked Sendable {
         // Reclaim toward the targets: what the VM consumes privately above its target
         // (sharing already took its part) goes to the balloon, then swap.
         for (e, counts, resident, _) in sampled {
-            let (target, balloonHeld, lastHeld, memoryPages) = lock.withLock { (e.target, e.balloonHeld, e.lastBalloonHeld, e.account.memoryPages) }
+            let (target, balloonHeld, lastHeld, asked, memoryPages) = lock.withLock {
+                (e.target, e.balloonHeld, e.lastBalloonHeld, e.balloonAsked, e.account.memoryPages)
+            }
             let c = counts ?? PageSharing.Counts.none
             let swapHeld = rs.filter { $0.kind == .swap }.reduce(0) { $0 + $1.reclaimedPages(vm: e.account.name) }
             let consumed = resident + c.copied
             let excess = consumed + balloonHeld + swapHeld - target
             let split = MemoryPolicy.split(excessPages: excess, balloonLimitPages: memoryPages * 65 / 100,
-                                           balloonHeld: balloonHeld, balloonStalled: balloonHeld <= lastHeld && balloonHeld < excess)
+                                           balloonHeld: balloonHeld,
+                                           // Asked for more a tick ago and did not grow: no driver, or stuck.
+                                           balloonStalled: asked > balloonHeld && balloonHeld <= lastHeld)
+            lock.withLock { e.balloonAsked = rs.contains { $0.kind == .balloon } ? split.balloonPages : 0 }
             for r in rs {
                 r.setReclaimTarget(vm: e.account.name, pages: r.kind == .balloon ? split.balloonPages : split.swapPages)
             }

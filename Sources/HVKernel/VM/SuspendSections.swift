@@ -17,10 +17,12 @@ import HVSupport
 ///                    u32 count, per MSR: u32 index, u64 value
 ///     chipset    v1  see PlatformState.swift
 ///     pci        v1  see PCIHostBridge.saveState()
+///     balloon    v1  bool started, u32 capabilities, u64 target, u32 guest type, u64 count,
+///                    count × u64 locked page (index in guest RAM); see Balloon.saveState()
 ///     device:<prefix>  version = the model's state_version: string model name,
 ///                    u32 count, per field: string name, u32 HV_STATE_* type, bytes
 enum SuspendSections {
-    static let known: Set<String> = ["config", "machine", "chipset", "pci"]
+    static let known: Set<String> = ["config", "machine", "chipset", "pci", "balloon"]
 
     static func config(_ c: VMConfiguration, generatedAddresses: [String: String]) -> [UInt8] {
         let fileName = c.path.split(separator: "/").last.map(String.init) ?? c.path

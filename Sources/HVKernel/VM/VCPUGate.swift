@@ -39,6 +39,7 @@ final class VCPUGate: @unchecked Sendable {
         lock.withLock { while inside > 0 { lock.wait() } }
     }
 
+    /// Undoes one `close`; the vCPUs go on when every closer has reopened.
     func open() {
         lock.withLock {
             closes -= 1

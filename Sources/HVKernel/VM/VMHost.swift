@@ -128,6 +128,7 @@ package final class VMHost: @unchecked Sendable {
         let member = scheduler.sharing?.attach(vm.memory, name: vm.name) { [weak vm] body in
             if let vm { vm.withVCPUsOutOfGuest(body) } else { body() }
         }
+        if let scanner = scheduler.sharing, let member { vm.sharing.withLock { $0 = (scanner, member) } }
         scheduler.register(
             .init(name: vm.name, memoryPages: Int(vm.memory.size / GuestMemory.pageSize), vcpus: vm.configuration.vcpuCount,
                   residentPages: { [weak vm] in vm?.residentPages() ?? 0 },

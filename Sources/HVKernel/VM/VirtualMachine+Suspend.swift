@@ -100,6 +100,7 @@ extension VirtualMachine {
             }
         }
         out.append(("chipset", Chipset.stateVersion, chipset.saveState()))
+        out.append(("balloon", Balloon.stateVersion, balloon.saveState()))
         out.append(("pci", PCIHostBridge.stateVersion, pci.saveState()))
         for d in devices {
             guard let s = try d.saveState() else { continue }

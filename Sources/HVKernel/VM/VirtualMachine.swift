@@ -76,6 +76,12 @@ package final class VirtualMachine: @unchecked Sendable {
     let bootsAfterGuestReset: Bool
     /// The disks its SCSI adapters opened, in their modes; detached when it stops.
     private let attachedDisks = HostLocked<[AttachedDisk]>([])
+    /// VMware's balloon on port 0x5670: the VMkernel's target, the guest's locked pages.
+    let balloon: Balloon
+    /// Host swap, created at the first swap-out (see VirtualMachine+Reclaim).
+    let swap = HostLocked<GuestSwap?>(nil)
+    /// The VM's RAM in the host's page sharing, once the memory scheduler took it on.
+    let sharing = HostLocked<(scanner: PageSharing, member: PageSharing.Member)?>(nil)
     private let scheduler: Scheduler
     /// The VM's registration with its scheduler pool (`hv.sched.pool`, `sched.cpu.*`);
     /// set at the end of init.
@@ -110,6 +116,7 @@ package final class VirtualMachine: @unchecked Sendable {
         let ramName = "\(configuration.displayName)-ram"
         memory = try snapshot?.restoredMemory(size: configuration.memoryBytes, name: ramName)
             ?? GuestMemory(size: configuration.memoryBytes, name: ramName)
+        balloon = Balloon(memory: memory)
         let machine = try snapshot.map { try $0.machine(for: configuration) }
         firmware = try configuration.boot.firmware.map { try FirmwareImage(contentsOf: $0.imagePath) }
         var firmwareKernel: LinuxFirmwareLoad?
@@ -171,6 +178,10 @@ package final class VirtualMachine: @unchecked Sendable {
         if let snapshot {
             let section = try snapshot.section("chipset", maxVersion: Chipset.stateVersion)
             try chipset.loadState(section.payload, version: section.version)
+            if snapshot.sections.contains(where: { $0.name == "balloon" }) {
+                let section = try snapshot.section("balloon", maxVersion: Balloon.stateVersion)
+                try balloon.loadState(section.payload, context: "\(snapshot.path): section 'balloon'")
+            }
             try snapshot.checkDeviceSections(against: devices.map(\.context.prefix))
             for d in devices { try d.loadState(snapshot.deviceState(prefix: d.context.prefix)) }
         }
@@ -221,6 +232,9 @@ package final class VirtualMachine: @unchecked Sendable {
         chipset.onSIPI = { [weak self] vcpu, vector in self?.runner(vcpu)?.receiveSIPI(vector: vector) }
         chipset.onDebugExit = { [weak self] value in self?.stop(.debugExit(value)) }
         chipset.onResetRequest = { [weak self] in self?.stop(.guestReset) }
+        chipset.backdoor.setBalloon { [weak balloon] in balloon?.call(&$0) }
+        balloon.pageTaken = { [weak self] page in self?.swap.withLock { $0 }?.discard(page: page) }
+        balloon.pageRemapped = { [weak self] page in self?.sharing.withLock { $0 }?.member.noteRemapped(page) }
         pci.resetRequest = { [weak self] in self?.stop(.guestReset) }
     }
 
@@ -465,6 +479,8 @@ package final class VirtualMachine: @unchecked Sendable {
         }
         timers.stop()
         for d in devices { d.destroy() }
+        // Nothing touches guest RAM any more: the swap file goes.
+        swap.withLock { s in s?.close(); s = nil }
         // A guest reset, a suspend or a migration is not a power-off: the VM comes back
         // (or goes on elsewhere) on its redo logs.
         switch reason {
