@@ -13,7 +13,9 @@ per pass) run for WINDOW seconds (default 60):
     restored afterwards. Without QEMU or a writable /sys/kernel/mm/ksm/run that side is
     skipped.
 Reported per side: seconds until 60 % of the guests' memory is shared, the share at the
-end, the scanner's CPU in percent of one core, and the PSS of the hypervisor process(es).
+end, the scanner's CPU in percent of one core over the whole window and over its last
+STEADY seconds (default 20: sharing done, only the guests' rewrites to re-merge), and the
+PSS of the hypervisor process(es).
 
 Usage: bench/memshare.py [--window 60] [--rate N] [--debug]
 Needs root for KVM (and for KSM). Not a timed test: it prints the numbers.
@@ -49,7 +51,7 @@ def run_hvhost(binary, window, rate, tmp):
     args = [binary, "run", "--console", sock] + (["--mem-scan-rate", str(rate)] if rate else []) + vmxs
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        start, reached, share, cpu_ns = time.time(), None, 0.0, 0
+        start, reached, share, cpu_ns, samples = time.time(), None, 0.0, 0, []
         while time.time() - start < window:
             time.sleep(1)
             out = subprocess.run([binary, "console", "--socket", sock, "mem", "raw"], capture_output=True, text=True).stdout
@@ -61,15 +63,29 @@ def run_hvhost(binary, window, rate, tmp):
                 elif line.startswith("sharing "):
                     cpu_ns = int(f["cpu_ns"])
             share = saved / PAGES
+            samples.append((time.time(), cpu_ns / 1e9))
             if reached is None and share >= 0.6:
                 reached = time.time() - start
         elapsed = time.time() - start
+        steady = steady_cpu(samples)
         pss = pss_kib(p.pid)
         mismatches = sum(open(f"{tmp}/s{i}.log").read().count("MISMATCH") for i in range(VMS))
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=60)
-    return dict(reached=reached, share=share, cpu=cpu_ns / 1e9 / elapsed * 100, pss=pss / 1024, mismatches=mismatches)
+    return dict(reached=reached, share=share, cpu=cpu_ns / 1e9 / elapsed * 100, steady=steady, pss=pss / 1024,
+                mismatches=mismatches)
+
+
+STEADY = 20
+
+
+def steady_cpu(samples):
+    """CPU percent of one core over the last STEADY seconds of (time, cpu seconds) samples."""
+    last = [s for s in samples if s[0] >= samples[-1][0] - STEADY]
+    if len(last) < 2 or last[-1][0] <= last[0][0]:
+        return float("nan")
+    return (last[-1][1] - last[0][1]) / (last[-1][0] - last[0][0]) * 100
 
 
 def ksm_read(name):
@@ -107,14 +123,17 @@ def run_qemu(window, tmp):
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         ksm_write("run", 1)
         cpu0 = cpu_seconds(ksmd) if ksmd else 0
-        start, reached, share = time.time(), None, 0.0
+        start, reached, share, samples = time.time(), None, 0.0, []
         while time.time() - start < window:
             time.sleep(1)
             share = ksm_read("pages_sharing") / PAGES
+            if ksmd:
+                samples.append((time.time(), cpu_seconds(ksmd)))
             if reached is None and share >= 0.6:
                 reached = time.time() - start
         elapsed = time.time() - start
         cpu = (cpu_seconds(ksmd) - cpu0) / elapsed * 100 if ksmd else float("nan")
+        steady = steady_cpu(samples) if samples else float("nan")
         pss = sum(pss_kib(p.pid) for p in procs)
         mismatches = sum(open(f"{tmp}/q{i}.log").read().count("MISMATCH") for i in range(VMS))
     finally:
@@ -124,7 +143,7 @@ def run_qemu(window, tmp):
         ksm_write("run", 2)
         for n in ("pages_to_scan", "sleep_millisecs", "run"):
             ksm_write(n, saved[n])
-    return dict(reached=reached, share=share, cpu=cpu, pss=pss / 1024, mismatches=mismatches)
+    return dict(reached=reached, share=share, cpu=cpu, steady=steady, pss=pss / 1024, mismatches=mismatches)
 
 
 def main():
@@ -147,10 +166,11 @@ def main():
         else:
             results["qemu+ksm"] = run_qemu(a.window, tmp)
     print(f"{VMS} guests x {MEM_MIB} MiB, {a.window} s")
-    print(f"{'side':10} {'60% after':>10} {'shared':>8} {'scan CPU':>9} {'PSS MiB':>8} {'errors':>7}")
+    print(f"{'side':10} {'60% after':>10} {'shared':>8} {'scan CPU':>9} {'steady':>8} {'PSS MiB':>8} {'errors':>7}")
     for side, m in results.items():
         reached = f"{m['reached']:.0f} s" if m["reached"] is not None else "never"
-        print(f"{side:10} {reached:>10} {m['share'] * 100:7.1f}% {m['cpu']:8.2f}% {m['pss']:8.0f} {m['mismatches']:7d}")
+        print(f"{side:10} {reached:>10} {m['share'] * 100:7.1f}% {m['cpu']:8.2f}% {m['steady']:7.2f}% {m['pss']:8.0f} "
+              f"{m['mismatches']:7d}")
 
 
 if __name__ == "__main__":
