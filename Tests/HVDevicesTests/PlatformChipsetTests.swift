@@ -122,7 +122,7 @@ final class PlatformChipsetTests: XCTestCase {
         let names = ports.snapshot.map(\.name)
         XCTAssertEqual(Set(names), ["pic-master", "pic-slave", "pic-elcr", "pit", "system-control-b",
                                     "i8042-data", "i8042-command", "rtc-cmos", "com1", "debug-exit",
-                                    "system-control-a", "vmware-backdoor"])
+                                    "system-control-a", "vmware-backdoor", "vmware-balloon"])
         let (handler, offset) = try XCTUnwrap(ports.lookup(0x3FD))
         XCTAssertEqual(offset, 5)
         XCTAssertEqual(handler.ioRead(offset: 5, size: 1) & 0x60, 0x60)

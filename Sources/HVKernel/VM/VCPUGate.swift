@@ -32,11 +32,12 @@ final class VCPUGate: @unchecked Sendable {
     }
 
     /// Closes the gate and waits until every vCPU inside has left; `kick` makes a vCPU's
-    /// run return promptly.
+    /// run return promptly. A stopping VM's gate is released and returns at once: a vCPU
+    /// thread abandoned in a device call that never returns stays "inside" for good.
     func close(kick: () -> Void) {
         lock.withLock { closes += 1 }
         kick()
-        lock.withLock { while inside > 0 { lock.wait() } }
+        lock.withLock { while inside > 0 && !released { lock.wait() } }
     }
 
     /// Undoes one `close`; the vCPUs go on when every closer has reopened.
