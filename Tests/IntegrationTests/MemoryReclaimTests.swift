@@ -155,11 +155,12 @@ final class MemoryReclaimTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: Self.dir + "/mem-swap.vswp"), "the swap file goes with the VM")
     }
 
-    /// Overcommit: two 64 MiB VMs (min 8 MiB each, shares 2:1) on a budget that leaves
-    /// them 64 MiB, half their memsize sum. The scheduler divides what is above the
-    /// reservations 2:1 (idle tax off: both guests are equally busy), the balloon drivers
-    /// bring each VM's memory to its target, and the guests' checkers pass. Page sharing
-    /// is off: the two guests' pools are alike and would otherwise leave nothing to split.
+    /// Overcommit: two 64 MiB VMs (min 8 MiB each, shares 2:1) on a 64 MiB host budget,
+    /// half their memsize sum. After their overhead (15 MiB each) and reservations the
+    /// scheduler divides the rest 2:1 (idle tax off: both guests are equally busy); the
+    /// balloon drivers (up to 65 % of memsize) and host swap bring each VM's memory to its
+    /// target, and the guests' checkers pass. Page sharing is off: the two guests' pools
+    /// are alike and would otherwise leave nothing to split.
     func testOvercommittedPairSplitsMemoryByShares() throws {
         try HostHarness.requireHost()
         let names = ["mem-two", "mem-one"]
@@ -172,10 +173,9 @@ final class MemoryReclaimTests: XCTestCase {
             ]))
         }
         let socket = Self.dir + "/overcommit.sock"
-        // Overhead is 15 MiB per VM (12 + 2 per vCPU + memsize/64): 30 + 64 = 94 MiB.
         var rows: [String: [String: Int]] = [:]
         var settled = false
-        let run = HostHarness.hvhostRun(["run", "--console", socket, "--mem-budget", "94M", "--mem-idle-tax", "0",
+        let run = HostHarness.hvhostRun(["run", "--console", socket, "--mem-budget", "64M", "--mem-idle-tax", "0",
                                          "--mem-scan-rate", "0"] + vmxs,
                                         timeout: 120) { _ in
             self.waitForSocket(socket)
