@@ -134,3 +134,26 @@ struct FixtureBuildError: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
 }
+
+/// Serial logs and console sockets as the integration tests wait on them.
+extension XCTestCase {
+    func readLog(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+    /// Polls the serial log until `done` holds for its text; fails the test and returns
+    /// false after `timeout`.
+    @discardableResult
+    func waitForLog(_ path: String, timeout: TimeInterval = 60, _ done: (String) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if done(readLog(path)) { return true }
+            usleep(10_000)
+        }
+        XCTFail("timed out waiting on \(path):\n\(readLog(path))")
+        return false
+    }
+
+    /// Waits (up to 10 s) for hvhost to create its console socket.
+    func waitForSocket(_ socket: String) {
+        for _ in 0..<1000 where !FileManager.default.fileExists(atPath: socket) { usleep(10_000) }
+    }
+}

@@ -10,29 +10,13 @@ final class MemoryReclaimTests: XCTestCase {
         return d
     }()
 
-    private func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
-
-    private func waitForLog(_ path: String, timeout: TimeInterval = 60, _ done: (String) -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if done(read(path)) { return true }
-            usleep(10_000)
-        }
-        XCTFail("timed out waiting on \(path):\n\(read(path))")
-        return false
-    }
-
-    private func waitForSocket(_ socket: String) {
-        for _ in 0..<1000 where !FileManager.default.fileExists(atPath: socket) { usleep(10_000) }
-    }
-
     private func console(_ socket: String, _ words: String...) -> HostHarness.Result {
         HostHarness.hvhostRun(["console", "--socket", socket] + words, timeout: 60)
     }
 
     /// RssShmem of `pid` in KiB (guest RAM is a memfd, shared memory).
     private func shmemKiB(_ pid: Int32) -> UInt64 {
-        for line in read("/proc/\(pid)/status").split(separator: "\n") where line.hasPrefix("RssShmem:") {
+        for line in readLog("/proc/\(pid)/status").split(separator: "\n") where line.hasPrefix("RssShmem:") {
             return UInt64(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
         }
         return 0
@@ -80,7 +64,7 @@ final class MemoryReclaimTests: XCTestCase {
         XCTAssertLessThan(seconds, 5, "the host memory went back in \(seconds) s")
         XCTAssertEqual(row["MCTLSZ"], "8192")
         XCTAssertEqual(row["BALLOON"], "guest type 1")
-        let text = read(log)
+        let text = readLog(log)
         XCTAssertTrue(text.contains("balloon: check ok pages=7676 zeroed=0"), text)
         XCTAssertFalse(text.contains("FAILED"), text)
     }
@@ -104,7 +88,7 @@ final class MemoryReclaimTests: XCTestCase {
             _ = self.console(socket, "mem", "balloon", "mem-hostile", "0")
         }
         XCTAssertFalse(run.timedOut, run.stderr)
-        let text = read(log)
+        let text = readLog(log)
         XCTAssertTrue(text.contains("balloon: hostile ok\nEXIT 0"), text)
         XCTAssertTrue(text.contains("balloon: hostile batch-entry-twice status=3"), text)
         XCTAssertEqual(row["MCTLSZ"], "2", "\(row)")
@@ -122,7 +106,7 @@ final class MemoryReclaimTests: XCTestCase {
         ])
         var row: [String: String] = [:]
         var target = Int.max, passesBefore = 0, passesAfter = 0
-        func passes() -> Int { self.read(log).components(separatedBy: "balloon: pass ").count - 1 }
+        func passes() -> Int { self.readLog(log).components(separatedBy: "balloon: pass ").count - 1 }
         let run = HostHarness.hvhostRun(["run", "--console", socket, vmx], timeout: 240) { process in
             self.waitForSocket(socket)
             guard self.waitForLog(log, timeout: 120, { $0.contains("balloon: pass 1 ok") }) else { return }
@@ -145,7 +129,7 @@ final class MemoryReclaimTests: XCTestCase {
             _ = self.console(socket, "poweroff", "mem-swap")
         }
         XCTAssertFalse(run.timedOut, run.stderr)
-        let text = read(log)
+        let text = readLog(log)
         XCTAssertGreaterThanOrEqual(passesAfter, passesBefore + 3, text)
         XCTAssertFalse(text.contains("FAILED"), text)
         XCTAssertGreaterThan(UInt64(row["SWOUT"] ?? "") ?? 0, 0, "\(row)")
@@ -204,7 +188,7 @@ final class MemoryReclaimTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(two["grant"] ?? 0, 8 * 256)
         XCTAssertGreaterThanOrEqual(one["grant"] ?? 0, 8 * 256)
         for name in names {
-            let text = read(Self.dir + "/\(name).log")
+            let text = readLog(Self.dir + "/\(name).log")
             XCTAssertTrue(text.contains("balloon: check ok"), text)
             XCTAssertFalse(text.contains("FAILED"), text)
         }
@@ -261,7 +245,7 @@ final class MemoryReclaimTests: XCTestCase {
         XCTAssertFalse(second.timedOut, second.stderr)
         XCTAssertEqual(second.status, 0, second.stderr)
         XCTAssertEqual(row["MCTLSZ"], "4096", "\(row)")
-        XCTAssertFalse(read(log).contains("FAILED"), read(log))
+        XCTAssertFalse(readLog(log).contains("FAILED"), readLog(log))
     }
 
     /// The balloon takes pages that are in swap (the swap forgets them, on the vCPU
@@ -289,6 +273,6 @@ final class MemoryReclaimTests: XCTestCase {
         // Every swapped page either came back (the checker read it) or went to the balloon.
         let swin = Int(row["SWIN"] ?? "") ?? 0, swcur = Int(row["SWCUR"] ?? "") ?? -1
         XCTAssertLessThan(swin + swcur, 15360, "some swapped pages went to the balloon: \(row)")
-        XCTAssertFalse(read(log).contains("FAILED"), read(log))
+        XCTAssertFalse(readLog(log).contains("FAILED"), readLog(log))
     }
 }

@@ -20,23 +20,6 @@ final class MigrationTests: XCTestCase {
         return Self.nextPort
     }
 
-    private func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
-
-    @discardableResult
-    private func waitForLog(_ path: String, timeout: TimeInterval = 60, _ done: (String) -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if done(read(path)) { return true }
-            usleep(10_000)
-        }
-        XCTFail("timed out waiting on \(path):\n\(read(path))")
-        return false
-    }
-
-    private func waitForSocket(_ socket: String) {
-        for _ in 0..<1000 where !FileManager.default.fileExists(atPath: socket) { usleep(10_000) }
-    }
-
     private func lines(_ log: String, prefix: String) -> [String] {
         log.split(separator: "\n").filter { $0.hasPrefix(prefix) }.map(String.init)
     }
@@ -91,7 +74,7 @@ final class MigrationTests: XCTestCase {
         let source = HostHarness.hvhostRun(["run", "--console", src, vmx], timeout: 120) { _ in
             self.waitForSocket(src)
             guard self.waitForLog(log, { self.burnCounts($0).count >= 2 }) else { return }
-            before = self.burnCounts(self.read(log))
+            before = self.burnCounts(self.readLog(log))
             migrate = HostHarness.hvhostRun(["migrate", "--socket", src, "mig-burn", address], timeout: 90)
         }
         XCTAssertEqual(migrate.status, 0, migrate.stdout + migrate.stderr)
@@ -106,11 +89,11 @@ final class MigrationTests: XCTestCase {
         let off = HostHarness.hvhostRun(["console", "--socket", dstSocket, "poweroff", "mig-burn"], timeout: 30)
         XCTAssertEqual(off.status, 0, off.stdout)
         XCTAssertTrue(waitForExit(dst))
-        XCTAssertEqual(dst.terminationStatus, 0, read(dstErr))
-        let dstText = read(dstErr)
+        XCTAssertEqual(dst.terminationStatus, 0, readLog(dstErr))
+        let dstText = readLog(dstErr)
         XCTAssertTrue(dstText.contains("mig-burn: resumed from incoming migration from 127.0.0.1:"), dstText)
 
-        let text = read(log)
+        let text = readLog(log)
         let after = burnCounts(text)
         XCTAssertEqual(after, after.sorted(), "the count went back:\n\(text)")
         let last = try XCTUnwrap(before.last)
@@ -139,7 +122,7 @@ final class MigrationTests: XCTestCase {
         let source = HostHarness.hvhostRun(["run", "--console", src, vmx], timeout: 150) { _ in
             self.waitForSocket(src)
             guard self.waitForLog(log, { self.dirtyProgress($0).count >= 2 }) else { return }
-            before = self.dirtyProgress(self.read(log)).count
+            before = self.dirtyProgress(self.readLog(log)).count
             migrate = HostHarness.hvhostRun(["migrate", "--socket", src, "mig-dirty", address, "--max-bandwidth", "32",
                                              "--max-rounds", "4", "--no-auto-converge"], timeout: 120)
         }
@@ -151,11 +134,11 @@ final class MigrationTests: XCTestCase {
         waitForLog(log) { self.dirtyProgress($0).count >= before + 3 }
         _ = HostHarness.hvhostRun(["console", "--socket", dstSocket, "poweroff", "mig-dirty"], timeout: 30)
         XCTAssertTrue(waitForExit(dst))
-        let text = read(log)
+        let text = readLog(log)
         XCTAssertFalse(text.contains("MISMATCH"), "a page arrived stale:\n\(text)")
         let progress = dirtyProgress(text)
         XCTAssertEqual(progress, progress.sorted(), text)
-        XCTAssertTrue(read(dstErr).contains("mig-dirty: resumed from incoming migration"), read(dstErr))
+        XCTAssertTrue(readLog(dstErr).contains("mig-dirty: resumed from incoming migration"), readLog(dstErr))
     }
 
     /// The same guest without a round limit: auto-converge throttles its vCPUs until
@@ -175,7 +158,7 @@ final class MigrationTests: XCTestCase {
         let source = HostHarness.hvhostRun(["run", "--console", src, vmx], timeout: 150) { _ in
             self.waitForSocket(src)
             guard self.waitForLog(log, { self.dirtyProgress($0).count >= 2 }) else { return }
-            before = self.dirtyProgress(self.read(log)).count
+            before = self.dirtyProgress(self.readLog(log)).count
             migrate = HostHarness.hvhostRun(["migrate", "--socket", src, "mig-converge", address, "--max-bandwidth", "32"],
                                             timeout: 120)
         }
@@ -188,9 +171,9 @@ final class MigrationTests: XCTestCase {
         waitForLog(log) { self.dirtyProgress($0).count >= before + 3 }
         _ = HostHarness.hvhostRun(["console", "--socket", dstSocket, "poweroff", "mig-converge"], timeout: 30)
         XCTAssertTrue(waitForExit(dst))
-        let text = read(log)
+        let text = readLog(log)
         XCTAssertFalse(text.contains("MISMATCH"), "a page arrived stale:\n\(text)")
-        XCTAssertTrue(read(dstErr).contains("mig-converge: resumed from incoming migration"), read(dstErr))
+        XCTAssertTrue(readLog(dstErr).contains("mig-converge: resumed from incoming migration"), readLog(dstErr))
     }
 
     // MARK: failures
@@ -216,7 +199,7 @@ final class MigrationTests: XCTestCase {
             self.waitForSocket(src)
             guard self.waitForLog(log, { self.burnCounts($0).count >= 1 }) else { return }
             migrate = HostHarness.hvhostRun(["migrate", "--socket", src, "mig-refuse", address], timeout: 60)
-            countAtRefusal = self.burnCounts(self.read(log)).count
+            countAtRefusal = self.burnCounts(self.readLog(log)).count
             self.waitForLog(log) { self.burnCounts($0).count >= countAtRefusal + 2 }
             _ = HostHarness.hvhostRun(["console", "--socket", src, "poweroff", "mig-refuse"], timeout: 30)
         }
@@ -228,8 +211,8 @@ final class MigrationTests: XCTestCase {
         XCTAssertFalse(source.stderr.contains("mig-refuse: paused"), "the source stopped:\n\(source.stderr)")
         XCTAssertTrue(source.stderr.contains("mig-refuse: powered off"), source.stderr)
         XCTAssertTrue(waitForExit(dst))
-        XCTAssertEqual(dst.terminationStatus, 2, read(dstErr))
-        XCTAssertTrue(read(dstErr).contains("refused mig-refuse: hv.device0 cannot be created on this host"), read(dstErr))
+        XCTAssertEqual(dst.terminationStatus, 2, readLog(dstErr))
+        XCTAssertTrue(readLog(dstErr).contains("refused mig-refuse: hv.device0 cannot be created on this host"), readLog(dstErr))
     }
 
     /// The destination dies while memory is being copied (a slow link): the migration
@@ -259,7 +242,7 @@ final class MigrationTests: XCTestCase {
             self.waitForLog(dstErr) { $0.contains("receiving memory") }
             kill(dst.processIdentifier, SIGKILL)
             while outcome.withLock({ migrate == nil }) { usleep(20_000) }
-            atFailure = self.dirtyProgress(self.read(log)).count
+            atFailure = self.dirtyProgress(self.readLog(log)).count
             self.waitForLog(log) { self.dirtyProgress($0).count >= atFailure + 2 }
             _ = HostHarness.hvhostRun(["console", "--socket", src, "poweroff", "mig-killed"], timeout: 30)
         }
@@ -268,6 +251,6 @@ final class MigrationTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("failed: ") && result.stdout.contains("mig-killed keeps running here"), result.stdout)
         XCTAssertEqual(source.status, 0, source.stderr)
         XCTAssertTrue(source.stderr.contains("mig-killed: powered off"), source.stderr)
-        XCTAssertFalse(read(log).contains("MISMATCH"), read(log))
+        XCTAssertFalse(readLog(log).contains("MISMATCH"), readLog(log))
     }
 }

@@ -18,23 +18,6 @@ final class SuspendResumeTests: XCTestCase {
         }
     }
 
-    private func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
-
-    /// Polls the serial log until `done` holds for its text; false after `timeout`.
-    private func waitForLog(_ path: String, timeout: TimeInterval = 40, _ done: (String) -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if done(read(path)) { return true }
-            usleep(10_000)
-        }
-        XCTFail("timed out waiting on \(path):\n\(read(path))")
-        return false
-    }
-
-    private func waitForSocket(_ socket: String) {
-        for _ in 0..<500 where !FileManager.default.fileExists(atPath: socket) { usleep(10_000) }
-    }
-
     private func console(_ socket: String, _ words: String...) -> HostHarness.Result {
         HostHarness.hvhostRun(["console", "--socket", socket] + words, timeout: 60)
     }
@@ -72,7 +55,7 @@ final class SuspendResumeTests: XCTestCase {
         XCTAssertFalse(first.timedOut, first.stderr)
         XCTAssertEqual(first.status, 0, "the host's only VM was suspended:\n\(first.stderr)")
         XCTAssertTrue(first.stderr.contains("susp-burn: suspended to \(file)"), first.stderr)
-        let before = burnCounts(read(log))
+        let before = burnCounts(readLog(log))
         let last = try XCTUnwrap(before.last)
 
         var twin = suspend
@@ -88,7 +71,7 @@ final class SuspendResumeTests: XCTestCase {
         XCTAssertEqual(twin.status, 1)
         XCTAssertTrue(twin.stdout.contains("a VM named 'susp-burn' is already running on this host"), twin.stdout)
 
-        let text = read(log)
+        let text = readLog(log)
         let after = burnCounts(text)
         XCTAssertGreaterThanOrEqual(after.count, before.count + 2, text)
         let firstResumed = try XCTUnwrap(after.dropFirst(before.count).first)
@@ -151,7 +134,7 @@ final class SuspendResumeTests: XCTestCase {
                       listing.stdout)
         XCTAssertEqual(resume.stdout, "susp-a: resumed from \(file)\n", resume.stderr)
 
-        let textA = read(logA), textB = read(logB)
+        let textA = readLog(logA), textB = readLog(logB)
         for seq in 1...6 {
             XCTAssertEqual(occurrences("ping: 10.0.0.2 seq=\(seq) ok\n", in: textA), 1, textA)
         }
@@ -185,7 +168,7 @@ final class SuspendResumeTests: XCTestCase {
             self.waitForSocket(socket)
             guard self.waitForLog(log, { self.burnCounts($0).count >= 1 }) else { return }
             refused = self.console(socket, "suspend", "susp-stateless", file)
-            countAtRefusal = self.burnCounts(self.read(log)).count
+            countAtRefusal = self.burnCounts(self.readLog(log)).count
             _ = self.waitForLog(log) { self.burnCounts($0).count >= countAtRefusal + 2 }
             listing = self.console(socket, "vms")
             _ = self.console(socket, "poweroff", "susp-stateless")
