@@ -19,7 +19,7 @@ final class PageSharingTests: XCTestCase {
         func verifiedPasses(_ name: String) -> Int {
             env.log(name).components(separatedBy: " verified\n").count - 1
         }
-        var sharedFraction = 0.0, pssMiB = 0, cow = 0, baselinePassed = [String: Int]()
+        var sharedFraction = 0.0, pssMiB = 0, cow = 0, baselinePassed = [String: Int](), top = ""
         // Ten VMs' pages at 4096 pages/s (the default) take 40 s a pass; the test scans faster.
         let r = env.run(["--mem-scan-rate", "32768"], vmxs) { run in
             try Self.waitFor("every guest filled its memory", timeout: 60) {
@@ -48,6 +48,7 @@ final class PageSharingTests: XCTestCase {
                 return cow > 0
             }
             pssMiB = try Self.pssMiB(pid: run.pid)
+            top = HostHarness.hvhostRun(["top", "--mem", "--socket", run.socket, "--count", "1"], timeout: 20).stdout
         }
         XCTAssertEqual(r.status, 0, r.stderr)
         for name in names {
@@ -57,6 +58,16 @@ final class PageSharingTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(sharedFraction, 0.6)
         XCTAssertGreaterThan(cow, 0)
+        // `top --mem`: esxtop's memory screen, a line per VM with its MEMSZ and SHRD in MiB.
+        XCTAssertTrue(top.hasPrefix("hvhost top #1: memory\nbudget "), top)
+        XCTAssertTrue(top.contains("page sharing: "), top)
+        XCTAssertTrue(top.contains("VM\tMEMSZ\tGRANT\tSHRD\tZERO\tCOPIED\tMCTLSZ\tSWCUR\tTARGET"), top)
+        for name in names {
+            let row = top.split(separator: "\n").first { $0.hasPrefix(name + "\t") }?.split(separator: "\t") ?? []
+            XCTAssertEqual(row.count, 14, top)
+            XCTAssertEqual(row.dropFirst().first, "64.0", top)
+            XCTAssertGreaterThan(Double(row.dropFirst(3).first ?? "") ?? 0, 20, "SHRD of \(name): \(top)")
+        }
         // Each guest filled 44 MiB; unshared that is 440 MiB of PSS for guest RAM alone.
         // Shared: 1 MiB unique per guest, 16 pattern frames and the host's own memory.
         XCTAssertLessThan(pssMiB, 200, "hvhost PSS \(pssMiB) MiB with \(Int(sharedFraction * 100)) % of pages shared")
