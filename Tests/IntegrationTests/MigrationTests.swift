@@ -253,4 +253,131 @@ final class MigrationTests: XCTestCase {
         XCTAssertTrue(source.stderr.contains("mig-killed: powered off"), source.stderr)
         XCTAssertFalse(readLog(log).contains("MISMATCH"), readLog(log))
     }
+
+    /// The VMotion link goes silent mid-copy (a relay between the hosts stops passing
+    /// bytes either way but keeps both connections open, as a pulled cable does): the
+    /// source's stream blocks; `migrate cancel` ends it at once and the VM keeps running
+    /// on the source, every page intact.
+    func testSilentLinkMidCopyIsCancelledAndTheVMKeepsRunning() throws {
+        try HostHarness.requireHost()
+        fresh("silent.log", "silent-src.sock", "silent-dst.sock")
+        let log = Self.dir + "/silent.log", src = Self.dir + "/silent-src.sock", dstSocket = Self.dir + "/silent-dst.sock"
+        let dstPort = port()
+        let vmx = HostHarness.vmx("mig-silent", guest: "dirty", extra: [
+            "hv.serial": "file:\(log)", "hv.cmdline": "mib=32", "memsize": "128"])
+        let (dst, dstErr) = try startDestination("tcp:127.0.0.1:\(dstPort)", console: dstSocket)
+        defer { if dst.isRunning { dst.terminate() } }
+        let relay = try SilentableRelay(to: UInt16(dstPort))
+        defer { relay.close() }
+        let address = "tcp:127.0.0.1:\(relay.port)"
+
+        let outcome = NSLock()
+        nonisolated(unsafe) var migrate: HostHarness.Result?
+        var cancel = ""
+        var atCancel = 0
+        let source = HostHarness.hvhostRun(["run", "--console", src, vmx], timeout: 120) { _ in
+            self.waitForSocket(src)
+            guard self.waitForLog(log, { self.dirtyProgress($0).count >= 1 }) else { return }
+            let client = Thread {
+                let r = HostHarness.hvhostRun(["migrate", "--socket", src, "mig-silent", address, "--max-bandwidth", "2"],
+                                              timeout: 90)
+                outcome.withLock { migrate = r }
+            }
+            client.start()
+            self.waitForLog(dstErr) { $0.contains("receiving memory") }
+            relay.goSilent()
+            cancel = HostHarness.hvhostRun(["console", "--socket", src, "migrate", "cancel", "mig-silent"], timeout: 30).stdout
+            while outcome.withLock({ migrate == nil }) { usleep(20_000) }
+            atCancel = self.dirtyProgress(self.readLog(log)).count
+            self.waitForLog(log) { self.dirtyProgress($0).count >= atCancel + 2 }
+            _ = HostHarness.hvhostRun(["console", "--socket", src, "poweroff", "mig-silent"], timeout: 30)
+        }
+        XCTAssertEqual(cancel, "mig-silent: cancelling the migration to \(address)\n")
+        let result = try XCTUnwrap(outcome.withLock { migrate })
+        XCTAssertEqual(result.status, 1, result.stdout)
+        XCTAssertTrue(result.stdout.contains("mig-silent -> \(address): cancelled; mig-silent keeps running here"), result.stdout)
+        XCTAssertEqual(source.status, 0, source.stderr)
+        XCTAssertTrue(source.stderr.contains("mig-silent: powered off"), source.stderr)
+        XCTAssertGreaterThan(relay.bytesPassed, 0)
+        XCTAssertFalse(readLog(log).contains("MISMATCH"), readLog(log))
+    }
+}
+
+/// A TCP relay on loopback for one connection that can go silent: it stops reading and
+/// writing in both directions but keeps both sockets open, so the sender's buffers fill
+/// and nothing arrives or is refused (a pulled cable, not a reset).
+private final class SilentableRelay: @unchecked Sendable {
+    let port: UInt16
+    private let listener: Int32
+    private let lock = NSLock()
+    private var silent = false
+    private var passed = 0
+    private var fds: [Int32] = []
+    private var closed = false
+
+    var bytesPassed: Int { lock.withLock { passed } }
+
+    init(to target: UInt16) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        guard bound == 0, listen(fd, 1) == 0 else { throw FixtureBuildError(message: "relay: bind/listen failed (errno \(errno))") }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        listener = fd
+        port = UInt16(bigEndian: addr.sin_port)
+        Thread { [self] in accept(target: target) }.start()
+    }
+
+    func goSilent() { lock.withLock { silent = true } }
+
+    func close() {
+        let all: [Int32] = lock.withLock { defer { closed = true; fds = [] }; return closed ? [] : fds + [listener] }
+        for fd in all { shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
+    }
+
+    private func accept(target: UInt16) {
+        let client = Glibc.accept(listener, nil, nil)
+        guard client >= 0 else { return }
+        let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = target.bigEndian
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        lock.withLock { fds += [client, upstream] }
+        guard connected == 0 else { return }
+        Thread { [self] in pump(from: client, to: upstream) }.start()
+        pump(from: upstream, to: client)
+    }
+
+    private func pump(from: Int32, to: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if lock.withLock({ silent || closed }) {
+                if lock.withLock({ closed }) { return }
+                usleep(10_000)
+                continue
+            }
+            // Short waits, so that going silent takes effect between reads.
+            var p = pollfd(fd: from, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 20) >= 0 else { return }
+            guard p.revents != 0 else { continue }
+            if lock.withLock({ silent }) { continue }
+            let n = read(from, &buffer, buffer.count)
+            guard n > 0 else { return }
+            var off = 0
+            while off < n {
+                let w = buffer.withUnsafeBytes { write(to, $0.baseAddress! + off, n - off) }
+                guard w > 0 else { return }
+                off += w
+            }
+            lock.withLock { passed += n }
+        }
+    }
 }
