@@ -185,6 +185,12 @@ extension SVGADevice {
             guard let s = rowPointer(x: srcX, y: srcY + i), let d = rowPointer(x: dstX, y: dstY + i) else { return }
             d.copyMemory(from: s, byteCount: rowBytes)   // memmove semantics
         }
+        // Consoles send it as a copy where the host has hv_display_ext.copy (1.4).
+        let copyEnd = MemoryLayout<hv_display_ext>.offset(of: \.copy)! + MemoryLayout<UnsafeRawPointer>.size
+        if Int(display.pointee.struct_size) >= copyEnd, let copy = display.pointee.copy,
+           copy(host, srcX, srcY, dstX, dstY, cw, ch) == HV_OK {
+            return
+        }
         _ = display.pointee.update(host, dstX, dstY, cw, ch)
     }
 

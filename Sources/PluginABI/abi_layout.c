@@ -23,8 +23,9 @@ _Static_assert(sizeof(hv_display_mode) == 32, "hv_display_mode layout changed");
 _Static_assert(offsetof(hv_display_mode, framebuffer) == 24, "hv_display_mode layout changed");
 _Static_assert(sizeof(hv_display_cursor) == 32, "hv_display_cursor layout changed");
 _Static_assert(offsetof(hv_display_cursor, pixels) == 24, "hv_display_cursor layout changed");
-_Static_assert(sizeof(hv_display_ext) == 64, "hv_display_ext layout changed");
-_Static_assert(offsetof(hv_display_ext, cursor_show) == 56, "hv_display_ext layout changed");
+_Static_assert(sizeof(hv_display_ext) == 72, "hv_display_ext layout changed");
+_Static_assert(offsetof(hv_display_ext, cursor_show) == 56, "hv_display_ext layout changed"); /* 1.1 size 64 */
+_Static_assert(offsetof(hv_display_ext, copy) == 64, "hv_display_ext layout changed");
 _Static_assert(sizeof(hv_pointer_event) == 24, "hv_pointer_event layout changed");
 _Static_assert(sizeof(hv_input_client) == 24, "hv_input_client layout changed");
 _Static_assert(sizeof(hv_input_ext) == 16, "hv_input_ext layout changed");

@@ -56,6 +56,43 @@ final class RFBServerTests: XCTestCase {
         XCTAssertEqual(Set(rects[0].pixels), [0xFF0000])
     }
 
+    /// A blit reaches a client that declared CopyRect as a copy, sent first; damage the
+    /// client had not been sent inside the copy's source is sent again where the copy
+    /// put it, so the client's screen ends equal to the server's. A client without
+    /// CopyRect gets the destination's pixels.
+    func testCopyRectMovesWhatTheClientHasAndResendsDamageInItsSource() throws {
+        let f = try ConsoleFixture()
+        defer { f.server.stop() }
+        let c = try TestRFBClient(port: f.server.port), plain = try TestRFBClient(port: f.server.port)
+        try c.handshake()
+        try plain.handshake()
+        c.setEncodings([1, 0])
+        plain.setEncodings([0])
+        c.request(incremental: false)
+        var screen = try c.update()[0].pixels
+        plain.request(incremental: false)
+        _ = try plain.update()
+
+        f.framebuffer.fill(DisplayRect(x: 10, y: 10, width: 20, height: 20), 0xFF0000)
+        f.surface.update(x: 10, y: 10, width: 20, height: 20)
+        let source = DisplayRect(x: 0, y: 0, width: 60, height: 40)
+        f.framebuffer.copyRect(source, toX: 100, toY: 60)
+        XCTAssertTrue(f.surface.copy(srcX: 0, srcY: 0, dstX: 100, dstY: 60, width: 60, height: 40))
+        XCTAssertFalse(f.surface.copy(srcX: 0, srcY: 0, dstX: 190, dstY: 60, width: 60, height: 40), "outside the mode")
+        c.request(incremental: true)
+        let rects = try c.update()
+        XCTAssertEqual(rects.first.map { [$0.encoding, Int32($0.x), Int32($0.y), Int32($0.w), Int32($0.h), Int32($0.sourceX), Int32($0.sourceY)] },
+                       [1, 100, 60, 60, 40, 0, 0])
+        XCTAssertEqual(Set(rects.dropFirst().map { [$0.x, $0.y, $0.w, $0.h] }), [[10, 10, 20, 20], [110, 70, 20, 20]])
+        TestRFBClient.apply(rects, to: &screen, width: 200)
+        XCTAssertEqual(screen, f.framebuffer.all)
+
+        plain.request(incremental: true)
+        let plainRects = try plain.update()
+        XCTAssertFalse(plainRects.contains { $0.encoding == 1 })
+        XCTAssertTrue(plainRects.contains { [$0.x, $0.y, $0.w, $0.h] == [100, 60, 60, 40] }, "\(plainRects.map { [$0.x, $0.y, $0.w, $0.h] })")
+    }
+
     func testTwoClientsBothSeeTheDamage() throws {
         let f = try ConsoleFixture()
         defer { f.server.stop() }

@@ -44,6 +44,18 @@ final class TestFramebuffer: DisplayFramebuffer, @unchecked Sendable {
         }
     }
     var all: [UInt32] { (0..<height).flatMap { y in (0..<width).map { x in xrgb(x, y) } } }
+    /// Copies `source`'s pixels to the same-size rectangle at (toX, toY), as a blit does.
+    func copyRect(_ source: DisplayRect, toX: Int, toY: Int) {
+        let pixels = lock.withLock { bytes }
+        lock.withLock {
+            for y in 0..<source.height {
+                for x in 0..<source.width {
+                    let s = ((source.y + y) * width + source.x + x) * 4, d = ((toY + y) * width + toX + x) * 4
+                    for k in 0..<4 { bytes[d + k] = pixels[s + k] }
+                }
+            }
+        }
+    }
 }
 
 /// Records what reaches the VM's input path.
@@ -186,7 +198,33 @@ final class TestRFBClient {
               UInt8(w >> 8), UInt8(w & 0xFF), UInt8(h >> 8), UInt8(h & 0xFF)])
     }
 
-    struct Rect { var x, y, w, h: Int; var encoding: Int32; var pixels: [UInt32] }
+    struct Rect {
+        var x, y, w, h: Int
+        var encoding: Int32
+        var pixels: [UInt32]
+        /// CopyRect's source position.
+        var sourceX = 0, sourceY = 0
+    }
+
+    /// Applies an update to the client's copy of the screen, rectangle by rectangle in
+    /// order, as a viewer does.
+    static func apply(_ rects: [Rect], to screen: inout [UInt32], width: Int) {
+        for r in rects {
+            switch r.encoding {
+            case 1:
+                let before = screen
+                for y in 0..<r.h {
+                    for x in 0..<r.w { screen[(r.y + y) * width + r.x + x] = before[(r.sourceY + y) * width + r.sourceX + x] }
+                }
+            case 0, 16:
+                for y in 0..<r.h {
+                    for x in 0..<r.w { screen[(r.y + y) * width + r.x + x] = r.pixels[y * r.w + x] }
+                }
+            default:
+                break
+            }
+        }
+    }
 
     /// One FramebufferUpdate, pixels decoded to 0x00RRGGBB (server's default format).
     func update() throws -> [Rect] {
@@ -197,6 +235,10 @@ final class TestRFBClient {
             let h = try read(12)
             var r = Rect(x: u16(h, 0), y: u16(h, 2), w: u16(h, 4), h: u16(h, 6), encoding: Int32(bitPattern: u32(h, 8)), pixels: [])
             switch r.encoding {
+            case 1:
+                let s = try read(4)
+                r.sourceX = u16(s, 0)
+                r.sourceY = u16(s, 2)
             case 0:
                 let b = try read(r.w * r.h * 4)
                 r.pixels = (0..<(r.w * r.h)).map { UInt32(b[4 * $0]) | UInt32(b[4 * $0 + 1]) << 8 | UInt32(b[4 * $0 + 2]) << 16 }

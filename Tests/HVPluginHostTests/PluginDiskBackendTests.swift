@@ -29,7 +29,7 @@ final class PluginDiskBackendTests: XCTestCase {
     private func makeDevice(readOnly: Bool = false, present: Bool = true, model: String = "diskprobe") throws -> PluginDevice {
         let catalog = PluginCatalog.load(searchPath: PluginSearchPath(directories: [Self.pluginDir]))
         let match = try catalog.deviceModel(named: model)
-        XCTAssertEqual(match.plugin.abiString, model == "diskprobe10" ? "1.0" : "1.3")
+        XCTAssertEqual(match.plugin.abiString, model == "diskprobe10" ? "1.0" : "1.4")
         memory = try GuestMemory(size: 1 << 20)
         let clock = VMClock()
         timers = TimerQueue(clock: clock, name: "disk-test")

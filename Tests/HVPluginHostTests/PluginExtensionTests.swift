@@ -42,7 +42,7 @@ final class PluginExtensionTests: XCTestCase {
     override func setUpWithError() throws {
         let catalog = PluginCatalog.load(searchPath: PluginSearchPath(directories: [Self.pluginDir]))
         let match = try catalog.deviceModel(named: "extprobe")
-        XCTAssertEqual(match.plugin.abiString, "1.3")
+        XCTAssertEqual(match.plugin.abiString, "1.4")
         let clock = VMClock()
         timers = TimerQueue(clock: clock, name: "ext-test")
         timers.start()
@@ -66,7 +66,7 @@ final class PluginExtensionTests: XCTestCase {
 
     func testInitWithInfoGivesThePluginItsPathAndTheHostVersion() {
         XCTAssertEqual(reg(0x00), 1, "init_with_info saw the absolute path of libextprobe.so")
-        XCTAssertEqual(reg(0x18), 0x1_0003, "host ABI 1.3")
+        XCTAssertEqual(reg(0x18), 0x1_0004, "host ABI 1.4")
     }
 
     func testGetExtensionAnswersKnownIdsAndNullForOthers() {

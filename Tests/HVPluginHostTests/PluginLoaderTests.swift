@@ -49,7 +49,7 @@ import Testing
         #expect(p.name == "Test Plugin")
         #expect(p.version == "1.2.3")
         #expect(p.vendor == "Example Corp")
-        #expect(p.abiString == "1.3")
+        #expect(p.abiString == "1.4")
         #expect(p.path == path)
         #expect(p.factoryIDs == ["hv.device/1", "hv.sched-policy/1", "hv.teaming-policy/1", "org.example.future/3"])
         #expect(p.unknownFactoryIDs == ["org.example.future/3"])
@@ -120,7 +120,7 @@ import Testing
     @Test func structSizeTooSmall() throws {
         let path = try lib("smallentry")
         #expect(loadError(path)?.description
-            == "\(path): hv_plugin_entry.struct_size is 32, smaller than the 72 bytes this host reads (ABI 1.3)")
+            == "\(path): hv_plugin_entry.struct_size is 32, smaller than the 72 bytes this host reads (ABI 1.4)")
         let m = try lib("smallmodel")
         #expect(loadError(m)?.description
             == "\(m): model '#0' has struct_size 16, smaller than the 48 bytes of hv_device_model")

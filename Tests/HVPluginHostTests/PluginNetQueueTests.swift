@@ -54,7 +54,7 @@ final class PluginNetQueueTests: XCTestCase {
     private func makeProbe(_ model: String = "netprobe", mac: String) throws -> PluginDevice {
         let catalog = PluginCatalog.load(searchPath: PluginSearchPath(directories: [Self.pluginDir]))
         let match = try catalog.deviceModel(named: model)
-        XCTAssertEqual(match.plugin.abiString, model == "netprobe10" ? "1.0" : "1.3")
+        XCTAssertEqual(match.plugin.abiString, model == "netprobe10" ? "1.0" : "1.4")
         let clock = VMClock()
         let queue = TimerQueue(clock: clock, name: "net-probe")
         timers.append(queue)

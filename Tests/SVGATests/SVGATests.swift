@@ -160,7 +160,10 @@ final class SVGATests: XCTestCase {
         submit([2, 0x0000_FF00, 60, 28, 100, 100])          // clipped to 4x4 at the corner
         for y in 0..<4 { for x in 0..<4 { vram[y * 64 + x] = 0x0000_00FF } }
         submit([1, 0, 0, 4, 4])                              // UPDATE
+        _ = display.takeChanges()
         submit([3, 0, 0, 10, 10, 4, 4])                      // RECT_COPY blue block to (10,10)
+        XCTAssertEqual(display.takeChanges(), [.copy(source: DisplayRect(x: 0, y: 0, width: 4, height: 4), toX: 10, toY: 10)],
+                       "consoles see the blit as a copy (hv_display_ext.copy)")
         var f = try frame()
         XCTAssertEqual(pixel(f, 5, 5) & 0xFF_FFFF, 0xFF0000)
         XCTAssertEqual(pixel(f, 63, 31) & 0xFF_FFFF, 0x00FF00)

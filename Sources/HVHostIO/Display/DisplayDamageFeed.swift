@@ -1,12 +1,12 @@
 import HVSupport
 
-/// Receives the screen's damage through a ``DisplayDamageFeed``.
+/// Receives the screen's changes through a ``DisplayDamageFeed``.
 protocol DamageSubscriber: AnyObject {
-    func damaged(_ rects: [DisplayRect])
+    func changed(_ changes: [DisplayChange])
 }
 
-/// Shares one surface's damage among its consoles: `DisplaySurface.takeDamage` hands
-/// each rectangle out once, so every console collects through the feed, which gives
+/// Shares one surface's changes among its consoles: `DisplaySurface.takeChanges` hands
+/// each change out once, so every console collects through the feed, which gives
 /// each subscriber its copy.
 final class DisplayDamageFeed: @unchecked Sendable {
     let surface: DisplaySurface
@@ -26,9 +26,9 @@ final class DisplayDamageFeed: @unchecked Sendable {
     /// Moves the surface's new damage to every subscriber.
     func collect() {
         lock.withLock {
-            let rects = surface.takeDamage()
-            guard !rects.isEmpty else { return }
-            for s in subscribers { s.damaged(rects) }
+            let changes = surface.takeChanges()
+            guard !changes.isEmpty else { return }
+            for s in subscribers { s.changed(changes) }
         }
     }
 }

@@ -60,6 +60,24 @@ package struct DisplayMode: Equatable, Sendable {
 }
 
 /// A rectangle of the screen, in pixels.
+/// One change of the screen, in the order it happened.
+enum DisplayChange: Equatable, Sendable {
+    /// Pixels changed.
+    case damage(DisplayRect)
+    /// `source`'s pixels were copied to the same-size rectangle at (toX, toY).
+    case copy(source: DisplayRect, toX: Int, toY: Int)
+
+    /// The rectangle whose pixels changed.
+    var destination: DisplayRect {
+        switch self {
+        case .damage(let r): r
+        case .copy(let s, let x, let y): DisplayRect(x: x, y: y, width: s.width, height: s.height)
+        }
+    }
+
+    var isDamage: Bool { if case .damage = self { true } else { false } }
+}
+
 struct DisplayRect: Equatable, Sendable {
     var x: Int
     var y: Int

@@ -20,7 +20,7 @@ package final class DisplaySurface: @unchecked Sendable {
     private var publisher: ObjectIdentifier?
     private var current: (mode: DisplayMode, framebuffer: any DisplayFramebuffer)?
     private var palette = [UInt32](repeating: 0, count: 256)
-    private var damage: [DisplayRect] = []
+    private var changes: [DisplayChange] = []
     private var cursorState = DisplayCursor()
 
     package init() {}
@@ -40,13 +40,16 @@ package final class DisplaySurface: @unchecked Sendable {
         }
     }
 
-    /// The rectangles changed since the last call (clipped to the mode), and forgets them.
-    func takeDamage() -> [DisplayRect] {
+    /// The changes since the last call, in order (clipped to the mode), and forgets them.
+    func takeChanges() -> [DisplayChange] {
         lock.withLock {
-            defer { damage.removeAll() }
-            return damage
+            defer { changes.removeAll() }
+            return changes
         }
     }
+
+    /// The rectangles changed since the last call (a copy's destination for a copy).
+    func takeDamage() -> [DisplayRect] { takeChanges().map(\.destination) }
 
     var cursor: DisplayCursor { lock.withLock { cursorState } }
 
@@ -72,7 +75,7 @@ package final class DisplaySurface: @unchecked Sendable {
             guard publisher == ObjectIdentifier(device) else { return }
             publisher = nil
             current = nil
-            damage.removeAll()
+            changes.removeAll()
             cursorState = DisplayCursor()
         }
     }
@@ -81,7 +84,7 @@ package final class DisplaySurface: @unchecked Sendable {
     package func setMode(_ mode: DisplayMode, framebuffer: any DisplayFramebuffer) {
         lock.withLock {
             current = (mode, framebuffer)
-            damage = [DisplayRect(x: 0, y: 0, width: mode.width, height: mode.height)]
+            changes = [.damage(DisplayRect(x: 0, y: 0, width: mode.width, height: mode.height))]
         }
     }
 
@@ -89,7 +92,7 @@ package final class DisplaySurface: @unchecked Sendable {
     package func blank() {
         lock.withLock {
             current = nil
-            damage.removeAll()
+            changes.removeAll()
         }
     }
 
@@ -101,7 +104,7 @@ package final class DisplaySurface: @unchecked Sendable {
         lock.withLock {
             for (i, c) in colors.enumerated() { palette[first + i] = c & 0xFF_FFFF }
             if let mode = current?.mode, mode.format == .indexed8 {
-                damage = [DisplayRect(x: 0, y: 0, width: mode.width, height: mode.height)]
+                changes = [.damage(DisplayRect(x: 0, y: 0, width: mode.width, height: mode.height))]
             }
         }
     }
@@ -113,12 +116,35 @@ package final class DisplaySurface: @unchecked Sendable {
             let w = UInt64(mode.width), h = UInt64(mode.height)
             guard x < w, y < h, width > 0, height > 0 else { return }
             let rect = DisplayRect(x: Int(x), y: Int(y), width: Int(min(width, w - x)), height: Int(min(height, h - y)))
-            if damage.contains(where: { $0.contains(rect) }) { return }
-            damage.removeAll { rect.contains($0) }
-            damage.append(rect)
-            if damage.count > Self.damageLimit {
-                damage = [damage.dropFirst().reduce(damage[0]) { $0.union($1) }]
-            }
+            record(.damage(rect))
+        }
+    }
+
+    /// Records that the device copied `width` x `height` pixels from (srcX, srcY) to
+    /// (dstX, dstY); false (nothing recorded) unless both lie inside the mode.
+    package func copy(srcX: UInt64, srcY: UInt64, dstX: UInt64, dstY: UInt64, width: UInt64, height: UInt64) -> Bool {
+        lock.withLock {
+            guard let mode = current?.mode else { return true }
+            let w = UInt64(mode.width), h = UInt64(mode.height)
+            guard width > 0, height > 0, width <= w, height <= h, srcX <= w - width, dstX <= w - width,
+                  srcY <= h - height, dstY <= h - height else { return false }
+            record(.copy(source: DisplayRect(x: Int(srcX), y: Int(srcY), width: Int(width), height: Int(height)),
+                         toX: Int(dstX), toY: Int(dstY)))
+            return true
+        }
+    }
+
+    /// [lock] Damage coalesces with the damage recorded since the last copy only: what
+    /// came before a copy must stay before it (a console moves it along with the copy).
+    private func record(_ change: DisplayChange) {
+        if case .damage(let rect) = change {
+            let since = (changes.lastIndex { !$0.isDamage }).map { $0 + 1 } ?? 0
+            if changes[since...].contains(where: { $0.destination.contains(rect) }) { return }
+            changes = Array(changes[..<since]) + changes[since...].filter { !rect.contains($0.destination) }
+        }
+        changes.append(change)
+        if changes.count > Self.damageLimit {
+            changes = [.damage(changes.dropFirst().reduce(changes[0].destination) { $0.union($1.destination) })]
         }
     }
 

@@ -26,6 +26,8 @@ final class RFBConnection: DamageSubscriber, @unchecked Sendable {
     private var requested: DisplayRect?
     private var fullRequested = false
     private var damage: [DisplayRect] = []
+    /// A copy the client has not been sent yet (sent before `damage`).
+    private var pendingCopy: (source: DisplayRect, toX: Int, toY: Int)?
     private var format = RFBPixelFormat.server
     private var encodings: Set<Int32> = []
     // The sender thread's own.
@@ -68,16 +70,39 @@ final class RFBConnection: DamageSubscriber, @unchecked Sendable {
         transport.shutdown()
     }
 
-    func damaged(_ rects: [DisplayRect]) {
+    func changed(_ changes: [DisplayChange]) {
         state.withLock {
-            for r in rects {
-                if damage.contains(where: { $0.contains(r) }) { continue }
-                damage.append(r)
-            }
-            if damage.count > DisplaySurface.damageLimit {
-                damage = [damage.dropFirst().reduce(damage[0]) { $0.union($1) }]
+            for change in changes {
+                switch change {
+                case .damage(let r):
+                    addDamage(r)
+                case .copy(let source, let x, let y):
+                    // One copy per update; a client without CopyRect, a second copy or a
+                    // full update gets the destination's pixels instead.
+                    guard encodings.contains(RFBEncoding.copyRect), pendingCopy == nil, !fullRequested else {
+                        addDamage(change.destination)
+                        continue
+                    }
+                    // Damage not yet sent inside the source would be copied stale: it
+                    // is sent again where the copy puts it.
+                    let dx = x - source.x, dy = y - source.y
+                    for r in damage {
+                        guard let i = r.intersection(source) else { continue }
+                        addDamage(DisplayRect(x: i.x + dx, y: i.y + dy, width: i.width, height: i.height))
+                    }
+                    pendingCopy = (source, x, y)
+                }
             }
             state.broadcast()
+        }
+    }
+
+    /// [state]
+    private func addDamage(_ r: DisplayRect) {
+        if damage.contains(where: { $0.contains(r) }) { return }
+        damage.append(r)
+        if damage.count > DisplaySurface.damageLimit {
+            damage = [damage.dropFirst().reduce(damage[0]) { $0.union($1) }]
         }
     }
 
@@ -201,6 +226,8 @@ final class RFBConnection: DamageSubscriber, @unchecked Sendable {
     // MARK: Updates
 
     private struct Work {
+        /// Sent first, as CopyRect: the source and the destination's top-left.
+        var copy: (source: DisplayRect, toX: Int, toY: Int)?
         var rects: [DisplayRect]
         var format: RFBPixelFormat
         var encodings: Set<Int32>
@@ -234,20 +261,30 @@ final class RFBConnection: DamageSubscriber, @unchecked Sendable {
                 }
                 let screen = DisplayRect(x: 0, y: 0, width: size.width, height: size.height)
                 var rects: [DisplayRect]
+                var copy = fullRequested ? nil : pendingCopy
+                if let c = copy {
+                    // The client's screen may be smaller than the mode (no DesktopSize).
+                    let destination = DisplayRect(x: c.toX, y: c.toY, width: c.source.width, height: c.source.height)
+                    if !screen.contains(c.source) || !screen.contains(destination) {
+                        damage.append(destination)
+                        copy = nil
+                    }
+                }
                 if fullRequested {
                     rects = [screen]
                 } else {
                     rects = damage.compactMap { $0.intersection(screen) }
                 }
-                guard !rects.isEmpty || cursorChanged || resized else {
+                guard !rects.isEmpty || copy != nil || cursorChanged || resized else {
                     state.wait(until: RFBConnection.now() + Self.pollNanoseconds)
                     return nil
                 }
                 if resized { rects.insert(DisplayRect(x: 0, y: 0, width: -1, height: -1), at: 0) }
                 damage.removeAll()
+                pendingCopy = nil
                 fullRequested = false
                 requested = nil
-                return .some(Work(rects: rects, format: format, encodings: encodings))
+                return .some(Work(copy: copy, rects: rects, format: format, encodings: encodings))
             }
             if let work { return work }
         }
@@ -258,6 +295,11 @@ final class RFBConnection: DamageSubscriber, @unchecked Sendable {
         let frame = console.display.snapshot()
         var body: [UInt8] = []
         var count = 0
+        if let c = work.copy {
+            body += Self.rectHeader(x: c.toX, y: c.toY, width: c.source.width, height: c.source.height,
+                                    encoding: RFBEncoding.copyRect) + Self.u16(c.source.x) + Self.u16(c.source.y)
+            count += 1
+        }
         for r in work.rects {
             if r.width < 0 {                                        // DesktopSize
                 body += Self.rectHeader(x: 0, y: 0, width: size.width, height: size.height, encoding: RFBEncoding.desktopSize)

@@ -78,6 +78,11 @@ extension PluginExtensions {
             surface.showCursor(visible != 0)
             return HV_OK
         }
+        t.copy = { host, srcX, srcY, dstX, dstY, width, height in
+            guard let surface = PluginExtensions.publishedSurface(host) else { return HV_EPERM }
+            return surface.copy(srcX: UInt64(srcX), srcY: UInt64(srcY), dstX: UInt64(dstX), dstY: UInt64(dstY),
+                                width: UInt64(width), height: UInt64(height)) ? HV_OK : HV_EINVAL
+        }
         return t
     }
 

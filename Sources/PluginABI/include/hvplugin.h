@@ -63,6 +63,8 @@
  *       hv_sched_ops.set_topology with hv_sched_topology / hv_sched_pcpu (a pool's slots
  *       placed on the host's packages, cores, SMT siblings, NUMA nodes and caches, from
  *       sysfs; replaces the slots-2k/2k+1 pairing for policies that take it).
+ *  1.4  hv_display_ext.copy: a rectangle the device copied inside its framebuffer,
+ *       which consoles send as a copy (RFB CopyRect) instead of pixels.
  *
  * Stability rules
  *  - Every struct passed across the boundary begins with `struct_size` (and, for
@@ -106,7 +108,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define HV_ABI_VERSION_MAJOR 1u
-#define HV_ABI_VERSION_MINOR 3u
+#define HV_ABI_VERSION_MINOR 4u
 /* abi_version fields hold (major << 16) | minor. */
 #define HV_ABI_VERSION ((HV_ABI_VERSION_MAJOR << 16) | HV_ABI_VERSION_MINOR)
 #define HV_ABI_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -615,6 +617,14 @@ typedef struct hv_display_ext {
     int (*cursor_move)(hv_host *host, int32_t x, int32_t y);
     /* [any] Shows (1) or hides (0) the cursor. It starts hidden. */
     int (*cursor_show)(hv_host *host, int visible);
+    /* [any] (1.4) The device copied the width x height rectangle at (src_x, src_y) to
+     * (dst_x, dst_y) in its framebuffer (a blit, a scroll), already done when called:
+     * consoles that can send the copy (RFB CopyRect) do, the others see damage of the
+     * destination. Both rectangles must lie inside the mode, else HV_EINVAL and nothing
+     * is recorded (report the destination with update instead); HV_OK without a mode.
+     * A 1.1-1.3 host's table ends before this field: check struct_size first. */
+    int (*copy)(hv_host *host, uint32_t src_x, uint32_t src_y, uint32_t dst_x, uint32_t dst_y,
+                uint32_t width, uint32_t height);
 } hv_display_ext;
 
 /* "hv.input/1" (1.1): keyboard and pointer events from the host's consoles. Devices
