@@ -66,6 +66,7 @@ extension KVMVirtualCPU {
     /// Loads a saved state, in the order KVM expects (registers, FPU, special registers,
     /// MSRs, events, debug registers).
     func restoreState(_ state: VCPUState) throws {
+        beforePaging = true
         guard state.backend == Self.stateBackend else {
             throw VCPUStateError("vCPU state was saved by backend '\(state.backend)', this host runs '\(Self.stateBackend)'")
         }

@@ -13,10 +13,15 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
     private let exits = Atomic<UInt64>(0)
     /// IA32_APIC_BASE loaded with the registers: the local-APIC page, enable, BSP flag.
     private let apicBase: UInt64
+    /// Guest RAM, for interrupts the vCPU delivers and returns from itself.
+    private let ram: ProtectedModeInterrupts.RAM
+    /// Until the guest turns paging on, each interrupt checks whether the vCPU must
+    /// deliver it itself (two register reads); loading registers starts over. vCPU thread.
+    var beforePaging = true
 
     var exitCount: UInt64 { exits.load(ordering: .relaxed) }
 
-    init(fd: Int32, index: Int, runMapSize: Int, apicBase: UInt64) throws {
+    init(fd: Int32, index: Int, runMapSize: Int, apicBase: UInt64, ram: ProtectedModeInterrupts.RAM) throws {
         let p = mmap(nil, runMapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let p, p != MAP_FAILED else {
             let e = errno; close(fd)
@@ -26,6 +31,7 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         self.index = index
         self.runMapSize = runMapSize
         self.apicBase = apicBase
+        self.ram = ram
         self.run = p.bindMemory(to: kvm_run.self, capacity: 1)
         KVMVirtualCPU.installKickHandler()
     }
@@ -87,6 +93,7 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
     }
 
     func setRegisters(_ state: VCPURegisterState) throws {
+        beforePaging = true
         var sregs = kvm_sregs()
         guard ioctl(fd, CKVM_GET_SREGS, &sregs) == 0 else { throw KVMError(call: "KVM_GET_SREGS", errno: errno) }
         sregs.cs = Self.segment(state.cs)
@@ -132,8 +139,13 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
         run.pointee.request_interrupt_window = enabled ? 1 : 0
     }
 
-    /// KVM_INTERRUPT (userspace interrupt controller mode).
+    /// KVM_INTERRUPT (userspace interrupt controller mode); in protected mode without
+    /// paging the vCPU delivers it itself (see `ProtectedModeInterrupts`).
     func injectInterrupt(vector: UInt8) throws {
+        if beforePaging, try inGuestsPlace({ regs, sregs in
+            if sregs.cr0 & (1 << 31) != 0 { beforePaging = false }
+            return ProtectedModeInterrupts.deliver(vector: vector, regs: &regs, sregs: &sregs, ram: ram)
+        }) { return }
         var irq = kvm_interrupt(irq: UInt32(vector))
         guard ioctl(fd, CKVM_INTERRUPT, &irq) == 0 else { throw KVMError(call: "KVM_INTERRUPT", errno: errno) }
     }
@@ -173,14 +185,39 @@ final class KVMVirtualCPU: VirtualCPU, @unchecked Sendable {
                 let reason = run.pointee.fail_entry.hardware_entry_failure_reason
                 return .failure("VM entry failed (hardware reason 0x\(String(reason, radix: 16)))")
             case KVM_EXIT_INTERNAL_ERROR:
+                let instruction = failedInstruction()
+                if let instruction, try inGuestsPlace({
+                    ProtectedModeInterrupts.returnFromInterrupt(instruction: instruction, regs: &$0, sregs: &$1, ram: ram)
+                }) { continue }
                 let sub = run.pointee.internal.suberror
                 let what = sub == 1 ? "emulation failure: the host's instruction emulator cannot run the guest's instruction"
                     : "internal error"
-                return .failure("KVM \(what) (suberror \(sub)); \(registerSummary())")
+                let bytes = instruction.map { ", instruction bytes " + $0.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ") }
+                return .failure("KVM \(what) (suberror \(sub))\(bytes ?? ""); \(registerSummary())")
             default:
                 return .failure("unexpected KVM exit reason \(run.pointee.exit_reason); \(registerSummary())")
             }
         }
+    }
+
+    /// The bytes KVM fetched for the instruction its emulator refused (Linux 5.17+).
+    private func failedInstruction() -> [UInt8]? {
+        let failure = run.pointee.emulation_failure
+        guard failure.suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION), failure.ndata >= 3,
+              failure.flags & UInt64(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0 else { return nil }
+        return withUnsafeBytes(of: failure.insn_bytes) { Array($0.prefix(min(Int(failure.insn_size), 15))) }
+    }
+
+    /// Runs `step` on the vCPU's registers and loads them back when it returns true.
+    private func inGuestsPlace(_ step: (inout kvm_regs, inout kvm_sregs) -> Bool) throws -> Bool {
+        var regs = kvm_regs()
+        var sregs = kvm_sregs()
+        guard ioctl(fd, CKVM_GET_REGS, &regs) == 0 else { throw KVMError(call: "KVM_GET_REGS", errno: errno) }
+        guard ioctl(fd, CKVM_GET_SREGS, &sregs) == 0 else { throw KVMError(call: "KVM_GET_SREGS", errno: errno) }
+        guard step(&regs, &sregs) else { return false }
+        guard ioctl(fd, CKVM_SET_SREGS, &sregs) == 0 else { throw KVMError(call: "KVM_SET_SREGS", errno: errno) }
+        guard ioctl(fd, CKVM_SET_REGS, &regs) == 0 else { throw KVMError(call: "KVM_SET_REGS", errno: errno) }
+        return true
     }
 
     /// VMware's backdoor and its balloon port, which pass arguments in registers too.

@@ -21,6 +21,9 @@ package final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendabl
         var migration: [UInt64]?
     }
     private let dirtyLog = Mutex(DirtyLog())
+    /// The RAM `map(memory:)` mapped, for what a vCPU does in the guest's place
+    /// (`ProtectedModeInterrupts`).
+    private let memory = Mutex<GuestMemory?>(nil)
 
     init(system: KVMSystem, fd: Int32) throws {
         self.system = system
@@ -42,6 +45,7 @@ package final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendabl
     package func map(memory: GuestMemory) throws {
         let pages = Int(memory.size / GuestMemory.pageSize)
         dirtyLog.withLock { $0.sampling = [UInt64](repeating: 0, count: (pages + 63) / 64) }
+        self.memory.withLock { $0 = memory }
         for region in memory.regions {
             let slot = try allocateSlot()
             try setUserMemoryRegion(slot: slot, flags: UInt32(KVM_MEM_LOG_DIRTY_PAGES), guestAddress: region.guestAddress,
@@ -111,8 +115,14 @@ package final class KVMVirtualMachine: VirtualMachineBackend, @unchecked Sendabl
     package func makeVCPU(index: Int, cpuid: CPUIDPolicy, lapicBase: UInt64) throws -> VirtualCPU {
         let vcpufd = ioctl(fd, CKVM_CREATE_VCPU, CInt(index))
         guard vcpufd >= 0 else { throw KVMError(call: "KVM_CREATE_VCPU(\(index))", errno: errno) }
+        let ram = ProtectedModeInterrupts.RAM(
+            read: { [weak self] address, count in try? self?.memory.withLock { $0 }?.read(at: address, count: count) },
+            write: { [weak self] address, bytes in
+                guard let memory = self?.memory.withLock({ $0 }) else { return false }
+                return (try? memory.write(bytes, at: address)) != nil
+            })
         let vcpu = try KVMVirtualCPU(fd: vcpufd, index: index, runMapSize: system.runMapSize,
-                                     apicBase: lapicBase | (1 << 11) | (index == 0 ? 1 << 8 : 0))
+                                     apicBase: lapicBase | (1 << 11) | (index == 0 ? 1 << 8 : 0), ram: ram)
         var entries = system.supportedCPUID
         cpuid.apply(to: &entries, index: index)
         try vcpu.setCPUID(entries)

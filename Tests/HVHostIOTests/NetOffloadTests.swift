@@ -102,4 +102,27 @@ final class NetOffloadTests: XCTestCase {
                            "UDP cannot be segmented")
         }
     }
+
+    /// What the host's own stack sends through a veth into an AF_PACKET uplink still lacks
+    /// its TCP/UDP checksum; the uplink finds the field from the headers and completes it.
+    func testPendingChecksumOfAFrameFromTheHostStack() {
+        var f = [UInt8](repeating: 0xFF, count: 6) + [0x00, 0x50, 0x56, 0, 0, 1] + [0x08, 0x00]
+        f += [0x45, 0, 0, 30, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]
+        let pseudo = Self.sum((Array(f[26..<34]) + [0, 17, 0, 10])[...])
+        f += [0x13, 0x88, 0x13, 0x89, 0, 10, UInt8(pseudo >> 8), UInt8(pseudo & 0xFF), 0xAB, 0xCD]
+        f.withUnsafeMutableBytes { b in
+            let pending = FrameOffload.pendingChecksum(of: UnsafeRawBufferPointer(b))
+            XCTAssertEqual(pending, FrameOffload(flags: FrameOffload.checksum, checksumStart: 34, checksumOffset: 40))
+            pending?.completeWhole(b)
+        }
+        XCTAssertEqual(Self.sum((Array(f[26..<34]) + [0, 17, 0, 10] + f[34...])[...]), 0xFFFF)
+
+        var fragment = f
+        fragment[20] = 0x20                                 // more fragments: the checksum covers them all
+        var icmp = f
+        icmp[23] = 1
+        for frame in [fragment, icmp, Array(f[..<20])] {
+            frame.withUnsafeBytes { XCTAssertNil(FrameOffload.pendingChecksum(of: $0)) }
+        }
+    }
 }

@@ -58,6 +58,38 @@ package struct FrameOffload: Sendable, Equatable {
         return TCPLayout(l3: l3, l4: l4, ipv4: type == 0x0800)
     }
 
+    /// The checksum a frame the host's own stack sent still lacks (the kernel marks it
+    /// CHECKSUM_PARTIAL, an AF_PACKET ring TP_STATUS_CSUMNOTREADY): TCP or UDP over IPv4
+    /// (unfragmented) or IPv6 (no extension headers), the field holding the pseudo-header
+    /// sum. nil for anything else, which is left as it came.
+    package static func pendingChecksum(of f: UnsafeRawBufferPointer) -> FrameOffload? {
+        guard f.count >= 14 else { return nil }
+        var l3 = 14
+        var type = UInt16(f[12]) << 8 | UInt16(f[13])
+        if type == 0x8100, f.count >= 18 {
+            type = UInt16(f[16]) << 8 | UInt16(f[17])
+            l3 = 18
+        }
+        let l4: Int, proto: UInt8
+        if type == 0x0800, f.count >= l3 + 20, f[l3] >> 4 == 4 {
+            let fragment = UInt16(f[l3 + 6] & 0x3F) << 8 | UInt16(f[l3 + 7])
+            guard fragment == 0 else { return nil }
+            (l4, proto) = (l3 + Int(f[l3] & 0xF) * 4, f[l3 + 9])
+        } else if type == 0x86DD, f.count >= l3 + 40 {
+            (l4, proto) = (l3 + 40, f[l3 + 6])
+        } else {
+            return nil
+        }
+        let field: Int
+        switch proto {
+        case 6: field = 16
+        case 17: field = 6
+        default: return nil
+        }
+        let offload = FrameOffload(flags: checksum, checksumStart: l4, checksumOffset: l4 + field)
+        return offload.isValid(for: f) ? offload : nil
+    }
+
     /// Whether the metadata fits `frame` (checked before anything is sent).
     package func isValid(for frame: UnsafeRawBufferPointer) -> Bool {
         guard flags & ~(Self.checksum | Self.segmentation) == 0, flags != 0 else { return false }

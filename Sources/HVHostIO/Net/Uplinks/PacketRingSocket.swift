@@ -117,6 +117,12 @@ final class PacketRingSocket: UplinkTransport, @unchecked Sendable {
                 let flags = packet.load(fromByteOffset: Packet.status, as: UInt32.self)
                 let tag: UInt16? = flags & UInt32(TP_STATUS_VLAN_VALID) != 0
                     ? UInt16(truncatingIfNeeded: packet.load(fromByteOffset: Packet.vlanTCI, as: UInt32.self)) : nil
+                // The host's own stack (a veth peer) leaves TCP/UDP checksums to the NIC;
+                // the VMs' NICs expect them done.
+                if flags & UInt32(TP_STATUS_CSUMNOTREADY) != 0,
+                   let pending = FrameOffload.pendingChecksum(of: UnsafeRawBufferPointer(start: packet + mac, count: length)) {
+                    pending.completeWhole(UnsafeMutableRawBufferPointer(start: packet + mac, count: length))
+                }
                 deliver(UnsafeRawBufferPointer(start: packet + mac, count: length), tag)
                 packet += Int(packet.load(fromByteOffset: Packet.nextOffset, as: UInt32.self))
             }
