@@ -61,8 +61,8 @@ final class RemoteConsoleSVGATests: XCTestCase {
         XCTAssertEqual(consoles.status, 0, consoles.stderr)
         let row = try XCTUnwrap(consoles.stdout.split(separator: "\n").first { $0.hasPrefix(name + "\t") }, consoles.stdout)
         let fields = row.split(separator: "\t").map(String.init)
-        XCTAssertEqual(fields.count, 3)
-        let vncPort = try XCTUnwrap(Int(fields[1].split(separator: " ")[0].split(separator: ":")[1]))
+        guard fields.count == 3 else { return XCTFail("a consoles row has VM, VNC address and URL: \(row)") }
+        let vncPort = try XCTUnwrap(fields[1].split(separator: " ").first?.split(separator: ":").last.flatMap { Int($0) }, String(row))
         let url = fields[2]
         XCTAssertTrue(url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/console?vm=\(name)"), url)
 
