@@ -1,8 +1,10 @@
+import Foundation
 import XCTest
 @testable import HVHostIO
 
 /// Random CDBs (mostly implemented opcodes with random fields), directions and buffer
-/// sizes against a small disk: every command ends in a well-formed answer.
+/// sizes against a small disk and a CD-ROM drive: every command ends in a well-formed
+/// answer.
 final class SCSIDiskTargetFuzzTests: XCTestCase {
     /// SplitMix64: reproducible from the seed printed on failure.
     struct SplitMix64: RandomNumberGenerator {
@@ -20,21 +22,35 @@ final class SCSIDiskTargetFuzzTests: XCTestCase {
                                    0x55, 0x5A, 0x88, 0x8A, 0x8F, 0x91, 0x93, 0x9E, 0xA0, 0xA8, 0xAA]
 
     func testRandomCommandsAlwaysGetAWellFormedAnswer() {
+        let disk = MemoryDisk(sectors: 64)
+        fuzz(SCSIDiskTarget(disk: disk, seed: "fuzz"), opcodes: Self.opcodes) { rng in
+            disk.failReads = rng.next() % 32 == 0
+            disk.failWrites = rng.next() % 32 == 0
+        }
+    }
+
+    /// MMC commands (and the disk's) against the CD-ROM drive, tray movements included.
+    func testRandomCommandsToTheCDROMDriveAlwaysGetAWellFormedAnswer() throws {
+        let path = NSTemporaryDirectory() + "fuzz-\(getpid()).iso"
+        FileManager.default.createFile(atPath: path, contents: Data(count: 16 * CDROMImage.blockSize))
+        defer { unlink(path) }
+        let image = try CDROMImage(path: path, owner: "fuzz")
+        fuzz(SCSICDROMTarget(medium: image, seed: "fuzz"), opcodes: Self.opcodes + [0x1E, 0x43, 0x46, 0x4A]) { _ in }
+    }
+
+    private func fuzz(_ target: any SCSITarget, opcodes: [UInt8], disturb: (inout SplitMix64) -> Void) {
         let seed = UInt64(0x5C51_0000) ^ UInt64(ProcessInfo.processInfo.processIdentifier)
         var rng = SplitMix64(state: seed)
-        let disk = MemoryDisk(sectors: 64)
-        let target = SCSIDiskTarget(disk: disk, seed: "fuzz")
         let directions: [SCSIDataDirection] = [.none, .toInitiator, .fromInitiator, .byCommand]
         for i in 0..<100_000 {
             var cdb = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            if rng.next() % 8 != 0 { cdb[0] = Self.opcodes.randomElement(using: &rng)! }
+            if rng.next() % 8 != 0 { cdb[0] = opcodes.randomElement(using: &rng)! }
             // Small LBAs and lengths often enough to reach the data paths.
             if rng.next() % 2 == 0 { for j in 1..<cdb.count { cdb[j] = UInt8(rng.next() % 4) } }
             let length = Int(rng.next() % 17)
             let buffer = TestBuffer(count: Int(rng.next() % 3) == 0 ? 0 : Int(rng.next() % 9000))
             if rng.next() % 64 == 0 { target.reset() }
-            disk.failReads = rng.next() % 32 == 0
-            disk.failWrites = rng.next() % 32 == 0
+            disturb(&rng)
             let r = target.execute(lun: UInt32(rng.next() % 16 == 0 ? 1 : 0), cdb: Array(cdb.prefix(length)),
                                    direction: directions.randomElement(using: &rng)!, data: buffer)
             let context = "seed \(seed) iteration \(i): cdb \(cdb.prefix(length)) -> \(r)"

@@ -139,7 +139,7 @@ fileprivate enum ConfigFixture {
         #expect(scsi.disks[0].location == F.vmxPath + ":23")
         #expect(scsi.disks[1].path == "/vmfs/vmhba0:0:0:5/data.vmdk")
         #expect(scsi.disks[1].mode == .persistent)
-        #expect(scsi.disks[1].deviceType == "scsi-hardDisk")
+        #expect(scsi.disks[1].kind == .hardDisk)
         #expect(c.display == nil)
 
         #expect(c.cpuScheduling.shares == .high)
@@ -329,6 +329,17 @@ fileprivate enum ConfigFixture {
     @Test func diskModeRejected() throws {
         let e = try #require(F.error("scsi0:0.mode = \"independent\"\n" + F.required))
         #expect(e.description == "\(F.vmxPath):1: scsi0:0.mode = \"independent\": unknown value, expected persistent, nonpersistent, undoable or append")
+    }
+
+    @Test func cdromImageUnit() throws {
+        let vm = try F.vm("scsi0.present = TRUE\nscsi0:1.present = TRUE\nscsi0:1.fileName = \"/isos/boot.iso\"\nscsi0:1.deviceType = \"cdrom-image\"")
+        let disk = try #require(vm.scsiAdapters.first?.disks.first)
+        #expect(disk.kind == .cdromImage)
+        #expect(disk.path == "/isos/boot.iso")
+        let raw = try #require(F.error("scsi0:1.deviceType = \"cdrom-raw\"\n" + F.required))
+        #expect(raw.description == "\(F.vmxPath):1: scsi0:1.deviceType = \"cdrom-raw\": unknown value, expected scsi-harddisk, disk or cdrom-image")
+        let mode = try #require(F.error("scsi0.present = TRUE\nscsi0:1.present = TRUE\nscsi0:1.fileName = a.iso\nscsi0:1.deviceType = cdrom-image\nscsi0:1.mode = nonpersistent\n" + F.required))
+        #expect(mode.description.hasPrefix("\(F.vmxPath):5: scsi0:1.mode = \"nonpersistent\": a CD-ROM image is read-only: disk modes do not apply to it"))
     }
 
     @Test func diskNeedsAdapterAndFileName() throws {

@@ -123,6 +123,47 @@ final class FirmwareBootTests: XCTestCase {
         try bootMBR(name: "mbr-with-pxe", nic: true)
     }
 
+    /// El Torito: an ISO image on our LSILogic adapter as a CD-ROM drive
+    /// (`deviceType = "cdrom-image"`), next to a bootable disk, with the CD first in the
+    /// boot order. SeaBIOS's mpt-scsi driver finds a removable type-5 unit, reads the
+    /// boot record and catalog by READ(10) of 2048-byte blocks and enters the
+    /// no-emulation image (the same boot sector) with the CD's drive number, 0xE0.
+    func testSeaBIOSBootsElToritoFromTheLSILogicCDROM() throws {
+        try requireSeaBIOS()
+        let dir = HostHarness.workDir + "/eltorito"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let mbr = try Data(contentsOf: URL(fileURLWithPath: HostHarness.repoRoot + "/guests/build/mbr.bin"))
+        FileManager.default.createFile(atPath: dir + "/boot.iso", contents: Data(ElToritoImage.build(bootImage: Array(mbr))))
+        FileManager.default.createFile(atPath: dir + "/disk.vmdk", contents: mbr + Data(count: (1 << 20) - 512))
+        let vmx = dir + "/cd.vmx"
+        try """
+            displayName = "eltorito"
+            memsize = "64"
+            scsi0.present = "TRUE"
+            scsi0.virtualDev = "lsilogic"
+            scsi0:0.present = "TRUE"
+            scsi0:0.fileName = "disk.vmdk"
+            scsi0:1.present = "TRUE"
+            scsi0:1.deviceType = "cdrom-image"
+            scsi0:1.fileName = "boot.iso"
+            bios.bootOrder = "cdrom,hdd"
+            hv.serial = "file:serial.txt"
+            hv.firmware.log = "bios.log"
+
+            """.write(toFile: vmx, atomically: true, encoding: .utf8)
+        var run = FirmwarePhases(phases: [
+            .init(name: "reset vector to banner", marker: "SeaBIOS (version"),
+            .init(name: "mpt-scsi finds the CD-ROM drive", marker: "product='Virtual CD-ROM' rev='1.0' type=5 removable=1"),
+            .init(name: "POST to the CD", marker: "Booting from DVD/CD..."),
+        ])
+        run.exitPhase = "boot image to debug exit"
+        let o = run.run(HostHarness.hvhost, ["run", vmx], log: dir + "/bios.log")
+        assertWithinBudget(o)
+        let serial = (try? String(contentsOfFile: dir + "/serial.txt", encoding: .utf8)) ?? ""
+        XCTAssertTrue(serial.contains("mbr: booted by the BIOS from drive 0xe0\r\n"), "serial: \(serial)\nlog:\n\(o.log.suffix(2000))")
+        XCTAssertEqual(o.status, 99, "debug exit 0x31: \(o.stderr)")
+    }
+
     private func bootMBR(name: String, nic: Bool) throws {
         try requireSeaBIOS()
         let dir = HostHarness.workDir + "/" + name

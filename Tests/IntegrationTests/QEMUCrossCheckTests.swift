@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 
 /// The same guest binaries under QEMU: a guest driver that passes against an
@@ -84,5 +85,22 @@ final class QEMUCrossCheckTests: XCTestCase {
             XCTAssertTrue(r.stdout.contains(line), r.stdout)
             XCTAssertTrue(r.stdout.contains("kformat: ok"), r.stdout)
         }
+    }
+
+    /// The El Torito image FirmwareBootTests boots from our CD-ROM drive boots QEMU's
+    /// scsi-cd on its mptsas1068 through the same SeaBIOS driver: the image is sound,
+    /// so a failure there is ours.
+    func testElToritoImageUnderQEMU() throws {
+        let qemu = try HostHarness.requireQEMU()
+        let mbr = try Data(contentsOf: URL(fileURLWithPath: HostHarness.repoRoot + "/guests/build/mbr.bin"))
+        let iso = HostHarness.workDir + "/qemu-eltorito.iso"
+        FileManager.default.createFile(atPath: iso, contents: Data(ElToritoImage.build(bootImage: Array(mbr))))
+        let r = HostHarness.run(qemu, ["-enable-kvm", "-M", "pc", "-m", "64", "-display", "none", "-no-reboot",
+                                       "-nodefaults", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0x501,iosize=2",
+                                       "-device", "mptsas1068,id=hba",
+                                       "-drive", "if=none,id=cd,file=\(iso),format=raw,media=cdrom,readonly=on",
+                                       "-device", "scsi-cd,drive=cd,bus=hba.0,bootindex=0"], timeout: 90)
+        XCTAssertEqual(r.status, 99, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("mbr: booted by the BIOS from drive 0xe0"), r.stdout)
     }
 }

@@ -1,11 +1,11 @@
 import Glibc
 
 /// A flat (raw) image, or a FLAT extent of a VMDK descriptor: sector N is bytes
-/// `offset + N*512 ..< offset + (N+1)*512` of the file. The capacity is fixed when the
-/// file is opened (for a whole raw file, its size / 512); the file is never grown or
-/// shrunk.
+/// `offset + N*S ..< offset + (N+1)*S` of the file, S = 512 (2048 for a CD-ROM image).
+/// The capacity is fixed when the file is opened (for a whole raw file, its size / S);
+/// the file is never grown or shrunk.
 package final class FlatDisk: ImageDisk, CustomStringConvertible {
-    static let defaultSectorSize = 512
+    package static let defaultSectorSize = 512
 
     package let path: String
     package let sectorSize: Int
@@ -20,23 +20,24 @@ package final class FlatDisk: ImageDisk, CustomStringConvertible {
 
     /// Opens the raw image `path`, locked for `owner`. Throws `DiskError` naming the
     /// path when the file is missing, not a regular file, not accessible (in the
-    /// requested mode), locked by another VM, empty, or not a whole number of 512-byte
-    /// sectors.
-    package convenience init(path: String, readOnly: Bool, owner: String = "an hvhost disk") throws {
+    /// requested mode), locked by another VM, empty, or not a whole number of
+    /// `sectorSize`-byte sectors.
+    package convenience init(path: String, readOnly: Bool, owner: String = "an hvhost disk",
+                             sectorSize: Int = FlatDisk.defaultSectorSize) throws {
         let file = try ImageFile(path: path, writable: !readOnly, owner: owner)
         let size = try file.size()
         guard size > 0 else { throw DiskError.emptyImage(path: path) }
-        guard size % UInt64(Self.defaultSectorSize) == 0 else {
-            throw DiskError.sizeNotSectorMultiple(path: path, size: size, sectorSize: Self.defaultSectorSize)
+        guard size % UInt64(sectorSize) == 0 else {
+            throw DiskError.sizeNotSectorMultiple(path: path, size: size, sectorSize: sectorSize)
         }
-        self.init(file: file, byteOffset: 0, sectorCount: size / UInt64(Self.defaultSectorSize))
+        self.init(file: file, byteOffset: 0, sectorCount: size / UInt64(sectorSize), sectorSize: sectorSize)
     }
 
     /// An extent of `sectorCount` sectors starting `byteOffset` bytes into `file`.
-    init(file: ImageFile, byteOffset: UInt64, sectorCount: UInt64) {
+    init(file: ImageFile, byteOffset: UInt64, sectorCount: UInt64, sectorSize: Int = FlatDisk.defaultSectorSize) {
         self.file = file
         self.path = file.path
-        self.sectorSize = Self.defaultSectorSize
+        self.sectorSize = sectorSize
         self.isReadOnly = !file.isWritable
         self.byteOffset = byteOffset
         self.sectorCount = sectorCount

@@ -36,7 +36,7 @@ struct FirmwareHandoff {
         func hex(_ v: Int) -> String { String(v, radix: 16) }
         func scsi(cdrom: Bool) -> [String] {
             devices.filter { $0.0.kind == .scsi }.sorted { $0.0.index < $1.0.index }.flatMap { device, slot in
-                device.disks.filter { ($0.deviceType?.lowercased().contains("cdrom") ?? false) == cdrom }
+                device.disks.filter { ($0.kind == .cdromImage) == cdrom }
                     .map { "/pci@i0cf8/scsi@\(hex(slot))/channel@0/disk@\(hex($0.unit)),0" }
             }
         }

@@ -9,20 +9,32 @@ struct VirtualDiskConfiguration: Equatable, Sendable {
     var mode: DiskMode
     /// `scsiN:M.undoableAction`: what an undoable disk's power-off does with its redo log.
     var undoableAction: UndoableAction
-    /// `scsiN:M.deviceType` as written (e.g. "scsi-hardDisk"), if present.
-    var deviceType: String?
+    /// `scsiN:M.deviceType`: a disk (the default) or a CD-ROM drive holding an ISO image.
+    var kind: VirtualDiskKind
     /// file:line of the `fileName` entry, for messages about the disk.
     var location: String
 
     init(unit: Int, path: String, mode: DiskMode = .persistent, undoableAction: UndoableAction = .keep,
-         deviceType: String? = nil, location: String) {
+         kind: VirtualDiskKind = .hardDisk, location: String) {
         self.unit = unit
         self.path = path
         self.mode = mode
         self.undoableAction = undoableAction
-        self.deviceType = deviceType
+        self.kind = kind
         self.location = location
     }
+}
+
+/// What a SCSI unit is, by `scsiN:M.deviceType` (the values ESX writes).
+enum VirtualDiskKind: Equatable, Sendable, CaseIterable {
+    /// "scsi-hardDisk" (or "disk"): `fileName` is a virtual disk in its `mode`.
+    case hardDisk
+    /// "cdrom-image": a CD-ROM drive with `fileName`, an ISO 9660 image, inserted
+    /// (read-only, 2048-byte blocks; `mode` does not apply).
+    case cdromImage
+
+    /// `deviceType` values, lower-cased, and what they name.
+    static let names: [(String, VirtualDiskKind)] = [("scsi-harddisk", .hardDisk), ("disk", .hardDisk), ("cdrom-image", .cdromImage)]
 }
 
 /// A virtual SCSI adapter, `scsiN.*` (N in 0...3), with its disks.

@@ -702,7 +702,7 @@ private final class Validator {
                 let diskPresent = bool(d + ".present", default: false)
                 let mode = choice(d + ".mode", DiskMode.allCases.map { ($0.rawValue, $0) }, default: .persistent)
                 let undoableAction = choice(d + ".undoableAction", UndoableAction.allCases.map { ($0.rawValue, $0) }, default: .keep)
-                let deviceType = entry(d + ".deviceType")?.value
+                let kind = choice(d + ".deviceType", VirtualDiskKind.names, default: .hardDisk)
                 let fileEntry = entry(d + ".fileName")
                 if let f = fileEntry, f.value.trimmingSpaces.isEmpty {
                     report(f, "empty file name", expected: "the path of the disk, relative to the .vmx directory or absolute")
@@ -723,10 +723,14 @@ private final class Validator {
                     report(a, "only undoable disks have a power-off action; this disk is \(mode.rawValue)",
                            expected: "\(d).mode = \"undoable\", or no \(d).undoableAction")
                 }
+                if kind == .cdromImage, let m = entry(d + ".mode") {
+                    report(m, "a CD-ROM image is read-only: disk modes do not apply to it",
+                           expected: "no \(d).mode for \(d).deviceType = \"cdrom-image\"")
+                }
                 guard !f.value.trimmingSpaces.isEmpty else { continue }
                 adapter.disks.append(VirtualDiskConfiguration(
                     unit: unit, path: HostFile.resolve(f.value, relativeTo: directory), mode: mode, undoableAction: undoableAction,
-                    deviceType: deviceType, location: f.location))
+                    kind: kind, location: f.location))
             }
             guard present else { continue }
             result.append(adapter)

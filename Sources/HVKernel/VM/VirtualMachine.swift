@@ -76,6 +76,8 @@ package final class VirtualMachine: @unchecked Sendable {
     let bootsAfterGuestReset: Bool
     /// The disks its SCSI adapters opened, in their modes; detached when it stops.
     private let attachedDisks = HostLocked<[AttachedDisk]>([])
+    /// The ISO images in its CD-ROM drives; closed with the disks.
+    private let cdromImages = HostLocked<[CDROMImage]>([])
     /// VMware's balloon on port 0x5670: the VMkernel's target, the guest's locked pages.
     let balloon: Balloon
     /// Host swap, created at the first swap-out (see VirtualMachine+Reclaim).
@@ -248,6 +250,7 @@ package final class VirtualMachine: @unchecked Sendable {
     /// Closes the VM's disks and, at a power-off, applies their modes (a nonpersistent
     /// redo log is deleted, an undoable one kept/committed/discarded). Idempotent.
     private func detachDisks(poweringOff: Bool) {
+        for image in cdromImages.withLock({ d in defer { d = [] }; return d }) { image.close() }
         let disks = attachedDisks.withLock { d in defer { d = [] }; return d }
         for disk in disks {
             do {
@@ -329,6 +332,14 @@ package final class VirtualMachine: @unchecked Sendable {
             let resolved = try host.resolveModel(device)
             let backends = PluginBackends(switches: host.switches, diskQueue: host.diskQueue) { [weak self] unit in
                 guard let self, let disk = device.disks.first(where: { $0.unit == unit }) else { return nil }
+                if disk.kind == .cdromImage {
+                    let image: CDROMImage
+                    do { image = try CDROMImage(path: disk.path, owner: "VM '\(self.name)'") } catch {
+                        throw VMError("\(disk.location): \(device.prefix):\(unit).fileName: \(error)")
+                    }
+                    self.cdromImages.withLock { $0.append(image) }
+                    return image
+                }
                 let attached: AttachedDisk
                 do {
                     attached = try AttachedDisk(path: disk.path, mode: disk.mode, undoableAction: disk.undoableAction,

@@ -2,7 +2,8 @@ import HVHostIO
 import PluginABI
 
 /// "hv.scsi/1": an HBA plugin hands CDBs and guest segments to the VMkernel's SCSI
-/// layer (HVHostIO's SCSIBus and SCSIDiskTarget), which runs them on the disk I/O queue.
+/// layer (HVHostIO's SCSIBus with an SCSIDiskTarget per disk and an SCSICDROMTarget per
+/// CD-ROM image), which runs them on the disk I/O queue.
 extension PluginExtensions {
     static func scsiTable() -> hv_scsi_ext {
         var t = hv_scsi_ext()
@@ -51,11 +52,15 @@ final class PluginSCSIBus {
             return HV_OK
         }
         guard d.creating else { return d.refuse(HV_EPERM, "hv.scsi/1 bus_open is only allowed during create()") }
-        var targets: [SCSIDiskTarget?] = []
+        var targets: [(any SCSITarget)?] = []
         for unit in 0..<SCSIBus.maxTargets {
             do {
-                let disk = try d.context.backends.openDisk(unit)
-                targets.append(disk.map { SCSIDiskTarget(disk: $0, seed: "\(d.context.vmName)/\(d.context.prefix):\(unit)") })
+                let seed = "\(d.context.vmName)/\(d.context.prefix):\(unit)"
+                targets.append(try d.context.backends.openDisk(unit).map { disk -> any SCSITarget in
+                    // An ISO image is a CD-ROM drive with the disc inserted.
+                    if let image = disk as? CDROMImage { return SCSICDROMTarget(medium: image, seed: seed) }
+                    return SCSIDiskTarget(disk: disk, seed: seed)
+                })
             } catch {
                 return d.refuse(HV_EIO, "\(d.context.prefix):\(unit): \(error)")
             }

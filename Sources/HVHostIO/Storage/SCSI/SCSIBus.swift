@@ -29,7 +29,7 @@ package struct SCSIRequest: Sendable {
 package final class SCSIBus: @unchecked Sendable {
     package static let maxTargets = 16
 
-    private let targets: [SCSIDiskTarget?]
+    private let targets: [(any SCSITarget)?]
     private let queue: DiskIOQueue
 
     private let lock = HostLock()
@@ -44,7 +44,7 @@ package final class SCSIBus: @unchecked Sendable {
     }
 
     /// `targets[t]` is target t (nil: absent); at most 16.
-    package init(targets: [SCSIDiskTarget?], queue: DiskIOQueue) {
+    package init(targets: [(any SCSITarget)?], queue: DiskIOQueue) {
         precondition(targets.count <= Self.maxTargets)
         self.targets = targets + Array(repeating: nil, count: Self.maxTargets - targets.count)
         self.queue = queue
@@ -55,7 +55,7 @@ package final class SCSIBus: @unchecked Sendable {
         targets.enumerated().reduce(0) { $0 | ($1.element != nil ? 1 << UInt32($1.offset) : 0) }
     }
 
-    package func target(_ id: Int) -> SCSIDiskTarget? { (0..<Self.maxTargets).contains(id) ? targets[id] : nil }
+    package func target(_ id: Int) -> (any SCSITarget)? { (0..<Self.maxTargets).contains(id) ? targets[id] : nil }
 
     /// Queues `request`; `completion` runs once on a queue thread. Returns false (and
     /// never calls `completion`) when the queue has shut down.

@@ -4,21 +4,18 @@ import HVSupport
 /// `VirtualDisk`, the same for every adapter. It executes one command synchronously on
 /// the calling (I/O) thread and answers as a SPC-3/SBC-3 disk does: data, status,
 /// fixed-format sense and residual. Commands may run concurrently; the target's own
-/// state (pending unit attention, started, write cache) is behind a lock.
-package final class SCSIDiskTarget: @unchecked Sendable {
+/// state (started, write cache) is behind a lock, its pending sense in `unitSense`.
+package final class SCSIDiskTarget: SCSILogicalUnit, @unchecked Sendable {
     package let disk: VirtualDisk
+    private let identity: SCSIUnitIdentity
     /// VPD 80h unit serial number (ASCII).
-    package let serial: String
+    package var serial: String { identity.serial }
     /// VPD 83h NAA 5 designator: VMware's OUI and 36 bits derived from the seed.
-    package let naaIdentifier: UInt64
+    package var naaIdentifier: UInt64 { identity.naaIdentifier }
 
+    let unitSense = SCSIUnitSense()
     private let state = HostLock()
     // [state]
-    private var pendingUnitAttention: SCSISense?
-    /// The sense of the last command of LUN 0 when it ended in CHECK CONDITION, for an
-    /// initiator without auto-sense: the next REQUEST SENSE returns it, any other
-    /// command forgets it.
-    private var deferredSense: [UInt8]?
     private var stopped = false
     private var writeCacheEnabled = true
 
@@ -33,19 +30,14 @@ package final class SCSIDiskTarget: @unchecked Sendable {
     /// serial number and NAA identifier are derived from it.
     package init(disk: VirtualDisk, seed: String) {
         self.disk = disk
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in seed.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-        let hex = String(h, radix: 16, uppercase: true)
-        serial = String(repeating: "0", count: 16 - hex.count) + hex
-        naaIdentifier = 0x5 << 60 | 0x00_5056 << 36 | (h & 0xF_FFFF_FFFF)
+        identity = SCSIUnitIdentity(seed: seed)
     }
 
     /// Power-on state after a bus or target reset: started, write cache on, and
     /// UNIT ATTENTION (29h/00h) reported on the next command.
     package func reset() {
+        unitSense.raise(.powerOnReset)
         state.withLock {
-            pendingUnitAttention = .powerOnReset
-            deferredSense = nil
             stopped = false
             writeCacheEnabled = true
         }
@@ -53,88 +45,18 @@ package final class SCSIDiskTarget: @unchecked Sendable {
 
     private var blockSize: Int { disk.sectorSize }
 
-    // MARK: Opcodes
-
-    enum Opcode {
-        static let testUnitReady: UInt8 = 0x00
-        static let requestSense: UInt8 = 0x03
-        static let read6: UInt8 = 0x08
-        static let write6: UInt8 = 0x0A
-        static let inquiry: UInt8 = 0x12
-        static let modeSelect6: UInt8 = 0x15
-        static let modeSense6: UInt8 = 0x1A
-        static let startStopUnit: UInt8 = 0x1B
-        static let readCapacity10: UInt8 = 0x25
-        static let read10: UInt8 = 0x28
-        static let write10: UInt8 = 0x2A
-        static let verify10: UInt8 = 0x2F
-        static let synchronizeCache10: UInt8 = 0x35
-        static let unmap: UInt8 = 0x42
-        static let modeSelect10: UInt8 = 0x55
-        static let modeSense10: UInt8 = 0x5A
-        static let read16: UInt8 = 0x88
-        static let write16: UInt8 = 0x8A
-        static let verify16: UInt8 = 0x8F
-        static let synchronizeCache16: UInt8 = 0x91
-        static let writeSame16: UInt8 = 0x93
-        static let serviceActionIn16: UInt8 = 0x9E
-        static let reportLuns: UInt8 = 0xA0
-        static let read12: UInt8 = 0xA8
-        static let write12: UInt8 = 0xAA
-    }
+    private typealias Opcode = SCSIOpcode
     static let readCapacity16ServiceAction: UInt8 = 0x10
-
-    /// CDB length of an opcode's group (SPC-4 4.2.5.1); nil for groups 3, 6, 7
-    /// (reserved / vendor specific), which this target does not implement.
-    static func cdbLength(opcode: UInt8) -> Int? {
-        switch opcode >> 5 {
-        case 0: return 6
-        case 1, 2: return 10
-        case 4: return 16
-        case 5: return 12
-        default: return nil
-        }
-    }
 
     // MARK: Execution
 
-    /// Executes one command for `lun`. `cdb` holds at least the bytes the adapter gave
-    /// (hv_scsi_request.cdb_len of them).
     package func execute(lun: UInt32, cdb: [UInt8], direction: SCSIDataDirection, data: SCSIDataBuffer) -> SCSIResponse {
-        let response = respond(lun: lun, cdb: cdb, direction: direction, data: data)
-        if lun == 0 && cdb.first != Opcode.requestSense {
-            state.withLock { deferredSense = response.status == SCSIStatus.checkCondition ? response.sense : nil }
-        }
-        return response
+        SCSIUnitSense.execute(self, lun: lun, cdb: cdb, direction: direction, data: data)
     }
 
-    private func respond(lun: UInt32, cdb: [UInt8], direction: SCSIDataDirection, data: SCSIDataBuffer) -> SCSIResponse {
-        guard let opcode = cdb.first, let length = Self.cdbLength(opcode: opcode) else {
-            return .check(.invalidOpcode, residual: data.count)
-        }
-        // A CDB shorter than its group cannot be parsed; NACA and linked commands are
-        // not supported (control byte bits 2 and 0).
-        guard cdb.count >= length, cdb[length - 1] & 0x05 == 0 else {
-            return .check(.invalidFieldInCDB, residual: data.count)
-        }
-        let io = Exchange(direction: direction, data: data)
-        guard lun == 0 else { return absentLUN(opcode: opcode, cdb: cdb, io: io) }
+    func idleSense() -> SCSISense { isStopped ? .notReadyStartRequired : .noSense }
 
-        // INQUIRY and REPORT LUNS are not affected by a unit attention; REQUEST SENSE
-        // reports and clears it; every other command fails with it once.
-        switch opcode {
-        case Opcode.inquiry: return inquiry(cdb, io)
-        case Opcode.reportLuns: return reportLuns(cdb, io)
-        case Opcode.requestSense: return requestSense(cdb, io)
-        default: break
-        }
-        if let ua = state.withLock({ () -> SCSISense? in
-            defer { pendingUnitAttention = nil }
-            return pendingUnitAttention
-        }) {
-            return .check(ua, residual: data.count)
-        }
-
+    func command(_ opcode: UInt8, _ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
         switch opcode {
         case Opcode.testUnitReady:
             return isStopped ? io.check(.notReadyStartRequired) : io.done()
@@ -159,27 +81,9 @@ package final class SCSIDiskTarget: @unchecked Sendable {
 
     private var isStopped: Bool { state.withLock { stopped } }
 
-    /// A present target's absent LUN: INQUIRY answers "not connected" (qualifier 3),
-    /// REQUEST SENSE and REPORT LUNS answer; the rest is LOGICAL UNIT NOT SUPPORTED.
-    private func absentLUN(opcode: UInt8, cdb: [UInt8], io: Exchange) -> SCSIResponse {
-        switch opcode {
-        case Opcode.inquiry:
-            guard cdb[1] & 0x03 == 0, cdb[2] == 0 else { return io.check(.invalidFieldInCDB) }
-            var d = standardInquiry()
-            d[0] = 0x7F
-            return io.dataIn(d, allocation: Int(cdb.bigEndian(at: 3, count: 2)))
-        case Opcode.requestSense:
-            return io.dataIn(SCSISense.logicalUnitNotSupported.bytes, allocation: Int(cdb[4]))
-        case Opcode.reportLuns:
-            return reportLuns(cdb, io)
-        default:
-            return io.check(.logicalUnitNotSupported)
-        }
-    }
-
     // MARK: Inquiry, sense, LUNs, capacity
 
-    private func standardInquiry() -> [UInt8] {
+    func standardInquiry() -> [UInt8] {
         var d = [UInt8](repeating: 0x20, count: 36)
         d[0] = 0x00                 // connected direct-access block device
         d[1] = 0x00                 // not removable
@@ -199,7 +103,7 @@ package final class SCSIDiskTarget: @unchecked Sendable {
         disk.supportsDiscard ? [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2] : [0x00, 0x80, 0x83, 0xB0, 0xB1]
     }
 
-    private func inquiry(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
+    func inquiry(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
         let allocation = Int(cdb.bigEndian(at: 3, count: 2))
         // Bit 1 is the obsolete CMDDT.
         guard cdb[1] & 0x02 == 0 else { return io.check(.invalidFieldInCDB) }
@@ -216,12 +120,7 @@ package final class SCSIDiskTarget: @unchecked Sendable {
         case 0x80:
             body = Array(serial.utf8)
         case 0x83:
-            // NAA (binary, LU association) and T10 vendor id (ASCII) designators.
-            var naa = [UInt8](repeating: 0, count: 12)
-            naa[0] = 0x01; naa[1] = 0x03; naa[3] = 8
-            naa.storeBigEndian(naaIdentifier, at: 4)
-            let t10 = Array("VMware  ".utf8) + Array(serial.utf8)
-            body = naa + [0x02, 0x01, 0x00, UInt8(t10.count)] + t10
+            body = identity.deviceIdentification
         case 0xB0:
             // Block limits: WSNZ, and the WRITE SAME / UNMAP limits enforced below.
             body = [UInt8](repeating: 0, count: 0x3C)
@@ -239,33 +138,7 @@ package final class SCSIDiskTarget: @unchecked Sendable {
             // 0xB2 logical block provisioning: UNMAP and WRITE SAME(16) unmap, thin.
             body = [0x00, 0xC0, 0x02, 0x00]
         }
-        var d: [UInt8] = [0x00, page, 0, 0]
-        d.storeBigEndian(UInt16(body.count), at: 2)
-        return io.dataIn(d + body, allocation: allocation)
-    }
-
-    private func requestSense(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
-        // DESC: descriptor-format sense is not supported.
-        guard cdb[1] & 0x01 == 0 else { return io.check(.invalidFieldInCDB) }
-        let sense = state.withLock { () -> [UInt8] in
-            if let deferred = deferredSense {
-                deferredSense = nil
-                return deferred
-            }
-            defer { pendingUnitAttention = nil }
-            return (pendingUnitAttention ?? (stopped ? .notReadyStartRequired : .noSense)).bytes
-        }
-        return io.dataIn(sense, allocation: Int(cdb[4]))
-    }
-
-    private func reportLuns(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
-        let allocation = Int(cdb.bigEndian(at: 6, count: 4))
-        guard cdb[2] <= 0x02, allocation >= 4 else { return io.check(.invalidFieldInCDB) }
-        // SELECT REPORT 01h asks for well-known LUNs only, of which there are none.
-        guard cdb[2] != 0x01 else { return io.dataIn([UInt8](repeating: 0, count: 8), allocation: allocation) }
-        var d = [UInt8](repeating: 0, count: 16)
-        d.storeBigEndian(UInt32(8), at: 0)      // one LUN: 0
-        return io.dataIn(d, allocation: allocation)
+        return io.dataIn(SCSIUnitIdentity.vpdPage(page, pdt: 0x00, body), allocation: allocation)
     }
 
     private func readCapacity10(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {

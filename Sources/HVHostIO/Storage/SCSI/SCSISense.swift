@@ -46,6 +46,8 @@ package struct SCSISense: Equatable, Sendable, CustomStringConvertible {
     package static let noSense = SCSISense(key: keyNoSense, asc: 0, ascq: 0)
     /// 02/04/02: a START STOP UNIT (start) is needed.
     package static let notReadyStartRequired = SCSISense(key: keyNotReady, asc: 0x04, ascq: 0x02)
+    /// 02/3A/00: no medium in the drive (a CD-ROM with its tray open).
+    package static let mediumNotPresent = SCSISense(key: keyNotReady, asc: 0x3A, ascq: 0x00)
     package static let writeError = SCSISense(key: keyMediumError, asc: 0x0C, ascq: 0x00)
     package static let unrecoveredReadError = SCSISense(key: keyMediumError, asc: 0x11, ascq: 0x00)
     package static let parameterListLengthError = SCSISense(key: keyIllegalRequest, asc: 0x1A, ascq: 0x00)
@@ -55,6 +57,10 @@ package struct SCSISense: Equatable, Sendable, CustomStringConvertible {
     package static let logicalUnitNotSupported = SCSISense(key: keyIllegalRequest, asc: 0x25, ascq: 0x00)
     package static let invalidFieldInParameterList = SCSISense(key: keyIllegalRequest, asc: 0x26, ascq: 0x00)
     package static let savingParametersNotSupported = SCSISense(key: keyIllegalRequest, asc: 0x39, ascq: 0x00)
+    /// 05/53/02: PREVENT ALLOW MEDIUM REMOVAL holds the medium in the drive.
+    package static let mediumRemovalPrevented = SCSISense(key: keyIllegalRequest, asc: 0x53, ascq: 0x02)
+    /// 06/28/00: not ready to ready change, the medium may have changed (a tray closed).
+    package static let mediumMayHaveChanged = SCSISense(key: keyUnitAttention, asc: 0x28, ascq: 0x00)
     package static let powerOnReset = SCSISense(key: keyUnitAttention, asc: 0x29, ascq: 0x00)
     package static let writeProtected = SCSISense(key: keyDataProtect, asc: 0x27, ascq: 0x00)
     package static let miscompare = SCSISense(key: keyMiscompare, asc: 0x1D, ascq: 0x00)
