@@ -27,7 +27,7 @@ import Testing
 
     /// A bzImage with `setupSects` real-mode sectors and a protected-mode part of `kernel` bytes.
     static func bzImage(version: UInt16 = 0x020A, loadFlags: UInt8 = 1, kernel: Int = 0x800,
-                        initSize: UInt32 = 0x4000) -> [UInt8] {
+                        initSize: UInt32 = 0x4000, xloadflags: UInt8 = 0) -> [UInt8] {
         var b = [UInt8](repeating: 0, count: 2 * 512 + kernel)
         b[0x1F1] = 1
         b[0x1FE] = 0x55; b[0x1FF] = 0xAA
@@ -38,6 +38,7 @@ import Testing
         put32(&b, 0x22C, 0x37FF_FFFF)
         put32(&b, 0x238, 255)
         put32(&b, 0x260, initSize)
+        b[0x236] = xloadflags
         return b
     }
 
@@ -79,6 +80,18 @@ import Testing
         #expect(plan.loadedRanges[0] == 0x10_0000..<0x10_4000, "init_size covers the decompression footprint")
         #expect(plan.loadedRanges[1].lowerBound == 64 * Self.mib - 0x2000 && plan.loadedRanges[1].count == 5000)
         #expect(plan.commandLine == Array("console=ttyS0".utf8) + [0])
+    }
+
+    /// XLF_KERNEL_64 (protocol 2.12+): long mode at 1 MiB + 0x200 through the identity
+    /// map, RSI = boot_params; the flag in an older header is not trusted.
+    @Test func linux64BitEntryWhenTheHeaderOffersIt() throws {
+        let plan = try KernelImage(bytes: Self.bzImage(version: 0x020C, xloadflags: 1), path: "bz64").plan(memorySize: 64 * Self.mib)
+        #expect(plan.mode == .linux64)
+        #expect(plan.cpu.rip == 0x10_0200 && plan.cpu.rsi == 0x7000 && plan.cpu.rbx == 0)
+        #expect(plan.cpu.efer & (1 << 10) != 0 && plan.cpu.cr0 & (1 << 31) != 0 && plan.cpu.cr3 == 0x10000, "long mode, paging")
+        #expect(plan.cpu.cs.selector == 0x10 && plan.cpu.cs.l && plan.cpu.ds.selector == 0x18)
+        let old = try KernelImage(bytes: Self.bzImage(version: 0x020B, xloadflags: 1), path: "bz").plan(memorySize: 64 * Self.mib)
+        #expect(old.mode == .linux && old.cpu.rip == 0x10_0000)
     }
 
     @Test func linuxRefusals() throws {

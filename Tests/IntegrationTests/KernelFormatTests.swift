@@ -2,8 +2,9 @@ import Foundation
 import XCTest
 
 /// The kernel formats hvhost enters without firmware, each built from guests/kformats:
-/// a PVH ELF32 (`ld -m elf_i386`), a multiboot v1 ELF32 with a module, and a Linux
-/// bzImage (boot protocol 2.10, 32-bit entry) with an initrd. The probe prints what its
+/// a PVH ELF32 (`ld -m elf_i386`), a multiboot v1 ELF32 with a module, and Linux
+/// bzImages with an initrd: protocol 2.10 (32-bit entry) and 2.12 with XLF_KERNEL_64
+/// (the probe built 64-bit, entered in long mode; its 32-bit entry fails). The probe prints what its
 /// protocol handed over and exits 0 (status 1) only when it is all as specified.
 final class KernelFormatTests: XCTestCase {
     private func boot(_ image: String, initrd: String? = nil) throws -> HostHarness.Result {
@@ -31,6 +32,13 @@ final class KernelFormatTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("kformat: multiboot magic ok mem_lower=639 mem_upper=64512 cmdline=probe=kformat-multiboot.elf mmap=5 ram_kib=64512 mods=1 mod0=initrd:module-zero"), r.stdout)
         XCTAssertTrue(r.stderr.contains("multiboot boot"), r.stderr)
+    }
+
+    func testLinuxBzImageWithA64BitEntryIsEnteredInLongMode() throws {
+        let r = try boot("kformat-bzimage64.bin", initrd: "initrd-64")
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("kformat: linux64 header ok cmdline=probe=kformat-bzimage64.bin e820=5 ram_kib=64512 initrd=initrd-64"), r.stdout)
+        XCTAssertTrue(r.stderr.contains("linux64 boot"), r.stderr)
     }
 
     func testLinuxBzImageBootsWithE820CommandLineAndInitrd() throws {

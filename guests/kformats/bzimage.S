@@ -1,6 +1,14 @@
-/* A bzImage around linux.bin (the probe linked at 1 MiB, flat): one boot sector plus
- * setup_sects = 1 real-mode sector holding the setup header (boot protocol 2.10), then
- * the protected-mode kernel. The real-mode code is absent: only the 32-bit entry boots. */
+/* A bzImage around KERNEL (the probe linked at 1 MiB, flat): one boot sector plus
+ * setup_sects = 1 real-mode sector holding the setup header, then the protected-mode
+ * kernel. The real-mode code is absent. Boot protocol 2.10 (32-bit entry) or, with
+ * KERNEL_64, 2.12 with XLF_KERNEL_64 (a 64-bit entry at 0x200). */
+#ifdef KERNEL_64
+#define VERSION 0x020C
+#define XLOADFLAGS 0x0001
+#else
+#define VERSION 0x020A
+#define XLOADFLAGS 0
+#endif
         .section .data
         .org    0x1F1
         .byte   1                       /* setup_sects */
@@ -10,7 +18,7 @@
         .word   0xAA55                  /* boot_flag */
         .byte   0xEB, header_end - 0x202  /* jump over the header */
         .ascii  "HdrS"
-        .word   0x020A                  /* version */
+        .word   VERSION
         .long   0                       /* realmode_swtch */
         .word   0x1000, 0               /* start_sys_seg, kernel_version */
         .byte   0                       /* type_of_loader */
@@ -25,7 +33,7 @@
         .long   0x37FFFFFF              /* initrd_addr_max */
         .long   0x1000                  /* kernel_alignment */
         .byte   0, 0                    /* relocatable_kernel, min_alignment */
-        .word   0                       /* xloadflags */
+        .word   XLOADFLAGS
         .long   2047                    /* cmdline_size */
         .long   0, 0                    /* hardware_subarch, hardware_subarch_data */
         .long   0, 0                    /* payload_offset, payload_length */
@@ -36,5 +44,5 @@
 header_end:
         .org    1024
 kernel:
-        .incbin "build/kformats/linux.bin"
+        .incbin KERNEL
 kernel_end:

@@ -1,11 +1,13 @@
-/* One 32-bit probe, packaged as the three kernel formats hvhost loads without firmware
- * (a PVH ELF32, a multiboot ELF32, a Linux bzImage). Each entry stub hands over what its
- * protocol passes; the probe prints it on COM1 and exits through port 0x501: 0 when it is
- * all as the protocol says, 1 otherwise. */
+/* One probe, packaged as the kernel formats hvhost loads without firmware (a PVH ELF32,
+ * a multiboot ELF32, a Linux bzImage entered at 32 bits and, built 64-bit, one entered in
+ * long mode). Each entry stub hands over what its protocol passes; the probe prints it on
+ * COM1 and exits through port 0x501: 0 when it is all as the protocol says, 1 otherwise. */
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long u64;
+/* A guest-physical address the protocol passes as a 32-bit field, as a pointer. */
+typedef unsigned long uptr;
 
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
 static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
@@ -44,7 +46,7 @@ static u32 ram_above_1m_kib(const u8 *map, u32 count, u32 stride, u32 base_off) 
 
 void pvh_main(const u32 *si) {
     int ok = si[0] == 0x336ec578;
-    const char *cmdline = (const char *)(u32)*(const u64 *)(si + 6);
+    const char *cmdline = (const char *)(uptr)*(const u64 *)(si + 6);
     u32 entries = si[12];
     puts("kformat: pvh32 magic ");
     puts(ok ? "ok" : "bad");
@@ -53,7 +55,7 @@ void pvh_main(const u32 *si) {
     puts(" memmap=");
     putu(entries);
     puts(" ram_kib=");
-    putu(ram_above_1m_kib((const u8 *)(u32)*(const u64 *)(si + 10), entries, 24, 0));
+    putu(ram_above_1m_kib((const u8 *)(uptr)*(const u64 *)(si + 10), entries, 24, 0));
     puts("\r\n");
     finish(ok && entries > 0);
 }
@@ -67,20 +69,20 @@ void multiboot_main(u32 magic, const u32 *mbi) {
     puts(" mem_upper=");
     putu(mbi[2]);
     puts(" cmdline=");
-    puts((const char *)mbi[4]);
+    puts((const char *)(uptr)mbi[4]);
     u32 mmap_len = mbi[11];
     puts(" mmap=");
     putu(mmap_len / 24);
     puts(" ram_kib=");
-    putu(ram_above_1m_kib((const u8 *)mbi[12], mmap_len / 24, 24, 4));
+    putu(ram_above_1m_kib((const u8 *)(uptr)mbi[12], mmap_len / 24, 24, 4));
     puts(" mods=");
     putu(mbi[5]);
     if (mbi[5] > 0) {
-        const u32 *mod = (const u32 *)mbi[6];
+        const u32 *mod = (const u32 *)(uptr)mbi[6];
         puts(" mod0=");
-        puts((const char *)mod[2]);
+        puts((const char *)(uptr)mod[2]);
         puts(":");
-        putsn((const char *)mod[0], mod[1] - mod[0]);
+        putsn((const char *)(uptr)mod[0], mod[1] - mod[0]);
     }
     puts("\r\n");
     finish(ok);
@@ -89,17 +91,21 @@ void multiboot_main(u32 magic, const u32 *mbi) {
 void linux_main(const u8 *bp) {
     int ok = *(const u32 *)(bp + 0x202) == 0x53726448 && bp[0x210] == 0xFF;
     u32 entries = bp[0x1E8];
+#ifdef __x86_64__
+    puts("kformat: linux64 header ");
+#else
     puts("kformat: linux header ");
+#endif
     puts(ok ? "ok" : "bad");
     puts(" cmdline=");
-    puts((const char *)*(const u32 *)(bp + 0x228));
+    puts((const char *)(uptr)*(const u32 *)(bp + 0x228));
     puts(" e820=");
     putu(entries);
     puts(" ram_kib=");
     putu(ram_above_1m_kib(bp + 0x2D0, entries, 20, 0));
     u32 initrd = *(const u32 *)(bp + 0x218), size = *(const u32 *)(bp + 0x21C);
     puts(" initrd=");
-    putsn((const char *)initrd, size);
+    putsn((const char *)(uptr)initrd, size);
     puts("\r\n");
     finish(ok && entries > 0);
 }

@@ -14,6 +14,12 @@ package enum BootMode: String, Sendable, CaseIterable, CustomStringConvertible {
     case multiboot
     /// Linux boot protocol 2.02+, 32-bit entry: ESI = boot_params (the "zero page").
     case linux
+    /// Linux boot protocol 2.12+ with XLF_KERNEL_64, 64-bit entry (load address +
+    /// 0x200) in long mode with the first 4 GiB identity-mapped: RSI = boot_params.
+    case linux64
+
+    /// Entered in long mode, through the boot identity map.
+    var isLongMode: Bool { self == .elf64 || self == .linux64 }
 
     package var description: String { rawValue }
 }

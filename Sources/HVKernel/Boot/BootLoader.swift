@@ -74,7 +74,7 @@ package enum BootLoader {
             try memory.write(plan.startInfo.encoded(), at: plan.startInfoAddress)
             try memory.write(plan.memoryMap.flatMap { $0.encoded() }, at: BootLayout.memoryMapAddress)
             try memory.write(plan.commandLine, at: BootLayout.commandLineAddress)
-            if plan.mode == .elf64 {
+            if plan.mode.isLongMode {
                 for (address, table) in identityMapTables() {
                     try memory.write(table, at: address)
                 }
@@ -86,11 +86,11 @@ package enum BootLoader {
     }
 
     /// The GDT: null, 0x08 unused (null), 0x10 code (32-bit for PVH, 64-bit for
-    /// elf64), 0x18 flat data, 0x20 busy TSS (16-byte system descriptor).
+    /// elf64 and linux64), 0x18 flat data, 0x20 busy TSS (16-byte system descriptor).
     /// (Every 32-bit entry — PVH, multiboot, Linux — uses the PVH table; Linux's
     /// __BOOT_CS/__BOOT_DS are 0x10/0x18, as here.)
     static func gdtBytes(for mode: BootMode) -> [UInt8] {
-        let cpu: VCPURegisterState = mode == .elf64
+        let cpu: VCPURegisterState = mode.isLongMode
             ? .longMode(entry: 0, startInfo: 0, pml4: 0) : .pvh(entry: 0, startInfo: 0)
         var b = BootBytes()
         b.append(UInt64(0))

@@ -242,7 +242,7 @@ package struct ELFImage: Sendable {
     func entryAddress(for mode: BootMode) throws(BootError) -> UInt64 {
         func fail(_ r: BootError.Reason) -> BootError { BootError(file: path, reason: r) }
         switch mode {
-        case .pvh, .multiboot, .linux:
+        case .pvh, .multiboot, .linux, .linux64:
             guard let pvh = pvhEntry else { throw fail(.pvhNoteMissing) }
             let e = UInt64(pvh)
             guard segments.contains(where: { $0.physicalRange.contains(e) }) else {

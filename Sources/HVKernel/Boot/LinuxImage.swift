@@ -1,10 +1,13 @@
 import HVBackendKVM
 import HVMemory
 
-/// A Linux x86 kernel (bzImage) booted by the boot protocol's 32-bit entry: the
-/// protected-mode part (after the `setup_sects + 1` real-mode sectors) is loaded at
-/// 1 MiB, and the vCPU starts at 1 MiB in flat 32-bit mode with paging and interrupts
-/// off, CS/DS 0x10/0x18 (__BOOT_CS/__BOOT_DS) and ESI = boot_params. boot_params (the
+/// A Linux x86 kernel (bzImage) booted without firmware: the protected-mode part (after
+/// the `setup_sects + 1` real-mode sectors) is loaded at 1 MiB. A kernel that offers the
+/// 64-bit entry (protocol 2.12+, XLF_KERNEL_64, as every x86-64 kernel since 3.8 does)
+/// is entered there, at 1 MiB + 0x200 in long mode with the boot identity map, as
+/// Firecracker and cloud-hypervisor do; others by the 32-bit entry at 1 MiB in flat
+/// 32-bit mode with paging off. Both with interrupts off, CS/DS 0x10/0x18
+/// (__BOOT_CS/__BOOT_DS) and ESI = boot_params. boot_params (the
 /// "zero page") holds a copy of the image's setup header with the loader's fields set
 /// (type_of_loader 0xFF, cmd_line_ptr, ramdisk_image/size) and the E820 map.
 ///
@@ -29,6 +32,7 @@ package struct LinuxImage: Sendable {
         static let cmdLinePtr = 0x228
         static let initrdAddrMax = 0x22C
         static let cmdlineSize = 0x238
+        static let xloadflags = 0x236
         static let initSize = 0x260
         static let e820Table = 0x2D0
     }
@@ -38,6 +42,9 @@ package struct LinuxImage: Sendable {
     static let loadAddress: UInt64 = 0x10_0000
     static let e820Capacity = 128
     static let loadedHigh: UInt8 = 0x01
+    /// xloadflags XLF_KERNEL_64: a 64-bit entry at the load address + 0x200.
+    static let kernel64: UInt16 = 0x0001
+    static let entry64Offset: UInt64 = 0x200
 
     let path: String
     let bytes: [UInt8]
@@ -47,6 +54,8 @@ package struct LinuxImage: Sendable {
     /// Bytes the kernel needs from the load address while it decompresses (init_size,
     /// 2.10+), at least its own size.
     let footprint: UInt64
+    /// How `load` enters it: `.linux64` when the header offers the 64-bit entry.
+    let mode: BootMode
 
     static func hasHeader(_ bytes: [UInt8]) -> Bool {
         bytes.count >= Offset.header + 4 && Array(bytes[Offset.header..<(Offset.header + 4)]) == Array("HdrS".utf8)
@@ -73,6 +82,7 @@ package struct LinuxImage: Sendable {
         kernelOffset = offset
         let initSize = version >= 0x020A ? UInt64(r.u32(Offset.initSize)) : 0
         footprint = max(UInt64(bytes.count - offset), initSize)
+        mode = version >= 0x020C && r.u16(Offset.xloadflags) & Self.kernel64 != 0 ? .linux64 : .linux
     }
 
     /// Plans (memory nil) or loads the kernel.
@@ -114,15 +124,25 @@ package struct LinuxImage: Sendable {
         }
         params.replaceSubrange(Offset.e820Table..<(Offset.e820Table + e820.bytes.count), with: e820.bytes)
 
-        var cpu = VCPURegisterState.pvh(entry: UInt32(Self.loadAddress), startInfo: 0)
-        cpu.rsi = Self.bootParamsAddress
-        let plan = BootPlan(mode: .linux, cpu: cpu, startInfoAddress: Self.bootParamsAddress, startInfo: HVMStartInfo(),
+        var cpu: VCPURegisterState
+        if mode == .linux64 {
+            cpu = .longMode(entry: Self.loadAddress + Self.entry64Offset, startInfo: Self.bootParamsAddress,
+                            pml4: BootLayout.pml4Address)
+            cpu.rbx = 0
+        } else {
+            cpu = .pvh(entry: UInt32(Self.loadAddress), startInfo: 0)
+            cpu.rsi = Self.bootParamsAddress
+        }
+        let plan = BootPlan(mode: mode, cpu: cpu, startInfoAddress: Self.bootParamsAddress, startInfo: HVMStartInfo(),
                             memoryMap: map, commandLine: cmdline,
                             loadedRanges: [kernelRange] + (initrd.map { [initrdAddress..<(initrdAddress + UInt64($0.count))] } ?? []))
         guard let memory else { return plan }
         try memory.bootZero(at: BootLayout.bootAreaStart, count: BootLayout.bootAreaEnd - BootLayout.bootAreaStart, path: path)
         try memory.bootWrite(bytes[kernelOffset...], at: Self.loadAddress, path: path)
-        try memory.bootWrite(BootLoader.gdtBytes(for: .pvh), at: BootLayout.gdtAddress, path: path)
+        try memory.bootWrite(BootLoader.gdtBytes(for: mode), at: BootLayout.gdtAddress, path: path)
+        if mode == .linux64 {
+            for (address, table) in BootLoader.identityMapTables() { try memory.bootWrite(table, at: address, path: path) }
+        }
         try memory.bootWrite(params, at: Self.bootParamsAddress, path: path)
         try memory.bootWrite(cmdline, at: BootLayout.commandLineAddress, path: path)
         if let initrd { try memory.bootWrite(initrd, at: initrdAddress, path: path) }
