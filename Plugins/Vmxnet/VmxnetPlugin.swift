@@ -51,6 +51,9 @@ private func makeClient(mac: [UInt8]) -> hv_net_client {
     return client
 }
 
+/// Debian's iPXE PXE ROM for VMXNET3 (package ipxe-qemu).
+let defaultBootROM = "/usr/lib/ipxe/qemu/pxe-vmxnet3.rom"
+
 private func vmxnetCreate(_ services: UnsafePointer<hv_host_services>?, _ host: OpaquePointer?,
                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guard let services, let host, let out else { return HV_EINVAL }
@@ -82,6 +85,9 @@ private func vmxnetCreate(_ services: UnsafePointer<hv_host_services>?, _ host: 
     identity.revision = 0x01
     identity.interrupt_pin = 1
     var rc = setIdentity(host, &identity)
+    guard rc >= 0 else { return rc }
+
+    rc = NICConfiguration.offerBootROM(hs, host: host, defaultROM: defaultBootROM)
     guard rc >= 0 else { return rc }
 
     // BAR0 "PT" and BAR1 "VD" registers, BAR2 the MSI-X table (0) and PBA (0x1000).

@@ -10,6 +10,7 @@ final class FirmwareBootTests: XCTestCase {
     static let cpuBudget = 10.0
     /// What Vlance offers as its boot ROM (Debian ipxe-qemu) when the boot order names it.
     static let pxeROM = "/usr/lib/ipxe/qemu/pxe-pcnet.rom"
+    static let vmxnetROM = "/usr/lib/ipxe/qemu/pxe-vmxnet3.rom"
 
     func requireSeaBIOS() throws {
         try HostHarness.requireHost()
@@ -111,7 +112,7 @@ final class FirmwareBootTests: XCTestCase {
     /// adapter through its own mpt-scsi driver; the MBR prints a line on COM1 and stops
     /// the VM through the debug-exit port.
     func testSeaBIOSBootsAnMBRFromTheLSILogicDisk() throws {
-        try bootMBR(name: "mbr-lsilogic", nic: false)
+        try bootMBR(name: "mbr-lsilogic", nic: nil)
     }
 
     /// The same with a vlance NIC second in the boot order: its PXE ROM (iPXE) is offered
@@ -120,10 +121,19 @@ final class FirmwareBootTests: XCTestCase {
         guard FileManager.default.fileExists(atPath: Self.pxeROM) else {
             throw XCTSkip("\(Self.pxeROM) is missing (apt-get install ipxe-qemu): no NIC boot ROM to offer")
         }
-        try bootMBR(name: "mbr-with-pxe", nic: true)
+        try bootMBR(name: "mbr-with-pxe", nic: "vlance")
     }
 
-    /// El Torito: an ISO image on our LSILogic adapter as a CD-ROM drive
+    /// The same with a Vmxnet NIC: it offers iPXE's vmxnet3 ROM (pxe-vmxnet3.rom).
+    func testDiskBootWithTheVmxnetBootROMInTheOrder() throws {
+        guard FileManager.default.fileExists(atPath: Self.vmxnetROM) else {
+            throw XCTSkip("\(Self.vmxnetROM) is missing (apt-get install ipxe-qemu): no NIC boot ROM to offer")
+        }
+        try bootMBR(name: "mbr-with-vmxnet-pxe", nic: "vmxnet")
+    }
+
+    /// El Torito: an ISO image (guests/build/eltorito.iso, made by guests/tools/mkeltorito)
+    /// on our LSILogic adapter as a CD-ROM drive
     /// (`deviceType = "cdrom-image"`), next to a bootable disk, with the CD first in the
     /// boot order. SeaBIOS's mpt-scsi driver finds a removable type-5 unit, reads the
     /// boot record and catalog by READ(10) of 2048-byte blocks and enters the
@@ -133,7 +143,6 @@ final class FirmwareBootTests: XCTestCase {
         let dir = HostHarness.workDir + "/eltorito"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let mbr = try Data(contentsOf: URL(fileURLWithPath: HostHarness.repoRoot + "/guests/build/mbr.bin"))
-        FileManager.default.createFile(atPath: dir + "/boot.iso", contents: Data(ElToritoImage.build(bootImage: Array(mbr))))
         FileManager.default.createFile(atPath: dir + "/disk.vmdk", contents: mbr + Data(count: (1 << 20) - 512))
         let vmx = dir + "/cd.vmx"
         try """
@@ -145,7 +154,7 @@ final class FirmwareBootTests: XCTestCase {
             scsi0:0.fileName = "disk.vmdk"
             scsi0:1.present = "TRUE"
             scsi0:1.deviceType = "cdrom-image"
-            scsi0:1.fileName = "boot.iso"
+            scsi0:1.fileName = "\(HostHarness.repoRoot)/guests/build/eltorito.iso"
             bios.bootOrder = "cdrom,hdd"
             hv.serial = "file:serial.txt"
             hv.firmware.log = "bios.log"
@@ -164,7 +173,8 @@ final class FirmwareBootTests: XCTestCase {
         XCTAssertEqual(o.status, 99, "debug exit 0x31: \(o.stderr)")
     }
 
-    private func bootMBR(name: String, nic: Bool) throws {
+    /// `nic`: the model of a NIC second in the boot order, or none.
+    private func bootMBR(name: String, nic: String?) throws {
         try requireSeaBIOS()
         let dir = HostHarness.workDir + "/" + name
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -180,8 +190,9 @@ final class FirmwareBootTests: XCTestCase {
             scsi0.virtualDev = "lsilogic"
             scsi0:0.present = "TRUE"
             scsi0:0.fileName = "boot.vmdk"
-            bios.bootOrder = "\(nic ? "hdd,ethernet0" : "hdd")"
-            ethernet0.present = "\(nic ? "TRUE" : "FALSE")"
+            bios.bootOrder = "\(nic != nil ? "hdd,ethernet0" : "hdd")"
+            ethernet0.present = "\(nic != nil ? "TRUE" : "FALSE")"
+            ethernet0.virtualDev = "\(nic ?? "vlance")"
             hv.serial = "file:serial.txt"
             hv.firmware.log = "bios.log"
 
@@ -190,7 +201,7 @@ final class FirmwareBootTests: XCTestCase {
             .init(name: "reset vector to banner", marker: "SeaBIOS (version"),
             .init(name: "mpt-scsi finds the adapter", marker: "found mpt-scsi(0030)"),
             .init(name: "mpt-scsi reads the disk's capacity", marker: "0:0 blksize=512 sectors=8192"),
-        ] + (nic ? [.init(name: "NIC boot ROM init", marker: "Running option rom at")] : []) + [
+        ] + (nic != nil ? [.init(name: "NIC boot ROM init", marker: "Running option rom at")] : []) + [
             .init(name: "POST to the MBR", marker: "Booting from Hard Disk..."),
         ])
         run.exitPhase = "MBR to debug exit"
@@ -199,6 +210,6 @@ final class FirmwareBootTests: XCTestCase {
         let serial = (try? String(contentsOfFile: dir + "/serial.txt", encoding: .utf8)) ?? ""
         XCTAssertTrue(serial.contains("mbr: booted by the BIOS from drive 0x80\r\n"), "serial: \(serial)")
         XCTAssertEqual(o.status, 99, "debug exit 0x31: \(o.stderr)")
-        if !nic { XCTAssertFalse(o.log.contains("Running option rom"), o.log) }
+        if nic == nil { XCTAssertFalse(o.log.contains("Running option rom"), o.log) }
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import XCTest
 
 /// The same guest binaries under QEMU: a guest driver that passes against an
@@ -92,9 +91,7 @@ final class QEMUCrossCheckTests: XCTestCase {
     /// so a failure there is ours.
     func testElToritoImageUnderQEMU() throws {
         let qemu = try HostHarness.requireQEMU()
-        let mbr = try Data(contentsOf: URL(fileURLWithPath: HostHarness.repoRoot + "/guests/build/mbr.bin"))
-        let iso = HostHarness.workDir + "/qemu-eltorito.iso"
-        FileManager.default.createFile(atPath: iso, contents: Data(ElToritoImage.build(bootImage: Array(mbr))))
+        let iso = HostHarness.repoRoot + "/guests/build/eltorito.iso"
         let r = HostHarness.run(qemu, ["-enable-kvm", "-M", "pc", "-m", "64", "-display", "none", "-no-reboot",
                                        "-nodefaults", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0x501,iosize=2",
                                        "-device", "mptsas1068,id=hba",
