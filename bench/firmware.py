@@ -117,9 +117,14 @@ def qemu_cmd(name, bios, medium, tftp_root=None):
         cmd += ["-device", "mptsas1068,id=hba", "-drive", f"file={path},if=none,id=d0,format=raw,readonly=on",
                 "-device", f"{device},drive=d0,bus=hba.0,scsi-id=0"]
     if kind == "ipxe":
-        cmd += ["-kernel", IPXE, "-append", IPXE_SCRIPT,
+        # SeaBIOS mirrors its screen (where iPXE prints) to COM1, as hvhost asks it to
+        # on a VM without a display adapter.
+        sercon = os.path.join(TMP, "sercon-port")
+        with open(sercon, "wb") as f:
+            f.write((0x3F8).to_bytes(2, "little"))
+        cmd += ["-fw_cfg", f"name=etc/sercon-port,file={sercon}", "-kernel", IPXE, "-append", IPXE_SCRIPT,
                 "-netdev", f"user,id=n0,net={PREFIX}.0/24,host={PREFIX}.1,tftp={tftp_root}",
-                "-device", "pcnet,netdev=n0"]
+                "-device", "pcnet,netdev=n0,romfile="]   # no PXE ROM at POST: hvhost offers none
         return cmd, serial
     return cmd, log
 

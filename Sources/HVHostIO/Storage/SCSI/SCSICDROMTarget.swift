@@ -93,21 +93,13 @@ package final class SCSICDROMTarget: SCSILogicalUnit, @unchecked Sendable {
 
     private static let vpdPages: [UInt8] = [0x00, 0x80, 0x83]
 
-    func inquiry(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
-        let allocation = Int(cdb.bigEndian(at: 3, count: 2))
-        guard cdb[1] & 0x02 == 0 else { return io.check(.invalidFieldInCDB) }
-        guard cdb[1] & 0x01 != 0 else {
-            guard cdb[2] == 0 else { return io.check(.invalidFieldInCDB) }
-            return io.dataIn(standardInquiry(), allocation: allocation)
+    func vpdPage(_ page: UInt8) -> [UInt8]? {
+        switch page {
+        case 0x00: return Self.vpdPages
+        case 0x80: return Array(identity.serial.utf8)
+        case 0x83: return identity.deviceIdentification
+        default: return nil
         }
-        let body: [UInt8]
-        switch cdb[2] {
-        case 0x00: body = Self.vpdPages
-        case 0x80: body = Array(identity.serial.utf8)
-        case 0x83: body = identity.deviceIdentification
-        default: return io.check(.invalidFieldInCDB)
-        }
-        return io.dataIn(SCSIUnitIdentity.vpdPage(cdb[2], pdt: 0x05, body), allocation: allocation)
     }
 
     // MARK: Medium

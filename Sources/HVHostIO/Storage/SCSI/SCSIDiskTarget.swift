@@ -103,27 +103,19 @@ package final class SCSIDiskTarget: SCSILogicalUnit, @unchecked Sendable {
         disk.supportsDiscard ? [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2] : [0x00, 0x80, 0x83, 0xB0, 0xB1]
     }
 
-    func inquiry(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
-        let allocation = Int(cdb.bigEndian(at: 3, count: 2))
-        // Bit 1 is the obsolete CMDDT.
-        guard cdb[1] & 0x02 == 0 else { return io.check(.invalidFieldInCDB) }
-        guard cdb[1] & 0x01 != 0 else {
-            guard cdb[2] == 0 else { return io.check(.invalidFieldInCDB) }
-            return io.dataIn(standardInquiry(), allocation: allocation)
-        }
-        let page = cdb[2]
-        guard vpdPages.contains(page) else { return io.check(.invalidFieldInCDB) }
-        var body: [UInt8]
+    /// VPD pages 00h, 80h, 83h, B0h, B1h and (thin) B2h.
+    func vpdPage(_ page: UInt8) -> [UInt8]? {
+        guard vpdPages.contains(page) else { return nil }
         switch page {
         case 0x00:
-            body = vpdPages
+            return vpdPages
         case 0x80:
-            body = Array(serial.utf8)
+            return Array(serial.utf8)
         case 0x83:
-            body = identity.deviceIdentification
+            return identity.deviceIdentification
         case 0xB0:
             // Block limits: WSNZ, and the WRITE SAME / UNMAP limits enforced below.
-            body = [UInt8](repeating: 0, count: 0x3C)
+            var body = [UInt8](repeating: 0, count: 0x3C)
             body[0] = 0x01
             if disk.supportsDiscard {
                 body.storeBigEndian(UInt32(Self.maxUnmapBlocks), at: 16)
@@ -131,14 +123,14 @@ package final class SCSIDiskTarget: SCSILogicalUnit, @unchecked Sendable {
                 body.storeBigEndian(UInt32(4096 / blockSize), at: 24)   // optimal unmap granularity
             }
             body.storeBigEndian(Self.maxWriteSameBlocks, at: 32)
+            return body
         case 0xB1:
             // Block device characteristics: rotation rate and form factor not reported.
-            body = [UInt8](repeating: 0, count: 0x3C)
+            return [UInt8](repeating: 0, count: 0x3C)
         default:
             // 0xB2 logical block provisioning: UNMAP and WRITE SAME(16) unmap, thin.
-            body = [0x00, 0xC0, 0x02, 0x00]
+            return [0x00, 0xC0, 0x02, 0x00]
         }
-        return io.dataIn(SCSIUnitIdentity.vpdPage(page, pdt: 0x00, body), allocation: allocation)
     }
 
     private func readCapacity10(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {

@@ -81,23 +81,16 @@ struct SCSIUnitIdentity {
         let t10 = Array("VMware  ".utf8) + Array(serial.utf8)
         return naa + [0x02, 0x01, 0x00, UInt8(t10.count)] + t10
     }
-
-    /// A VPD page (`page` with its 4-byte header) around `body`.
-    static func vpdPage(_ page: UInt8, pdt: UInt8, _ body: [UInt8]) -> [UInt8] {
-        var d: [UInt8] = [pdt, page, 0, 0]
-        d.storeBigEndian(UInt16(body.count), at: 2)
-        return d + body
-    }
 }
 
 /// What sets one kind of target apart; `SCSIUnitSense.execute` does the rest (CDB form,
 /// absent LUNs, REPORT LUNS, REQUEST SENSE, unit attention, deferred sense).
 protocol SCSILogicalUnit: SCSITarget {
     var unitSense: SCSIUnitSense { get }
-    /// Standard INQUIRY data of LUN 0 (36 bytes).
+    /// Standard INQUIRY data of LUN 0 (36 bytes; byte 0 is the peripheral type).
     func standardInquiry() -> [UInt8]
-    /// INQUIRY of LUN 0, standard data or a VPD page.
-    func inquiry(_ cdb: [UInt8], _ io: Exchange) -> SCSIResponse
+    /// The body of VPD page `page` (after its 4-byte header); nil for a page it lacks.
+    func vpdPage(_ page: UInt8) -> [UInt8]?
     /// The sense REQUEST SENSE reports when nothing is pending (e.g. NOT READY while
     /// stopped or without a medium).
     func idleSense() -> SCSISense
@@ -149,13 +142,28 @@ final class SCSIUnitSense: @unchecked Sendable {
         // INQUIRY and REPORT LUNS are not affected by a unit attention; REQUEST SENSE
         // reports and clears it; every other command fails with it once.
         switch opcode {
-        case SCSIOpcode.inquiry: return unit.inquiry(cdb, io)
+        case SCSIOpcode.inquiry: return inquiry(unit, cdb, io)
         case SCSIOpcode.reportLuns: return reportLuns(cdb, io)
         case SCSIOpcode.requestSense: return requestSense(unit, cdb, io)
         default: break
         }
         if let ua = unit.unitSense.takeUnitAttention() { return io.check(ua) }
         return unit.command(opcode, cdb, io)
+    }
+
+    private static func inquiry(_ unit: some SCSILogicalUnit, _ cdb: [UInt8], _ io: Exchange) -> SCSIResponse {
+        let allocation = Int(cdb.bigEndian(at: 3, count: 2))
+        // Bit 1 is the obsolete CMDDT.
+        guard cdb[1] & 0x02 == 0 else { return io.check(.invalidFieldInCDB) }
+        let standard = unit.standardInquiry()
+        guard cdb[1] & 0x01 != 0 else {
+            guard cdb[2] == 0 else { return io.check(.invalidFieldInCDB) }
+            return io.dataIn(standard, allocation: allocation)
+        }
+        guard let body = unit.vpdPage(cdb[2]) else { return io.check(.invalidFieldInCDB) }
+        var d: [UInt8] = [standard[0], cdb[2], 0, 0]
+        d.storeBigEndian(UInt16(body.count), at: 2)
+        return io.dataIn(d + body, allocation: allocation)
     }
 
     /// A present target's absent LUN: INQUIRY answers "not connected" (qualifier 3),
